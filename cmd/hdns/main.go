@@ -1,0 +1,295 @@
+// Command hdns is a DNS server for Kubernetes headless Services: it serves
+// the Kubernetes DNS specification from a live cluster or from manifests on
+// disk, and chooses which endpoints each answer names with per-Service
+// policies.
+//
+// This file only wires flags to the zone, policy and server packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/server"
+	"github.com/hdns-dev/hdns/zone"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+// listFlag is a repeatable string flag whose first use replaces its default.
+type listFlag struct {
+	values []string
+	set    bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.values, ",") }
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		l.values, l.set = nil, true
+	}
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			l.values = append(l.values, part)
+		}
+	}
+	return nil
+}
+
+type config struct {
+	zones, reverseZones, nsAddrs listFlag
+	listen, httpListen           string
+	kubeconfig, manifests        string
+	namespace, selector          string
+	ttl                          time.Duration
+	logLevel                     string
+	defaultPolicy                string
+	endpointPodNames             bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{
+		zones:        listFlag{values: []string{"cluster.local."}},
+		reverseZones: listFlag{values: []string{"in-addr.arpa.", "ip6.arpa."}},
+	}
+	fs := flag.NewFlagSet("hdns", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Var(&c.zones, "zone", "zone to serve Services in, repeatable or comma-separated")
+	fs.Var(&c.reverseZones, "reverse-zone", `reverse zone to serve PTR records in, repeatable; "none" serves none`)
+	fs.StringVar(&c.listen, "listen", ":53", "UDP and TCP address for DNS")
+	fs.StringVar(&c.httpListen, "http-listen", ":8080", "HTTP address for /metrics, /healthz and /readyz")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	fs.StringVar(&c.manifests, "manifests", "", "serve Kubernetes YAML manifests from this file or directory instead of a cluster; edits are picked up")
+	fs.StringVar(&c.namespace, "namespace", "", "watch only this namespace (default: all)")
+	fs.StringVar(&c.selector, "selector", "", "serve only Services matching this label selector")
+	fs.DurationVar(&c.ttl, "ttl", 5*time.Second, "TTL of answers, whole seconds")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.defaultPolicy, "default-policy", "ordered", "policy for Services without a valid hdns.dev/policy annotation; steps: "+strings.Join(policy.Names(), ", "))
+	fs.BoolVar(&c.endpointPodNames, "endpoint-pod-names", false, "name endpoints without a hostname after their Pod instead of their dashed address")
+	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, nil
+}
+
+// zoneOptions validates the flags that shape the zone.
+func (c *config) zoneOptions() (*zone.Options, error) {
+	opts := &zone.Options{EndpointPodNames: c.endpointPodNames}
+	if c.ttl < time.Second || c.ttl > 24*time.Hour || c.ttl%time.Second != 0 {
+		return nil, fmt.Errorf("--ttl %v: want whole seconds from 1s to 24h", c.ttl)
+	}
+	opts.TTL = uint32(c.ttl / time.Second)
+	for _, z := range c.zones.values {
+		cz, err := zone.CanonicalZone(z)
+		if err != nil {
+			return nil, fmt.Errorf("--zone: %w", err)
+		}
+		opts.Zones = append(opts.Zones, cz)
+	}
+	if len(opts.Zones) == 0 {
+		return nil, errors.New("--zone: at least one zone is needed")
+	}
+	for _, z := range c.reverseZones.values {
+		if z == "none" {
+			continue
+		}
+		cz, err := zone.CanonicalZone(z)
+		if err != nil {
+			return nil, fmt.Errorf("--reverse-zone: %w", err)
+		}
+		if !zone.InZone(cz, "in-addr.arpa.") && !zone.InZone(cz, "ip6.arpa.") {
+			return nil, fmt.Errorf("--reverse-zone %s: not under in-addr.arpa. or ip6.arpa.", cz)
+		}
+		opts.ReverseZones = append(opts.ReverseZones, cz)
+	}
+	for _, a := range c.nsAddrs.values {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("--ns-address: %w", err)
+		}
+		opts.NSAddrs = append(opts.NSAddrs, ip.Unmap())
+	}
+	chain, err := policy.Parse(c.defaultPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("--default-policy: %w", err)
+	}
+	opts.DefaultPolicy = chain
+	return opts, nil
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// run starts hdns and blocks until ctx is done. It returns the exit code:
+// 2 for bad flags, 1 for any other failure to start.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "hdns:", err)
+		return 2
+	}
+	log, err := newLogger(cfg.logLevel, stderr)
+	if err == nil {
+		err = cfg.validateSource()
+	}
+	var opts *zone.Options
+	if err == nil {
+		opts, err = cfg.zoneOptions()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "hdns:", err)
+		return 2
+	}
+	if err := serve(ctx, cfg, opts, log); err != nil {
+		log.Error("hdns stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func (c *config) validateSource() error {
+	if c.manifests != "" && c.kubeconfig != "" {
+		return errors.New("--manifests and --kubeconfig are exclusive: serve files or a cluster, not both")
+	}
+	if c.selector != "" {
+		if _, err := labels.Parse(c.selector); err != nil {
+			return fmt.Errorf("--selector: %w", err)
+		}
+	}
+	return nil
+}
+
+func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	zoneMetrics := zone.NewMetrics(reg)
+	pub := zone.NewPublisher(opts, log, zoneMetrics)
+
+	var list zone.ListFunc
+	var runSource func()
+	if cfg.manifests != "" {
+		src := &zone.ManifestSource{Path: cfg.manifests, Log: log, Metrics: zoneMetrics}
+		if err := src.Load(); err != nil {
+			return err
+		}
+		list = src.List
+		pub.Rebuild(list)
+		runSource = func() { src.Run(ctx, pub.Changed) }
+	} else {
+		client, err := kubeClient(cfg.kubeconfig)
+		if err != nil {
+			return err
+		}
+		if err := zone.CheckReachable(ctx, client, 10*time.Second); err != nil {
+			return err
+		}
+		src := &zone.KubeSource{Client: client, Namespace: cfg.namespace, LabelSelector: cfg.selector, Log: log, Metrics: zoneMetrics}
+		list = src.List
+		runSource = func() {
+			if err := src.Run(ctx, pub.Changed); err != nil && ctx.Err() == nil {
+				log.Error("kubernetes source stopped", "err", err)
+			}
+		}
+	}
+
+	responder := &server.Responder{
+		Snapshot: pub.Snapshot,
+		Zones:    append(append([]string(nil), opts.Zones...), opts.ReverseZones...),
+		Metrics:  server.NewMetrics(reg),
+	}
+	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log}
+	if err := dnsServer.Listen(); err != nil {
+		return err
+	}
+	httpListener, err := net.Listen("tcp", cfg.httpListen)
+	if err != nil {
+		return fmt.Errorf("listen on --http-listen %s: %w", cfg.httpListen, err)
+	}
+	httpServer := &http.Server{Handler: server.HTTPHandler(reg, pub.Snapshot), ReadHeaderTimeout: 5 * time.Second}
+
+	go runSource()
+	go pub.Run(ctx, list)
+	go func() {
+		if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("hdns serving", "dns", dnsServer.UDPAddr().String(), "http", httpListener.Addr().String(),
+		"zones", opts.Zones, "source", sourceName(cfg))
+	err = dnsServer.Serve(ctx)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShutdown()
+	httpServer.Shutdown(shutdownCtx)
+	return err
+}
+
+func sourceName(cfg *config) string {
+	switch {
+	case cfg.manifests != "":
+		return "manifests " + cfg.manifests
+	case cfg.kubeconfig != "":
+		return "kubeconfig " + cfg.kubeconfig
+	default:
+		return "in-cluster"
+	}
+}
+
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	var rc *rest.Config
+	var err error
+	if kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		}
+	} else {
+		rc, err = rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no in-cluster configuration (%w); pass --kubeconfig, or --manifests to serve files", err)
+		}
+	}
+	rc.UserAgent = "hdns"
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, nil
+}

@@ -1,0 +1,29 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// HTTPHandler serves hdns's HTTP endpoints:
+//
+//	/metrics  Prometheus metrics of gatherer
+//	/healthz  200 while the process serves
+//	/readyz   200 once the first zone snapshot is published, 503 before
+func HTTPHandler(gatherer prometheus.Gatherer, snapshot SnapshotFunc) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if snapshot() == nil {
+			http.Error(w, "zone not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Request counters are resolved once at start for every (qtype, rcode) pair
+// the server can count, so that counting a query is one atomic add and
+// takes no lock.
+var (
+	countedTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypePTR, dns.TypeTXT, dns.TypeCNAME,
+		dns.TypeSOA, dns.TypeNS, dns.TypeANY, dns.TypeHTTPS, dns.TypeSVCB, dns.TypeMX}
+	countedRcodes = []int{dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError,
+		dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers}
+)
+
+const otherLabel = "other"
+
+// Metrics are the DNS server's Prometheus metrics.
+type Metrics struct {
+	duration prometheus.Histogram
+	requests [][]prometheus.Counter // [type index][rcode index], "other" last in each
+	typeIdx  [256]uint8             // qtype (< 256) → index; len(countedTypes) = other
+	rcodeIdx [32]uint8
+	dropped  prometheus.Counter
+}
+
+// NewMetrics creates the server metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hdns_dns_request_duration_seconds",
+			Help:    "Time from a query's arrival to its reply being written.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 2, 20),
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hdns_dns_dropped_total",
+			Help: "Packets dropped without a reply (too short, or responses sent to the server).",
+		}),
+	}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hdns_dns_requests_total",
+		Help: "DNS requests answered, by query type and response code.",
+	}, []string{"type", "rcode"})
+	for i := range m.typeIdx {
+		m.typeIdx[i] = uint8(len(countedTypes))
+	}
+	for i, t := range countedTypes {
+		m.typeIdx[t] = uint8(i)
+	}
+	for i := range m.rcodeIdx {
+		m.rcodeIdx[i] = uint8(len(countedRcodes))
+	}
+	for i, r := range countedRcodes {
+		m.rcodeIdx[r] = uint8(i)
+	}
+	typeNames := append(typeLabels(), otherLabel)
+	for _, tn := range typeNames {
+		row := make([]prometheus.Counter, 0, len(countedRcodes)+1)
+		for _, r := range countedRcodes {
+			row = append(row, requests.WithLabelValues(tn, dns.RcodeToString[r]))
+		}
+		row = append(row, requests.WithLabelValues(tn, otherLabel))
+		m.requests = append(m.requests, row)
+	}
+	reg.MustRegister(m.duration, requests, m.dropped)
+	return m
+}
+
+func typeLabels() []string {
+	names := make([]string, len(countedTypes))
+	for i, t := range countedTypes {
+		names[i] = dns.TypeToString[t]
+	}
+	return names
+}
+
+func (m *Metrics) count(qtype uint16, rcode int, seconds float64) {
+	ti := uint8(len(countedTypes))
+	if qtype < uint16(len(m.typeIdx)) {
+		ti = m.typeIdx[qtype]
+	}
+	ri := uint8(len(countedRcodes))
+	if rcode >= 0 && rcode < len(m.rcodeIdx) {
+		ri = m.rcodeIdx[rcode]
+	}
+	m.requests[ti][ri].Inc()
+	m.duration.Observe(seconds)
+}

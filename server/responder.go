@@ -1,0 +1,313 @@
+// Package server is hdns's wire: the UDP and TCP listeners, the responder
+// that turns a query and the current zone snapshot into a reply by the RFCs,
+// and the HTTP side (metrics, health, readiness).
+package server
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/zone"
+)
+
+const (
+	// maxUDPSize caps UDP replies whatever the client's EDNS buffer says,
+	// to stay clear of IP fragmentation (DNS Flag Day 2020, RFC 9715).
+	maxUDPSize = 1232
+	// maxCNAMEChain bounds how many in-zone CNAMEs one answer follows.
+	maxCNAMEChain = 8
+	headerLen     = 12
+)
+
+// SnapshotFunc returns the current zone snapshot, or nil before the first
+// one. It must not block.
+type SnapshotFunc func() *zone.Snapshot
+
+// Responder answers queries from the current snapshot. It is safe for
+// concurrent use; each serving goroutine passes its own Scratch.
+type Responder struct {
+	// Snapshot supplies the zone.
+	Snapshot SnapshotFunc
+	// Zones are the apexes hdns is authoritative for (lower-case FQDNs).
+	// Before the first snapshot, names inside them get SERVFAIL and all
+	// others REFUSED.
+	Zones []string
+	// Metrics, when set, counts every reply.
+	Metrics *Metrics
+}
+
+// Scratch is per-goroutine state reused across queries to avoid
+// allocation. It must not be shared between goroutines.
+type Scratch struct {
+	req, resp dns.Msg
+	opt       dns.OPT
+	picked    []int
+	policy    policy.Scratch
+	answer    []dns.RR
+	extra     []dns.RR
+	buf       []byte
+}
+
+// Respond answers the query in pkt from client and returns the reply bytes,
+// or nil when the packet gets no reply (it is too short to carry an ID, or
+// it is itself a response). maxSize is the transport's limit: 0 for UDP
+// (the client's EDNS buffer, 512 without EDNS, at most 1232), or the TCP
+// limit. The result aliases s and is valid until s is used again.
+func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch) []byte {
+	var start time.Time
+	if r.Metrics != nil {
+		start = time.Now()
+	}
+	if len(pkt) < headerLen || pkt[2]&0x80 != 0 {
+		if r.Metrics != nil {
+			r.Metrics.dropped.Inc()
+		}
+		return nil
+	}
+	req, m := &s.req, &s.resp
+	resetMsg(m)
+	qtype := uint16(0)
+	limit := 512
+	if tcp {
+		limit = dns.MaxMsgSize
+	}
+
+	if err := req.Unpack(pkt); err != nil {
+		// The header is all we trust: reply with a fresh one.
+		m.Id = binary.BigEndian.Uint16(pkt)
+		m.Response = true
+		m.Opcode = int(pkt[2]>>3) & 0xF
+		m.Rcode = dns.RcodeFormatError
+		return r.finish(m, s, limit, qtype, start)
+	}
+	m.Id = req.Id
+	m.Response = true
+	m.Opcode = req.Opcode
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return r.finish(m, s, limit, qtype, start)
+	}
+	m.RecursionDesired = req.RecursionDesired
+	m.CheckingDisabled = req.CheckingDisabled
+	m.Question = req.Question
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return r.finish(m, s, limit, qtype, start)
+	}
+	q := req.Question[0]
+	qtype = q.Qtype
+
+	// EDNS (RFC 6891): one OPT at most; echo version 0 with our buffer
+	// size and the DO bit; unknown options are ignored.
+	var reqOpt *dns.OPT
+	for _, rr := range req.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if reqOpt != nil {
+				m.Rcode = dns.RcodeFormatError
+				return r.finish(m, s, limit, qtype, start)
+			}
+			reqOpt = o
+		}
+	}
+	if reqOpt != nil {
+		s.opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		s.opt.SetUDPSize(maxUDPSize)
+		s.opt.SetDo(reqOpt.Do())
+		if !tcp {
+			limit = min(max(int(reqOpt.UDPSize()), 512), maxUDPSize)
+		}
+		if reqOpt.Version() != 0 {
+			m.Rcode = dns.RcodeBadVers
+			m.Extra = append(m.Extra, &s.opt)
+			return r.finish(m, s, limit, qtype, start)
+		}
+	}
+
+	r.answer(m, s, &q, client)
+	if reqOpt != nil {
+		m.Extra = append(m.Extra, &s.opt)
+	}
+	return r.finish(m, s, limit, qtype, start)
+}
+
+func resetMsg(m *dns.Msg) {
+	answer, ns, extra := m.Answer[:0], m.Ns[:0], m.Extra[:0]
+	*m = dns.Msg{Compress: true}
+	m.Answer, m.Ns, m.Extra = answer, ns, extra
+}
+
+// answer fills m for one question of class IN.
+func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip.Addr) {
+	name := lower(q.Name)
+	snap := r.Snapshot()
+	if q.Qclass != dns.ClassINET {
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	if snap == nil {
+		m.Rcode = dns.RcodeRefused
+		for _, z := range r.Zones {
+			if zone.InZone(name, z) {
+				m.Rcode = dns.RcodeServerFailure
+			}
+		}
+		return
+	}
+	apex, node := snap.Lookup(name)
+	if apex == nil {
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	m.Authoritative = true
+	for hops := 0; ; hops++ {
+		if node == nil {
+			m.Rcode = dns.RcodeNameError
+			m.Ns = append(m.Ns, apex.NegativeSOA)
+			return
+		}
+		if node.CNAME == nil || q.Qtype == dns.TypeCNAME {
+			break
+		}
+		// A CNAME answers every type (RFC 1034 3.6.2); follow it while it
+		// stays inside hdns's zones, and let the resolver do the rest.
+		m.Answer = append(m.Answer, node.CNAME)
+		if q.Qtype == dns.TypeANY || hops == maxCNAMEChain {
+			return
+		}
+		target := node.CNAME.Target
+		apex, node = snap.Lookup(target)
+		if apex == nil {
+			return
+		}
+	}
+	before := len(m.Answer)
+	r.records(m, s, node, q.Qtype, client)
+	if len(m.Answer) == before {
+		m.Ns = append(m.Ns, apex.NegativeSOA)
+	}
+}
+
+// anyOrder is the order in which an ANY query picks the one RRset it is
+// answered with (RFC 8482 minimal answers).
+var anyOrder = []uint16{dns.TypeCNAME, dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypePTR, dns.TypeSOA, dns.TypeNS}
+
+// records appends node's records of qtype to m.
+func (r *Responder) records(m *dns.Msg, s *Scratch, node *zone.Node, qtype uint16, client netip.Addr) {
+	switch qtype {
+	case dns.TypeA:
+		r.fixedOrChosen(m, s, node.A, nil, node.A4, qtype, client)
+	case dns.TypeAAAA:
+		r.fixedOrChosen(m, s, node.AAAA, nil, node.A6, qtype, client)
+	case dns.TypeSRV:
+		r.fixedOrChosen(m, s, node.SRV, node.Extra, node.SRVs, qtype, client)
+	case dns.TypeTXT:
+		m.Answer = append(m.Answer, node.TXT...)
+	case dns.TypePTR:
+		m.Answer = append(m.Answer, node.PTR...)
+	case dns.TypeSOA:
+		m.Answer = append(m.Answer, node.SOA...)
+	case dns.TypeNS:
+		m.Answer = append(m.Answer, node.NS...)
+	case dns.TypeCNAME:
+		if node.CNAME != nil {
+			m.Answer = append(m.Answer, node.CNAME)
+		}
+	case dns.TypeANY:
+		for _, t := range anyOrder {
+			r.records(m, s, node, t, client)
+			if len(m.Answer) > 0 {
+				m.Extra = m.Extra[:0]
+				return
+			}
+		}
+	}
+}
+
+func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR, c *zone.Choice, qtype uint16, client netip.Addr) {
+	if c == nil {
+		m.Answer = append(m.Answer, fixed...)
+		m.Extra = append(m.Extra, extra...)
+		return
+	}
+	req := policy.Request{Qtype: qtype, Client: client}
+	s.picked = c.Set.Policy.Pick(&req, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
+	for _, i := range s.picked {
+		m.Answer = append(m.Answer, c.RRs[i]...)
+		if c.Glue {
+			m.Extra = append(m.Extra, c.Set.Glue[i]...)
+		}
+	}
+}
+
+// finish counts the reply and packs it within limit bytes: when it does not
+// fit, the additional section goes first (no TC, RFC 2181 9), then answer
+// records from the end, with TC set.
+func (r *Responder) finish(m *dns.Msg, s *Scratch, limit int, qtype uint16, start time.Time) []byte {
+	out, err := m.PackBuffer(s.buf)
+	if err == nil && len(out) > limit {
+		out, err = truncate(m, s, limit)
+	}
+	if err != nil {
+		// Only a bug packs badly: answer SERVFAIL with nothing else.
+		resetMsg(m)
+		m.Id, m.Response, m.Rcode = s.req.Id, true, dns.RcodeServerFailure
+		m.Question = s.req.Question
+		out, _ = m.PackBuffer(s.buf)
+	}
+	if cap(out) > cap(s.buf) {
+		s.buf = out[:0]
+	}
+	if r.Metrics != nil {
+		r.Metrics.count(qtype, m.Rcode, time.Since(start).Seconds())
+	}
+	return out
+}
+
+func truncate(m *dns.Msg, s *Scratch, limit int) ([]byte, error) {
+	var opt dns.RR
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			opt = rr
+		}
+	}
+	m.Extra = m.Extra[:0]
+	if opt != nil {
+		m.Extra = append(m.Extra, opt)
+	}
+	if m.Len() <= limit {
+		return m.PackBuffer(s.buf)
+	}
+	m.Truncated = true
+	all := m.Answer
+	// The largest prefix of the answer that fits, by bisection.
+	lo, hi := 0, len(all)
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		m.Answer = all[:mid]
+		if m.Len() <= limit {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	m.Answer = all[:lo]
+	if m.Len() > limit {
+		m.Ns = m.Ns[:0]
+	}
+	return m.PackBuffer(s.buf)
+}
+
+// lower returns s in lower case, without allocating when it already is.
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}

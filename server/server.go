@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Server serves DNS over UDP and TCP on one address. The zero value of each
+// optional field is its documented default.
+type Server struct {
+	// Addr is the host:port for both UDP and TCP; with port 0 both get the
+	// same free port.
+	Addr string
+	// Responder answers every query.
+	Responder *Responder
+	// UDPWorkers is the number of goroutines reading the UDP socket;
+	// 0 means 2 × GOMAXPROCS.
+	UDPWorkers int
+	// TCPIdleTimeout closes a TCP connection that sends no query for this
+	// long; 0 means 10s (RFC 7766 asks for seconds, not minutes).
+	TCPIdleTimeout time.Duration
+	// MaxTCPConns caps concurrent TCP connections; 0 means 1024. Further
+	// connections are closed at once.
+	MaxTCPConns int
+	// Log receives I/O errors; nil logs nowhere.
+	Log *slog.Logger
+
+	udp *net.UDPConn
+	tcp *net.TCPListener
+}
+
+// Listen binds the UDP and TCP sockets.
+func (s *Server) Listen() error {
+	host, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen address %q: %w", s.Addr, err)
+	}
+	// With port 0, the TCP port picked by the kernel may be taken for UDP:
+	// try a few times.
+	for attempt := 0; ; attempt++ {
+		tl, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		if err != nil {
+			return fmt.Errorf("server: listen on TCP %s: %w", s.Addr, err)
+		}
+		tcpAddr := tl.Addr().(*net.TCPAddr)
+		ul, err := net.ListenUDP("udp", &net.UDPAddr{IP: tcpAddr.IP, Port: tcpAddr.Port, Zone: tcpAddr.Zone})
+		if err != nil {
+			tl.Close()
+			if port == "0" && attempt < 10 {
+				continue
+			}
+			return fmt.Errorf("server: listen on UDP %s: %w", s.Addr, err)
+		}
+		s.tcp, s.udp = tl.(*net.TCPListener), ul
+		return nil
+	}
+}
+
+// UDPAddr is the bound UDP address; valid after Listen.
+func (s *Server) UDPAddr() netip.AddrPort { return s.udp.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// TCPAddr is the bound TCP address; valid after Listen.
+func (s *Server) TCPAddr() netip.AddrPort { return s.tcp.Addr().(*net.TCPAddr).AddrPort() }
+
+// Serve answers queries until ctx is done, then closes the sockets and
+// waits for its goroutines. Listen must have been called.
+func (s *Server) Serve(ctx context.Context) error {
+	workers := s.UDPWorkers
+	if workers <= 0 {
+		workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(s.serveUDP)
+	}
+	wg.Go(func() { s.serveTCP(ctx) })
+	<-ctx.Done()
+	s.udp.Close()
+	s.tcp.Close()
+	wg.Wait()
+	return nil
+}
+
+func (s *Server) serveUDP() {
+	var scratch Scratch
+	buf := make([]byte, dns.MaxMsgSize)
+	for {
+		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.logError("udp read", err)
+			continue
+		}
+		out := s.Responder.Respond(buf[:n], from.Addr().Unmap(), false, &scratch)
+		if out == nil {
+			continue
+		}
+		if _, err := s.udp.WriteToUDPAddrPort(out, from); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.logError("udp write", err)
+		}
+	}
+}
+
+func (s *Server) serveTCP(ctx context.Context) {
+	maxConns := s.MaxTCPConns
+	if maxConns <= 0 {
+		maxConns = 1024
+	}
+	idle := s.TCPIdleTimeout
+	if idle <= 0 {
+		idle = 10 * time.Second
+	}
+	sem := make(chan struct{}, maxConns)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var mu sync.Mutex // guards conns; touched only on connect and close
+	conns := map[net.Conn]struct{}{}
+	go func() {
+		<-ctx.Done()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	for {
+		c, err := s.tcp.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.logError("tcp accept", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.Close()
+			continue
+		}
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			c.Close()
+			<-sem
+			continue
+		}
+		conns[c] = struct{}{}
+		mu.Unlock()
+		wg.Go(func() {
+			s.serveConn(c, idle)
+			mu.Lock()
+			delete(conns, c)
+			mu.Unlock()
+			c.Close()
+			<-sem
+		})
+	}
+}
+
+// serveConn answers queries on one TCP connection in order until the
+// client closes it, goes idle, or sends a malformed length. Pipelined
+// queries are read as they come; replies keep their order.
+func (s *Server) serveConn(c net.Conn, idle time.Duration) {
+	var scratch Scratch
+	from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+	var lenBuf [2]byte
+	buf := make([]byte, 0, 512)
+	for {
+		c.SetReadDeadline(time.Now().Add(idle))
+		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(lenBuf[:]))
+		if n < headerLen {
+			return
+		}
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		out := s.Responder.Respond(buf, from, true, &scratch)
+		if out == nil {
+			continue
+		}
+		var prefix [2]byte
+		binary.BigEndian.PutUint16(prefix[:], uint16(len(out)))
+		c.SetWriteDeadline(time.Now().Add(idle))
+		if _, err := (&net.Buffers{prefix[:], out}).WriteTo(c); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) logError(op string, err error) {
+	if s.Log != nil {
+		s.Log.Warn("dns i/o error", "op", op, "err", err)
+	}
+}

@@ -1,0 +1,435 @@
+package zone
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
+)
+
+// Options say how a Snapshot is built. The zero value is not usable: Zones
+// and DefaultPolicy must be set.
+type Options struct {
+	// Zones are the forward zones, as lower-case FQDNs ("cluster.local.").
+	// PTR records point into the first one.
+	Zones []string
+	// ReverseZones are the reverse zones ("in-addr.arpa.", "ip6.arpa.")
+	// hdns is authoritative for; PTR records exist only inside them.
+	ReverseZones []string
+	// TTL of every record, in seconds.
+	TTL uint32
+	// EndpointPodNames names an endpoint without a hostname after its Pod
+	// (when that is a valid DNS label) instead of its dashed address.
+	EndpointPodNames bool
+	// NSAddrs are the addresses answered for the apexes' NS target
+	// ns.dns.<zone>; without them that name exists with no records.
+	NSAddrs []netip.Addr
+	// DefaultPolicy answers for Services without a valid policy
+	// annotation.
+	DefaultPolicy *policy.Chain
+}
+
+const (
+	soaRefresh = 7200
+	soaRetry   = 1800
+	soaExpire  = 86400
+)
+
+// Build makes a Snapshot of services and their slices. It does not retain
+// its arguments' slices but shares the objects, which must not change.
+func Build(opts *Options, serial uint32, services []*Service, slices []*EndpointSlice) *Snapshot {
+	b := builder{
+		opts:     opts,
+		snap:     &Snapshot{Serial: serial, names: make(map[string]*Node)},
+		policies: make(map[string]policyResult),
+	}
+	for _, z := range opts.Zones {
+		b.addApex(z, true)
+	}
+	for _, z := range opts.ReverseZones {
+		b.addApex(z, false)
+	}
+	slicesOf := make(map[string][]*EndpointSlice)
+	for _, s := range slices {
+		k := s.Namespace + "/" + s.Service
+		slicesOf[k] = append(slicesOf[k], s)
+	}
+	for _, svc := range services {
+		ss := slicesOf[svc.Namespace+"/"+svc.Name]
+		for _, z := range opts.Zones {
+			b.addService(svc, ss, z, z == opts.Zones[0])
+		}
+		b.snap.Stats.Services++
+	}
+	b.addEmptyNonTerminals()
+	b.snap.Stats.Names = len(b.snap.names)
+	b.snap.Built = time.Now()
+	return b.snap
+}
+
+type policyResult struct {
+	chain *policy.Chain
+	err   error
+}
+
+type builder struct {
+	opts     *Options
+	snap     *Snapshot
+	policies map[string]policyResult // policy string → parsed, per build
+}
+
+func (b *builder) hdr(name string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: b.opts.TTL}
+}
+
+// node returns the node for name, creating it inside apex.
+func (b *builder) node(name string, apex *Apex) *Node {
+	n := b.snap.names[name]
+	if n == nil {
+		n = &Node{Apex: apex}
+		b.snap.names[name] = n
+	}
+	return n
+}
+
+func (b *builder) addApex(zone string, forward bool) {
+	apex := &Apex{Name: zone}
+	soa := &dns.SOA{
+		Hdr:     b.hdr(zone, dns.TypeSOA),
+		Ns:      "ns.dns." + zone,
+		Mbox:    "hostmaster." + zone,
+		Serial:  b.snap.Serial,
+		Refresh: soaRefresh,
+		Retry:   soaRetry,
+		Expire:  soaExpire,
+		Minttl:  b.opts.TTL,
+	}
+	if !forward && len(b.opts.Zones) > 0 {
+		soa.Ns = "ns.dns." + b.opts.Zones[0]
+		soa.Mbox = "hostmaster." + b.opts.Zones[0]
+	}
+	neg := *soa
+	neg.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
+	apex.SOA, apex.NegativeSOA = soa, &neg
+	b.snap.apexes = append(b.snap.apexes, apex)
+	slices.SortStableFunc(b.snap.apexes, func(x, y *Apex) int { return cmp.Compare(len(y.Name), len(x.Name)) })
+
+	n := b.node(zone, apex)
+	n.SOA = []dns.RR{soa}
+	n.NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
+	if !forward {
+		return
+	}
+	ns := b.node(soa.Ns, apex)
+	for _, ip := range b.opts.NSAddrs {
+		ns.addAddr(b, soa.Ns, ip)
+	}
+	b.node("dns-version."+zone, apex).TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
+}
+
+// addAddr appends a fixed A or AAAA record for ip.
+func (n *Node) addAddr(b *builder, owner string, ip netip.Addr) {
+	if ip.Is4() {
+		n.A = append(n.A, &dns.A{Hdr: b.hdr(owner, dns.TypeA), A: ip.AsSlice()})
+	} else {
+		n.AAAA = append(n.AAAA, &dns.AAAA{Hdr: b.hdr(owner, dns.TypeAAAA), AAAA: ip.AsSlice()})
+	}
+}
+
+func addrRR(b *builder, owner string, ip netip.Addr) dns.RR {
+	if ip.Is4() {
+		return &dns.A{Hdr: b.hdr(owner, dns.TypeA), A: ip.AsSlice()}
+	}
+	return &dns.AAAA{Hdr: b.hdr(owner, dns.TypeAAAA), AAAA: ip.AsSlice()}
+}
+
+func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, primary bool) {
+	apex := b.snap.ApexOf(zone)
+	owner := svc.Name + "." + svc.Namespace + ".svc." + zone
+	switch svc.Kind {
+	case KindExternalName:
+		if svc.ExternalName == "" {
+			return
+		}
+		b.node(owner, apex).CNAME = &dns.CNAME{Hdr: b.hdr(owner, dns.TypeCNAME), Target: dns.Fqdn(svc.ExternalName)}
+	case KindClusterIP:
+		if len(svc.ClusterIPs) == 0 {
+			return
+		}
+		n := b.node(owner, apex)
+		var glue []dns.RR
+		for _, ip := range svc.ClusterIPs {
+			n.addAddr(b, owner, ip)
+			glue = append(glue, addrRR(b, owner, ip))
+			if primary {
+				b.addPTR(ip, owner)
+			}
+		}
+		for _, p := range svc.Ports {
+			if !isLabel(p.Name) {
+				continue
+			}
+			srv := &dns.SRV{Hdr: b.hdr("", dns.TypeSRV), Priority: 0, Weight: 100, Port: p.Port, Target: owner}
+			pn := b.node("_"+p.Name+"._"+p.Protocol+"."+owner, apex)
+			srv.Hdr.Name = "_" + p.Name + "._" + p.Protocol + "." + owner
+			pn.SRV, pn.Extra = []dns.RR{srv}, glue
+			all := *srv
+			all.Hdr.Name = owner
+			n.SRV, n.Extra = append(n.SRV, &all), glue
+		}
+	case KindHeadless:
+		b.addHeadless(svc, ss, owner, apex, primary)
+	}
+}
+
+// candidate is an endpoint of a headless Service while it is being built:
+// the same Pod's IPv4 and IPv6 slices merge into one candidate.
+type candidate struct {
+	ep         policy.Endpoint
+	v4, v6     netip.Addr
+	ports      []Port
+	hostnameOK bool // ep.Hostname came from the slice or the Pod name
+}
+
+func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
+	cands := headlessCandidates(ss, b.opts.EndpointPodNames)
+	if len(cands) == 0 {
+		return // no ready endpoint: the name does not exist
+	}
+	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: b.opts.DefaultPolicy}
+	if svc.Policy != "" {
+		r, ok := b.policies[svc.Policy]
+		if !ok {
+			r.chain, r.err = policy.Parse(svc.Policy)
+			b.policies[svc.Policy] = r
+		}
+		if r.err == nil {
+			set.Policy = r.chain
+		} else {
+			set.PolicyErr = r.err
+		}
+	}
+	n := b.node(owner, apex)
+	a4 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}
+	a6 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}
+	all := &Choice{Set: set, RRs: make([][]dns.RR, len(cands)), Glue: true}
+	portChoices := map[string]*Choice{}
+	var portOrder []string
+	set.Candidates = make([]policy.Endpoint, len(cands))
+	set.Glue = make([][]dns.RR, len(cands))
+	weight := uint16(max(1, 100/len(cands)))
+	for i, c := range cands {
+		set.Candidates[i] = c.ep
+		target := c.ep.Hostname + "." + owner
+		hn := b.node(target, apex)
+		if c.v4.IsValid() {
+			a4.In = append(a4.In, i)
+			a4.RRs[i] = []dns.RR{addrRR(b, owner, c.v4)}
+			hn.addAddr(b, target, c.v4)
+			set.Glue[i] = append(set.Glue[i], addrRR(b, target, c.v4))
+			if primary {
+				b.addPTR(c.v4, target)
+			}
+		}
+		if c.v6.IsValid() {
+			a6.In = append(a6.In, i)
+			a6.RRs[i] = []dns.RR{addrRR(b, owner, c.v6)}
+			hn.addAddr(b, target, c.v6)
+			set.Glue[i] = append(set.Glue[i], addrRR(b, target, c.v6))
+			if primary {
+				b.addPTR(c.v6, target)
+			}
+		}
+		for _, p := range c.ports {
+			if !isLabel(p.Name) {
+				continue
+			}
+			pname := "_" + p.Name + "._" + p.Protocol + "." + owner
+			pc := portChoices[pname]
+			if pc == nil {
+				pc = &Choice{Set: set, RRs: make([][]dns.RR, len(cands)), Glue: true}
+				portChoices[pname] = pc
+				portOrder = append(portOrder, pname)
+			}
+			srv := &dns.SRV{Hdr: b.hdr(pname, dns.TypeSRV), Weight: weight, Port: p.Port, Target: target}
+			if len(pc.RRs[i]) == 0 {
+				pc.In = append(pc.In, i)
+			}
+			pc.RRs[i] = append(pc.RRs[i], srv)
+			if len(all.RRs[i]) == 0 {
+				all.In = append(all.In, i)
+			}
+			ownerSRV := *srv
+			ownerSRV.Hdr.Name = owner
+			all.RRs[i] = append(all.RRs[i], &ownerSRV)
+		}
+	}
+	if len(a4.In) > 0 {
+		n.A4 = a4
+	}
+	if len(a6.In) > 0 {
+		n.A6 = a6
+	}
+	if len(all.In) > 0 {
+		n.SRVs = all
+	}
+	for _, pname := range portOrder {
+		b.node(pname, apex).SRVs = portChoices[pname]
+	}
+	b.snap.Stats.Endpoints += len(cands)
+}
+
+// headlessCandidates merges the ready endpoints of a Service's slices into
+// candidates, in a stable order: slices by name, endpoints as listed.
+func headlessCandidates(ss []*EndpointSlice, podNames bool) []*candidate {
+	ss = slices.Clone(ss)
+	slices.SortFunc(ss, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+	var cands []*candidate
+	byKey := map[string]*candidate{} // pod name or hostname → candidate
+	seen := map[netip.Addr]bool{}
+	for _, s := range ss {
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			if !e.Ready || len(e.Addresses) == 0 {
+				continue
+			}
+			// All addresses of an endpoint are fungible; clients use the
+			// first (discovery.k8s.io/v1 API documentation).
+			ip := e.Addresses[0]
+			if seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
+				continue
+			}
+			seen[ip] = true
+			key := e.PodName
+			if key == "" {
+				key = e.Hostname
+			}
+			c := byKey[key]
+			if c == nil || (ip.Is4() && c.v4.IsValid()) || (ip.Is6() && c.v6.IsValid()) {
+				c = &candidate{ep: policy.Endpoint{
+					Hostname: e.Hostname, PodName: e.PodName, NodeName: e.NodeName, Zone: e.Zone,
+					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
+				}}
+				cands = append(cands, c)
+				if key != "" {
+					byKey[key] = c
+				}
+			}
+			if ip.Is4() {
+				c.v4 = ip
+			} else {
+				c.v6 = ip
+			}
+			c.ports = mergePorts(c.ports, s.Ports)
+		}
+	}
+	for _, c := range cands {
+		switch {
+		case isLabel(c.ep.Hostname):
+		case podNames && isLabel(strings.ToLower(c.ep.PodName)):
+			c.ep.Hostname = strings.ToLower(c.ep.PodName)
+		case c.v4.IsValid():
+			c.ep.Hostname = dashed(c.v4)
+		default:
+			c.ep.Hostname = dashed(c.v6)
+		}
+	}
+	return cands
+}
+
+func mergePorts(have, more []Port) []Port {
+	for _, p := range more {
+		if !slices.Contains(have, p) {
+			have = append(have, p)
+		}
+	}
+	return have
+}
+
+// dashed is the label the spec gives an endpoint without a hostname:
+// 10.0.0.1 → 10-0-0-1, fd00::1 → fd00--1.
+func dashed(ip netip.Addr) string {
+	if ip.Is4() {
+		return strings.ReplaceAll(ip.String(), ".", "-")
+	}
+	return strings.ReplaceAll(ip.StringExpanded(), ":", "-")
+}
+
+// addPTR adds a PTR record from ip's reverse name to target when the
+// reverse name is inside one of the reverse zones.
+func (b *builder) addPTR(ip netip.Addr, target string) {
+	rev, err := dns.ReverseAddr(ip.String())
+	if err != nil {
+		return
+	}
+	apex := findApex(b.snap.apexes, rev)
+	if apex == nil || !slices.Contains(b.opts.ReverseZones, apex.Name) {
+		return
+	}
+	n := b.node(rev, apex)
+	for _, rr := range n.PTR {
+		if rr.(*dns.PTR).Ptr == target {
+			return
+		}
+	}
+	n.PTR = append(n.PTR, &dns.PTR{Hdr: b.hdr(rev, dns.TypePTR), Ptr: target})
+}
+
+// addEmptyNonTerminals makes every ancestor of a name, up to its apex, exist
+// (RFC 8020: a name with names below it is NODATA, never NXDOMAIN).
+func (b *builder) addEmptyNonTerminals() {
+	var missing []string
+	for name, n := range b.snap.names {
+		for p := parent(name); p != "" && InZone(p, n.Apex.Name); p = parent(p) {
+			if _, ok := b.snap.names[p]; ok {
+				break
+			}
+			missing = append(missing, p)
+		}
+	}
+	for _, p := range missing {
+		b.node(p, b.snap.ApexOf(p))
+	}
+}
+
+// parent strips the first label of an FQDN; "" for the root.
+func parent(name string) string {
+	if name == "." {
+		return ""
+	}
+	_, rest, ok := strings.Cut(name, ".")
+	if !ok || rest == "" {
+		return "."
+	}
+	return rest
+}
+
+// isLabel reports whether s is a valid lower-case DNS label (RFC 1123).
+func isLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// CanonicalZone lower-cases a zone name and makes it fully qualified. It
+// rejects names that are not valid domain names.
+func CanonicalZone(z string) (string, error) {
+	z = dns.Fqdn(strings.ToLower(strings.TrimSpace(z)))
+	if _, ok := dns.IsDomainName(z); !ok {
+		return "", fmt.Errorf("zone %q is not a valid domain name", z)
+	}
+	return z, nil
+}

@@ -1,0 +1,365 @@
+package zone
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// ManifestSource reads Services and EndpointSlices from Kubernetes YAML or
+// JSON manifests on disk: one file or every *.yaml, *.yml and *.json file
+// below a directory, with multi-document files and List kinds. Other kinds
+// (Pods, Namespaces...) are skipped.
+//
+// Run polls the files and reloads them when they change. A load that fails
+// is reported and leaves the last good objects in place.
+type ManifestSource struct {
+	// Path is a manifest file or a directory of them.
+	Path string
+	// Interval between polls of the files' metadata; 0 means 250ms.
+	Interval time.Duration
+	// Log receives load errors; nil logs nowhere.
+	Log *slog.Logger
+	// Metrics counts load errors; nil counts nowhere.
+	Metrics *Metrics
+
+	loaded atomic.Pointer[manifestObjects]
+
+	// Owned by the goroutine that calls Load and Run.
+	stamp   string   // names, sizes and modification times last seen
+	content [32]byte // hash of the contents last parsed
+}
+
+type manifestObjects struct {
+	services []*Service
+	slices   []*EndpointSlice
+}
+
+// Load reads every manifest now. On error the objects of the last good load
+// stay in place; the error names the file, the document's first line and the
+// object.
+func (m *ManifestSource) Load() error {
+	files, stamp, err := m.files()
+	if err != nil {
+		return err
+	}
+	m.stamp = stamp
+	h := sha256.New()
+	var objs manifestObjects
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("manifests: %w", err)
+		}
+		h.Write([]byte(f))
+		h.Write(data)
+		if err := parseManifest(f, data, &objs); err != nil {
+			return err
+		}
+	}
+	copy(m.content[:], h.Sum(nil))
+	m.loaded.Store(&objs)
+	return nil
+}
+
+// List implements ListFunc: complete once a load has succeeded.
+func (m *ManifestSource) List() ([]*Service, []*EndpointSlice, bool) {
+	objs := m.loaded.Load()
+	if objs == nil {
+		return nil, nil, false
+	}
+	return objs.services, objs.slices, true
+}
+
+// Run polls the manifests until ctx is done and calls changed after every
+// load that changed what they hold. Failed loads are logged and counted.
+func (m *ManifestSource) Run(ctx context.Context, changed func()) {
+	interval := m.Interval
+	if interval == 0 {
+		interval = 250 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, stamp, err := m.files()
+		if err == nil && stamp == m.stamp {
+			continue
+		}
+		before := m.content
+		if err == nil {
+			err = m.Load()
+		}
+		if err != nil {
+			// The same broken state is reported once, not every poll.
+			if err.Error() != lastErr {
+				lastErr = err.Error()
+				if m.Log != nil {
+					m.Log.Error("manifests rejected; serving the last good zone", "err", err)
+				}
+				if m.Metrics != nil {
+					m.Metrics.SourceErrors.WithLabelValues("manifests").Inc()
+				}
+			}
+			continue
+		}
+		lastErr = ""
+		if m.content != before {
+			if m.Log != nil {
+				m.Log.Info("manifests reloaded", "path", m.Path)
+			}
+			changed()
+		}
+	}
+}
+
+// files lists the manifest files and a stamp of their metadata.
+func (m *ManifestSource) files() ([]string, string, error) {
+	st, err := os.Stat(m.Path)
+	if err != nil {
+		return nil, "", fmt.Errorf("manifests: %w", err)
+	}
+	var files []string
+	if !st.IsDir() {
+		files = []string{m.Path}
+	} else {
+		err = filepath.WalkDir(m.Path, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			switch strings.ToLower(filepath.Ext(p)) {
+			case ".yaml", ".yml", ".json":
+				if !d.IsDir() {
+					files = append(files, p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("manifests: %w", err)
+		}
+		slices.Sort(files)
+	}
+	var stamp strings.Builder
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, "", fmt.Errorf("manifests: %w", err)
+		}
+		fmt.Fprintf(&stamp, "%s\x00%d\x00%d\n", f, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return files, stamp.String(), nil
+}
+
+// parseManifest adds the Services and EndpointSlices of one file to objs.
+func parseManifest(file string, data []byte, objs *manifestObjects) error {
+	for _, doc := range splitDocuments(data) {
+		where := fmt.Sprintf("%s:%d", file, doc.line)
+		js, err := yaml.YAMLToJSON(doc.text)
+		if err != nil {
+			return fmt.Errorf("manifests: %s: document %d: %w", where, doc.index, err)
+		}
+		if err := addObject(js, objs); err != nil {
+			return fmt.Errorf("manifests: %s: document %d: %w", where, doc.index, err)
+		}
+	}
+	return nil
+}
+
+type document struct {
+	text  []byte
+	line  int // 1-based line of the document's first line in its file
+	index int // 1-based
+}
+
+// splitDocuments splits a YAML stream at "---" lines, remembering where each
+// document starts. Documents with nothing but comments are dropped.
+func splitDocuments(data []byte) []document {
+	var docs []document
+	var cur bytes.Buffer
+	start, lineNo, index := 1, 0, 0
+	flush := func() {
+		index++
+		if hasContent(cur.Bytes()) {
+			docs = append(docs, document{text: bytes.Clone(cur.Bytes()), line: start, index: index})
+		}
+		cur.Reset()
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), len(data)+1)
+	for sc.Scan() {
+		lineNo++
+		line := sc.Bytes()
+		if bytes.Equal(bytes.TrimRight(line, " \t\r"), []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) {
+			flush()
+			start = lineNo + 1
+			continue
+		}
+		cur.Write(line)
+		cur.WriteByte('\n')
+	}
+	flush()
+	return docs
+}
+
+func hasContent(doc []byte) bool {
+	for _, l := range bytes.Split(doc, []byte("\n")) {
+		l = bytes.TrimSpace(l)
+		if len(l) > 0 && l[0] != '#' {
+			return true
+		}
+	}
+	return false
+}
+
+// addObject decodes one JSON object (a document or a List item).
+func addObject(js []byte, objs *manifestObjects) error {
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return nil
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(js, &tm); err != nil {
+		return fmt.Errorf("not a Kubernetes object: %w", err)
+	}
+	switch {
+	case tm.APIVersion == "v1" && tm.Kind == "Service":
+		var s corev1.Service
+		if err := strictJSON(js, &s); err != nil {
+			return fmt.Errorf("Service: %w", err)
+		}
+		svc, err := manifestService(&s)
+		if err != nil {
+			return fmt.Errorf("Service %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		objs.services = append(objs.services, svc)
+	case tm.APIVersion == "discovery.k8s.io/v1" && tm.Kind == "EndpointSlice":
+		var s discoveryv1.EndpointSlice
+		if err := strictJSON(js, &s); err != nil {
+			return fmt.Errorf("EndpointSlice: %w", err)
+		}
+		slice, err := manifestSlice(&s)
+		if err != nil {
+			return fmt.Errorf("EndpointSlice %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		objs.slices = append(objs.slices, slice)
+	case strings.HasSuffix(tm.Kind, "List"):
+		var l struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(js, &l); err != nil {
+			return fmt.Errorf("%s: %w", tm.Kind, err)
+		}
+		for i, item := range l.Items {
+			if err := addObject(item, objs); err != nil {
+				return fmt.Errorf("%s item %d: %w", tm.Kind, i, err)
+			}
+		}
+	case tm.Kind == "":
+		return errors.New("object has no kind")
+	}
+	return nil
+}
+
+func strictJSON(js []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}
+
+// manifestService checks what the API server would have checked and
+// shrinks the Service.
+func manifestService(s *corev1.Service) (*Service, error) {
+	if s.Namespace == "" {
+		s.Namespace = metav1.NamespaceDefault
+	}
+	if err := checkName(s.Namespace, s.Name); err != nil {
+		return nil, err
+	}
+	if s.Spec.Type == corev1.ServiceTypeExternalName {
+		if _, ok := dns.IsDomainName(s.Spec.ExternalName); !ok {
+			return nil, fmt.Errorf("externalName %q is not a domain name", s.Spec.ExternalName)
+		}
+	}
+	for _, ip := range append([]string{s.Spec.ClusterIP}, s.Spec.ClusterIPs...) {
+		if ip == "" || ip == corev1.ClusterIPNone {
+			continue
+		}
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, fmt.Errorf("clusterIP: %w", err)
+		}
+	}
+	return ServiceFromAPI(s), nil
+}
+
+func manifestSlice(s *discoveryv1.EndpointSlice) (*EndpointSlice, error) {
+	if s.Namespace == "" {
+		s.Namespace = metav1.NamespaceDefault
+	}
+	if err := checkName(s.Namespace, s.Name); err != nil {
+		return nil, err
+	}
+	if s.Labels[discoveryv1.LabelServiceName] == "" {
+		return nil, fmt.Errorf("no %s label: the slice belongs to no Service", discoveryv1.LabelServiceName)
+	}
+	if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 && s.AddressType != discoveryv1.AddressTypeFQDN {
+		return nil, fmt.Errorf("addressType %q is not IPv4, IPv6 or FQDN", s.AddressType)
+	}
+	for i, e := range s.Endpoints {
+		if len(e.Addresses) == 0 {
+			return nil, fmt.Errorf("endpoint %d has no addresses", i)
+		}
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		for _, a := range e.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("endpoint %d: %w", i, err)
+			}
+			if ip.Unmap().Is4() != (s.AddressType == discoveryv1.AddressTypeIPv4) {
+				return nil, fmt.Errorf("endpoint %d: address %s is not of addressType %s", i, a, s.AddressType)
+			}
+		}
+		if e.Hostname != nil && !isLabel(strings.ToLower(*e.Hostname)) {
+			return nil, fmt.Errorf("endpoint %d: hostname %q is not a DNS label", i, *e.Hostname)
+		}
+	}
+	return EndpointSliceFromAPI(s), nil
+}
+
+func checkName(namespace, name string) error {
+	if name == "" {
+		return errors.New("metadata.name is empty")
+	}
+	if !isLabel(namespace) {
+		return fmt.Errorf("namespace %q is not a DNS label", namespace)
+	}
+	if !isLabel(name) {
+		return fmt.Errorf("name %q is not a DNS label", name)
+	}
+	return nil
+}

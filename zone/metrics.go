@@ -1,0 +1,52 @@
+package zone
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the zone's Prometheus metrics.
+type Metrics struct {
+	BuildDuration      prometheus.Histogram
+	Names              prometheus.Gauge
+	Services           prometheus.Gauge
+	Endpoints          prometheus.Gauge
+	Serial             prometheus.Gauge
+	ProgrammingLatency prometheus.Histogram
+	SourceErrors       *prometheus.CounterVec
+}
+
+// NewMetrics creates the zone metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BuildDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hdns_zone_build_duration_seconds",
+			Help:    "Time to build a zone snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		Names:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_names", Help: "Owner names in the current snapshot."}),
+		Services:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_services", Help: "Services in the current snapshot."}),
+		Endpoints: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_endpoints", Help: "Ready headless endpoints in the current snapshot."}),
+		Serial:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_serial", Help: "SOA serial of the current snapshot."}),
+		ProgrammingLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hdns_zone_programming_latency_seconds",
+			Help:    "From an EndpointSlice's last-change-trigger-time to the publication of the snapshot that contains it.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		SourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hdns_zone_source_errors_total",
+			Help: "Errors reading the zone's source (manifests that fail to parse, watch errors).",
+		}, []string{"source"}),
+	}
+	reg.MustRegister(m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
+	return m
+}
+
+func (m *Metrics) observeBuild(s *Snapshot, took time.Duration) {
+	m.BuildDuration.Observe(took.Seconds())
+	m.Names.Set(float64(s.Stats.Names))
+	m.Services.Set(float64(s.Stats.Services))
+	m.Endpoints.Set(float64(s.Stats.Endpoints))
+	m.Serial.Set(float64(s.Serial))
+}

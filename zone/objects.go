@@ -1,0 +1,191 @@
+package zone
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Annotations hdns reads. Everything else on an object is dropped at the
+// informer.
+const (
+	// AnnotationPolicy selects a Service's policy chain, e.g. "ordered".
+	AnnotationPolicy = "hdns.dev/policy"
+	// annotationTriggerTime is set by the EndpointSlice controller to the
+	// time of the change that caused the slice's last update.
+	annotationTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
+)
+
+// ServiceKind says which records a Service gets.
+type ServiceKind uint8
+
+const (
+	// KindClusterIP answers with the Service's cluster IPs (ClusterIP,
+	// NodePort and LoadBalancer Services).
+	KindClusterIP ServiceKind = iota
+	// KindHeadless answers with the ready endpoints' addresses.
+	KindHeadless
+	// KindExternalName answers with a CNAME to ExternalName.
+	KindExternalName
+)
+
+// Port is a named port of a Service or an EndpointSlice.
+type Port struct {
+	Name     string // DNS label; unnamed ports get no SRV records
+	Protocol string // lower case: "tcp", "udp", "sctp"
+	Port     uint16
+}
+
+// Service is the part of a corev1.Service that DNS needs. Values are
+// immutable once built; the informer stores them in place of the API object.
+type Service struct {
+	Namespace, Name string
+	Kind            ServiceKind
+	ClusterIPs      []netip.Addr
+	ExternalName    string // lower case, no trailing dot
+	Ports           []Port
+	Policy          string // the hdns.dev/policy annotation, if any
+	ResourceVersion string
+}
+
+// Endpoint is one endpoint of an EndpointSlice.
+type Endpoint struct {
+	Addresses   []netip.Addr
+	Hostname    string
+	PodName     string // targetRef name when the target is a Pod
+	NodeName    string
+	Zone        string
+	Ready       bool
+	Serving     bool
+	Terminating bool
+}
+
+// EndpointSlice is the part of a discoveryv1.EndpointSlice that DNS needs.
+type EndpointSlice struct {
+	Namespace, Name string
+	Service         string // the kubernetes.io/service-name label
+	AddressType     discoveryv1.AddressType
+	Ports           []Port
+	Endpoints       []Endpoint
+	// TriggerTime is the controller's last-change-trigger-time, or zero.
+	TriggerTime     time.Time
+	ResourceVersion string
+}
+
+// ServiceFromAPI shrinks an API Service.
+func ServiceFromAPI(s *corev1.Service) *Service {
+	out := &Service{
+		Namespace:       s.Namespace,
+		Name:            s.Name,
+		Policy:          s.Annotations[AnnotationPolicy],
+		ResourceVersion: s.ResourceVersion,
+	}
+	switch {
+	case s.Spec.Type == corev1.ServiceTypeExternalName:
+		out.Kind = KindExternalName
+		out.ExternalName = strings.TrimSuffix(strings.ToLower(s.Spec.ExternalName), ".")
+	case s.Spec.ClusterIP == corev1.ClusterIPNone:
+		out.Kind = KindHeadless
+	default:
+		out.Kind = KindClusterIP
+		ips := s.Spec.ClusterIPs
+		if len(ips) == 0 && s.Spec.ClusterIP != "" {
+			ips = []string{s.Spec.ClusterIP}
+		}
+		for _, ip := range ips {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				out.ClusterIPs = append(out.ClusterIPs, a.Unmap())
+			}
+		}
+	}
+	for _, p := range s.Spec.Ports {
+		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: protocol(p.Protocol), Port: uint16(p.Port)})
+	}
+	return out
+}
+
+// EndpointSliceFromAPI shrinks an API EndpointSlice.
+func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
+	out := &EndpointSlice{
+		Namespace:       s.Namespace,
+		Name:            s.Name,
+		Service:         s.Labels[discoveryv1.LabelServiceName],
+		AddressType:     s.AddressType,
+		ResourceVersion: s.ResourceVersion,
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s.Annotations[annotationTriggerTime]); err == nil {
+		out.TriggerTime = t
+	}
+	for _, p := range s.Ports {
+		if p.Port == nil {
+			continue
+		}
+		var proto corev1.Protocol
+		if p.Protocol != nil {
+			proto = *p.Protocol
+		}
+		var name string
+		if p.Name != nil {
+			name = *p.Name
+		}
+		out.Ports = append(out.Ports, Port{Name: name, Protocol: protocol(proto), Port: uint16(*p.Port)})
+	}
+	out.Endpoints = make([]Endpoint, 0, len(s.Endpoints))
+	for _, e := range s.Endpoints {
+		ep := Endpoint{
+			// nil conditions mean "unknown", which the API says to treat
+			// as ready/serving and not terminating.
+			Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
+			Serving:     e.Conditions.Serving == nil || *e.Conditions.Serving,
+			Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
+		}
+		for _, a := range e.Addresses {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				ep.Addresses = append(ep.Addresses, ip.Unmap())
+			}
+		}
+		if e.Hostname != nil {
+			ep.Hostname = strings.ToLower(*e.Hostname)
+		}
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+			ep.PodName = e.TargetRef.Name
+		}
+		if e.NodeName != nil {
+			ep.NodeName = *e.NodeName
+		}
+		if e.Zone != nil {
+			ep.Zone = *e.Zone
+		}
+		out.Endpoints = append(out.Endpoints, ep)
+	}
+	return out
+}
+
+func protocol(p corev1.Protocol) string {
+	if p == "" {
+		return "tcp"
+	}
+	return strings.ToLower(string(p))
+}
+
+// The informer cache stores these small structs instead of API objects, so
+// they carry just enough of runtime.Object and metav1.ObjectMetaAccessor for
+// the cache's key functions.
+
+func (s *Service) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (s *Service) DeepCopyObject() runtime.Object   { c := *s; return &c }
+func (s *Service) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion}
+}
+
+func (s *EndpointSlice) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (s *EndpointSlice) DeepCopyObject() runtime.Object   { c := *s; return &c }
+func (s *EndpointSlice) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion}
+}

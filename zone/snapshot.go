@@ -1,0 +1,132 @@
+// Package zone turns Kubernetes Services and EndpointSlices into an immutable
+// Snapshot of DNS records, following the Kubernetes DNS-Based Service
+// Discovery specification v1.1.0.
+//
+// Sources (informers on a live cluster, or manifests on disk) hand small
+// structs to a Publisher, whose single builder goroutine coalesces changes and
+// publishes a new Snapshot with an atomic pointer swap. Readers never lock: a
+// Snapshot and everything reachable from it is never modified after Build
+// returns.
+package zone
+
+import (
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
+)
+
+// SpecVersion is the version of the Kubernetes DNS specification served in
+// the dns-version TXT record.
+const SpecVersion = "1.1.0"
+
+// Snapshot is an immutable view of every name hdns answers for.
+type Snapshot struct {
+	// Serial is the SOA serial of every apex in this Snapshot.
+	Serial uint32
+	// Built is when Build returned.
+	Built time.Time
+	// Stats counts what the Snapshot holds.
+	Stats Stats
+
+	apexes []*Apex          // longest name first
+	names  map[string]*Node // lower-case FQDN → node
+}
+
+// Stats counts the objects a Snapshot was built from and the names it holds.
+type Stats struct {
+	Services, Endpoints, Names int
+}
+
+// Apex is the top of one zone hdns is authoritative for.
+type Apex struct {
+	Name string // lower-case FQDN
+	// SOA is the zone's SOA record, answered at the apex.
+	SOA dns.RR
+	// NegativeSOA is the SOA record for the authority section of NXDOMAIN
+	// and NODATA answers: its TTL is min(SOA TTL, MINIMUM) (RFC 2308).
+	NegativeSOA dns.RR
+}
+
+// Node holds the records of one owner name. A Node with no records is an
+// empty non-terminal: it exists (NODATA), because names exist below it.
+//
+// Records in fixed slices are answered as they are. Choices are answered with
+// the endpoints a policy picks for each query.
+type Node struct {
+	Apex *Apex
+
+	A, AAAA, SRV, TXT, PTR, NS, SOA []dns.RR
+	// Extra holds the addresses of fixed SRV targets, for the additional
+	// section.
+	Extra []dns.RR
+	// CNAME, when set, is the only record of the node; it answers every
+	// query type.
+	CNAME *dns.CNAME
+
+	// A4, A6 and SRVs are the per-query choices of a headless Service.
+	A4, A6, SRVs *Choice
+}
+
+// EndpointSet holds the candidates of one headless Service, in the spec's
+// stable order, and the policy that chooses among them.
+type EndpointSet struct {
+	Namespace, Service string
+	Policy             *policy.Chain
+	// PolicyErr says why the Service's own policy annotation was rejected
+	// and Policy is the default instead; nil when it was accepted.
+	PolicyErr  error
+	Candidates []policy.Endpoint
+	// Glue holds, per candidate, the address records of its own name
+	// (target of its SRV records), for the additional section.
+	Glue [][]dns.RR
+}
+
+// Choice is one question that a policy answers: which candidates, among In,
+// and in which order. RRs[i] are the answer records of candidate i.
+type Choice struct {
+	Set *EndpointSet
+	In  []int
+	RRs [][]dns.RR
+	// Glue is true for SRV choices: the additional section carries the
+	// targets' addresses.
+	Glue bool
+}
+
+// Lookup finds the node for a lower-case FQDN. It returns the apex of the
+// zone the name is in (nil when hdns is not authoritative for it) and the
+// node (nil when the name does not exist in that zone).
+func (s *Snapshot) Lookup(name string) (*Apex, *Node) {
+	if n, ok := s.names[name]; ok {
+		return n.Apex, n
+	}
+	return s.ApexOf(name), nil
+}
+
+// ApexOf returns the apex of the most specific zone that contains name, or
+// nil.
+func (s *Snapshot) ApexOf(name string) *Apex {
+	return findApex(s.apexes, name)
+}
+
+func findApex(apexes []*Apex, name string) *Apex {
+	for _, a := range apexes {
+		if InZone(name, a.Name) {
+			return a
+		}
+	}
+	return nil
+}
+
+// InZone reports whether the lower-case FQDN name is zone or below it.
+func InZone(name, zone string) bool {
+	if zone == "." {
+		return true
+	}
+	if !strings.HasSuffix(name, zone) {
+		return false
+	}
+	return len(name) == len(zone) || name[len(name)-len(zone)-1] == '.'
+}
