@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -175,6 +176,14 @@ func (m *ManifestSource) files() ([]string, string, error) {
 	return files, stamp.String(), nil
 }
 
+// ParseManifest returns the Services and EndpointSlices of one manifest
+// file's contents; file names it in errors.
+func ParseManifest(file string, data []byte) ([]*Service, []*EndpointSlice, error) {
+	var objs manifestObjects
+	err := parseManifest(file, data, &objs)
+	return objs.services, objs.slices, err
+}
+
 // parseManifest adds the Services and EndpointSlices of one file to objs.
 func parseManifest(file string, data []byte, objs *manifestObjects) error {
 	for _, doc := range splitDocuments(data) {
@@ -284,10 +293,14 @@ func addObject(js []byte, objs *manifestObjects) error {
 	return nil
 }
 
+// strictJSON decodes as the API server does: field names match case
+// sensitively, and unknown or duplicate fields are errors.
 func strictJSON(js []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(js))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
+	strict, err := kjson.UnmarshalStrict(js, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 // manifestService checks what the API server would have checked and

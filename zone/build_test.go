@@ -1,0 +1,201 @@
+package zone
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
+)
+
+func testOptions(t testing.TB) *Options {
+	t.Helper()
+	chain, err := policy.Parse("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Options{
+		Zones:         []string{"cluster.local."},
+		ReverseZones:  []string{"in-addr.arpa.", "ip6.arpa."},
+		TTL:           5,
+		DefaultPolicy: chain,
+	}
+}
+
+func mustParse(t testing.TB, yaml string) ([]*Service, []*EndpointSlice) {
+	t.Helper()
+	svcs, slices, err := ParseManifest("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svcs, slices
+}
+
+// chosen lists a choice's candidates' records in spec order.
+func chosen(c *Choice) []string {
+	var out []string
+	for _, i := range c.In {
+		for _, rr := range c.RRs[i] {
+			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
+		}
+	}
+	return out
+}
+
+const dualStack = `
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: data, annotations: {hdns.dev/policy: "no-such-step"}}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-b, namespace: data, labels: {kubernetes.io/service-name: db}}
+addressType: IPv6
+endpoints:
+- {addresses: ["fd00::1"], targetRef: {kind: Pod, name: db-0}, hostname: db-0}
+- {addresses: ["fd00::2"], targetRef: {kind: Pod, name: pod-two}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-a, namespace: data, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+endpoints:
+- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: db-0}, hostname: db-0}
+- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: pod-two}}
+- {addresses: [10.0.0.3], targetRef: {kind: Pod, name: Pod.With.Dots}}
+---
+# The same address in a second slice (as during a slice migration) is one
+# candidate.
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-c, namespace: data, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+endpoints:
+- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: pod-two}}
+`
+
+func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
+	for _, podNames := range []bool{false, true} {
+		opts := testOptions(t)
+		opts.EndpointPodNames = podNames
+		svcs, sl := mustParse(t, dualStack)
+		snap := Build(opts, 7, svcs, sl)
+		_, n := snap.Lookup("db.data.svc.cluster.local.")
+		if n == nil || n.A4 == nil || n.A6 == nil {
+			t.Fatalf("podNames=%v: node %+v, want A and AAAA choices", podNames, n)
+		}
+		set := n.A4.Set
+		var hosts []string
+		for _, c := range set.Candidates {
+			hosts = append(hosts, c.Hostname)
+		}
+		// Slices sort by name: db-a (IPv4) first, then db-b merges into
+		// the same Pods.
+		want := []string{"db-0", "10-0-0-2", "10-0-0-3"}
+		if podNames {
+			want = []string{"db-0", "pod-two", "10-0-0-3"} // a Pod name with dots is no label
+		}
+		if !slices.Equal(hosts, want) {
+			t.Errorf("podNames=%v: hostnames %v, want %v", podNames, hosts, want)
+		}
+		if got := chosen(n.A4); len(got) != 3 {
+			t.Errorf("A candidates %v, want 3 (duplicate address merged)", got)
+		}
+		if !slices.Equal(n.A6.In, []int{0, 1}) {
+			t.Errorf("AAAA candidates %v, want the first two (merged with their IPv4)", n.A6.In)
+		}
+		_, h := snap.Lookup(want[1] + ".db.data.svc.cluster.local.")
+		if h == nil || len(h.A) != 1 || len(h.AAAA) != 1 {
+			t.Errorf("hostname %s: want one A and one AAAA, got %+v", want[1], h)
+		}
+		if set.PolicyErr == nil || set.Policy != opts.DefaultPolicy {
+			t.Errorf("bad policy annotation: err %v, policy %v; want an error and the default policy", set.PolicyErr, set.Policy)
+		}
+		if snap.Stats.Services != 1 || snap.Stats.Endpoints != 3 {
+			t.Errorf("stats %+v", snap.Stats)
+		}
+	}
+}
+
+func TestBuildEmptyNonTerminals(t *testing.T) {
+	svcs, sl := mustParse(t, dualStack)
+	snap := Build(testOptions(t), 1, svcs, sl)
+	for _, name := range []string{"svc.cluster.local.", "data.svc.cluster.local.", "dns.cluster.local.",
+		"ns.dns.cluster.local.", "0.0.10.in-addr.arpa.", "arpa." /* not in a zone */} {
+		apex, n := snap.Lookup(name)
+		if name == "arpa." {
+			if apex != nil {
+				t.Errorf("%s: in zone %s, want outside every zone", name, apex.Name)
+			}
+			continue
+		}
+		if n == nil {
+			t.Errorf("%s does not exist; it has names below it (RFC 8020)", name)
+		} else if n.A != nil || n.A4 != nil || n.TXT != nil || n.PTR != nil {
+			t.Errorf("%s has records: %+v", name, n)
+		}
+	}
+	if _, n := snap.Lookup("other.svc.cluster.local."); n != nil {
+		t.Error("a namespace without Services exists")
+	}
+}
+
+func TestBuildIsIndependentOfInputOrder(t *testing.T) {
+	svcs, sl := mustParse(t, dualStack)
+	a := Build(testOptions(t), 1, svcs, sl)
+	slices.Reverse(sl)
+	b := Build(testOptions(t), 1, svcs, sl)
+	_, na := a.Lookup("db.data.svc.cluster.local.")
+	_, nb := b.Lookup("db.data.svc.cluster.local.")
+	if !slices.Equal(chosen(na.A4), chosen(nb.A4)) {
+		t.Errorf("order depends on slice order:\n%v\n%v", chosen(na.A4), chosen(nb.A4))
+	}
+}
+
+func TestReverseZonesLimitPTR(t *testing.T) {
+	opts := testOptions(t)
+	opts.ReverseZones = []string{"10.in-addr.arpa."}
+	svcs, sl := mustParse(t, dualStack)
+	snap := Build(opts, 1, svcs, sl)
+	if _, n := snap.Lookup("1.0.0.10.in-addr.arpa."); n == nil || len(n.PTR) != 1 || n.PTR[0].(*dns.PTR).Ptr != "db-0.db.data.svc.cluster.local." {
+		t.Errorf("PTR for 10.0.0.1: %+v", n)
+	}
+	if apex, _ := snap.Lookup("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa."); apex != nil {
+		t.Error("ip6.arpa. answered though it is not a reverse zone")
+	}
+}
+
+func TestCanonicalZone(t *testing.T) {
+	for in, want := range map[string]string{"Cluster.Local": "cluster.local.", "lb.cluster.local.": "lb.cluster.local.", " x ": "x."} {
+		got, err := CanonicalZone(in)
+		if err != nil || got != want {
+			t.Errorf("CanonicalZone(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := CanonicalZone("a..b"); err == nil {
+		t.Error("CanonicalZone accepted a..b")
+	}
+}
+
+func TestDashed(t *testing.T) {
+	svcs, sl := mustParse(t, `
+apiVersion: v1
+kind: Service
+metadata: {name: s, namespace: ns6}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s6, namespace: ns6, labels: {kubernetes.io/service-name: s}}
+addressType: IPv6
+endpoints:
+- {addresses: ["fd00:10::1"]}
+`)
+	snap := Build(testOptions(t), 1, svcs, sl)
+	if _, n := snap.Lookup("fd00-0010-0000-0000-0000-0000-0000-0001.s.ns6.svc.cluster.local."); n == nil || len(n.AAAA) != 1 {
+		t.Errorf("IPv6 endpoint without hostname: no dashed name, got %+v", n)
+	}
+}

@@ -1,0 +1,227 @@
+package zone
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestParseManifestErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string // substrings of the error
+	}{
+		{
+			name: "bad YAML names the file, line and document",
+			yaml: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n# second\napiVersion: v1\nkind: Service\nmetadata: {name: [b\n",
+			want: []string{"f.yaml:5:", "document 2"},
+		},
+		{
+			name: "unknown field names the object kind",
+			yaml: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIp: None}\n",
+			want: []string{"f.yaml:1:", "Service", `unknown field "spec.clusterIp"`},
+		},
+		{
+			name: "bad endpoint address names the slice",
+			yaml: "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, namespace: ns, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.300]\n",
+			want: []string{"EndpointSlice ns/s", "endpoint 0"},
+		},
+		{
+			name: "IPv6 address in an IPv4 slice",
+			yaml: "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints:\n- addresses: [\"fd00::1\"]\n",
+			want: []string{"EndpointSlice default/s", "not of addressType IPv4"},
+		},
+		{
+			name: "slice without its Service label",
+			yaml: "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\naddressType: IPv4\nendpoints: []\n",
+			want: []string{"kubernetes.io/service-name"},
+		},
+		{
+			name: "bad hostname",
+			yaml: "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints:\n- {addresses: [10.0.0.1], hostname: a_b}\n",
+			want: []string{"hostname \"a_b\""},
+		},
+		{
+			name: "Service without a name",
+			yaml: "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n",
+			want: []string{"metadata.name is empty"},
+		},
+		{
+			name: "bad cluster IP",
+			yaml: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: 10.0.0.1.1}\n",
+			want: []string{"Service default/a", "clusterIP"},
+		},
+		{
+			name: "bad item in a List names the item",
+			yaml: "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Service, metadata: {name: ok}}\n- {apiVersion: v1, kind: Service, metadata: {name: Not_OK}}\n",
+			want: []string{"List item 1", `name "Not_OK"`},
+		},
+		{
+			name: "a document without kind",
+			yaml: "metadata: {name: a}\n",
+			want: []string{"no kind"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := ParseManifest("f.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseManifestKinds(t *testing.T) {
+	yaml := `# leading comment
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: a, namespace: x}
+  spec: {clusterIP: None}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: p}
+---
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSliceList
+items:
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata: {name: a-1, namespace: x, labels: {kubernetes.io/service-name: a}}
+  addressType: IPv4
+  endpoints: [{addresses: [10.0.0.1]}]
+---
+{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b", "namespace": "x"}, "spec": {"type": "ExternalName", "externalName": "B.example.com."}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: x}
+`
+	svcs, slices, err := ParseManifest("f.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 2 || len(slices) != 1 {
+		t.Fatalf("got %d Services and %d slices, want 2 and 1", len(svcs), len(slices))
+	}
+	if svcs[1].Kind != KindExternalName || svcs[1].ExternalName != "b.example.com" {
+		t.Errorf("ExternalName Service %+v", svcs[1])
+	}
+}
+
+func writeFile(t testing.TB, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const oneService = `apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: x}
+spec: {clusterIP: 10.0.0.1}
+`
+
+func TestManifestSourceDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), oneService)
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "sub", "b.yml"), strings.ReplaceAll(oneService, "name: a", "name: b"))
+	writeFile(t, filepath.Join(dir, "notes.txt"), "not a manifest")
+	src := &ManifestSource{Path: dir}
+	if err := src.Load(); err != nil {
+		t.Fatal(err)
+	}
+	svcs, _, ok := src.List()
+	if !ok || len(svcs) != 2 {
+		t.Fatalf("List: %d Services, complete=%v; want 2, true", len(svcs), ok)
+	}
+}
+
+// TestManifestSourceReload edits a watched file: a good edit shows up, a
+// broken one is reported and the last good objects stay.
+func TestManifestSourceReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.yaml")
+	writeFile(t, path, oneService)
+	reg := prometheus.NewRegistry()
+	metrics := NewMetrics(reg)
+	src := &ManifestSource{Path: path, Interval: 20 * time.Millisecond, Metrics: metrics}
+	if err := src.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := make(chan struct{}, 10)
+	go src.Run(ctx, func() { changed <- struct{}{} })
+
+	waitChanged := func() bool {
+		select {
+		case <-changed:
+			return true
+		case <-time.After(time.Second):
+			return false
+		}
+	}
+	writeFile(t, path, oneService+"---\n"+strings.ReplaceAll(oneService, "name: a", "name: b"))
+	if !waitChanged() {
+		t.Fatal("an edit did not show within 1s")
+	}
+	if svcs, _, _ := src.List(); len(svcs) != 2 {
+		t.Fatalf("after the edit: %d Services, want 2", len(svcs))
+	}
+
+	writeFile(t, path, oneService+"---\nkind: [broken\n")
+	deadline := time.Now().Add(2 * time.Second)
+	for testutil.ToFloat64(metrics.SourceErrors.WithLabelValues("manifests")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a broken edit was not counted within 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if svcs, _, ok := src.List(); !ok || len(svcs) != 2 {
+		t.Fatalf("after a broken edit: %d Services, complete=%v; want the last good 2", len(svcs), ok)
+	}
+
+	// Touching the file without changing it reloads but does not signal.
+	writeFile(t, path, oneService)
+	if !waitChanged() {
+		t.Fatal("the fix did not show within 1s")
+	}
+	now := time.Now().Add(time.Second)
+	if err := os.Chtimes(path, now, now); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+		t.Error("an unchanged file signalled a change")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestManifestSourceMissingPath(t *testing.T) {
+	src := &ManifestSource{Path: filepath.Join(t.TempDir(), "nope.yaml")}
+	if err := src.Load(); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("Load of a missing file: %v, want an error naming it", err)
+	}
+	if _, _, ok := src.List(); ok {
+		t.Error("List complete without a successful load")
+	}
+}

@@ -1,0 +1,137 @@
+package zone
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestPublisherCoalescesAndWaitsForCompleteView(t *testing.T) {
+	p := NewPublisher(testOptions(t), discard, nil)
+	var lists atomic.Int32
+	var complete atomic.Bool
+	release := make(chan struct{})
+	list := func() ([]*Service, []*EndpointSlice, bool) {
+		if lists.Add(1) == 2 {
+			<-release // hold the second build while changes pile up
+		}
+		return nil, nil, complete.Load()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx, list)
+
+	p.Changed()
+	waitFor(t, func() bool { return lists.Load() == 1 })
+	if p.Snapshot() != nil {
+		t.Fatal("published a snapshot of an incomplete view")
+	}
+	complete.Store(true)
+	p.Changed()
+	waitFor(t, func() bool { return lists.Load() == 2 })
+	for range 100 {
+		p.Changed()
+	}
+	close(release)
+	waitFor(t, func() bool { return p.Snapshot() != nil })
+	waitFor(t, func() bool { return lists.Load() == 3 })
+	time.Sleep(50 * time.Millisecond)
+	if n := lists.Load(); n != 3 {
+		t.Errorf("100 changes during a build caused %d more builds, want 1", n-2)
+	}
+}
+
+func TestProgrammingLatency(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	p := NewPublisher(testOptions(t), discard, m)
+	old := time.Now().Add(-time.Hour)
+	slice := &EndpointSlice{Namespace: "n", Name: "s", Service: "s", TriggerTime: old}
+	list := func() ([]*Service, []*EndpointSlice, bool) { return nil, []*EndpointSlice{slice}, true }
+	p.Rebuild(list)
+	if got := histogramCount(t, reg); got != 0 {
+		t.Errorf("the first build observed %d latencies; its trigger times are history", got)
+	}
+	p.Rebuild(list)
+	if got := histogramCount(t, reg); got != 0 {
+		t.Errorf("an unchanged trigger time was observed again (%d)", got)
+	}
+	slice = &EndpointSlice{Namespace: "n", Name: "s", Service: "s", TriggerTime: time.Now().Add(-30 * time.Millisecond)}
+	p.Rebuild(list)
+	if got := histogramCount(t, reg); got != 1 {
+		t.Errorf("a new trigger time gave %d observations, want 1", got)
+	}
+}
+
+func histogramCount(t testing.TB, reg *prometheus.Registry) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "hdns_zone_programming_latency_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("no programming latency histogram")
+	return 0
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestKubeSourceShrinksAndGates is a narrow test of the watch layer on
+// client-go's fake clientset; test/e2e proves it on a real API server.
+func TestKubeSourceShrinksAndGates(t *testing.T) {
+	ready := true
+	client := fake.NewClientset(
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "awx", Labels: map[string]string{"tier": "front"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}, Spec: corev1.ServiceSpec{ClusterIP: "None"}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "awx"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}},
+		&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "awx", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}},
+	)
+	src := &KubeSource{Client: client, LabelSelector: "tier=front"}
+	if _, _, ok := src.List(); ok {
+		t.Fatal("complete before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var changes atomic.Int32
+	go src.Run(ctx, func() { changes.Add(1) })
+	waitFor(t, func() bool { return changes.Load() > 0 })
+	svcs, slices, ok := src.List()
+	if !ok || len(svcs) != 1 || svcs[0].Name != "web" || svcs[0].Kind != KindHeadless {
+		t.Fatalf("List after sync: %+v complete=%v; want only the selected headless Service", svcs, ok)
+	}
+	if len(slices) != 1 || len(slices[0].Endpoints) != 1 || slices[0].Endpoints[0].Addresses[0].String() != "10.0.0.1" {
+		t.Fatalf("slices %+v", slices)
+	}
+	before := changes.Load()
+	if err := client.DiscoveryV1().EndpointSlices("awx").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return changes.Load() > before })
+	waitFor(t, func() bool { _, s, _ := src.List(); return len(s) == 0 })
+}
