@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildBinary builds hdns once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hdns")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type process struct {
+	cmd        *exec.Cmd
+	dns, http  string
+	stderr     *strings.Builder
+	stderrDone chan struct{}
+}
+
+// startHDNS runs the binary with args on free loopback ports and waits for
+// it to say where it serves.
+func startHDNS(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	args = append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, args...)
+	cmd := exec.Command(bin, args...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, stderr: &strings.Builder{}, stderrDone: make(chan struct{})}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		<-p.stderrDone
+		if t.Failed() {
+			t.Logf("hdns stderr:\n%s", p.stderr.String())
+		}
+	})
+	serving := regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
+	found := make(chan [2]string, 1)
+	go func() {
+		defer close(p.stderrDone)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			p.stderr.WriteString(line + "\n")
+			if m := serving.FindStringSubmatch(line); m != nil {
+				found <- [2]string{m[1], m[2]}
+			}
+		}
+	}()
+	select {
+	case addrs := <-found:
+		p.dns, p.http = addrs[0], addrs[1]
+	case <-time.After(20 * time.Second):
+		t.Fatal("hdns did not start serving within 20s")
+	}
+	return p
+}
+
+// dig runs the real dig against the process and returns its short answer
+// lines and the status.
+func (p *process) dig(t *testing.T, args ...string) (status string, answer []string) {
+	t.Helper()
+	host, port, _ := strings.Cut(p.dns, ":")
+	full := append([]string{"@" + host, "-p", port, "+norec", "+time=2", "+tries=1", "+noall", "+answer", "+authority", "+comments"}, args...)
+	out, err := exec.Command("dig", full...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %v: %v\n%s", args, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if m := regexp.MustCompile(`status: (\w+)`).FindStringSubmatch(line); m != nil {
+			status = m[1]
+		}
+		if line != "" && !strings.HasPrefix(line, ";") {
+			answer = append(answer, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return status, answer
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBinaryServesREADMEManifest runs the README's first command on a copy
+// of its manifest and checks the answers with dig.
+func TestBinaryServesREADMEManifest(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Fatal("dig is not installed (apt-get install bind9-dnsutils; scripts/test does it)")
+	}
+	bin := buildBinary(t)
+	manifest := filepath.Join(t.TempDir(), "awx.yaml")
+	copyFile(t, "../../examples/awx.yaml", manifest)
+	p := startHDNS(t, bin, "--manifests", manifest)
+
+	const svc = "web-headless.awx.svc.cluster.local."
+	tests := []struct {
+		args   []string
+		status string
+		want   []string
+	}{
+		{args: []string{svc, "A"}, status: "NOERROR", want: []string{
+			svc + " 5 IN A 10.244.217.10", svc + " 5 IN A 10.244.194.67", svc + " 5 IN A 10.244.217.11",
+			svc + " 5 IN A 10.244.194.70", svc + " 5 IN A 10.244.217.14", svc + " 5 IN A 10.244.194.71",
+		}},
+		{args: []string{"_nginx-web-headless._tcp." + svc, "SRV"}, status: "NOERROR", want: []string{
+			"_nginx-web-headless._tcp." + svc + " 5 IN SRV 0 16 80 web-0." + svc,
+			"_nginx-web-headless._tcp." + svc + " 5 IN SRV 0 16 80 web-1." + svc,
+			"_nginx-web-headless._tcp." + svc + " 5 IN SRV 0 16 80 web-2." + svc,
+			"_nginx-web-headless._tcp." + svc + " 5 IN SRV 0 16 80 10-244-194-70." + svc,
+			"_nginx-web-headless._tcp." + svc + " 5 IN SRV 0 16 80 10-244-217-14." + svc,
+			"_nginx-web-headless._tcp." + svc + " 5 IN SRV 0 16 80 10-244-194-71." + svc,
+		}},
+		{args: []string{"web-2." + svc, "A"}, status: "NOERROR", want: []string{"web-2." + svc + " 5 IN A 10.244.217.11"}},
+		{args: []string{"-x", "10.244.194.67"}, status: "NOERROR", want: []string{"67.194.244.10.in-addr.arpa. 5 IN PTR web-1." + svc}},
+		{args: []string{"nope.awx.svc.cluster.local.", "A"}, status: "NXDOMAIN", want: []string{"cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. SERIAL 7200 1800 86400 5"}},
+		{args: []string{"awx.svc.cluster.local.", "A"}, status: "NOERROR", want: []string{"cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. SERIAL 7200 1800 86400 5"}},
+		{args: []string{"example.com.", "A"}, status: "REFUSED"},
+	}
+	serial := regexp.MustCompile(`hostmaster\.cluster\.local\. \d+ `)
+	for _, tt := range tests {
+		status, answer := p.dig(t, tt.args...)
+		for i := range answer {
+			answer[i] = serial.ReplaceAllString(answer[i], "hostmaster.cluster.local. SERIAL ")
+		}
+		if status != tt.status || strings.Join(answer, "\n") != strings.Join(tt.want, "\n") {
+			t.Errorf("dig %v: %s\n%s\nwant %s\n%s", tt.args, status, strings.Join(answer, "\n"), tt.status, strings.Join(tt.want, "\n"))
+		}
+	}
+
+	// An edit of the file shows in answers within a second.
+	data, _ := os.ReadFile(manifest)
+	edited := strings.Replace(string(data), `["10.244.217.10"]`, `["10.244.217.99"]`, 1)
+	if err := os.WriteFile(manifest, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		_, answer := p.dig(t, "web-0."+svc, "A")
+		if len(answer) == 1 && answer[0] == "web-0."+svc+" 5 IN A 10.244.217.99" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the edit did not show within 1s: %v", answer)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A broken edit keeps the last good zone.
+	if err := os.WriteFile(manifest, []byte(edited+"---\nkind: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if _, answer := p.dig(t, "web-0."+svc, "A"); len(answer) != 1 {
+		t.Errorf("after a broken edit: %v, want the last good answer", answer)
+	}
+	if !strings.Contains(p.stderr.String(), "manifests rejected") {
+		t.Error("the broken edit was not logged")
+	}
+
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ok", "/metrics": `hdns_dns_requests_total{rcode="NXDOMAIN",type="A"} 1`} {
+		resp, err := http.Get("http://" + p.http + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, body lacks %q", path, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestBinaryRejectsBadStarts(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken.yaml")
+	if err := os.WriteFile(broken, []byte("apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {clusterIP: bad}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	// A kubeconfig naming a loopback port nothing listens on.
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--ttl", "0s", "--manifests", broken}, 2, "--ttl"},
+		{[]string{"--ttl", "1500ms", "--manifests", broken}, 2, "whole seconds"},
+		{[]string{"--zone", "a..b"}, 2, "--zone"},
+		{[]string{"--reverse-zone", "example.com"}, 2, "not under in-addr.arpa."},
+		{[]string{"--default-policy", "fastest"}, 2, `unknown step "fastest"`},
+		{[]string{"--log-level", "loud"}, 2, "--log-level"},
+		{[]string{"--selector", "a in (", "--manifests", broken}, 2, "--selector"},
+		{[]string{"--manifests", broken, "--kubeconfig", kubeconfig}, 2, "exclusive"},
+		{[]string{"--nosuchflag"}, 2, "flag provided but not defined"},
+		{[]string{"--manifests", broken}, 1, "broken.yaml:1"},
+		{[]string{"--manifests", filepath.Join(dir, "missing.yaml")}, 1, "missing.yaml"},
+		{[]string{"--kubeconfig", filepath.Join(dir, "missing-kubeconfig")}, 1, "missing-kubeconfig"},
+		{[]string{"--kubeconfig", kubeconfig}, 1, "cannot reach the Kubernetes API server"},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, tt.args...)...)
+		cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=", "KUBERNETES_SERVICE_PORT=")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != tt.code || !strings.Contains(string(out), tt.want) {
+			t.Errorf("hdns %v: exit %d, want %d with %q in:\n%s", tt.args, code, tt.code, tt.want, out)
+		}
+	}
+	// No source at all, outside a cluster.
+	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "pass --kubeconfig, or --manifests") || cmd.ProcessState.ExitCode() != 1 {
+		t.Errorf("no source: exit %d, %s", cmd.ProcessState.ExitCode(), out)
+	}
+	// --help exits 0 and describes the flags.
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "-manifests") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
+}
