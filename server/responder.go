@@ -5,6 +5,7 @@ package server
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"strings"
 	"time"
@@ -244,13 +245,11 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 	}
 }
 
-// finish counts the reply and packs it within limit bytes: when it does not
-// fit, the additional section goes first (no TC, RFC 2181 9), then answer
-// records from the end, with TC set.
+// finish counts the reply and packs it within limit bytes.
 func (r *Responder) finish(m *dns.Msg, s *Scratch, limit int, qtype uint16, start time.Time) []byte {
 	out, err := m.PackBuffer(s.buf)
 	if err == nil && len(out) > limit {
-		out, err = truncate(m, s, limit)
+		out, err = truncate(out, limit)
 	}
 	if err != nil {
 		// Only a bug packs badly: answer SERVFAIL with nothing else.
@@ -268,38 +267,101 @@ func (r *Responder) finish(m *dns.Msg, s *Scratch, limit int, qtype uint16, star
 	return out
 }
 
-func truncate(m *dns.Msg, s *Scratch, limit int) ([]byte, error) {
-	var opt dns.RR
-	for _, rr := range m.Extra {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			opt = rr
+// truncate cuts a packed reply to limit bytes in place. The additional
+// section goes first, and dropping only it does not set TC (RFC 2181 9);
+// if that is not enough, the answer keeps the records that fit, TC is set,
+// and the authority goes too. A trailing OPT record is always kept.
+//
+// It cuts at record boundaries of the packed bytes: compression pointers
+// only point backwards, so whatever stays remains valid.
+func truncate(out []byte, limit int) ([]byte, error) {
+	counts := [4]int{} // question, answer, authority, additional
+	for i := range counts {
+		counts[i] = int(binary.BigEndian.Uint16(out[4+2*i:]))
+	}
+	off := headerLen
+	var err error
+	for range counts[0] {
+		if off, err = skipName(out, off); err != nil {
+			return nil, err
+		}
+		off += 4
+	}
+	// ends[i] is the offset after the i-th record of answer and authority.
+	answerStart := off
+	var ends []int
+	for range counts[1] + counts[2] {
+		if off, err = skipRR(out, off); err != nil {
+			return nil, err
+		}
+		ends = append(ends, off)
+	}
+	var opt []byte
+	if counts[3] > 0 {
+		last := off
+		for range counts[3] {
+			last = off
+			if off, err = skipRR(out, off); err != nil {
+				return nil, err
+			}
+		}
+		if binary.BigEndian.Uint16(out[last+1:]) == dns.TypeOPT && out[last] == 0 {
+			opt = out[last:off]
 		}
 	}
-	m.Extra = m.Extra[:0]
-	if opt != nil {
-		m.Extra = append(m.Extra, opt)
+	keepAN, keepNS, end := counts[1], counts[2], answerStart
+	if len(ends) > 0 {
+		end = ends[len(ends)-1]
 	}
-	if m.Len() <= limit {
-		return m.PackBuffer(s.buf)
-	}
-	m.Truncated = true
-	all := m.Answer
-	// The largest prefix of the answer that fits, by bisection.
-	lo, hi := 0, len(all)
-	for lo < hi {
-		mid := (lo + hi + 1) / 2
-		m.Answer = all[:mid]
-		if m.Len() <= limit {
-			lo = mid
-		} else {
-			hi = mid - 1
+	tc := false
+	if end+len(opt) > limit {
+		tc, keepNS = true, 0
+		keepAN = 0
+		end = answerStart
+		for i := 0; i < counts[1] && ends[i]+len(opt) <= limit; i++ {
+			keepAN, end = i+1, ends[i]
 		}
 	}
-	m.Answer = all[:lo]
-	if m.Len() > limit {
-		m.Ns = m.Ns[:0]
+	n := copy(out[end:], opt)
+	out = out[:end+n]
+	binary.BigEndian.PutUint16(out[6:], uint16(keepAN))
+	binary.BigEndian.PutUint16(out[8:], uint16(keepNS))
+	binary.BigEndian.PutUint16(out[10:], uint16(min(1, len(opt))))
+	if tc {
+		out[2] |= 0x02
 	}
-	return m.PackBuffer(s.buf)
+	return out, nil
+}
+
+var errShortReply = errors.New("server: packed reply ends inside a record")
+
+func skipName(b []byte, off int) (int, error) {
+	for {
+		if off >= len(b) {
+			return 0, errShortReply
+		}
+		l := int(b[off])
+		switch {
+		case l == 0:
+			return off + 1, nil
+		case l&0xC0 == 0xC0:
+			return off + 2, nil
+		default:
+			off += 1 + l
+		}
+	}
+}
+
+func skipRR(b []byte, off int) (int, error) {
+	off, err := skipName(b, off)
+	if err != nil || off+10 > len(b) {
+		return 0, errShortReply
+	}
+	off += 10 + int(binary.BigEndian.Uint16(b[off+8:]))
+	if off > len(b) {
+		return 0, errShortReply
+	}
+	return off, nil
 }
 
 // lower returns s in lower case, without allocating when it already is.

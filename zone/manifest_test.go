@@ -225,3 +225,19 @@ func TestManifestSourceMissingPath(t *testing.T) {
 		t.Error("List complete without a successful load")
 	}
 }
+
+// FuzzParseManifest checks that no manifest, however broken, panics the
+// parser, and that whatever it accepts builds a snapshot.
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(oneService))
+	f.Add([]byte(dualStack))
+	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: List, items: [null]}]\n"))
+	f.Add([]byte("---\n--- \n{}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		svcs, slices, err := ParseManifest("fuzz.yaml", data)
+		if err != nil {
+			return
+		}
+		Build(testOptions(t), 1, svcs, slices)
+	})
+}
