@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,8 +28,26 @@ func buildBinary(t *testing.T) string {
 type process struct {
 	cmd        *exec.Cmd
 	dns, http  string
-	stderr     *strings.Builder
+	stderr     *logBuffer
 	stderrDone chan struct{}
+}
+
+// logBuffer collects a process's log lines while the test reads them.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines strings.Builder
+}
+
+func (l *logBuffer) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines.WriteString(line + "\n")
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lines.String()
 }
 
 // startHDNS runs the binary with args on free loopback ports and waits for
@@ -44,7 +63,7 @@ func startHDNS(t *testing.T, bin string, args ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, stderr: &strings.Builder{}, stderrDone: make(chan struct{})}
+	p := &process{cmd: cmd, stderr: &logBuffer{}, stderrDone: make(chan struct{})}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -60,7 +79,7 @@ func startHDNS(t *testing.T, bin string, args ...string) *process {
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			line := sc.Text()
-			p.stderr.WriteString(line + "\n")
+			p.stderr.add(line)
 			if m := serving.FindStringSubmatch(line); m != nil {
 				found <- [2]string{m[1], m[2]}
 			}
