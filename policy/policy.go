@@ -9,15 +9,20 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 )
 
 // Endpoint is what a step may know about one candidate. It is built once per
-// snapshot and never mutated afterwards.
+// snapshot and never mutated afterwards (Load is shared and atomic).
 type Endpoint struct {
+	// Key identifies the endpoint the same way in every replica and
+	// snapshot: its Pod's namespace/name, else its first address.
+	Key         string
 	Hostname    string // the DNS label of the endpoint's own name
 	PodName     string // the EndpointSlice targetRef name, if it is a Pod
 	NodeName    string
@@ -25,6 +30,12 @@ type Endpoint struct {
 	Ready       bool
 	Serving     bool
 	Terminating bool
+	// Weight is the static weight for the weighted step (1 unless the
+	// Service's hdns.dev/weights annotation says otherwise; ≤ 0: last).
+	Weight float64
+	// Load is the endpoint's handout ledger entry; never nil in a built
+	// snapshot.
+	Load *Load
 }
 
 // Request describes the query a choice is made for.
@@ -34,6 +45,11 @@ type Request struct {
 	// Client identifies the asker: the EDNS Client Subnet address when
 	// present, else the source address.
 	Client netip.Addr
+	// TTL is the TTL the answer will carry; handouts are weighted by it.
+	TTL uint32
+	// Rand, when set, is the randomness steps draw from (tests seed it);
+	// nil draws from the runtime's lock-free generator.
+	Rand *rand.Rand
 }
 
 // Step reorders or filters candidates for one query.
@@ -93,10 +109,15 @@ func Names() []string {
 }
 
 // Chain is a parsed policy: its steps run in order, each on the previous
-// step's output. A Chain is immutable.
+// step's output. Its fields never change after Parse; steps may keep their
+// own concurrent-safe state (sticky assignments, round-robin counters).
 type Chain struct {
-	spec  string
-	steps []Step
+	spec             string
+	steps            []Step
+	names            []string
+	ttl              uint32 // from a ttl step; 0 means the server's
+	usesClient       bool   // some step's choice depends on the client
+	offerTerminating bool   // a drain step wants terminating endpoints
 }
 
 // Parse builds a Chain from a policy string such as "ordered" or
@@ -120,9 +141,32 @@ func Parse(spec string) (*Chain, error) {
 			return nil, fmt.Errorf("policy: step %q: %w", name, err)
 		}
 		c.steps = append(c.steps, s)
+		c.names = append(c.names, part)
+		switch s := s.(type) {
+		case ttlStep:
+			c.ttl = uint32(s)
+		case interface{ usesClient() }:
+			c.usesClient = true
+		case interface{ terminatingAllowed() }:
+			c.offerTerminating = true
+		}
 	}
 	return c, nil
 }
+
+// TTL is the TTL a ttl step sets for the Service's records, or 0.
+func (c *Chain) TTL() uint32 { return c.ttl }
+
+// UsesClient reports whether answers depend on who asks (the reply's EDNS
+// Client Subnet scope then covers the client's prefix).
+func (c *Chain) UsesClient() bool { return c.usesClient }
+
+// OfferTerminating reports whether endpoints that are terminating but still
+// serving should be candidates (the chain has a drain step).
+func (c *Chain) OfferTerminating() bool { return c.offerTerminating }
+
+// Steps lists the chain's steps as written ("first=2").
+func (c *Chain) Steps() []string { return c.names }
 
 // String returns the policy string the Chain was parsed from.
 func (c *Chain) String() string { return c.spec }
@@ -131,9 +175,34 @@ func (c *Chain) String() string { return c.spec }
 // serves queries keeps one and reuses it; it must not be shared.
 type Scratch struct{ a, b []int }
 
-// Pick runs every step of the chain, each on the previous step's output, and
-// follows the Step contract: out is extended with the chosen indices.
+// Pick runs every step of the chain, each on the previous step's output,
+// follows the Step contract (out is extended with the chosen indices), and
+// records the handouts in the candidates' ledger entries.
 func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) []int {
+	start := len(out)
+	out = c.run(req, cands, in, out, s, nil)
+	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
+		cands[i].Load.Add(handoutWeight(pos, req.TTL))
+	}
+	return out
+}
+
+// StepTrace is one step's input and output, for explaining a choice.
+type StepTrace struct {
+	Step   string `json:"step"`
+	Input  []int  `json:"input"`
+	Output []int  `json:"output"`
+}
+
+// Explain runs the chain like Pick, without recording handouts, and
+// returns each step's input and output.
+func (c *Chain) Explain(req *Request, cands []Endpoint, in []int) (out []int, trace []StepTrace) {
+	var s Scratch
+	out = c.run(req, cands, in, nil, &s, &trace)
+	return out, trace
+}
+
+func (c *Chain) run(req *Request, cands []Endpoint, in, out []int, s *Scratch, trace *[]StepTrace) []int {
 	cur := in
 	last := len(c.steps) - 1
 	for i, step := range c.steps[:last] {
@@ -142,7 +211,15 @@ func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) 
 			buf = &s.b
 		}
 		*buf = step.Pick(req, cands, cur, (*buf)[:0])
+		if trace != nil {
+			*trace = append(*trace, StepTrace{Step: c.names[i], Input: slices.Clone(cur), Output: slices.Clone(*buf)})
+		}
 		cur = *buf
 	}
-	return c.steps[last].Pick(req, cands, cur, out)
+	start := len(out)
+	out = c.steps[last].Pick(req, cands, cur, out)
+	if trace != nil {
+		*trace = append(*trace, StepTrace{Step: c.names[last], Input: slices.Clone(cur), Output: slices.Clone(out[start:])})
+	}
+	return out
 }

@@ -47,6 +47,9 @@ type Responder struct {
 type Scratch struct {
 	req, resp dns.Msg
 	opt       dns.OPT
+	ecs       dns.EDNS0_SUBNET
+	// usedClient is set when the answer depended on who asked.
+	usedClient bool
 	picked    []int
 	policy    policy.Scratch
 	answer    []dns.RR
@@ -115,8 +118,9 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 			reqOpt = o
 		}
 	}
+	var ecs *dns.EDNS0_SUBNET
 	if reqOpt != nil {
-		s.opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		s.opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: s.opt.Option[:0]}
 		s.opt.SetUDPSize(maxUDPSize)
 		s.opt.SetDo(reqOpt.Do())
 		if !tcp {
@@ -127,13 +131,70 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 			m.Extra = append(m.Extra, &s.opt)
 			return r.finish(m, s, limit, qtype, start)
 		}
+		for _, o := range reqOpt.Option {
+			if e, ok := o.(*dns.EDNS0_SUBNET); ok {
+				ecs = e
+			}
+		}
+		if ecs != nil {
+			addr, ok := clientSubnet(ecs)
+			if !ok {
+				// RFC 7871 7.1.1: a malformed option is a format error.
+				m.Rcode = dns.RcodeFormatError
+				m.Extra = append(m.Extra, &s.opt)
+				return r.finish(m, s, limit, qtype, start)
+			}
+			client = addr
+		}
 	}
 
+	s.usedClient = false
 	r.answer(m, s, &q, client)
 	if reqOpt != nil {
+		if ecs != nil {
+			// RFC 7871 7.2.1: echo family, address and source prefix; the
+			// scope covers the source prefix when the answer depended on
+			// the client, else 0 (valid for everyone).
+			s.ecs = *ecs
+			s.ecs.SourceScope = 0
+			if s.usedClient {
+				s.ecs.SourceScope = ecs.SourceNetmask
+			}
+			s.opt.Option = append(s.opt.Option, &s.ecs)
+		}
 		m.Extra = append(m.Extra, &s.opt)
 	}
 	return r.finish(m, s, limit, qtype, start)
+}
+
+// clientSubnet returns the client address an EDNS Client Subnet option
+// names, masked to its source prefix; false when the option is malformed.
+func clientSubnet(e *dns.EDNS0_SUBNET) (netip.Addr, bool) {
+	var bits int
+	switch e.Family {
+	case 1:
+		bits = 32
+	case 2:
+		bits = 128
+	default:
+		return netip.Addr{}, false
+	}
+	if int(e.SourceNetmask) > bits || e.SourceScope != 0 {
+		return netip.Addr{}, false
+	}
+	a, ok := netip.AddrFromSlice(e.Address)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	a = a.Unmap()
+	if a.BitLen() != bits {
+		return netip.Addr{}, false
+	}
+	p, err := a.Prefix(int(e.SourceNetmask))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return p.Addr(), true
 }
 
 func resetMsg(m *dns.Msg) {
@@ -235,8 +296,9 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 		m.Extra = append(m.Extra, extra...)
 		return
 	}
-	req := policy.Request{Qtype: qtype, Client: client}
+	req := policy.Request{Qtype: qtype, Client: client, TTL: c.Set.TTL}
 	s.picked = c.Set.Policy.Pick(&req, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
+	s.usedClient = s.usedClient || c.Set.Policy.UsesClient()
 	for _, i := range s.picked {
 		m.Answer = append(m.Answer, c.RRs[i]...)
 		if c.Glue {

@@ -19,15 +19,15 @@ const testTTL = 5
 
 func testOptions(t testing.TB) *zone.Options {
 	t.Helper()
-	chain, err := policy.Parse("ordered")
+	policies, err := policy.NewCompiler("ordered")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &zone.Options{
-		Zones:         []string{"cluster.local."},
-		ReverseZones:  []string{"in-addr.arpa.", "ip6.arpa."},
-		TTL:           testTTL,
-		DefaultPolicy: chain,
+		Zones:        []string{"cluster.local."},
+		ReverseZones: []string{"in-addr.arpa.", "ip6.arpa."},
+		TTL:          testTTL,
+		Policies:     policies,
 	}
 }
 

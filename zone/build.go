@@ -2,9 +2,12 @@ package zone
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +17,7 @@ import (
 )
 
 // Options say how a Snapshot is built. The zero value is not usable: Zones
-// and DefaultPolicy must be set.
+// and Policies must be set.
 type Options struct {
 	// Zones are the forward zones, as lower-case FQDNs ("cluster.local.").
 	// PTR records point into the first one.
@@ -30,9 +33,9 @@ type Options struct {
 	// NSAddrs are the addresses answered for the apexes' NS target
 	// ns.dns.<zone>; without them that name exists with no records.
 	NSAddrs []netip.Addr
-	// DefaultPolicy answers for Services without a valid policy
-	// annotation.
-	DefaultPolicy *policy.Chain
+	// Policies compiles each headless Service's policy chain and keeps
+	// the handout ledger across snapshots.
+	Policies *policy.Compiler
 }
 
 const (
@@ -45,10 +48,10 @@ const (
 // its arguments' slices but shares the objects, which must not change.
 func Build(opts *Options, serial uint32, services []*Service, slices []*EndpointSlice) *Snapshot {
 	b := builder{
-		opts:     opts,
-		snap:     &Snapshot{Serial: serial, names: make(map[string]*Node)},
-		policies: make(map[string]policyResult),
+		opts: opts,
+		snap: &Snapshot{Serial: serial, names: make(map[string]*Node)},
 	}
+	defer opts.Policies.Sweep()
 	for _, z := range opts.Zones {
 		b.addApex(z, true)
 	}
@@ -73,19 +76,17 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 	return b.snap
 }
 
-type policyResult struct {
-	chain *policy.Chain
-	err   error
-}
-
 type builder struct {
-	opts     *Options
-	snap     *Snapshot
-	policies map[string]policyResult // policy string → parsed, per build
+	opts *Options
+	snap *Snapshot
 }
 
 func (b *builder) hdr(name string, t uint16) dns.RR_Header {
-	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: b.opts.TTL}
+	return hdrTTL(name, t, b.opts.TTL)
+}
+
+func hdrTTL(name string, t uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
 }
 
 // node returns the node for name, creating it inside apex.
@@ -128,25 +129,25 @@ func (b *builder) addApex(zone string, forward bool) {
 	}
 	ns := b.node(soa.Ns, apex)
 	for _, ip := range b.opts.NSAddrs {
-		ns.addAddr(b, soa.Ns, ip)
+		ns.addAddr(soa.Ns, ip, b.opts.TTL)
 	}
 	b.node("dns-version."+zone, apex).TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
 }
 
 // addAddr appends a fixed A or AAAA record for ip.
-func (n *Node) addAddr(b *builder, owner string, ip netip.Addr) {
+func (n *Node) addAddr(owner string, ip netip.Addr, ttl uint32) {
 	if ip.Is4() {
-		n.A = append(n.A, &dns.A{Hdr: b.hdr(owner, dns.TypeA), A: ip.AsSlice()})
+		n.A = append(n.A, addrRR(owner, ip, ttl))
 	} else {
-		n.AAAA = append(n.AAAA, &dns.AAAA{Hdr: b.hdr(owner, dns.TypeAAAA), AAAA: ip.AsSlice()})
+		n.AAAA = append(n.AAAA, addrRR(owner, ip, ttl))
 	}
 }
 
-func addrRR(b *builder, owner string, ip netip.Addr) dns.RR {
+func addrRR(owner string, ip netip.Addr, ttl uint32) dns.RR {
 	if ip.Is4() {
-		return &dns.A{Hdr: b.hdr(owner, dns.TypeA), A: ip.AsSlice()}
+		return &dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: ip.AsSlice()}
 	}
-	return &dns.AAAA{Hdr: b.hdr(owner, dns.TypeAAAA), AAAA: ip.AsSlice()}
+	return &dns.AAAA{Hdr: hdrTTL(owner, dns.TypeAAAA, ttl), AAAA: ip.AsSlice()}
 }
 
 func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, primary bool) {
@@ -165,8 +166,8 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 		n := b.node(owner, apex)
 		var glue []dns.RR
 		for _, ip := range svc.ClusterIPs {
-			n.addAddr(b, owner, ip)
-			glue = append(glue, addrRR(b, owner, ip))
+			n.addAddr(owner, ip, b.opts.TTL)
+			glue = append(glue, addrRR(owner, ip, b.opts.TTL))
 			if primary {
 				b.addPTR(ip, owner)
 			}
@@ -198,23 +199,25 @@ type candidate struct {
 }
 
 func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
-	cands := headlessCandidates(ss, b.opts.EndpointPodNames)
+	key := svc.Namespace + "/" + svc.Name
+	chain, perr := b.opts.Policies.Compile(policy.ServicePolicy{Service: key, Annotation: svc.Policy, AffinityTimeout: svc.AffinityTimeout})
+	if chain == nil {
+		return // only when the default policy itself is broken, which flags prevent
+	}
+	weights, werr := parseWeights(svc.Weights)
+	cands := headlessCandidates(ss, b.opts.EndpointPodNames, chain.OfferTerminating())
 	if len(cands) == 0 {
 		return // no ready endpoint: the name does not exist
 	}
-	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: b.opts.DefaultPolicy}
-	if svc.Policy != "" {
-		r, ok := b.policies[svc.Policy]
-		if !ok {
-			r.chain, r.err = policy.Parse(svc.Policy)
-			b.policies[svc.Policy] = r
-		}
-		if r.err == nil {
-			set.Policy = r.chain
-		} else {
-			set.PolicyErr = r.err
-		}
+	ttl := b.opts.TTL
+	if t := chain.TTL(); t != 0 {
+		ttl = t
 	}
+	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: errors.Join(perr, werr), TTL: ttl}
+	if set.PolicyErr != nil {
+		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: set.PolicyErr})
+	}
+	hdr := func(name string, t uint16) dns.RR_Header { return hdrTTL(name, t, ttl) }
 	n := b.node(owner, apex)
 	a4 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}
 	a6 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}
@@ -225,25 +228,31 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	set.Glue = make([][]dns.RR, len(cands))
 	weight := uint16(max(1, 100/len(cands)))
 	for i, c := range cands {
+		c.ep.Key = c.key(svc.Namespace)
+		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
+		c.ep.Weight = 1
+		if w, ok := weights[c.ep.PodName]; ok {
+			c.ep.Weight = w
+		} else if w, ok := weights[c.ep.Hostname]; ok {
+			c.ep.Weight = w
+		}
 		set.Candidates[i] = c.ep
 		target := c.ep.Hostname + "." + owner
 		hn := b.node(target, apex)
-		if c.v4.IsValid() {
-			a4.In = append(a4.In, i)
-			a4.RRs[i] = []dns.RR{addrRR(b, owner, c.v4)}
-			hn.addAddr(b, target, c.v4)
-			set.Glue[i] = append(set.Glue[i], addrRR(b, target, c.v4))
-			if primary {
-				b.addPTR(c.v4, target)
+		for _, ip := range []netip.Addr{c.v4, c.v6} {
+			if !ip.IsValid() {
+				continue
 			}
-		}
-		if c.v6.IsValid() {
-			a6.In = append(a6.In, i)
-			a6.RRs[i] = []dns.RR{addrRR(b, owner, c.v6)}
-			hn.addAddr(b, target, c.v6)
-			set.Glue[i] = append(set.Glue[i], addrRR(b, target, c.v6))
+			choice := a4
+			if ip.Is6() {
+				choice = a6
+			}
+			choice.In = append(choice.In, i)
+			choice.RRs[i] = []dns.RR{addrRR(owner, ip, ttl)}
+			hn.addAddr(target, ip, ttl)
+			set.Glue[i] = append(set.Glue[i], addrRR(target, ip, ttl))
 			if primary {
-				b.addPTR(c.v6, target)
+				b.addPTR(ip, target)
 			}
 		}
 		for _, p := range c.ports {
@@ -257,7 +266,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 				portChoices[pname] = pc
 				portOrder = append(portOrder, pname)
 			}
-			srv := &dns.SRV{Hdr: b.hdr(pname, dns.TypeSRV), Weight: weight, Port: p.Port, Target: target}
+			srv := &dns.SRV{Hdr: hdr(pname, dns.TypeSRV), Weight: weight, Port: p.Port, Target: target}
 			if len(pc.RRs[i]) == 0 {
 				pc.In = append(pc.In, i)
 			}
@@ -285,9 +294,41 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	b.snap.Stats.Endpoints += len(cands)
 }
 
+// key identifies a candidate across replicas and snapshots: its Pod, else
+// its first address.
+func (c *candidate) key(namespace string) string {
+	if c.ep.PodName != "" {
+		return namespace + "/" + c.ep.PodName
+	}
+	if c.v4.IsValid() {
+		return c.v4.String()
+	}
+	return c.v6.String()
+}
+
+// parseWeights reads the hdns.dev/weights annotation: "name=weight, ...".
+func parseWeights(s string) (map[string]float64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	w := make(map[string]float64)
+	for _, part := range strings.Split(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if !ok || err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("%s %q: want name=weight pairs with weights ≥ 0, got %q", AnnotationWeights, s, part)
+		}
+		w[strings.TrimSpace(name)] = f
+	}
+	return w, nil
+}
+
 // headlessCandidates merges the ready endpoints of a Service's slices into
 // candidates, in a stable order: slices by name, endpoints as listed.
-func headlessCandidates(ss []*EndpointSlice, podNames bool) []*candidate {
+//
+// Candidates are the ready endpoints, and with offerTerminating also those
+// that are terminating but still serving.
+func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
 	ss = slices.Clone(ss)
 	slices.SortFunc(ss, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
 	var cands []*candidate
@@ -296,7 +337,8 @@ func headlessCandidates(ss []*EndpointSlice, podNames bool) []*candidate {
 	for _, s := range ss {
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
-			if !e.Ready || len(e.Addresses) == 0 {
+			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
+			if !usable || len(e.Addresses) == 0 {
 				continue
 			}
 			// All addresses of an endpoint are fungible; clients use the

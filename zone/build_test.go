@@ -12,15 +12,15 @@ import (
 
 func testOptions(t testing.TB) *Options {
 	t.Helper()
-	chain, err := policy.Parse("ordered")
+	policies, err := policy.NewCompiler("ordered")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Options{
-		Zones:         []string{"cluster.local."},
-		ReverseZones:  []string{"in-addr.arpa.", "ip6.arpa."},
-		TTL:           5,
-		DefaultPolicy: chain,
+		Zones:        []string{"cluster.local."},
+		ReverseZones: []string{"in-addr.arpa.", "ip6.arpa."},
+		TTL:          5,
+		Policies:     policies,
 	}
 }
 
@@ -111,7 +111,7 @@ func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
 		if h == nil || len(h.A) != 1 || len(h.AAAA) != 1 {
 			t.Errorf("hostname %s: want one A and one AAAA, got %+v", want[1], h)
 		}
-		if set.PolicyErr == nil || set.Policy != opts.DefaultPolicy {
+		if set.PolicyErr == nil || set.Policy.String() != "ordered" {
 			t.Errorf("bad policy annotation: err %v, policy %v; want an error and the default policy", set.PolicyErr, set.Policy)
 		}
 		if snap.Stats.Services != 1 || snap.Stats.Endpoints != 3 {

@@ -15,6 +15,7 @@ type Metrics struct {
 	Serial             prometheus.Gauge
 	ProgrammingLatency prometheus.Histogram
 	SourceErrors       *prometheus.CounterVec
+	PolicyErrors       prometheus.Gauge
 }
 
 // NewMetrics creates the zone metrics and registers them with reg.
@@ -39,7 +40,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Errors reading the zone's source (manifests that fail to parse, watch errors).",
 		}, []string{"source"}),
 	}
-	reg.MustRegister(m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
+	m.PolicyErrors = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hdns_policy_annotation_errors",
+		Help: "Services whose policy annotations were rejected and that are served with the default policy.",
+	})
+	reg.MustRegister(m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
 	return m
 }
 

@@ -17,6 +17,9 @@ import (
 const (
 	// AnnotationPolicy selects a Service's policy chain, e.g. "ordered".
 	AnnotationPolicy = "hdns.dev/policy"
+	// AnnotationWeights gives endpoints static weights for the weighted
+	// step, by Pod name or hostname: "web-0=3, web-1=1" (others weigh 1).
+	AnnotationWeights = "hdns.dev/weights"
 	// annotationTriggerTime is set by the EndpointSlice controller to the
 	// time of the change that caused the slice's last update.
 	annotationTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -51,6 +54,10 @@ type Service struct {
 	ExternalName    string // lower case, no trailing dot
 	Ports           []Port
 	Policy          string // the hdns.dev/policy annotation, if any
+	Weights         string // the hdns.dev/weights annotation, if any
+	// AffinityTimeout is the ClientIP sessionAffinity timeout, 0 without
+	// session affinity.
+	AffinityTimeout time.Duration
 	ResourceVersion string
 }
 
@@ -84,7 +91,14 @@ func ServiceFromAPI(s *corev1.Service) *Service {
 		Namespace:       s.Namespace,
 		Name:            s.Name,
 		Policy:          s.Annotations[AnnotationPolicy],
+		Weights:         s.Annotations[AnnotationWeights],
 		ResourceVersion: s.ResourceVersion,
+	}
+	if s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		out.AffinityTimeout = time.Duration(corev1.DefaultClientIPServiceAffinitySeconds) * time.Second
+		if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && *c.ClientIP.TimeoutSeconds > 0 {
+			out.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+		}
 	}
 	switch {
 	case s.Spec.Type == corev1.ServiceTypeExternalName:

@@ -24,19 +24,21 @@ type Publisher struct {
 	dirty   chan struct{} // capacity 1: a pending rebuild coalesces all later changes
 
 	// Owned by the Run goroutine.
-	serial   uint32
-	triggers map[string]time.Time // slice namespace/name → last trigger time seen
+	serial     uint32
+	triggers   map[string]time.Time // slice namespace/name → last trigger time seen
+	policyErrs map[string]string    // Service → policy error last logged
 }
 
 // NewPublisher returns a Publisher that builds with opts. metrics may be nil.
 func NewPublisher(opts *Options, log *slog.Logger, metrics *Metrics) *Publisher {
 	return &Publisher{
-		opts:     opts,
-		log:      log,
-		metrics:  metrics,
-		dirty:    make(chan struct{}, 1),
-		serial:   uint32(time.Now().Unix()),
-		triggers: make(map[string]time.Time),
+		opts:       opts,
+		log:        log,
+		metrics:    metrics,
+		dirty:      make(chan struct{}, 1),
+		serial:     uint32(time.Now().Unix()),
+		triggers:   make(map[string]time.Time),
+		policyErrs: make(map[string]string),
 	}
 }
 
@@ -86,6 +88,7 @@ func (p *Publisher) rebuild(list ListFunc) bool {
 		p.metrics.observeBuild(snap, took)
 	}
 	p.observeProgramming(slices, published, first)
+	p.reportPolicyErrors(snap)
 	p.log.Debug("published zone snapshot", "serial", snap.Serial, "services", snap.Stats.Services,
 		"endpoints", snap.Stats.Endpoints, "names", snap.Stats.Names, "took", took)
 	return true
@@ -110,4 +113,21 @@ func (p *Publisher) observeProgramming(slices []*EndpointSlice, published time.T
 		}
 	}
 	p.triggers = seen
+}
+
+// reportPolicyErrors logs each rejected policy annotation once, when it
+// appears or changes, and keeps the gauge of rejected Services current.
+func (p *Publisher) reportPolicyErrors(snap *Snapshot) {
+	now := make(map[string]string, len(snap.PolicyErrors))
+	for _, pe := range snap.PolicyErrors {
+		msg := pe.Err.Error()
+		now[pe.Service] = msg
+		if p.policyErrs[pe.Service] != msg {
+			p.log.Warn("policy annotation rejected; the Service is served with the default policy", "service", pe.Service, "err", pe.Err)
+		}
+	}
+	p.policyErrs = now
+	if p.metrics != nil {
+		p.metrics.PolicyErrors.Set(float64(len(now)))
+	}
 }

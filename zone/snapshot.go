@@ -30,6 +30,9 @@ type Snapshot struct {
 	Built time.Time
 	// Stats counts what the Snapshot holds.
 	Stats Stats
+	// PolicyErrors lists the Services whose policy annotations were
+	// rejected; they are served with the default policy.
+	PolicyErrors []PolicyError
 
 	apexes []*Apex          // longest name first
 	names  map[string]*Node // lower-case FQDN → node
@@ -38,6 +41,12 @@ type Snapshot struct {
 // Stats counts the objects a Snapshot was built from and the names it holds.
 type Stats struct {
 	Services, Endpoints, Names int
+}
+
+// PolicyError says why a Service's policy annotations were rejected.
+type PolicyError struct {
+	Service string // namespace/name
+	Err     error
 }
 
 // Apex is the top of one zone hdns is authoritative for.
@@ -75,9 +84,11 @@ type Node struct {
 type EndpointSet struct {
 	Namespace, Service string
 	Policy             *policy.Chain
-	// PolicyErr says why the Service's own policy annotation was rejected
-	// and Policy is the default instead; nil when it was accepted.
-	PolicyErr  error
+	// PolicyErr says why the Service's own policy annotations were
+	// rejected (Policy is then the default); nil when they were accepted.
+	PolicyErr error
+	// TTL of the Service's records.
+	TTL        uint32
 	Candidates []policy.Endpoint
 	// Glue holds, per candidate, the address records of its own name
 	// (target of its SRV records), for the additional section.

@@ -136,11 +136,11 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 		}
 		opts.NSAddrs = append(opts.NSAddrs, ip.Unmap())
 	}
-	chain, err := policy.Parse(c.defaultPolicy)
+	policies, err := policy.NewCompiler(c.defaultPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("--default-policy: %w", err)
 	}
-	opts.DefaultPolicy = chain
+	opts.Policies = policies
 	return opts, nil
 }
 

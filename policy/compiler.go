@@ -1,0 +1,149 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Compiler turns Services' policy annotations into Chains and keeps what
+// must outlive one snapshot: Chains whose steps hold state (sticky
+// assignments, round-robin counters) and the handout ledger. The zone
+// builder calls it while building a snapshot; queries never do, so its
+// lock is off the query path.
+type Compiler struct {
+	defaultSpec string
+
+	mu     sync.Mutex
+	gen    uint64
+	chains map[chainKey]*chainEntry
+	loads  map[string]*loadEntry
+}
+
+type chainKey struct {
+	service, spec string
+}
+
+type chainEntry struct {
+	chain *Chain
+	err   error
+	gen   uint64
+}
+
+type loadEntry struct {
+	load *Load
+	gen  uint64
+}
+
+// NewCompiler returns a Compiler whose default policy is defaultSpec; it
+// fails when defaultSpec does not parse.
+func NewCompiler(defaultSpec string) (*Compiler, error) {
+	if _, err := Parse(defaultSpec); err != nil {
+		return nil, err
+	}
+	return &Compiler{
+		defaultSpec: defaultSpec,
+		chains:      make(map[chainKey]*chainEntry),
+		loads:       make(map[string]*loadEntry),
+	}, nil
+}
+
+// ServicePolicy is what decides a Service's chain.
+type ServicePolicy struct {
+	// Service is "namespace/name".
+	Service string
+	// Annotation is the hdns.dev/policy annotation, "" when absent.
+	Annotation string
+	// AffinityTimeout is the ClientIP sessionAffinity timeout; 0 when the
+	// Service has no session affinity.
+	AffinityTimeout time.Duration
+}
+
+// Compile returns the Service's chain. An invalid annotation yields the
+// default chain and the error that says why. The same Service with the same
+// policy gets the same Chain back, with its state, build after build.
+func (c *Compiler) Compile(sp ServicePolicy) (*Chain, error) {
+	spec := sp.Annotation
+	if spec == "" {
+		spec = c.defaultSpec
+	}
+	chain, err := c.chain(sp.Service, withAffinity(spec, sp.AffinityTimeout))
+	if err == nil || sp.Annotation == "" {
+		return chain, err
+	}
+	def, derr := c.chain(sp.Service, withAffinity(c.defaultSpec, sp.AffinityTimeout))
+	if derr != nil {
+		return nil, derr
+	}
+	return def, fmt.Errorf("annotation %q rejected, serving %q instead: %w", sp.Annotation, def.String(), err)
+}
+
+func (c *Compiler) chain(service, spec string) (*Chain, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := chainKey{service, spec}
+	e := c.chains[k]
+	if e == nil {
+		e = &chainEntry{}
+		e.chain, e.err = Parse(spec)
+		c.chains[k] = e
+	}
+	e.gen = c.gen
+	return e.chain, e.err
+}
+
+// withAffinity adds a sticky step for a Service with ClientIP session
+// affinity when its policy has none, before any subsetting step, so that
+// the client's endpoint survives the subset.
+func withAffinity(spec string, timeout time.Duration) string {
+	if timeout <= 0 {
+		return spec
+	}
+	parts := strings.Split(spec, ",")
+	at := len(parts)
+	for i, p := range parts {
+		name, _, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if name == "sticky" {
+			return spec
+		}
+		if name == "first" && at == len(parts) {
+			at = i
+		}
+	}
+	step := fmt.Sprintf(" sticky=%d", int(timeout/time.Second))
+	parts = append(parts[:at], append([]string{step}, parts[at:]...)...)
+	return strings.TrimSpace(strings.Join(parts, ","))
+}
+
+// Load returns the ledger entry of the endpoint key, creating it. Entries
+// survive as long as some snapshot build asks for them.
+func (c *Compiler) Load(key string) *Load {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.loads[key]
+	if e == nil {
+		e = &loadEntry{load: new(Load)}
+		c.loads[key] = e
+	}
+	e.gen = c.gen
+	return e.load
+}
+
+// Sweep forgets the chains and ledger entries that no Compile or Load asked
+// for since the previous Sweep. The zone builder calls it after each build.
+func (c *Compiler) Sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.chains {
+		if e.gen != c.gen {
+			delete(c.chains, k)
+		}
+	}
+	for k, e := range c.loads {
+		if e.gen != c.gen {
+			delete(c.loads, k)
+		}
+	}
+	c.gen++
+}

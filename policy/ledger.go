@@ -1,0 +1,72 @@
+package policy
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// loadTimeConstant is how fast handouts are forgotten: a handout's weight
+// falls to 1/e after this long.
+const loadTimeConstant = 30 * time.Second
+
+// tick is the resolution of a Load's timestamp.
+const tick = 10 * time.Millisecond
+
+// ledgerEpoch is the origin of Load timestamps; uint32 ticks of 10ms last
+// 497 days from it.
+var ledgerEpoch = time.Now()
+
+func nowTicks() uint32 { return uint32(time.Since(ledgerEpoch) / tick) }
+
+// Load is one endpoint's exponentially decayed count of handouts. The zero
+// value is an empty count. It is safe for concurrent use without locks: the
+// value and the time it was last decayed to share one atomic word.
+type Load struct {
+	bits atomic.Uint64 // float32 value << 32 | uint32 ticks
+}
+
+func decay(v float32, from, to uint32) float32 {
+	if to <= from || v == 0 {
+		return v
+	}
+	dt := float64(to-from) * float64(tick) / float64(loadTimeConstant)
+	return float32(float64(v) * math.Exp(-dt))
+}
+
+// Add counts a handout of weight w now. Adding to a nil Load does nothing.
+func (l *Load) Add(w float32) {
+	if l == nil {
+		return
+	}
+	now := nowTicks()
+	for {
+		old := l.bits.Load()
+		v := decay(math.Float32frombits(uint32(old>>32)), uint32(old), now)
+		next := uint64(math.Float32bits(v+w))<<32 | uint64(now)
+		if l.bits.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// Value is the decayed count now. A nil Load is empty.
+func (l *Load) Value() float64 {
+	if l == nil {
+		return 0
+	}
+	old := l.bits.Load()
+	return float64(decay(math.Float32frombits(uint32(old>>32)), uint32(old), nowTicks()))
+}
+
+// handoutWeight is the weight of a handout at position pos of an answer
+// held ttl seconds: most clients take the first address, so each later
+// position counts half the one before; an answer cached 30s reaches 30×
+// the clients of one cached 1s.
+func handoutWeight(pos int, ttl uint32) float32 {
+	return float32(ttl) / float32(uint32(1)<<min(pos, 31))
+}
+
+// recordedPositions bounds the handouts recorded per answer: past it the
+// weights are negligible.
+const recordedPositions = 8

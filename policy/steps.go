@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+func init() {
+	Register(simpleBuilder{name: "round-robin", build: func() Step { return &roundRobin{} }})
+	Register(simpleBuilder{name: "random", build: func() Step { return randomStep{} }})
+	Register(simpleBuilder{name: "weighted", build: func() Step { return weighted{} }})
+	Register(simpleBuilder{name: "least-loaded", build: func() Step { return leastLoaded{} }})
+	Register(simpleBuilder{name: "drain", build: func() Step { return drain{} }})
+	Register(firstBuilder{})
+	Register(ttlBuilder{})
+	Register(stickyBuilder{})
+}
+
+// simpleBuilder builds steps that take no arguments.
+type simpleBuilder struct {
+	name  string
+	build func() Step
+}
+
+func (b simpleBuilder) Name() string { return b.name }
+func (b simpleBuilder) Build(args string) (Step, error) {
+	if args != "" {
+		return nil, fmt.Errorf("takes no arguments, got %q", args)
+	}
+	return b.build(), nil
+}
+
+func (r *Request) rand() *rand.Rand {
+	if r.Rand != nil {
+		return r.Rand
+	}
+	return globalRand
+}
+
+// globalRand draws from the runtime's per-thread generator: no lock.
+var globalRand = rand.New(runtimeSource{})
+
+type runtimeSource struct{}
+
+func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
+
+// roundRobin rotates the candidates by one position per query. Its counter
+// lives as long as the Chain, which the Compiler keeps across snapshots.
+type roundRobin struct{ next atomic.Uint64 }
+
+func (r *roundRobin) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
+	if len(in) == 0 {
+		return out
+	}
+	k := int((r.next.Add(1) - 1) % uint64(len(in)))
+	out = append(out, in[k:]...)
+	return append(out, in[:k]...)
+}
+
+// randomStep shuffles the candidates uniformly.
+type randomStep struct{}
+
+func (randomStep) Pick(req *Request, _ []Endpoint, in, out []int) []int {
+	start := len(out)
+	out = append(out, in...)
+	s := out[start:]
+	req.rand().Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+	return out
+}
+
+// weighted orders candidates at random, each place drawn in proportion to
+// the endpoints' static weights (Efraimidis–Spirakis: sort by u^(1/w)).
+// Endpoints of weight 0 come last.
+type weighted struct{}
+
+func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+	type keyed struct {
+		key float64
+		idx int
+	}
+	var buf [32]keyed
+	ks := buf[:0]
+	r := req.rand()
+	for _, i := range in {
+		w := cands[i].weight()
+		k := math.Inf(-1)
+		if w > 0 {
+			k = math.Log(r.Float64()+math.SmallestNonzeroFloat64) / w
+		}
+		ks = append(ks, keyed{k, i})
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return cmp.Compare(b.key, a.key) })
+	for _, k := range ks {
+		out = append(out, k.idx)
+	}
+	return out
+}
+
+func (e *Endpoint) weight() float64 { return max(e.Weight, 0) }
+
+// leastLoaded orders candidates by power of two choices: each place goes
+// to the less loaded of two candidates drawn at random from those left.
+// Sampling instead of sorting keeps replicas that share a load view from
+// all sending the same endpoint first.
+type leastLoaded struct{}
+
+func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+	start := len(out)
+	out = append(out, in...)
+	left := out[start:]
+	r := req.rand()
+	for len(left) > 1 {
+		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
+		if b >= a {
+			b++
+		}
+		if cands[left[b]].Score() < cands[left[a]].Score() {
+			a = b
+		}
+		left[0], left[a] = left[a], left[0]
+		left = left[1:]
+	}
+	return out
+}
+
+// Score is the endpoint's load as least-loaded sees it.
+func (e *Endpoint) Score() float64 { return e.Load.Value() }
+
+// drain keeps endpoints that are terminating but still serving only when
+// no other candidate is left, and then last.
+type drain struct{}
+
+func (drain) Pick(_ *Request, cands []Endpoint, in, out []int) []int {
+	start := len(out)
+	for _, i := range in {
+		if !cands[i].Terminating {
+			out = append(out, i)
+		}
+	}
+	if len(out) > start {
+		return out
+	}
+	for _, i := range in {
+		if cands[i].Serving {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// terminatingAllowed lets the zone offer terminating endpoints to chains
+// that have a drain step.
+func (drain) terminatingAllowed() {}
+
+type firstBuilder struct{}
+
+func (firstBuilder) Name() string { return "first" }
+func (firstBuilder) Build(args string) (Step, error) {
+	n, err := strconv.Atoi(args)
+	if err != nil || n < 1 {
+		return nil, fmt.Errorf("want first=N with N ≥ 1, got %q", args)
+	}
+	return first(n), nil
+}
+
+// first keeps the first N candidates (subsetting).
+type first int
+
+func (f first) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
+	return append(out, in[:min(int(f), len(in))]...)
+}
+
+type ttlBuilder struct{}
+
+func (ttlBuilder) Name() string { return "ttl" }
+func (ttlBuilder) Build(args string) (Step, error) {
+	d, err := parseSeconds(args)
+	if err != nil || d < 1 || d > 86400 {
+		return nil, fmt.Errorf("want ttl=S with 1 ≤ S ≤ 86400 seconds, got %q", args)
+	}
+	return ttlStep(d), nil
+}
+
+// ttlStep sets the TTL of the Service's records; it leaves the order alone.
+type ttlStep uint32
+
+func (ttlStep) Pick(_ *Request, _ []Endpoint, in, out []int) []int { return append(out, in...) }
+
+// parseSeconds accepts "30" or a Go duration of whole seconds ("30s", "2m").
+func parseSeconds(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d%time.Second != 0 || d < 0 {
+		return 0, fmt.Errorf("%q is not a whole number of seconds", s)
+	}
+	return uint32(d / time.Second), nil
+}
+
+// DefaultAffinityTimeout is Kubernetes' default sessionAffinity timeout.
+const DefaultAffinityTimeout = 10800 * time.Second
+
+// maxStickyClients bounds a sticky step's memory of client assignments.
+const maxStickyClients = 65536
+
+type stickyBuilder struct{}
+
+func (stickyBuilder) Name() string { return "sticky" }
+func (stickyBuilder) Build(args string) (Step, error) {
+	timeout := DefaultAffinityTimeout
+	if args != "" {
+		s, err := parseSeconds(args)
+		if err != nil || s < 1 {
+			return nil, fmt.Errorf("want sticky or sticky=S with S ≥ 1 seconds, got %q", args)
+		}
+		timeout = time.Duration(s) * time.Second
+	}
+	return newSticky(timeout), nil
+}
+
+// sticky puts the client's endpoint first. A client's endpoint is the one
+// of highest rendezvous hash (client key, endpoint key), so replicas agree
+// without talking and only 1/n of the clients move when an endpoint comes
+// or goes; once assigned, a client keeps its endpoint for the timeout
+// (sessionAffinity: ClientIP) while it stays a candidate.
+//
+// The assignments are a bounded LRU with its own lock, taken only by
+// queries of this Service. (golang-lru's expirable cache is not used: each
+// one starts a goroutine that never ends.)
+type sticky struct {
+	timeout  time.Duration
+	assigned *lru.Cache[netip.Addr, assignment]
+}
+
+type assignment struct {
+	key     string // the endpoint's Key
+	expires time.Time
+}
+
+func newSticky(timeout time.Duration) *sticky {
+	c, err := lru.New[netip.Addr, assignment](maxStickyClients)
+	if err != nil {
+		panic(err) // only for a size ≤ 0
+	}
+	return &sticky{timeout: timeout, assigned: c}
+}
+
+// usesClient marks steps whose answer depends on the client.
+func (*sticky) usesClient() {}
+
+func (s *sticky) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+	if len(in) == 0 {
+		return out
+	}
+	chosen := -1
+	now := time.Now()
+	if a, ok := s.assigned.Get(req.Client); ok && now.Before(a.expires) {
+		for pos, i := range in {
+			if cands[i].Key == a.key {
+				chosen = pos
+				// Like kube-proxy, the timeout runs from the last use.
+				s.assigned.Add(req.Client, assignment{key: a.key, expires: now.Add(s.timeout)})
+				break
+			}
+		}
+	}
+	if chosen < 0 {
+		best := uint64(0)
+		for pos, i := range in {
+			if h := Rendezvous(req.Client, cands[i].Key); chosen < 0 || h > best {
+				chosen, best = pos, h
+			}
+		}
+		s.assigned.Add(req.Client, assignment{key: cands[in[chosen]].Key, expires: now.Add(s.timeout)})
+	}
+	out = append(out, in[chosen])
+	out = append(out, in[:chosen]...)
+	return append(out, in[chosen+1:]...)
+}
+
+// Rendezvous is the highest-random-weight hash of a client and an endpoint
+// key. It is FNV-1a with a final mix, the same in every process, so that
+// replicas agree without talking.
+func Rendezvous(client netip.Addr, key string) uint64 {
+	var b [16]byte
+	a := client.As16()
+	copy(b[:], a[:])
+	h := fnv64(b[:])
+	h = fnv64From(h, []byte(key))
+	// A final mix so that nearby inputs spread over the whole range.
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return h
+}
+
+func fnv64(b []byte) uint64 { return fnv64From(14695981039346656037, b) }
+
+func fnv64From(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
