@@ -50,11 +50,11 @@ type Scratch struct {
 	ecs       dns.EDNS0_SUBNET
 	// usedClient is set when the answer depended on who asked.
 	usedClient bool
-	picked    []int
-	policy    policy.Scratch
-	answer    []dns.RR
-	extra     []dns.RR
-	buf       []byte
+	picked     []int
+	policy     policy.Scratch
+	answer     []dns.RR
+	extra      []dns.RR
+	buf        []byte
 }
 
 // Respond answers the query in pkt from client and returns the reply bytes,
