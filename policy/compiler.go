@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Compiler turns Services' policy annotations into Chains and keeps what
@@ -14,6 +16,7 @@ import (
 // lock is off the query path.
 type Compiler struct {
 	defaultSpec string
+	handouts    *prometheus.CounterVec // may be nil
 
 	mu     sync.Mutex
 	gen    uint64
@@ -47,6 +50,17 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 		chains:      make(map[chainKey]*chainEntry),
 		loads:       make(map[string]*loadEntry),
 	}, nil
+}
+
+// RegisterMetrics makes the Compiler's chains count their answers in
+// hdns_policy_handouts_total{service}, registered with reg. Call it before
+// the first Compile.
+func (c *Compiler) RegisterMetrics(reg prometheus.Registerer) {
+	c.handouts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hdns_policy_handouts_total",
+		Help: "Answers chosen by a Service's policy, by Service (namespace/name).",
+	}, []string{"service"})
+	reg.MustRegister(c.handouts)
 }
 
 // ServicePolicy is what decides a Service's chain.
@@ -87,6 +101,9 @@ func (c *Compiler) chain(service, spec string) (*Chain, error) {
 	if e == nil {
 		e = &chainEntry{}
 		e.chain, e.err = Parse(spec)
+		if e.err == nil && c.handouts != nil {
+			e.chain.handouts = c.handouts.WithLabelValues(service)
+		}
 		c.chains[k] = e
 	}
 	e.gen = c.gen
@@ -135,9 +152,18 @@ func (c *Compiler) Load(key string) *Load {
 func (c *Compiler) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	live, gone := make(map[string]bool), make(map[string]bool)
 	for k, e := range c.chains {
 		if e.gen != c.gen {
 			delete(c.chains, k)
+			gone[k.service] = true
+		} else {
+			live[k.service] = true
+		}
+	}
+	for svc := range gone {
+		if c.handouts != nil && !live[svc] {
+			c.handouts.DeleteLabelValues(svc)
 		}
 	}
 	for k, e := range c.loads {

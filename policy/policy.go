@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Endpoint is what a step may know about one candidate. It is built once per
@@ -118,6 +120,9 @@ type Chain struct {
 	ttl              uint32 // from a ttl step; 0 means the server's
 	usesClient       bool   // some step's choice depends on the client
 	offerTerminating bool   // a drain step wants terminating endpoints
+	// handouts counts the chain's answers; nil counts nothing. Set by the
+	// Compiler before the chain is shared.
+	handouts prometheus.Counter
 }
 
 // Parse builds a Chain from a policy string such as "ordered" or
@@ -183,6 +188,9 @@ func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) 
 	out = c.run(req, cands, in, out, s, nil)
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
 		cands[i].Load.Add(handoutWeight(pos, req.TTL))
+	}
+	if c.handouts != nil {
+		c.handouts.Inc()
 	}
 	return out
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // candidates returns n endpoints with ledger entries, keys "ep-i".
@@ -315,5 +318,27 @@ func TestLoadDecays(t *testing.T) {
 	}
 	if v := decay(10, 5, 4); v != 10 {
 		t.Errorf("a timestamp from the future decayed the value to %v", v)
+	}
+}
+
+func TestHandoutMetrics(t *testing.T) {
+	comp, err := NewCompiler("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	comp.RegisterMetrics(reg)
+	c, _ := comp.Compile(ServicePolicy{Service: "n/a"})
+	var s Scratch
+	for range 3 {
+		c.Pick(seeded(1), candidates(2), indices(2), nil, &s)
+	}
+	if got := testutil.ToFloat64(comp.handouts.WithLabelValues("n/a")); got != 3 {
+		t.Errorf("handouts %v, want 3", got)
+	}
+	comp.Sweep()
+	comp.Sweep() // n/a was not compiled since: its series goes
+	if n := testutil.CollectAndCount(comp.handouts); n != 0 {
+		t.Errorf("%d handout series left for a Service that is gone", n)
 	}
 }

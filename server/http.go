@@ -9,11 +9,14 @@ import (
 
 // HTTPHandler serves hdns's HTTP endpoints:
 //
-//	/metrics  Prometheus metrics of gatherer
-//	/healthz  200 while the process serves
-//	/readyz   200 once the first zone snapshot is published, 503 before
-func HTTPHandler(gatherer prometheus.Gatherer, snapshot SnapshotFunc) http.Handler {
+//	/metrics        Prometheus metrics of gatherer
+//	/healthz        200 while the process serves
+//	/readyz         200 once the first zone snapshot is published, 503 before
+//	/debug/explain  how r answers ?name=…&type=…&client=… (JSON)
+func HTTPHandler(gatherer prometheus.Gatherer, r *Responder) http.Handler {
+	snapshot := r.Snapshot
 	mux := http.NewServeMux()
+	mux.Handle("GET /debug/explain", ExplainHandler(r))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))

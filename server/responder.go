@@ -50,6 +50,9 @@ type Scratch struct {
 	ecs       dns.EDNS0_SUBNET
 	// usedClient is set when the answer depended on who asked.
 	usedClient bool
+	// explain, when set, asks for a trace of the choice instead of a
+	// recorded handout.
+	explain *Explanation
 	picked     []int
 	policy     policy.Scratch
 	answer     []dns.RR
@@ -297,7 +300,12 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 		return
 	}
 	req := policy.Request{Qtype: qtype, Client: client, TTL: c.Set.TTL}
-	s.picked = c.Set.Policy.Pick(&req, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
+	if s.explain != nil {
+		s.picked, s.explain.Steps = c.Set.Policy.Explain(&req, c.Set.Candidates, c.In)
+		s.explain.choice(c)
+	} else {
+		s.picked = c.Set.Policy.Pick(&req, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
+	}
 	s.usedClient = s.usedClient || c.Set.Policy.UsesClient()
 	for _, i := range s.picked {
 		m.Answer = append(m.Answer, c.RRs[i]...)

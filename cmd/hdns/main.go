@@ -201,6 +201,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logge
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	zoneMetrics := zone.NewMetrics(reg)
+	opts.Policies.RegisterMetrics(reg)
 	pub := zone.NewPublisher(opts, log, zoneMetrics)
 
 	var list zone.ListFunc
@@ -243,7 +244,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logge
 	if err != nil {
 		return fmt.Errorf("listen on --http-listen %s: %w", cfg.httpListen, err)
 	}
-	httpServer := &http.Server{Handler: server.HTTPHandler(reg, pub.Snapshot), ReadHeaderTimeout: 5 * time.Second}
+	httpServer := &http.Server{Handler: server.HTTPHandler(reg, responder), ReadHeaderTimeout: 5 * time.Second}
 
 	go runSource()
 	go pub.Run(ctx, list)

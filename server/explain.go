@@ -1,0 +1,143 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/zone"
+)
+
+// Explanation shows how hdns answers one question for one client: the
+// candidates with their conditions and load, each policy step's input and
+// output (indices into the candidates), and the final answer.
+type Explanation struct {
+	Name        string             `json:"name"`
+	Type        string             `json:"type"`
+	Client      string             `json:"client"`
+	Rcode       string             `json:"rcode"`
+	Service     string             `json:"service,omitempty"`
+	Policy      string             `json:"policy,omitempty"`
+	PolicyError string             `json:"policyError,omitempty"`
+	TTL         uint32             `json:"ttl,omitempty"`
+	Candidates  []ExplainCandidate `json:"candidates,omitempty"`
+	Steps       []policy.StepTrace `json:"steps,omitempty"`
+	Answer      []string           `json:"answer"`
+	Authority   []string           `json:"authority,omitempty"`
+	Additional  []string           `json:"additional,omitempty"`
+}
+
+// ExplainCandidate is one endpoint a policy chose among.
+type ExplainCandidate struct {
+	Index       int      `json:"index"`
+	Key         string   `json:"key"`
+	Hostname    string   `json:"hostname"`
+	Pod         string   `json:"pod,omitempty"`
+	Node        string   `json:"node,omitempty"`
+	Zone        string   `json:"zone,omitempty"`
+	Ready       bool     `json:"ready"`
+	Serving     bool     `json:"serving"`
+	Terminating bool     `json:"terminating"`
+	Weight      float64  `json:"weight"`
+	Load        float64  `json:"load"`
+	Records     []string `json:"records"`
+}
+
+func (e *Explanation) choice(c *zone.Choice) {
+	set := c.Set
+	e.Service = set.Namespace + "/" + set.Service
+	e.Policy = set.Policy.String()
+	e.TTL = set.TTL
+	if set.PolicyErr != nil {
+		e.PolicyError = set.PolicyErr.Error()
+	}
+	e.Candidates = e.Candidates[:0]
+	for _, i := range c.In {
+		ep := &set.Candidates[i]
+		e.Candidates = append(e.Candidates, ExplainCandidate{
+			Index: i, Key: ep.Key, Hostname: ep.Hostname, Pod: ep.PodName, Node: ep.NodeName, Zone: ep.Zone,
+			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
+			Records: rrStrings(c.RRs[i]),
+		})
+	}
+}
+
+func rrStrings(rrs []dns.RR) []string {
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
+		}
+	}
+	return out
+}
+
+// Explain answers the question as a query from client would be answered,
+// without counting it as a handout, and says how the answer was chosen.
+func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Explanation, error) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	q.SetEdns0(maxUDPSize, false)
+	wire, err := q.Pack()
+	if err != nil {
+		return nil, err
+	}
+	e := &Explanation{Name: q.Question[0].Name, Type: dns.TypeToString[qtype], Client: client.String()}
+	s := &Scratch{explain: e}
+	uncounted := *r
+	uncounted.Metrics = nil
+	var reply dns.Msg
+	if err := reply.Unpack(uncounted.Respond(wire, client, true, s)); err != nil {
+		return nil, err
+	}
+	e.Rcode = dns.RcodeToString[reply.Rcode]
+	e.Answer = rrStrings(reply.Answer)
+	e.Authority = rrStrings(reply.Ns)
+	e.Additional = rrStrings(reply.Extra)
+	return e, nil
+}
+
+// ExplainHandler serves GET /debug/explain?name=…&type=A&client=IP as JSON.
+// type defaults to A and client to the HTTP client's address.
+func ExplainHandler(r *Responder) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		q := req.URL.Query()
+		name := q.Get("name")
+		if name == "" {
+			http.Error(w, "name is required", http.StatusBadRequest)
+			return
+		}
+		qtype := dns.TypeA
+		if t := q.Get("type"); t != "" {
+			var ok bool
+			if qtype, ok = dns.StringToType[strings.ToUpper(t)]; !ok {
+				http.Error(w, "unknown type "+t, http.StatusBadRequest)
+				return
+			}
+		}
+		var client netip.Addr
+		if c := q.Get("client"); c != "" {
+			a, err := netip.ParseAddr(c)
+			if err != nil {
+				http.Error(w, "client: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			client = a.Unmap()
+		} else if ap, err := netip.ParseAddrPort(req.RemoteAddr); err == nil {
+			client = ap.Addr().Unmap()
+		}
+		e, err := r.Explain(name, qtype, client)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(e)
+	}
+}

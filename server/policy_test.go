@@ -1,0 +1,159 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/zone"
+)
+
+func TestPolicyAnnotationShapesAnswers(t *testing.T) {
+	s := startServer(t, balanceZone(t, "least-loaded, first=2, ttl=30"))
+	r := exchange(t, s, query("app.bal.svc.cluster.local.", dns.TypeA), "udp")
+	if len(r.Answer) != 2 || r.Answer[0].Header().Ttl != 30 {
+		t.Fatalf("first=2, ttl=30: got %v", r.Answer)
+	}
+	// The hostname records of the Service carry its TTL too.
+	r = exchange(t, s, query("10-9-0-1.app.bal.svc.cluster.local.", dns.TypeA), "udp")
+	if len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 30 {
+		t.Errorf("hostname record: %v, want TTL 30", r.Answer)
+	}
+	// Least-loaded spreads first places over the endpoints.
+	firsts := map[string]bool{}
+	for range 20 {
+		r := exchange(t, s, query("app.bal.svc.cluster.local.", dns.TypeA), "udp")
+		firsts[r.Answer[0].(*dns.A).A.String()] = true
+	}
+	if len(firsts) < 8 {
+		t.Errorf("20 queries put only %d distinct endpoints first", len(firsts))
+	}
+}
+
+func TestBadAnnotationServesDefault(t *testing.T) {
+	snap := balanceZoneUnchecked(t, "fastest, first=1")
+	if len(snap.PolicyErrors) != 1 || !strings.Contains(snap.PolicyErrors[0].Err.Error(), "fastest") {
+		t.Fatalf("policy errors %v", snap.PolicyErrors)
+	}
+	s := startServer(t, snap)
+	if r := exchange(t, s, query("app.bal.svc.cluster.local.", dns.TypeA), "udp"); len(r.Answer) != 10 {
+		t.Errorf("bad annotation: %d answers, want all 10 of the default policy", len(r.Answer))
+	}
+}
+
+func balanceZoneUnchecked(t testing.TB, spec string) *zone.Snapshot {
+	t.Helper()
+	data := "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: bal, annotations: {hdns.dev/policy: \"" + spec + "\"}}\nspec: {clusterIP: None}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, namespace: bal, labels: {kubernetes.io/service-name: app}}\naddressType: IPv4\nendpoints:\n"
+	for _, ip := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"} {
+		data += "- {addresses: [10.9.0." + ip + "]}\n"
+	}
+	svcs, sl, err := zone.ParseManifest("b.yaml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zone.Build(testOptions(t), 1, svcs, sl)
+}
+
+func ecsQuery(name string, addr netip.Addr, bits uint8) *dns.Msg {
+	m := query(name, dns.TypeA)
+	m.SetEdns0(1232, false)
+	family := uint16(1)
+	if addr.Is6() {
+		family = 2
+	}
+	m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: family, SourceNetmask: bits, Address: addr.AsSlice()})
+	return m
+}
+
+func replyECS(r *dns.Msg) *dns.EDNS0_SUBNET {
+	if o := r.IsEdns0(); o != nil {
+		for _, opt := range o.Option {
+			if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// TestClientSubnetKeysSticky checks that a sticky Service keys on the EDNS
+// Client Subnet address, not on the asker (a forwarder), and echoes the
+// option with a scope that covers the prefix it keyed on.
+func TestClientSubnetKeysSticky(t *testing.T) {
+	s := startServer(t, balanceZone(t, "sticky, first=1"))
+	pods := map[string]string{}
+	for i := range 64 {
+		client := netip.AddrFrom4([4]byte{192, 168, byte(i), 0})
+		var got string
+		for range 3 {
+			r := exchange(t, s, ecsQuery("app.bal.svc.cluster.local.", client, 24), "udp")
+			e := replyECS(r)
+			if e == nil || e.SourceScope != 24 || e.SourceNetmask != 24 {
+				t.Fatalf("ECS in reply %v, want source 24 scope 24", e)
+			}
+			a := r.Answer[0].(*dns.A).A.String()
+			if got != "" && a != got {
+				t.Fatalf("client %s got %s then %s", client, got, a)
+			}
+			got = a
+		}
+		pods[client.String()] = got
+	}
+	distinct := map[string]bool{}
+	for _, p := range pods {
+		distinct[p] = true
+	}
+	if len(distinct) < 6 {
+		t.Errorf("64 client subnets share %d endpoints: the key is not the subnet", len(distinct))
+	}
+
+	// An answer that does not depend on the client has scope 0.
+	r := exchange(t, s, ecsQuery("dns-version.cluster.local.", netip.MustParseAddr("192.168.1.0"), 24), "udp")
+	if e := replyECS(r); e == nil || e.SourceScope != 0 {
+		t.Errorf("client-independent answer: ECS %v, want scope 0", e)
+	}
+	// A malformed option is a format error (RFC 7871 7.1.1).
+	m := ecsQuery("app.bal.svc.cluster.local.", netip.MustParseAddr("192.168.1.0"), 24)
+	m.IsEdns0().Option[0].(*dns.EDNS0_SUBNET).SourceScope = 8
+	if r := exchange(t, s, m, "udp"); r.Rcode != dns.RcodeFormatError {
+		t.Errorf("ECS with a scope in the query: %s, want FORMERR", dns.RcodeToString[r.Rcode])
+	}
+}
+
+func TestExplain(t *testing.T) {
+	snap := balanceZone(t, "least-loaded, first=2")
+	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }}
+	h := HTTPHandler(nil, r)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/explain?name=app.bal.svc.cluster.local&type=a&client=10.1.2.3", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	var e Explanation
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Service != "bal/app" || e.Policy != "least-loaded, first=2" || len(e.Candidates) != 10 || len(e.Steps) != 2 || len(e.Answer) != 2 || e.Rcode != "NOERROR" {
+		t.Errorf("explanation %+v", e)
+	}
+	if len(e.Steps) == 2 && (len(e.Steps[0].Output) != 10 || len(e.Steps[1].Output) != 2) {
+		t.Errorf("steps %+v", e.Steps)
+	}
+	for _, c := range e.Candidates {
+		if c.Load != 0 {
+			t.Errorf("explain recorded a handout: %s has load %v", c.Key, c.Load)
+		}
+	}
+	for _, bad := range []string{"/debug/explain", "/debug/explain?name=x&type=NOPE", "/debug/explain?name=x&client=nope"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", bad, nil))
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("GET %s: %d, want 400", bad, rec.Code)
+		}
+	}
+}
