@@ -53,11 +53,11 @@ type Scratch struct {
 	// explain, when set, asks for a trace of the choice instead of a
 	// recorded handout.
 	explain *Explanation
-	picked     []int
-	policy     policy.Scratch
-	answer     []dns.RR
-	extra      []dns.RR
-	buf        []byte
+	picked  []int
+	policy  policy.Scratch
+	answer  []dns.RR
+	extra   []dns.RR
+	buf     []byte
 }
 
 // Respond answers the query in pkt from client and returns the reply bytes,
