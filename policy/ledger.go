@@ -51,12 +51,14 @@ func (l *Load) Add(w float32) {
 }
 
 // Value is the decayed count now. A nil Load is empty.
-func (l *Load) Value() float64 {
+func (l *Load) Value() float64 { return l.valueAt(nowTicks()) }
+
+func (l *Load) valueAt(now uint32) float64 {
 	if l == nil {
 		return 0
 	}
 	old := l.bits.Load()
-	return float64(decay(math.Float32frombits(uint32(old>>32)), uint32(old), nowTicks()))
+	return float64(decay(math.Float32frombits(uint32(old>>32)), uint32(old), now))
 }
 
 // handoutWeight is the weight of a handout at position pos of an answer

@@ -120,6 +120,7 @@ type Chain struct {
 	ttl              uint32 // from a ttl step; 0 means the server's
 	usesClient       bool   // some step's choice depends on the client
 	offerTerminating bool   // a drain step wants terminating endpoints
+	reorders         bool   // some step may answer in other than spec order
 	// handouts counts the chain's answers; nil counts nothing. Set by the
 	// Compiler before the chain is shared.
 	handouts prometheus.Counter
@@ -147,6 +148,11 @@ func Parse(spec string) (*Chain, error) {
 		}
 		c.steps = append(c.steps, s)
 		c.names = append(c.names, part)
+		switch s.(type) {
+		case ordered, ttlStep, first:
+		default:
+			c.reorders = true
+		}
 		switch s := s.(type) {
 		case ttlStep:
 			c.ttl = uint32(s)
@@ -169,6 +175,10 @@ func (c *Chain) UsesClient() bool { return c.usesClient }
 // OfferTerminating reports whether endpoints that are terminating but still
 // serving should be candidates (the chain has a drain step).
 func (c *Chain) OfferTerminating() bool { return c.offerTerminating }
+
+// Reorders reports whether the chain may answer in an order other than the
+// spec's; SRV answers then carry that order in their priorities.
+func (c *Chain) Reorders() bool { return c.reorders }
 
 // Steps lists the chain's steps as written ("first=2").
 func (c *Chain) Steps() []string { return c.names }

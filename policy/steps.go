@@ -117,17 +117,28 @@ func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	start := len(out)
 	out = append(out, in...)
 	left := out[start:]
+	// Scores are read once, at one instant, in the order of left.
+	var buf [64]float64
+	scores := buf[:0]
+	if len(left) > len(buf) {
+		scores = make([]float64, 0, len(left))
+	}
+	now := nowTicks()
+	for _, i := range left {
+		scores = append(scores, cands[i].Load.valueAt(now))
+	}
 	r := req.rand()
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
 		if b >= a {
 			b++
 		}
-		if cands[left[b]].Score() < cands[left[a]].Score() {
+		if scores[b] < scores[a] {
 			a = b
 		}
 		left[0], left[a] = left[a], left[0]
-		left = left[1:]
+		scores[0], scores[a] = scores[a], scores[0]
+		left, scores = left[1:], scores[1:]
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,6 +155,38 @@ func TestExplain(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest("GET", bad, nil))
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("GET %s: %d, want 400", bad, rec.Code)
+		}
+	}
+}
+
+func TestSRVPrioritiesFollowThePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		spec           string
+		wantPriorities []uint16
+	}{
+		{"ordered", []uint16{0, 0, 0}},
+		{"round-robin, first=3", []uint16{0, 1, 2}},
+	} {
+		data := "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: p, annotations: {hdns.dev/policy: \"" + tc.spec + "\"}}\nspec: {clusterIP: None}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s-1, namespace: p, labels: {kubernetes.io/service-name: s}}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n- {addresses: [10.0.0.1]}\n- {addresses: [10.0.0.2]}\n- {addresses: [10.0.0.3]}\n"
+		svcs, sl, err := zone.ParseManifest("p.yaml", []byte(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startServer(t, zone.Build(testOptions(t), 1, svcs, sl))
+		var firstTargets []string
+		for range 3 {
+			r := exchange(t, s, query("_http._tcp.s.p.svc.cluster.local.", dns.TypeSRV), "udp")
+			var got []uint16
+			for _, rr := range r.Answer {
+				got = append(got, rr.(*dns.SRV).Priority)
+			}
+			if !slices.Equal(got, tc.wantPriorities) {
+				t.Errorf("%s: priorities %v, want %v", tc.spec, got, tc.wantPriorities)
+			}
+			firstTargets = append(firstTargets, r.Answer[0].(*dns.SRV).Target)
+		}
+		if tc.spec != "ordered" && firstTargets[0] == firstTargets[1] {
+			t.Errorf("%s: the first target did not rotate: %v", tc.spec, firstTargets)
 		}
 	}
 }

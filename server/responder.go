@@ -307,8 +307,19 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 		s.picked = c.Set.Policy.Pick(&req, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
 	}
 	s.usedClient = s.usedClient || c.Set.Policy.UsesClient()
-	for _, i := range s.picked {
-		m.Answer = append(m.Answer, c.RRs[i]...)
+	ordered := c.Glue && c.Set.Policy.Reorders()
+	for pos, i := range s.picked {
+		if ordered {
+			// RFC 2782 clients try lower priorities first: the policy's
+			// order becomes the priorities.
+			for _, rr := range c.RRs[i] {
+				srv := *rr.(*dns.SRV)
+				srv.Priority = uint16(min(pos, 65535))
+				m.Answer = append(m.Answer, &srv)
+			}
+		} else {
+			m.Answer = append(m.Answer, c.RRs[i]...)
+		}
 		if c.Glue {
 			m.Extra = append(m.Extra, c.Set.Glue[i]...)
 		}
