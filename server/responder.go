@@ -47,6 +47,7 @@ type Responder struct {
 type Scratch struct {
 	req, resp dns.Msg
 	opt       dns.OPT
+	hasOpt    bool // the query had EDNS: the reply carries opt
 	ecs       dns.EDNS0_SUBNET
 	// usedClient is set when the answer depended on who asked.
 	usedClient bool
@@ -62,9 +63,9 @@ type Scratch struct {
 
 // Respond answers the query in pkt from client and returns the reply bytes,
 // or nil when the packet gets no reply (it is too short to carry an ID, or
-// it is itself a response). maxSize is the transport's limit: 0 for UDP
-// (the client's EDNS buffer, 512 without EDNS, at most 1232), or the TCP
-// limit. The result aliases s and is valid until s is used again.
+// it is itself a response). Over UDP the reply fits the client's EDNS
+// buffer (512 bytes without EDNS, at most 1232); over TCP, 65535 bytes.
+// The result aliases s and is valid until s is used again.
 func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch) []byte {
 	var start time.Time
 	if r.Metrics != nil {
@@ -95,22 +96,10 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	m.Id = req.Id
 	m.Response = true
 	m.Opcode = req.Opcode
-	if req.Opcode != dns.OpcodeQuery {
-		m.Rcode = dns.RcodeNotImplemented
-		return r.finish(m, s, limit, qtype, start)
-	}
-	m.RecursionDesired = req.RecursionDesired
-	m.CheckingDisabled = req.CheckingDisabled
-	m.Question = req.Question
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		return r.finish(m, s, limit, qtype, start)
-	}
-	q := req.Question[0]
-	qtype = q.Qtype
 
-	// EDNS (RFC 6891): one OPT at most; echo version 0 with our buffer
-	// size and the DO bit; unknown options are ignored.
+	// EDNS (RFC 6891) first, so that every reply to an EDNS query carries
+	// an OPT: one OPT at most; echo version 0 with our buffer size and the
+	// DO bit; unknown options are ignored.
 	var reqOpt *dns.OPT
 	for _, rr := range req.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
@@ -122,6 +111,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		}
 	}
 	var ecs *dns.EDNS0_SUBNET
+	s.hasOpt = reqOpt != nil
 	if reqOpt != nil {
 		s.opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: s.opt.Option[:0]}
 		s.opt.SetUDPSize(maxUDPSize)
@@ -131,40 +121,60 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		}
 		if reqOpt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			m.Extra = append(m.Extra, &s.opt)
-			return r.finish(m, s, limit, qtype, start)
+			return r.finishEDNS(m, s, limit, qtype, start)
 		}
 		for _, o := range reqOpt.Option {
 			if e, ok := o.(*dns.EDNS0_SUBNET); ok {
 				ecs = e
 			}
 		}
-		if ecs != nil {
-			addr, ok := clientSubnet(ecs)
-			if !ok {
-				// RFC 7871 7.1.1: a malformed option is a format error.
-				m.Rcode = dns.RcodeFormatError
-				m.Extra = append(m.Extra, &s.opt)
-				return r.finish(m, s, limit, qtype, start)
-			}
+	}
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return r.finishEDNS(m, s, limit, qtype, start)
+	}
+	m.RecursionDesired = req.RecursionDesired
+	m.CheckingDisabled = req.CheckingDisabled
+	m.Question = req.Question
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return r.finishEDNS(m, s, limit, qtype, start)
+	}
+	q := req.Question[0]
+	qtype = q.Qtype
+	if ecs != nil {
+		addr, ok := clientSubnet(ecs)
+		if !ok {
+			// RFC 7871 7.1.1: a malformed option is a format error.
+			m.Rcode = dns.RcodeFormatError
+			return r.finishEDNS(m, s, limit, qtype, start)
+		}
+		// A /0 subnet names nobody: the asker stays the client.
+		if ecs.SourceNetmask > 0 {
 			client = addr
 		}
 	}
 
 	s.usedClient = false
 	r.answer(m, s, &q, client)
-	if reqOpt != nil {
-		if ecs != nil {
-			// RFC 7871 7.2.1: echo family, address and source prefix; the
-			// scope covers the source prefix when the answer depended on
-			// the client, else 0 (valid for everyone).
-			s.ecs = *ecs
-			s.ecs.SourceScope = 0
-			if s.usedClient {
-				s.ecs.SourceScope = ecs.SourceNetmask
-			}
-			s.opt.Option = append(s.opt.Option, &s.ecs)
+	if ecs != nil {
+		// RFC 7871 7.2.1: echo family, address and source prefix; the
+		// scope covers the source prefix when the answer depended on the
+		// client, else 0 (valid for everyone).
+		s.ecs = *ecs
+		s.ecs.SourceScope = 0
+		if s.usedClient {
+			s.ecs.SourceScope = ecs.SourceNetmask
 		}
+		s.opt.Option = append(s.opt.Option, &s.ecs)
+	}
+	return r.finishEDNS(m, s, limit, qtype, start)
+}
+
+// finishEDNS adds the reply's OPT record when the query had one, then
+// finishes.
+func (r *Responder) finishEDNS(m *dns.Msg, s *Scratch, limit int, qtype uint16, start time.Time) []byte {
+	if s.hasOpt {
 		m.Extra = append(m.Extra, &s.opt)
 	}
 	return r.finish(m, s, limit, qtype, start)
@@ -339,8 +349,9 @@ func (r *Responder) finish(m *dns.Msg, s *Scratch, limit int, qtype uint16, star
 		m.Question = s.req.Question
 		out, _ = m.PackBuffer(s.buf)
 	}
-	if cap(out) > cap(s.buf) {
-		s.buf = out[:0]
+	// PackBuffer uses buf only when its length suffices: keep it whole.
+	if cap(out) > len(s.buf) {
+		s.buf = out[:cap(out)]
 	}
 	if r.Metrics != nil {
 		r.Metrics.count(qtype, m.Rcode, time.Since(start).Seconds())

@@ -446,6 +446,26 @@ func TestOpcodesAndMalformed(t *testing.T) {
 		t.Errorf("no question: rcode %s, want FORMERR", dns.RcodeToString[r.Rcode])
 	}
 
+	// Every reply to an EDNS query carries an OPT (RFC 6891 6.1.1), errors
+	// included.
+	for _, tc := range []struct {
+		desc  string
+		edit  func(*dns.Msg)
+		rcode int
+	}{
+		{"NOTIFY", func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }, dns.RcodeNotImplemented},
+		{"no question", func(m *dns.Msg) { m.Question = nil }, dns.RcodeFormatError},
+		{"two questions", func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) }, dns.RcodeFormatError},
+	} {
+		m := query("web.awx.svc.cluster.local.", dns.TypeA)
+		m.SetEdns0(1232, false)
+		tc.edit(m)
+		r := exchange(t, s, m, "udp")
+		if r.Rcode != tc.rcode || r.IsEdns0() == nil {
+			t.Errorf("%s with EDNS: rcode %s, OPT %v; want %s with an OPT", tc.desc, dns.RcodeToString[r.Rcode], r.IsEdns0(), dns.RcodeToString[tc.rcode])
+		}
+	}
+
 	// Two questions: FORMERR.
 	m = query("web.awx.svc.cluster.local.", dns.TypeA)
 	m.Question = append(m.Question, m.Question[0])

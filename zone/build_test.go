@@ -199,3 +199,23 @@ endpoints:
 		t.Errorf("IPv6 endpoint without hostname: no dashed name, got %+v", n)
 	}
 }
+
+func TestInZone(t *testing.T) {
+	for _, tc := range []struct {
+		name, zone string
+		want       bool
+	}{
+		{"cluster.local.", "cluster.local.", true},
+		{"a.cluster.local.", "cluster.local.", true},
+		{"acluster.local.", "cluster.local.", false},
+		{`x\.cluster.local.`, "cluster.local.", false}, // one label "x.cluster"
+		{`x\\.cluster.local.`, "cluster.local.", true}, // label `x\` then cluster
+		{`a\.b.cluster.local.`, "cluster.local.", true},
+		{"local.", "cluster.local.", false},
+		{"anything.", ".", true},
+	} {
+		if got := InZone(tc.name, tc.zone); got != tc.want {
+			t.Errorf("InZone(%q, %q) = %v, want %v", tc.name, tc.zone, got, tc.want)
+		}
+	}
+}

@@ -131,7 +131,9 @@ func findApex(apexes []*Apex, name string) *Apex {
 	return nil
 }
 
-// InZone reports whether the lower-case FQDN name is zone or below it.
+// InZone reports whether the lower-case FQDN name (in presentation form)
+// is zone or below it. A dot escaped with a backslash is part of a label,
+// not a boundary.
 func InZone(name, zone string) bool {
 	if zone == "." {
 		return true
@@ -139,5 +141,16 @@ func InZone(name, zone string) bool {
 	if !strings.HasSuffix(name, zone) {
 		return false
 	}
-	return len(name) == len(zone) || name[len(name)-len(zone)-1] == '.'
+	if len(name) == len(zone) {
+		return true
+	}
+	dot := len(name) - len(zone) - 1
+	if name[dot] != '.' {
+		return false
+	}
+	escapes := 0
+	for i := dot - 1; i >= 0 && name[i] == '\\'; i-- {
+		escapes++
+	}
+	return escapes%2 == 0
 }
