@@ -55,6 +55,27 @@ type manifestObjects struct {
 	slices   []*EndpointSlice
 }
 
+// checkUnique rejects two objects of one kind with the same namespace and
+// name, as the API server would.
+func (o *manifestObjects) checkUnique() error {
+	seen := make(map[string]bool, len(o.services)+len(o.slices))
+	for _, s := range o.services {
+		k := "Service " + s.Namespace + "/" + s.Name
+		if seen[k] {
+			return fmt.Errorf("manifests: %s is defined twice", k)
+		}
+		seen[k] = true
+	}
+	for _, s := range o.slices {
+		k := "EndpointSlice " + s.Namespace + "/" + s.Name
+		if seen[k] {
+			return fmt.Errorf("manifests: %s is defined twice", k)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
 // Load reads every manifest now. On error the objects of the last good load
 // stay in place; the error names the file, the document's first line and the
 // object.
@@ -76,6 +97,9 @@ func (m *ManifestSource) Load() error {
 		if err := parseManifest(f, data, &objs); err != nil {
 			return err
 		}
+	}
+	if err := objs.checkUnique(); err != nil {
+		return err
 	}
 	copy(m.content[:], h.Sum(nil))
 	m.loaded.Store(&objs)
@@ -152,6 +176,15 @@ func (m *ManifestSource) files() ([]string, string, error) {
 			if err != nil {
 				return err
 			}
+			// Hidden entries are skipped: a ConfigMap volume keeps its files
+			// in "..<timestamp>/" and links to them, which would load every
+			// manifest twice.
+			if p != m.Path && strings.HasPrefix(d.Name(), ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
 			switch strings.ToLower(filepath.Ext(p)) {
 			case ".yaml", ".yml", ".json":
 				if !d.IsDir() {
@@ -181,6 +214,9 @@ func (m *ManifestSource) files() ([]string, string, error) {
 func ParseManifest(file string, data []byte) ([]*Service, []*EndpointSlice, error) {
 	var objs manifestObjects
 	err := parseManifest(file, data, &objs)
+	if err == nil {
+		err = objs.checkUnique()
+	}
 	return objs.services, objs.slices, err
 }
 
@@ -321,8 +357,13 @@ func manifestService(s *corev1.Service) (*Service, error) {
 		if ip == "" || ip == corev1.ClusterIPNone {
 			continue
 		}
-		if _, err := netip.ParseAddr(ip); err != nil {
+		if err := checkIP(ip); err != nil {
 			return nil, fmt.Errorf("clusterIP: %w", err)
+		}
+	}
+	for _, p := range s.Spec.Ports {
+		if p.Port < 1 || p.Port > 65535 {
+			return nil, fmt.Errorf("port %q: %d is not in 1-65535", p.Name, p.Port)
 		}
 	}
 	return ServiceFromAPI(s), nil
@@ -341,6 +382,11 @@ func manifestSlice(s *discoveryv1.EndpointSlice) (*EndpointSlice, error) {
 	if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 && s.AddressType != discoveryv1.AddressTypeFQDN {
 		return nil, fmt.Errorf("addressType %q is not IPv4, IPv6 or FQDN", s.AddressType)
 	}
+	for _, p := range s.Ports {
+		if p.Port != nil && (*p.Port < 1 || *p.Port > 65535) {
+			return nil, fmt.Errorf("port %d is not in 1-65535", *p.Port)
+		}
+	}
 	for i, e := range s.Endpoints {
 		if len(e.Addresses) == 0 {
 			return nil, fmt.Errorf("endpoint %d has no addresses", i)
@@ -349,10 +395,10 @@ func manifestSlice(s *discoveryv1.EndpointSlice) (*EndpointSlice, error) {
 			continue
 		}
 		for _, a := range e.Addresses {
-			ip, err := netip.ParseAddr(a)
-			if err != nil {
+			if err := checkIP(a); err != nil {
 				return nil, fmt.Errorf("endpoint %d: %w", i, err)
 			}
+			ip := netip.MustParseAddr(a)
 			if ip.Unmap().Is4() != (s.AddressType == discoveryv1.AddressTypeIPv4) {
 				return nil, fmt.Errorf("endpoint %d: address %s is not of addressType %s", i, a, s.AddressType)
 			}
@@ -362,6 +408,18 @@ func manifestSlice(s *discoveryv1.EndpointSlice) (*EndpointSlice, error) {
 		}
 	}
 	return EndpointSliceFromAPI(s), nil
+}
+
+// checkIP accepts an IP address without an IPv6 zone.
+func checkIP(s string) error {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return err
+	}
+	if ip.Zone() != "" {
+		return fmt.Errorf("address %q has a zone", s)
+	}
+	return nil
 }
 
 func checkName(namespace, name string) error {

@@ -241,3 +241,40 @@ func FuzzParseManifest(f *testing.F) {
 		Build(testOptions(t), 1, svcs, slices)
 	})
 }
+
+// TestManifestSourceConfigMapVolume lays a directory out as the kubelet
+// mounts a ConfigMap: files in a hidden timestamped directory, reached
+// through links. Each object must load once.
+func TestManifestSourceConfigMapVolume(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "..2026_11_27_05_00_00.123")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(data, "awx.yaml"), oneService)
+	if err := os.Symlink(filepath.Base(data), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "awx.yaml"), filepath.Join(dir, "awx.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	src := &ManifestSource{Path: dir}
+	if err := src.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if svcs, _, _ := src.List(); len(svcs) != 1 {
+		t.Errorf("%d Services from a ConfigMap volume holding one", len(svcs))
+	}
+}
+
+func TestParseManifestDuplicatesAndRanges(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{oneService + "---\n" + oneService, "Service x/a is defined twice"},
+		{"apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 70000}]}\n", "not in 1-65535"},
+		{"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: a}}\naddressType: IPv6\nendpoints:\n- addresses: [\"fe80::1%eth0\"]\n", "has a zone"},
+	} {
+		if _, _, err := ParseManifest("f.yaml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+}
