@@ -153,6 +153,9 @@ func addrRR(owner string, ip netip.Addr, ttl uint32) dns.RR {
 func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, primary bool) {
 	apex := b.snap.ApexOf(zone)
 	owner := svc.Name + "." + svc.Namespace + ".svc." + zone
+	if !fits(owner) {
+		return
+	}
 	switch svc.Kind {
 	case KindExternalName:
 		if svc.ExternalName == "" {
@@ -173,7 +176,7 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 			}
 		}
 		for _, p := range svc.Ports {
-			if !isLabel(p.Name) {
+			if !isLabel(p.Name) || !fits("_"+p.Name+"._"+p.Protocol+"."+owner) {
 				continue
 			}
 			srv := &dns.SRV{Hdr: b.hdr("", dns.TypeSRV), Priority: 0, Weight: 100, Port: p.Port, Target: owner}
@@ -238,7 +241,9 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		}
 		set.Candidates[i] = c.ep
 		target := c.ep.Hostname + "." + owner
-		hn := b.node(target, apex)
+		// An endpoint whose name would pass 255 octets keeps its address
+		// records under the Service name, and has no name of its own.
+		named := fits(target)
 		for _, ip := range []netip.Addr{c.v4, c.v6} {
 			if !ip.IsValid() {
 				continue
@@ -249,14 +254,21 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			}
 			choice.In = append(choice.In, i)
 			choice.RRs[i] = []dns.RR{addrRR(owner, ip, ttl)}
-			hn.addAddr(target, ip, ttl)
+			if !named {
+				continue
+			}
 			set.Glue[i] = append(set.Glue[i], addrRR(target, ip, ttl))
-			if primary {
-				b.addPTR(ip, target)
+			// Hostname and PTR records name ready endpoints only; a drain
+			// step may also offer terminating ones to the Service name.
+			if c.ep.Ready {
+				b.node(target, apex).addAddr(target, ip, ttl)
+				if primary {
+					b.addPTR(ip, target)
+				}
 			}
 		}
 		for _, p := range c.ports {
-			if !isLabel(p.Name) {
+			if !named || !isLabel(p.Name) || !fits("_"+p.Name+"._"+p.Protocol+"."+owner) {
 				continue
 			}
 			pname := "_" + p.Name + "._" + p.Protocol + "." + owner
@@ -291,8 +303,14 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	for _, pname := range portOrder {
 		b.node(pname, apex).SRVs = portChoices[pname]
 	}
-	b.snap.Stats.Endpoints += len(cands)
+	if primary {
+		b.snap.Stats.Endpoints += len(cands)
+	}
 }
+
+// fits reports whether an FQDN without escapes fits the 255 octets of a
+// wire-format name.
+func fits(name string) bool { return len(name)+1 <= 255 }
 
 // key identifies a candidate across replicas and snapshots: its Pod, else
 // its first address.
@@ -332,7 +350,7 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 	ss = slices.Clone(ss)
 	slices.SortFunc(ss, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
 	var cands []*candidate
-	byKey := map[string]*candidate{} // pod name or hostname → candidate
+	byKey := map[string]*candidate{} // "pod:name" or "host:name" → candidate
 	seen := map[netip.Addr]bool{}
 	for _, s := range ss {
 		for i := range s.Endpoints {
@@ -348,9 +366,12 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 				continue
 			}
 			seen[ip] = true
-			key := e.PodName
-			if key == "" {
-				key = e.Hostname
+			key := ""
+			switch {
+			case e.PodName != "":
+				key = "pod:" + e.PodName
+			case e.Hostname != "":
+				key = "host:" + e.Hostname
 			}
 			c := byKey[key]
 			if c == nil || (ip.Is4() && c.v4.IsValid()) || (ip.Is6() && c.v6.IsValid()) {
@@ -467,11 +488,14 @@ func isLabel(s string) bool {
 }
 
 // CanonicalZone lower-cases a zone name and makes it fully qualified. It
-// rejects names that are not valid domain names.
+// rejects names that are not valid domain names, and the root.
 func CanonicalZone(z string) (string, error) {
 	z = dns.Fqdn(strings.ToLower(strings.TrimSpace(z)))
-	if _, ok := dns.IsDomainName(z); !ok {
+	if _, ok := dns.IsDomainName(z); !ok || strings.Contains(z, "\\") {
 		return "", fmt.Errorf("zone %q is not a valid domain name", z)
+	}
+	if z == "." {
+		return "", fmt.Errorf("zone %q: hdns cannot be authoritative for the root", z)
 	}
 	return z, nil
 }

@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -217,5 +218,52 @@ func TestInZone(t *testing.T) {
 		if got := InZone(tc.name, tc.zone); got != tc.want {
 			t.Errorf("InZone(%q, %q) = %v, want %v", tc.name, tc.zone, got, tc.want)
 		}
+	}
+}
+
+// TestNamesFitWireFormat builds a zone whose names approach 255 octets:
+// no owner name or target may pass the limit, and the address records stay.
+func TestNamesFitWireFormat(t *testing.T) {
+	label := strings.Repeat("a", 63)
+	opts := testOptions(t)
+	opts.Zones = []string{strings.Repeat("z", 30) + "." + strings.Repeat("y", 37) + "."}
+	yaml := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: %[2]s}
+spec: {clusterIP: None, ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s, namespace: %[2]s, labels: {kubernetes.io/service-name: %[1]s}}
+addressType: IPv4
+ports: [{name: http, port: 80, protocol: TCP}]
+endpoints:
+- {addresses: [10.0.0.1], hostname: %[3]s}
+`, "s"+label[:62], "n"+label[:62], label)
+	svcs, sl := mustParse(t, yaml)
+	snap := Build(opts, 1, svcs, sl)
+	for name, n := range snap.names {
+		if !fits(name) {
+			t.Errorf("owner name of %d octets: %s", len(name)+1, name)
+		}
+		for _, rr := range append(append([]dns.RR{}, n.SRV...), n.PTR...) {
+			var target string
+			switch r := rr.(type) {
+			case *dns.SRV:
+				target = r.Target
+			case *dns.PTR:
+				target = r.Ptr
+			}
+			if !fits(target) {
+				t.Errorf("%s points to a name of %d octets", name, len(target)+1)
+			}
+		}
+	}
+	owner := "s" + label[:62] + ".n" + label[:62] + ".svc." + opts.Zones[0]
+	if _, n := snap.Lookup(owner); n == nil || n.A4 == nil || len(n.A4.In) != 1 {
+		t.Errorf("the Service lost its address record: %+v", n)
+	}
+	if _, err := CanonicalZone("."); err == nil {
+		t.Error("CanonicalZone accepted the root")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,7 +112,9 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--zone: %w", err)
 		}
-		opts.Zones = append(opts.Zones, cz)
+		if !slices.Contains(opts.Zones, cz) {
+			opts.Zones = append(opts.Zones, cz)
+		}
 	}
 	if len(opts.Zones) == 0 {
 		return nil, errors.New("--zone: at least one zone is needed")
@@ -127,7 +130,9 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 		if !zone.InZone(cz, "in-addr.arpa.") && !zone.InZone(cz, "ip6.arpa.") {
 			return nil, fmt.Errorf("--reverse-zone %s: not under in-addr.arpa. or ip6.arpa.", cz)
 		}
-		opts.ReverseZones = append(opts.ReverseZones, cz)
+		if !slices.Contains(opts.ReverseZones, cz) {
+			opts.ReverseZones = append(opts.ReverseZones, cz)
+		}
 	}
 	for _, a := range c.nsAddrs.values {
 		ip, err := netip.ParseAddr(a)
