@@ -52,6 +52,9 @@ type Request struct {
 	// Rand, when set, is the randomness steps draw from (tests seed it);
 	// nil draws from the runtime's lock-free generator.
 	Rand *rand.Rand
+	// DryRun asks steps to leave their state alone (sticky assignments,
+	// round-robin counters): the choice is only being explained.
+	DryRun bool
 }
 
 // Step reorders or filters candidates for one query.
@@ -216,7 +219,9 @@ type StepTrace struct {
 // returns each step's input and output.
 func (c *Chain) Explain(req *Request, cands []Endpoint, in []int) (out []int, trace []StepTrace) {
 	var s Scratch
-	out = c.run(req, cands, in, nil, &s, &trace)
+	dry := *req
+	dry.DryRun = true
+	out = c.run(&dry, cands, in, nil, &s, &trace)
 	return out, trace
 }
 

@@ -57,11 +57,15 @@ func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 // lives as long as the Chain, which the Compiler keeps across snapshots.
 type roundRobin struct{ next atomic.Uint64 }
 
-func (r *roundRobin) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
+func (r *roundRobin) Pick(req *Request, _ []Endpoint, in, out []int) []int {
 	if len(in) == 0 {
 		return out
 	}
-	k := int((r.next.Add(1) - 1) % uint64(len(in)))
+	n := r.next.Load()
+	if !req.DryRun {
+		n = r.next.Add(1) - 1
+	}
+	k := int(n % uint64(len(in)))
 	out = append(out, in[k:]...)
 	return append(out, in[:k]...)
 }
@@ -242,16 +246,19 @@ func (stickyBuilder) Build(args string) (Step, error) {
 // sticky puts the client's endpoint first. A client's endpoint is the one
 // of highest rendezvous hash (client key, endpoint key), so replicas agree
 // without talking and only 1/n of the clients move when an endpoint comes
-// or goes; once assigned, a client keeps its endpoint for the timeout
-// (sessionAffinity: ClientIP) while it stays a candidate.
+// or goes; once assigned, a client keeps its endpoint for the timeout since
+// its last use (sessionAffinity: ClientIP) while the endpoint stays a
+// candidate of the Service.
 //
-// The assignments are a bounded LRU with its own lock, taken only by
-// queries of this Service. (golang-lru's expirable cache is not used: each
-// one starts a goroutine that never ends.)
+// The assignments live in bounded LRUs sharded by client, each with its own
+// lock, so queries of different clients seldom meet on one. (golang-lru's
+// expirable cache is not used: each one starts a goroutine that never ends.)
 type sticky struct {
-	timeout  time.Duration
-	assigned *lru.Cache[netip.Addr, assignment]
+	timeout time.Duration
+	shards  [stickyShards]*lru.Cache[netip.Addr, assignment]
 }
+
+const stickyShards = 16
 
 type assignment struct {
 	key     string // the endpoint's Key
@@ -259,11 +266,15 @@ type assignment struct {
 }
 
 func newSticky(timeout time.Duration) *sticky {
-	c, err := lru.New[netip.Addr, assignment](maxStickyClients)
-	if err != nil {
-		panic(err) // only for a size ≤ 0
+	s := &sticky{timeout: timeout}
+	for i := range s.shards {
+		c, err := lru.New[netip.Addr, assignment](maxStickyClients / stickyShards)
+		if err != nil {
+			panic(err) // only for a size ≤ 0
+		}
+		s.shards[i] = c
 	}
-	return &sticky{timeout: timeout, assigned: c}
+	return s
 }
 
 // usesClient marks steps whose answer depends on the client.
@@ -273,30 +284,49 @@ func (s *sticky) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	if len(in) == 0 {
 		return out
 	}
-	chosen := -1
+	shard := s.shards[Rendezvous(req.Client, "")%stickyShards]
 	now := time.Now()
-	if a, ok := s.assigned.Get(req.Client); ok && now.Before(a.expires) {
-		for pos, i := range in {
-			if cands[i].Key == a.key {
-				chosen = pos
+	chosen := -1
+	if a, ok := shard.Get(req.Client); ok && now.Before(a.expires) {
+		if pos := slices.IndexFunc(in, func(i int) bool { return cands[i].Key == a.key }); pos >= 0 {
+			chosen = pos
+			if !req.DryRun {
 				// Like kube-proxy, the timeout runs from the last use.
-				s.assigned.Add(req.Client, assignment{key: a.key, expires: now.Add(s.timeout)})
-				break
+				shard.Add(req.Client, assignment{key: a.key, expires: now.Add(s.timeout)})
 			}
+		} else if slices.ContainsFunc(cands, func(e Endpoint) bool { return e.Key == a.key }) {
+			// The endpoint is still the Service's but not a candidate of
+			// this question (an IPv4-only endpoint asked for AAAA): answer
+			// without moving the assignment.
+			return appendFirst(out, in, rendezvousWinner(req.Client, cands, in))
 		}
 	}
 	if chosen < 0 {
-		best := uint64(0)
-		for pos, i := range in {
-			if h := Rendezvous(req.Client, cands[i].Key); chosen < 0 || h > best {
-				chosen, best = pos, h
-			}
+		chosen = rendezvousWinner(req.Client, cands, in)
+		if !req.DryRun {
+			shard.Add(req.Client, assignment{key: cands[in[chosen]].Key, expires: now.Add(s.timeout)})
 		}
-		s.assigned.Add(req.Client, assignment{key: cands[in[chosen]].Key, expires: now.Add(s.timeout)})
 	}
-	out = append(out, in[chosen])
-	out = append(out, in[:chosen]...)
-	return append(out, in[chosen+1:]...)
+	return appendFirst(out, in, chosen)
+}
+
+// rendezvousWinner is the position in in of the candidate with the highest
+// rendezvous hash for client.
+func rendezvousWinner(client netip.Addr, cands []Endpoint, in []int) int {
+	winner, best := 0, uint64(0)
+	for pos, i := range in {
+		if h := Rendezvous(client, cands[i].Key); pos == 0 || h > best {
+			winner, best = pos, h
+		}
+	}
+	return winner
+}
+
+// appendFirst appends in to out with in[pos] moved to the front.
+func appendFirst(out, in []int, pos int) []int {
+	out = append(out, in[pos])
+	out = append(out, in[:pos]...)
+	return append(out, in[pos+1:]...)
 }
 
 // Rendezvous is the highest-random-weight hash of a client and an endpoint

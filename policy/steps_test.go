@@ -342,3 +342,42 @@ func TestHandoutMetrics(t *testing.T) {
 		t.Errorf("%d handout series left for a Service that is gone", n)
 	}
 }
+
+// TestStickyDoesNotFlapAcrossFamilies: a client assigned to an IPv4-only
+// endpoint asks for AAAA (that endpoint is not a candidate there); its A
+// answers must keep the endpoint.
+func TestStickyDoesNotFlapAcrossFamilies(t *testing.T) {
+	c := mustChain(t, "sticky")
+	var s Scratch
+	cands := candidates(10)
+	for client := range 200 {
+		req := &Request{Client: netip.AddrFrom4([4]byte{10, 7, 0, byte(client)})}
+		a := c.Pick(req, cands, indices(10), nil, &s)[0]
+		v6 := slices.DeleteFunc(indices(10), func(i int) bool { return i == a }) // a has no IPv6
+		if aaaa := c.Pick(req, cands, v6, nil, &s)[0]; aaaa == a {
+			t.Fatal("AAAA answered with an endpoint that is not a candidate")
+		}
+		if again := c.Pick(req, cands, indices(10), nil, &s)[0]; again != a {
+			t.Fatalf("client %d: A gave %d, then after an AAAA query %d", client, a, again)
+		}
+	}
+}
+
+func TestExplainLeavesStateAlone(t *testing.T) {
+	var s Scratch
+	cands := candidates(4)
+	rr := mustChain(t, "round-robin")
+	for range 5 {
+		rr.Explain(seeded(1), cands, indices(4))
+	}
+	if first := rr.Pick(seeded(1), cands, indices(4), nil, &s)[0]; first != 0 {
+		t.Errorf("explain advanced round-robin: first pick %d", first)
+	}
+	st := mustChain(t, "sticky")
+	req := &Request{Client: netip.MustParseAddr("10.9.9.9")}
+	st.Explain(req, cands, indices(2)) // would assign among the first two only
+	want := rendezvousWinner(req.Client, cands, indices(4))
+	if got := st.Pick(req, cands, indices(4), nil, &s)[0]; got != want {
+		t.Errorf("explain stored an assignment: got %d, want the rendezvous winner %d", got, want)
+	}
+}
