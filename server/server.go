@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Server serves DNS over UDP and TCP on one address. The zero value of each
@@ -38,6 +40,9 @@ type Server struct {
 
 	udp *net.UDPConn
 	tcp *net.TCPListener
+	// pktinfo is set when the UDP socket is bound to a wildcard address:
+	// each reply must then leave from the address its query came to.
+	pktinfo bool
 }
 
 // Listen binds the UDP and TCP sockets.
@@ -63,6 +68,18 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("server: listen on UDP %s: %w", s.Addr, err)
 		}
 		s.tcp, s.udp = tl.(*net.TCPListener), ul
+		if tcpAddr.IP.IsUnspecified() {
+			// Ask for each packet's destination address. One of the two
+			// fails on a socket of the other family only.
+			err4 := ipv4.NewPacketConn(ul).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+			err6 := ipv6.NewPacketConn(ul).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+			if err4 != nil && err6 != nil {
+				ul.Close()
+				tl.Close()
+				return fmt.Errorf("server: UDP destination addresses on %s: %w", s.Addr, errors.Join(err4, err6))
+			}
+			s.pktinfo = true
+		}
 		return nil
 	}
 }
@@ -95,8 +112,13 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) serveUDP() {
 	var scratch Scratch
 	buf := make([]byte, dns.MaxMsgSize)
+	var oob []byte
+	if s.pktinfo {
+		// A dual-stack socket may deliver both kinds for one packet.
+		oob = make([]byte, len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface))+len(ipv6.NewControlMessage(ipv6.FlagDst|ipv6.FlagInterface)))
+	}
 	for {
-		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -104,14 +126,49 @@ func (s *Server) serveUDP() {
 			s.logError("udp read", err)
 			continue
 		}
-		out := s.Responder.Respond(buf[:n], from.Addr().Unmap(), false, &scratch)
+		out := s.respond(buf[:n], from.Addr().Unmap(), false, &scratch)
 		if out == nil {
 			continue
 		}
-		if _, err := s.udp.WriteToUDPAddrPort(out, from); err != nil && !errors.Is(err, net.ErrClosed) {
+		if _, _, err := s.udp.WriteMsgUDPAddrPort(out, replySource(oob[:oobn]), from); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.logError("udp write", err)
 		}
 	}
+}
+
+// replySource turns the control message of a received packet into one that
+// sends the reply from the address the query came to; nil when there is
+// none.
+func replySource(oob []byte) []byte {
+	if len(oob) == 0 {
+		return nil
+	}
+	// IPv4 sources go in an IPv4 control message, also on a dual-stack
+	// socket.
+	var cm6 ipv6.ControlMessage
+	if cm6.Parse(oob) == nil && cm6.Dst != nil && cm6.Dst.To4() == nil {
+		return (&ipv6.ControlMessage{Src: cm6.Dst}).Marshal()
+	}
+	var cm4 ipv4.ControlMessage
+	if cm4.Parse(oob) == nil && cm4.Dst != nil {
+		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
+	}
+	return nil
+}
+
+// respond answers one query. A panic while answering (a bug) drops that
+// query and is logged, instead of ending the process.
+func (s *Server) respond(pkt []byte, client netip.Addr, tcp bool, scratch *Scratch) (out []byte) {
+	defer func() {
+		if p := recover(); p != nil {
+			out = nil
+			*scratch = Scratch{}
+			if s.Log != nil {
+				s.Log.Error("panic answering a query; dropped it", "panic", p, "client", client)
+			}
+		}
+	}()
+	return s.Responder.Respond(pkt, client, tcp, scratch)
 }
 
 func (s *Server) serveTCP(ctx context.Context) {
@@ -196,7 +253,7 @@ func (s *Server) serveConn(c net.Conn, idle time.Duration) {
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
-		out := s.Responder.Respond(buf, from, true, &scratch)
+		out := s.respond(buf, from, true, &scratch)
 		if out == nil {
 			continue
 		}

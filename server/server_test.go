@@ -566,3 +566,26 @@ func TestTCPIdleTimeout(t *testing.T) {
 		t.Fatal("the server kept an idle connection open for 5s; want it closed after 100ms")
 	}
 }
+
+// TestWildcardReplySource binds the wildcard address and asks at
+// 127.0.0.2: the reply must come from 127.0.0.2, or a connected client
+// (as every stub resolver is) never sees it.
+func TestWildcardReplySource(t *testing.T) {
+	snap := fixtureSnapshot(t)
+	s := &Server{Addr: "0.0.0.0:0", Responder: &Responder{Snapshot: func() *zone.Snapshot { return snap }}}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	port := s.UDPAddr().Port()
+	for _, ip := range []string{"127.0.0.2", "127.0.0.1"} {
+		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+		r, _, err := c.Exchange(query("web.awx.svc.cluster.local.", dns.TypeA), fmt.Sprintf("%s:%d", ip, port))
+		if err != nil || len(r.Answer) != 1 {
+			t.Errorf("query to %s: %v %v", ip, err, r)
+		}
+	}
+}
