@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -33,8 +34,12 @@ type Server struct {
 	// long; 0 means 10s (RFC 7766 asks for seconds, not minutes).
 	TCPIdleTimeout time.Duration
 	// MaxTCPConns caps concurrent TCP connections; 0 means 1024. Further
-	// connections are closed at once.
+	// connections are closed at once, and while more than half are taken
+	// idle connections are closed after 1s.
 	MaxTCPConns int
+	// MaxTCPConnsPerClient caps one source address's concurrent TCP
+	// connections; 0 means MaxTCPConns/8.
+	MaxTCPConnsPerClient int
 	// Log receives I/O errors; nil logs nowhere.
 	Log *slog.Logger
 
@@ -172,19 +177,15 @@ func (s *Server) respond(pkt []byte, client netip.Addr, tcp bool, scratch *Scrat
 }
 
 func (s *Server) serveTCP(ctx context.Context) {
-	maxConns := s.MaxTCPConns
-	if maxConns <= 0 {
-		maxConns = 1024
-	}
-	idle := s.TCPIdleTimeout
-	if idle <= 0 {
-		idle = 10 * time.Second
-	}
-	sem := make(chan struct{}, maxConns)
+	limits := s.tcpLimits()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var mu sync.Mutex // guards conns; touched only on connect and close
+	var active atomic.Int64
+	// mu guards conns and perClient; it is taken on connect and close only,
+	// never per query.
+	var mu sync.Mutex
 	conns := map[net.Conn]struct{}{}
+	perClient := map[netip.Addr]int{}
 	go func() {
 		<-ctx.Done()
 		mu.Lock()
@@ -203,42 +204,75 @@ func (s *Server) serveTCP(ctx context.Context) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			c.Close()
-			continue
-		}
+		from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 		mu.Lock()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || len(conns) >= limits.maxConns || perClient[from] >= limits.maxPerClient {
 			mu.Unlock()
 			c.Close()
-			<-sem
 			continue
 		}
 		conns[c] = struct{}{}
+		perClient[from]++
+		if active.Add(1) > int64(limits.maxConns/2) {
+			// Connections waiting with the long timeout get the short one.
+			deadline := time.Now().Add(min(limits.idle, pressureIdleTimeout))
+			for other := range conns {
+				other.SetReadDeadline(deadline)
+			}
+		}
 		mu.Unlock()
 		wg.Go(func() {
-			s.serveConn(c, idle)
+			s.serveConn(c, from, func() time.Duration {
+				// RFC 7766 6.2.3: under pressure, idle connections go sooner.
+				if active.Load() > int64(limits.maxConns/2) {
+					return min(limits.idle, pressureIdleTimeout)
+				}
+				return limits.idle
+			})
 			mu.Lock()
 			delete(conns, c)
+			if perClient[from]--; perClient[from] == 0 {
+				delete(perClient, from)
+			}
+			active.Add(-1)
 			mu.Unlock()
 			c.Close()
-			<-sem
 		})
 	}
+}
+
+// pressureIdleTimeout is the idle timeout while more than half of the TCP
+// connection slots are taken.
+const pressureIdleTimeout = time.Second
+
+type tcpLimits struct {
+	maxConns, maxPerClient int
+	idle                   time.Duration
+}
+
+func (s *Server) tcpLimits() tcpLimits {
+	l := tcpLimits{maxConns: s.MaxTCPConns, maxPerClient: s.MaxTCPConnsPerClient, idle: s.TCPIdleTimeout}
+	if l.maxConns <= 0 {
+		l.maxConns = 1024
+	}
+	if l.maxPerClient <= 0 {
+		l.maxPerClient = max(1, l.maxConns/8)
+	}
+	if l.idle <= 0 {
+		l.idle = 10 * time.Second
+	}
+	return l
 }
 
 // serveConn answers queries on one TCP connection in order until the
 // client closes it, goes idle, or sends a malformed length. Pipelined
 // queries are read as they come; replies keep their order.
-func (s *Server) serveConn(c net.Conn, idle time.Duration) {
+func (s *Server) serveConn(c net.Conn, from netip.Addr, idle func() time.Duration) {
 	var scratch Scratch
-	from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 	var lenBuf [2]byte
 	buf := make([]byte, 0, 512)
 	for {
-		c.SetReadDeadline(time.Now().Add(idle))
+		c.SetReadDeadline(time.Now().Add(idle()))
 		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
 			return
 		}
@@ -259,7 +293,7 @@ func (s *Server) serveConn(c net.Conn, idle time.Duration) {
 		}
 		var prefix [2]byte
 		binary.BigEndian.PutUint16(prefix[:], uint16(len(out)))
-		c.SetWriteDeadline(time.Now().Add(idle))
+		c.SetWriteDeadline(time.Now().Add(idle()))
 		if _, err := (&net.Buffers{prefix[:], out}).WriteTo(c); err != nil {
 			return
 		}

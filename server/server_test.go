@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -588,4 +589,68 @@ func TestWildcardReplySource(t *testing.T) {
 			t.Errorf("query to %s: %v %v", ip, err, r)
 		}
 	}
+}
+
+// TestTCPSlotsAreNotHeldByIdleClients opens idle connections: one client
+// cannot take more than its share, and under pressure idle connections are
+// closed within a second, so other clients get answers.
+func TestTCPSlotsAreNotHeldByIdleClients(t *testing.T) {
+	snap := fixtureSnapshot(t)
+	s := &Server{Addr: "127.0.0.1:0", Responder: &Responder{Snapshot: func() *zone.Snapshot { return snap }},
+		MaxTCPConns: 16, MaxTCPConnsPerClient: 12, TCPIdleTimeout: time.Minute}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 13 {
+		c, err := net.Dial("tcp", s.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// The 13th connection of one client is over its share: closed at once.
+	idle[12].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := idle[12].Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Errorf("a client's 13th connection was kept (read: %v)", err)
+	}
+	// 12 of 16 slots are taken: idle connections go after about a second.
+	start := time.Now()
+	idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("an idle connection under pressure was kept for 5s (read: %v)", err)
+	}
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Errorf("idle connection closed after %v under pressure, want about 1s", waited)
+	}
+	// Another client is served.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	nc, err := d.Dial("tcp", s.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	co := &dns.Conn{Conn: nc}
+	defer co.Close()
+	co.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := co.WriteMsg(query("web.awx.svc.cluster.local.", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := co.ReadMsg(); err != nil || len(r.Answer) != 1 {
+		t.Errorf("another client: %v %v", err, r)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
