@@ -354,3 +354,11 @@ func boolStr(b *bool) string {
 	}
 	return fmt.Sprint(*b)
 }
+
+// SetReadiness sets pod's Ready and ContainersReady conditions and its
+// containers' ready flags in place, as SetPodReady does, without writing
+// anything. It is for callers that write the status themselves, e.g. to
+// time the write.
+func SetReadiness(pod *corev1.Pod, ready bool) {
+	setReadiness(&pod.Status, ready, metav1.Now())
+}
