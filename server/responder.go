@@ -238,6 +238,11 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 		m.Rcode = dns.RcodeRefused
 		return
 	}
+	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+		// The zone is the cluster's to list, not the network's.
+		m.Rcode = dns.RcodeRefused
+		return
+	}
 	m.Authoritative = true
 	for hops := 0; ; hops++ {
 		if node == nil {

@@ -278,8 +278,12 @@ func TestRefusedOutOfZone(t *testing.T) {
 	for _, q := range []struct {
 		name  string
 		class uint16
-	}{{"example.com.", dns.ClassINET}, {"local.", dns.ClassINET}, {"xcluster.local.", dns.ClassINET}, {"version.bind.", dns.ClassCHAOS}, {"web.awx.svc.cluster.local.", dns.ClassCHAOS}} {
-		m := query(q.name, dns.TypeA)
+	}{{"cluster.local.", dns.ClassINET}, {"example.com.", dns.ClassINET}, {"local.", dns.ClassINET}, {"xcluster.local.", dns.ClassINET}, {"version.bind.", dns.ClassCHAOS}, {"web.awx.svc.cluster.local.", dns.ClassCHAOS}} {
+		qtype := dns.TypeA
+		if q.name == "cluster.local." {
+			qtype = dns.TypeAXFR // zone transfers are refused
+		}
+		m := query(q.name, qtype)
 		m.Question[0].Qclass = q.class
 		r := exchange(t, s, m, "udp")
 		if r.Rcode != dns.RcodeRefused || r.Authoritative || len(r.Answer)+len(r.Ns) != 0 {

@@ -191,6 +191,9 @@ func (c *config) validateSource() error {
 	if c.manifests != "" && c.kubeconfig != "" {
 		return errors.New("--manifests and --kubeconfig are exclusive: serve files or a cluster, not both")
 	}
+	if c.manifests != "" && (c.namespace != "" || c.selector != "") {
+		return errors.New("--namespace and --selector limit what is watched in a cluster; they do not apply to --manifests")
+	}
 	if c.selector != "" {
 		if _, err := labels.Parse(c.selector); err != nil {
 			return fmt.Errorf("--selector: %w", err)
