@@ -17,6 +17,12 @@ import (
 
 // KubeSource watches Services and EndpointSlices through the API server.
 // Its informers store only the small structs of this package.
+//
+// While it runs it also probes the API server. When the server was
+// unreachable and answers again, KubeSource starts a fresh pair of
+// informers and switches to them once they have synced, instead of
+// waiting out client-go's reconnect backoff (up to a minute); until then
+// the last zone keeps serving.
 type KubeSource struct {
 	// Client talks to the API server.
 	Client kubernetes.Interface
@@ -25,61 +31,175 @@ type KubeSource struct {
 	// LabelSelector limits which Services are served; "" serves all.
 	// EndpointSlices are watched in full and joined to the Services kept.
 	LabelSelector string
+	// ProbeInterval is how often the API server is probed; 0 means 2s.
+	ProbeInterval time.Duration
+	// Probe checks that the API server answers; nil asks for its version.
+	Probe func(context.Context) error
 	// Log receives watch errors; nil logs nowhere.
 	Log *slog.Logger
 	// Metrics counts watch errors; nil counts nowhere.
 	Metrics *Metrics
 
+	current atomic.Pointer[watchSet] // the synced informers List reads
+	sets    atomic.Int64             // watch sets started, for tests
+}
+
+// watchSet is one pair of informers with the factories that run them.
+type watchSet struct {
 	services, slices cache.SharedIndexInformer
-	synced           atomic.Bool // set once by Run, after the caches synced
+	factories        []informers.SharedInformerFactory
+	cancel           context.CancelFunc
+}
+
+// startWatchSet creates and starts informers whose events call changed
+// once they are the current set.
+func (k *KubeSource) startWatchSet(ctx context.Context, changed func()) (*watchSet, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &watchSet{cancel: cancel}
+	svcFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0,
+		informers.WithNamespace(k.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = k.LabelSelector }))
+	sliceFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0, informers.WithNamespace(k.Namespace))
+	w.factories = []informers.SharedInformerFactory{svcFactory, sliceFactory}
+	w.services = svcFactory.Core().V1().Services().Informer()
+	w.slices = sliceFactory.Discovery().V1().EndpointSlices().Informer()
+
+	// Events of the initial list are covered by the change Run signals
+	// when the set becomes current.
+	notify := func() {
+		if k.current.Load() == w {
+			changed()
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { notify() },
+		UpdateFunc: func(any, any) { notify() },
+		DeleteFunc: func(any) { notify() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices} {
+		if err := inf.SetTransform(shrink); err != nil {
+			cancel()
+			return nil, fmt.Errorf("zone: set informer transform: %w", err)
+		}
+		if err := inf.SetWatchErrorHandlerWithContext(k.watchError); err != nil {
+			cancel()
+			return nil, fmt.Errorf("zone: set watch error handler: %w", err)
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			cancel()
+			return nil, fmt.Errorf("zone: add event handler: %w", err)
+		}
+	}
+	for _, f := range w.factories {
+		f.Start(ctx.Done())
+	}
+	k.sets.Add(1)
+	return w, nil
+}
+
+// waitSynced waits until both informers synced or ctx ends.
+func (w *watchSet) waitSynced(ctx context.Context) bool {
+	return cache.WaitForCacheSync(ctx.Done(), w.services.HasSynced, w.slices.HasSynced)
+}
+
+func (w *watchSet) stop() {
+	w.cancel()
+	for _, f := range w.factories {
+		f.Shutdown()
+	}
 }
 
 // Run starts the informers, waits for their first sync, then calls changed
 // after every change until ctx is done. It returns an error only when ctx
 // ends before the caches synced.
 func (k *KubeSource) Run(ctx context.Context, changed func()) error {
-	svcFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0,
-		informers.WithNamespace(k.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = k.LabelSelector }))
-	sliceFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0, informers.WithNamespace(k.Namespace))
-	k.services = svcFactory.Core().V1().Services().Informer()
-	k.slices = sliceFactory.Discovery().V1().EndpointSlices().Informer()
-
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { k.notify(changed) },
-		UpdateFunc: func(any, any) { k.notify(changed) },
-		DeleteFunc: func(any) { k.notify(changed) },
+	w, err := k.startWatchSet(ctx, changed)
+	if err != nil {
+		return err
 	}
-	for _, inf := range []cache.SharedIndexInformer{k.services, k.slices} {
-		if err := inf.SetTransform(shrink); err != nil {
-			return fmt.Errorf("zone: set informer transform: %w", err)
-		}
-		if err := inf.SetWatchErrorHandlerWithContext(k.watchError); err != nil {
-			return fmt.Errorf("zone: set watch error handler: %w", err)
-		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("zone: add event handler: %w", err)
-		}
-	}
-	svcFactory.Start(ctx.Done())
-	sliceFactory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), k.services.HasSynced, k.slices.HasSynced) {
+	if !w.waitSynced(ctx) {
+		w.stop()
 		return fmt.Errorf("zone: informers did not sync: %w", context.Cause(ctx))
 	}
-	k.synced.Store(true)
+	k.current.Store(w)
 	changed()
-	<-ctx.Done()
-	svcFactory.Shutdown()
-	sliceFactory.Shutdown()
+	k.setUp(true)
+	k.probeLoop(ctx, changed)
+	k.current.Load().stop()
 	return nil
 }
 
-// notify forwards events once the caches are complete; events of the
-// initial list are covered by the call Run makes after sync.
-func (k *KubeSource) notify(changed func()) {
-	if k.synced.Load() {
-		changed()
+// probeLoop probes the API server until ctx is done, and relists through a
+// fresh watch set when the server comes back after an outage.
+func (k *KubeSource) probeLoop(ctx context.Context, changed func()) {
+	interval := k.ProbeInterval
+	if interval <= 0 {
+		interval = 2 * time.Second
 	}
+	probe := k.Probe
+	if probe == nil {
+		probe = func(ctx context.Context) error { return CheckReachable(ctx, k.Client, min(interval, 5*time.Second)) }
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	up := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := probe(ctx)
+		switch {
+		case err != nil && up:
+			up = false
+			k.setUp(false)
+			if k.Log != nil {
+				k.Log.Warn("Kubernetes API server unreachable; serving the last zone", "err", err)
+			}
+			if k.Metrics != nil {
+				k.Metrics.SourceErrors.WithLabelValues("kubernetes").Inc()
+			}
+		case err == nil && !up:
+			if k.relist(ctx, changed, 2*time.Minute) {
+				up = true
+				k.setUp(true)
+			}
+		}
+	}
+}
+
+// relist starts a fresh watch set and makes it current once synced. On
+// failure the old set stays and false is returned.
+func (k *KubeSource) relist(ctx context.Context, changed func(), timeout time.Duration) bool {
+	w, err := k.startWatchSet(ctx, changed)
+	if err != nil {
+		return false
+	}
+	syncCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if !w.waitSynced(syncCtx) {
+		w.stop()
+		return false
+	}
+	old := k.current.Swap(w)
+	changed()
+	old.stop()
+	if k.Log != nil {
+		k.Log.Info("Kubernetes API server reachable again; relisted Services and EndpointSlices")
+	}
+	return true
+}
+
+func (k *KubeSource) setUp(up bool) {
+	if k.Metrics == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	k.Metrics.SourceUp.Set(v)
 }
 
 func (k *KubeSource) watchError(ctx context.Context, r *cache.Reflector, err error) {
@@ -95,17 +215,18 @@ func (k *KubeSource) watchError(ctx context.Context, r *cache.Reflector, err err
 // List implements ListFunc. It reports complete only after the informers
 // have synced.
 func (k *KubeSource) List() ([]*Service, []*EndpointSlice, bool) {
-	if !k.synced.Load() {
+	w := k.current.Load()
+	if w == nil {
 		return nil, nil, false
 	}
 	var svcs []*Service
-	for _, o := range k.services.GetStore().List() {
+	for _, o := range w.services.GetStore().List() {
 		if s, ok := o.(*Service); ok {
 			svcs = append(svcs, s)
 		}
 	}
 	var slices []*EndpointSlice
-	for _, o := range k.slices.GetStore().List() {
+	for _, o := range w.slices.GetStore().List() {
 		if s, ok := o.(*EndpointSlice); ok {
 			slices = append(slices, s)
 		}

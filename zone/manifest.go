@@ -103,6 +103,9 @@ func (m *ManifestSource) Load() error {
 	}
 	copy(m.content[:], h.Sum(nil))
 	m.loaded.Store(&objs)
+	if m.Metrics != nil {
+		m.Metrics.SourceUp.Set(1)
+	}
 	return nil
 }
 
@@ -140,6 +143,9 @@ func (m *ManifestSource) Run(ctx context.Context, changed func()) {
 			err = m.Load()
 		}
 		if err != nil {
+			if m.Metrics != nil {
+				m.Metrics.SourceUp.Set(0)
+			}
 			// The same broken state is reported once, not every poll.
 			if err.Error() != lastErr {
 				lastErr = err.Error()

@@ -16,6 +16,7 @@ type Metrics struct {
 	ProgrammingLatency prometheus.Histogram
 	SourceErrors       *prometheus.CounterVec
 	PolicyErrors       prometheus.Gauge
+	SourceUp           prometheus.Gauge
 }
 
 // NewMetrics creates the zone metrics and registers them with reg.
@@ -44,7 +45,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "hdns_policy_annotation_errors",
 		Help: "Services whose policy annotations were rejected and that are served with the default policy.",
 	})
-	reg.MustRegister(m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
+	m.SourceUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hdns_zone_source_up",
+		Help: "1 while the zone's source answers (the API server's last probe succeeded, or the manifests' last load did), else 0: the zone is then the last good one.",
+	})
+	reg.MustRegister(m.SourceUp, m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
 	return m
 }
 

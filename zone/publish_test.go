@@ -2,6 +2,7 @@ package zone
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,4 +136,48 @@ func TestKubeSourceShrinksAndGates(t *testing.T) {
 	}
 	waitFor(t, func() bool { return changes.Load() > before })
 	waitFor(t, func() bool { _, s, _ := src.List(); return len(s) == 0 })
+}
+
+// TestKubeSourceRelistsAfterOutage drives the API probe down and up: the
+// source reports the outage, then starts fresh informers and switches to
+// them once synced, still serving throughout.
+func TestKubeSourceRelistsAfterOutage(t *testing.T) {
+	client := fake.NewClientset(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "awx"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}})
+	var down atomic.Bool
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	src := &KubeSource{Client: client, Metrics: m, Log: discard, ProbeInterval: 10 * time.Millisecond,
+		Probe: func(context.Context) error {
+			if down.Load() {
+				return errors.New("connection refused")
+			}
+			return nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var changes atomic.Int32
+	go src.Run(ctx, func() { changes.Add(1) })
+	waitFor(t, func() bool { _, _, ok := src.List(); return ok })
+	up := func() float64 { return testutil.ToFloat64(m.SourceUp) }
+	if up() != 1 || src.sets.Load() != 1 {
+		t.Fatalf("after sync: up %v, %d watch sets", up(), src.sets.Load())
+	}
+	down.Store(true)
+	waitFor(t, func() bool { return up() == 0 })
+	if svcs, _, ok := src.List(); !ok || len(svcs) != 1 {
+		t.Fatal("the last zone is gone during the outage")
+	}
+	if testutil.ToFloat64(m.SourceErrors.WithLabelValues("kubernetes")) != 1 {
+		t.Error("the outage was not counted once")
+	}
+	before := changes.Load()
+	down.Store(false)
+	waitFor(t, func() bool { return up() == 1 })
+	if src.sets.Load() != 2 || changes.Load() <= before {
+		t.Errorf("after the outage: %d watch sets, %d changes signalled; want a fresh set and a rebuild", src.sets.Load(), changes.Load()-before)
+	}
+	if _, err := client.CoreV1().Services("awx").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "awx"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { s, _, _ := src.List(); return len(s) == 2 })
 }
