@@ -17,11 +17,13 @@ import (
 type Compiler struct {
 	defaultSpec string
 	handouts    *prometheus.CounterVec // may be nil
+	perEndpoint *prometheus.CounterVec // may be nil
 
 	mu     sync.Mutex
 	gen    uint64
 	chains map[chainKey]*chainEntry
 	loads  map[string]*loadEntry
+	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
 
 type chainKey struct {
@@ -49,18 +51,40 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
 		loads:       make(map[string]*loadEntry),
+		series:      make(map[[2]string]uint64),
 	}, nil
 }
 
 // RegisterMetrics makes the Compiler's chains count their answers in
-// hdns_policy_handouts_total{service}, registered with reg. Call it before
-// the first Compile.
-func (c *Compiler) RegisterMetrics(reg prometheus.Registerer) {
+// hdns_policy_handouts_total{service}, and with perEndpoint also each
+// endpoint's places in answers in
+// hdns_policy_endpoint_handouts_total{service,endpoint} (a series per
+// endpoint: mind the cardinality). Call it before the first Compile.
+func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) {
 	c.handouts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hdns_policy_handouts_total",
 		Help: "Answers chosen by a Service's policy, by Service (namespace/name).",
 	}, []string{"service"})
 	reg.MustRegister(c.handouts)
+	if perEndpoint {
+		c.perEndpoint = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hdns_policy_endpoint_handouts_total",
+			Help: "Times an endpoint was among the first places of an answer, by Service and endpoint key.",
+		}, []string{"service", "endpoint"})
+		reg.MustRegister(c.perEndpoint)
+	}
+}
+
+// EndpointCounter returns the per-endpoint handout counter of an endpoint
+// of service, or nil when per-endpoint metrics are off.
+func (c *Compiler) EndpointCounter(service, key string) prometheus.Counter {
+	if c.perEndpoint == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.series[[2]string{service, key}] = c.gen
+	return c.perEndpoint.WithLabelValues(service, key)
 }
 
 // ServicePolicy is what decides a Service's chain.
@@ -169,6 +193,12 @@ func (c *Compiler) Sweep() {
 	for k, e := range c.loads {
 		if e.gen != c.gen {
 			delete(c.loads, k)
+		}
+	}
+	for k, gen := range c.series {
+		if gen != c.gen {
+			delete(c.series, k)
+			c.perEndpoint.DeleteLabelValues(k[0], k[1])
 		}
 	}
 	c.gen++

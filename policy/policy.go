@@ -38,6 +38,9 @@ type Endpoint struct {
 	// Load is the endpoint's handout ledger entry; never nil in a built
 	// snapshot.
 	Load *Load
+	// Handouts counts the endpoint's places in answers; nil unless
+	// per-endpoint metrics are on.
+	Handouts prometheus.Counter
 }
 
 // Request describes the query a choice is made for.
@@ -201,6 +204,9 @@ func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) 
 	out = c.run(req, cands, in, out, s, nil)
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
 		cands[i].Load.Add(handoutWeight(pos, req.TTL))
+		if cands[i].Handouts != nil {
+			cands[i].Handouts.Inc()
+		}
 	}
 	if c.handouts != nil {
 		c.handouts.Inc()

@@ -327,18 +327,26 @@ func TestHandoutMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	comp.RegisterMetrics(reg)
+	comp.RegisterMetrics(reg, true)
 	c, _ := comp.Compile(ServicePolicy{Service: "n/a"})
+	cands := candidates(2)
+	for i := range cands {
+		cands[i].Handouts = comp.EndpointCounter("n/a", cands[i].Key)
+	}
 	var s Scratch
 	for range 3 {
-		c.Pick(seeded(1), candidates(2), indices(2), nil, &s)
+		c.Pick(seeded(1), cands, indices(2), nil, &s)
 	}
-	if got := testutil.ToFloat64(comp.handouts.WithLabelValues("n/a")); got != 3 {
-		t.Errorf("handouts %v, want 3", got)
+	c.Pick(seeded(1), cands, indices(1), nil, &s)
+	if got := testutil.ToFloat64(comp.handouts.WithLabelValues("n/a")); got != 4 {
+		t.Errorf("handouts %v, want 4", got)
+	}
+	if a, b := testutil.ToFloat64(comp.perEndpoint.WithLabelValues("n/a", "ns/ep-0")), testutil.ToFloat64(comp.perEndpoint.WithLabelValues("n/a", "ns/ep-1")); a != 4 || b != 3 {
+		t.Errorf("per-endpoint handouts %v and %v, want 4 and 3", a, b)
 	}
 	comp.Sweep()
-	comp.Sweep() // n/a was not compiled since: its series goes
-	if n := testutil.CollectAndCount(comp.handouts); n != 0 {
+	comp.Sweep() // n/a was not compiled since: its series go
+	if n := testutil.CollectAndCount(comp.handouts) + testutil.CollectAndCount(comp.perEndpoint); n != 0 {
 		t.Errorf("%d handout series left for a Service that is gone", n)
 	}
 }

@@ -233,6 +233,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	for i, c := range cands {
 		c.ep.Key = c.key(svc.Namespace)
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
+		c.ep.Handouts = b.opts.Policies.EndpointCounter(key, c.ep.Key)
 		c.ep.Weight = 1
 		if w, ok := weights[c.ep.PodName]; ok {
 			c.ep.Weight = w

@@ -69,6 +69,7 @@ type config struct {
 	logLevel                     string
 	defaultPolicy                string
 	endpointPodNames             bool
+	endpointMetrics              bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -90,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "ordered", "policy for Services without a valid hdns.dev/policy annotation; steps: "+strings.Join(policy.Names(), ", "))
 	fs.BoolVar(&c.endpointPodNames, "endpoint-pod-names", false, "name endpoints without a hostname after their Pod instead of their dashed address")
+	fs.BoolVar(&c.endpointMetrics, "endpoint-metrics", false, "count handouts per endpoint in hdns_policy_endpoint_handouts_total (one series per endpoint)")
 	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -209,7 +211,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logge
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	zoneMetrics := zone.NewMetrics(reg)
-	opts.Policies.RegisterMetrics(reg)
+	opts.Policies.RegisterMetrics(reg, cfg.endpointMetrics)
 	pub := zone.NewPublisher(opts, log, zoneMetrics)
 
 	var list zone.ListFunc
