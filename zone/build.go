@@ -208,6 +208,16 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		return // only when the default policy itself is broken, which flags prevent
 	}
 	weights, werr := parseWeights(svc.Weights)
+	if werr != nil {
+		werr = fmt.Errorf("%w; every endpoint weighs 1", werr)
+	}
+	policyErr := errors.Join(perr, werr)
+	if policyErr != nil && primary {
+		// Reported whether or not the Service has endpoints now, so that a
+		// Service going to zero endpoints and back is not news; once, not
+		// once per zone.
+		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: policyErr})
+	}
 	cands := headlessCandidates(ss, b.opts.EndpointPodNames, chain.OfferTerminating())
 	if len(cands) == 0 {
 		return // no ready endpoint: the name does not exist
@@ -216,10 +226,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	if t := chain.TTL(); t != 0 {
 		ttl = t
 	}
-	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: errors.Join(perr, werr), TTL: ttl}
-	if set.PolicyErr != nil {
-		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: set.PolicyErr})
-	}
+	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: policyErr, TTL: ttl}
 	hdr := func(name string, t uint16) dns.RR_Header { return hdrTTL(name, t, ttl) }
 	n := b.node(owner, apex)
 	a4 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}

@@ -267,3 +267,43 @@ endpoints:
 		t.Error("CanonicalZone accepted the root")
 	}
 }
+
+func TestPolicyErrorsAreReportedOncePerService(t *testing.T) {
+	opts := testOptions(t)
+	opts.Zones = []string{"cluster.local.", "lb.cluster.local."}
+	svcs, sl := mustParse(t, `
+apiVersion: v1
+kind: Service
+metadata: {name: noendpoints, namespace: p, annotations: {hdns.dev/policy: fastest}}
+spec: {clusterIP: None}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: weights, namespace: p, annotations: {hdns.dev/policy: weighted, hdns.dev/weights: "web-0=lots"}}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: w, namespace: p, labels: {kubernetes.io/service-name: weights}}
+addressType: IPv4
+endpoints:
+- {addresses: [10.0.0.1]}
+`)
+	snap := Build(opts, 1, svcs, sl)
+	got := map[string]string{}
+	for _, pe := range snap.PolicyErrors {
+		if _, dup := got[pe.Service]; dup {
+			t.Errorf("%s reported twice", pe.Service)
+		}
+		got[pe.Service] = pe.Err.Error()
+	}
+	if !strings.Contains(got["p/noendpoints"], "fastest") {
+		t.Errorf("a Service without endpoints: error %q, want it reported", got["p/noendpoints"])
+	}
+	if !strings.Contains(got["p/weights"], "every endpoint weighs 1") {
+		t.Errorf("bad weights: error %q, want it to say what is served", got["p/weights"])
+	}
+	if _, n := snap.Lookup("weights.p.svc.cluster.local."); n == nil || n.A4.Set.Policy.String() != "weighted" {
+		t.Error("bad weights replaced the Service's policy")
+	}
+}

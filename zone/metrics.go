@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.PolicyErrors = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "hdns_policy_annotation_errors",
-		Help: "Services whose policy annotations were rejected and that are served with the default policy.",
+		Help: "Services with a rejected policy annotation (hdns.dev/policy: served with the default policy; hdns.dev/weights: every weight 1).",
 	})
 	m.SourceUp = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "hdns_zone_source_up",

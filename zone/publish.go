@@ -123,7 +123,7 @@ func (p *Publisher) reportPolicyErrors(snap *Snapshot) {
 		msg := pe.Err.Error()
 		now[pe.Service] = msg
 		if p.policyErrs[pe.Service] != msg {
-			p.log.Warn("policy annotation rejected; the Service is served with the default policy", "service", pe.Service, "err", pe.Err)
+			p.log.Warn("policy annotation rejected", "service", pe.Service, "err", pe.Err)
 		}
 	}
 	p.policyErrs = now
