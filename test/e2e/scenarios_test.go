@@ -46,6 +46,8 @@ func TestHDNS(t *testing.T) {
 	t.Run("DualStack", e.dualStack)
 	t.Run("ThousandPods", e.thousandPods)
 	t.Run("Propagation", e.propagation)
+	t.Run("PolicyAnnotation", e.policyAnnotationChange)
+	t.Run("SessionAffinity", e.sessionAffinity)
 	t.Run("Deploy", e.deploy)
 }
 
