@@ -64,11 +64,20 @@ func fixtureSnapshot(t testing.TB) *zone.Snapshot {
 // startServer serves snap on 127.0.0.1 on a free port until the test ends.
 func startServer(t testing.TB, snap *zone.Snapshot) *Server {
 	t.Helper()
-	r := &Responder{
+	return serve(t, &Server{Addr: "127.0.0.1:0", Responder: responderOf(snap)})
+}
+
+// responderOf answers from snap for the fixture's zones.
+func responderOf(snap *zone.Snapshot) *Responder {
+	return &Responder{
 		Snapshot: func() *zone.Snapshot { return snap },
 		Zones:    []string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."},
 	}
-	s := &Server{Addr: "127.0.0.1:0", Responder: r}
+}
+
+// serve binds s and serves until the test ends.
+func serve(t testing.TB, s *Server) *Server {
+	t.Helper()
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -550,15 +559,7 @@ func TestTCPPipelining(t *testing.T) {
 }
 
 func TestTCPIdleTimeout(t *testing.T) {
-	snap := fixtureSnapshot(t)
-	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }}
-	s := &Server{Addr: "127.0.0.1:0", Responder: r, TCPIdleTimeout: 100 * time.Millisecond}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Serve(ctx)
+	s := serve(t, &Server{Addr: "127.0.0.1:0", Responder: responderOf(fixtureSnapshot(t)), TCPIdleTimeout: 100 * time.Millisecond})
 	co, err := dns.Dial("tcp", s.TCPAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -576,15 +577,7 @@ func TestTCPIdleTimeout(t *testing.T) {
 // 127.0.0.2: the reply must come from 127.0.0.2, or a connected client
 // (as every stub resolver is) never sees it.
 func TestWildcardReplySource(t *testing.T) {
-	snap := fixtureSnapshot(t)
-	s := &Server{Addr: "0.0.0.0:0", Responder: &Responder{Snapshot: func() *zone.Snapshot { return snap }}}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	s := serve(t, &Server{Addr: "0.0.0.0:0", Responder: responderOf(fixtureSnapshot(t))})
 	port := s.UDPAddr().Port()
 	for _, ip := range []string{"127.0.0.2", "127.0.0.1"} {
 		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
@@ -599,16 +592,8 @@ func TestWildcardReplySource(t *testing.T) {
 // cannot take more than its share, and under pressure idle connections are
 // closed within a second, so other clients get answers.
 func TestTCPSlotsAreNotHeldByIdleClients(t *testing.T) {
-	snap := fixtureSnapshot(t)
-	s := &Server{Addr: "127.0.0.1:0", Responder: &Responder{Snapshot: func() *zone.Snapshot { return snap }},
-		MaxTCPConns: 16, MaxTCPConnsPerClient: 12, TCPIdleTimeout: time.Minute}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Serve(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	s := serve(t, &Server{Addr: "127.0.0.1:0", Responder: responderOf(fixtureSnapshot(t)),
+		MaxTCPConns: 16, MaxTCPConnsPerClient: 12, TCPIdleTimeout: time.Minute})
 
 	var idle []net.Conn
 	defer func() {
