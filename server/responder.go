@@ -4,9 +4,11 @@
 package server
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +42,10 @@ type Responder struct {
 	Zones []string
 	// Metrics, when set, counts every reply.
 	Metrics *Metrics
+	// Forward, when set, resolves names outside the zones for clients
+	// whose source address is in ForwardAllow; everyone else gets REFUSED.
+	Forward      *Forwarder
+	ForwardAllow []netip.Prefix
 }
 
 // Scratch is per-goroutine state reused across queries to avoid
@@ -54,11 +60,16 @@ type Scratch struct {
 	// explain, when set, asks for a trace of the choice instead of a
 	// recorded handout.
 	explain *Explanation
-	picked  []int
-	policy  policy.Scratch
-	answer  []dns.RR
-	extra   []dns.RR
-	buf     []byte
+	// forward is set by Respond when the query must go upstream: Respond
+	// then returns nil and the server calls Forwarded off its read loop.
+	forward bool
+	// outOfZone is set by answer for an IN question outside every zone.
+	outOfZone bool
+	picked    []int
+	policy    policy.Scratch
+	answer    []dns.RR
+	extra     []dns.RR
+	buf       []byte
 }
 
 // Respond answers the query in pkt from client and returns the reply bytes,
@@ -79,6 +90,8 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	}
 	req, m := &s.req, &s.resp
 	resetMsg(m)
+	s.forward, s.outOfZone = false, false
+	source := client
 	qtype := uint16(0)
 	limit := 512
 	if tcp {
@@ -157,6 +170,10 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 
 	s.usedClient = false
 	r.answer(m, s, &q, client)
+	if s.outOfZone && r.forwards(source) {
+		s.forward = true
+		return nil
+	}
 	if ecs != nil {
 		// RFC 7871 7.2.1: echo family, address and source prefix; the
 		// scope covers the source prefix when the answer depended on the
@@ -169,6 +186,69 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		s.opt.Option = append(s.opt.Option, &s.ecs)
 	}
 	return r.finishEDNS(m, s, limit, qtype, start)
+}
+
+// forwards reports whether queries of client outside the zones go upstream.
+func (r *Responder) forwards(client netip.Addr) bool {
+	if r.Forward == nil {
+		return false
+	}
+	for _, p := range r.ForwardAllow {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// Forwarded resolves upstream the query in pkt (which Respond marked for
+// forwarding) and returns the reply: the upstream's answer under the
+// client's ID, question and EDNS, with RA set and AA cleared, cut to the
+// transport's limit; SERVFAIL when no upstream answered. It blocks for up
+// to the upstreams' timeouts; it allocates its own buffers.
+func (r *Responder) Forwarded(ctx context.Context, pkt []byte, tcp bool) []byte {
+	start := time.Now()
+	var req dns.Msg
+	if err := req.Unpack(pkt); err != nil || len(req.Question) != 1 {
+		return nil // Respond accepted it: cannot happen
+	}
+	up, err := r.Forward.Exchange(ctx, &req)
+	m := new(dns.Msg)
+	if err == nil {
+		*m = *up
+		m.Extra = slices.DeleteFunc(slices.Clone(m.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
+	} else {
+		m.Rcode = dns.RcodeServerFailure
+	}
+	m.Id, m.Response, m.Opcode = req.Id, true, req.Opcode
+	m.Question = req.Question
+	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+	m.RecursionAvailable, m.Authoritative, m.Truncated = true, false, false
+	m.Compress = true
+	limit := dns.MaxMsgSize
+	if !tcp {
+		limit = 512
+	}
+	if o := req.IsEdns0(); o != nil {
+		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(maxUDPSize)
+		opt.SetDo(o.Do())
+		m.Extra = append(m.Extra, opt)
+		if !tcp {
+			limit = min(max(int(o.UDPSize()), 512), maxUDPSize)
+		}
+	}
+	out, err := m.Pack()
+	if err == nil && len(out) > limit {
+		out, err = truncate(out, limit)
+	}
+	if err != nil {
+		return nil
+	}
+	if r.Metrics != nil {
+		r.Metrics.count(req.Question[0].Qtype, m.Rcode, time.Since(start).Seconds())
+	}
+	return out
 }
 
 // finishEDNS adds the reply's OPT record when the query had one, then
@@ -226,9 +306,11 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 	}
 	if snap == nil {
 		m.Rcode = dns.RcodeRefused
+		s.outOfZone = true
 		for _, z := range r.Zones {
 			if zone.InZone(name, z) {
 				m.Rcode = dns.RcodeServerFailure
+				s.outOfZone = false
 			}
 		}
 		return
@@ -236,6 +318,7 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 	apex, node := snap.Lookup(name)
 	if apex == nil {
 		m.Rcode = dns.RcodeRefused
+		s.outOfZone = true
 		return
 	}
 	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {

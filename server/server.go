@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -48,6 +49,8 @@ type Server struct {
 	// pktinfo is set when the UDP socket is bound to a wildcard address:
 	// each reply must then leave from the address its query came to.
 	pktinfo bool
+	// forwarding holds a token per UDP query being forwarded.
+	forwarding chan struct{}
 }
 
 // Listen binds the UDP and TCP sockets.
@@ -73,6 +76,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("server: listen on UDP %s: %w", s.Addr, err)
 		}
 		s.tcp, s.udp = tl.(*net.TCPListener), ul
+		s.forwarding = make(chan struct{}, maxForwarding)
 		if tcpAddr.IP.IsUnspecified() {
 			// Ask for each packet's destination address. One of the two
 			// fails on a socket of the other family only.
@@ -133,12 +137,39 @@ func (s *Server) serveUDP() {
 		}
 		out := s.respond(buf[:n], from.Addr().Unmap(), false, &scratch)
 		if out == nil {
+			if scratch.forward {
+				s.forwardUDP(bytes.Clone(buf[:n]), replySource(oob[:oobn]), from)
+			}
 			continue
 		}
 		if _, _, err := s.udp.WriteMsgUDPAddrPort(out, replySource(oob[:oobn]), from); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.logError("udp write", err)
 		}
 	}
+}
+
+// maxForwarding bounds the UDP queries being forwarded at once; past it,
+// further ones are dropped (the client retries).
+const maxForwarding = 1024
+
+// forwardUDP resolves a query upstream on its own goroutine, so that the
+// read loop never waits for an upstream, and sends the reply from src.
+func (s *Server) forwardUDP(pkt, src []byte, to netip.AddrPort) {
+	select {
+	case s.forwarding <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-s.forwarding }()
+		out := s.Responder.Forwarded(context.Background(), pkt, false)
+		if out == nil {
+			return
+		}
+		if _, _, err := s.udp.WriteMsgUDPAddrPort(out, src, to); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.logError("udp write", err)
+		}
+	}()
 }
 
 // replySource turns the control message of a received packet into one that
@@ -288,6 +319,9 @@ func (s *Server) serveConn(c net.Conn, from netip.Addr, idle func() time.Duratio
 			return
 		}
 		out := s.respond(buf, from, true, &scratch)
+		if out == nil && scratch.forward {
+			out = s.Responder.Forwarded(context.Background(), buf, true)
+		}
 		if out == nil {
 			continue
 		}
