@@ -80,6 +80,9 @@ func BenchmarkRespond(b *testing.B) {
 			{"A-100-tcp", packedQuery(b, "big.awx.svc.cluster.local.", dns.TypeA, 0), true},
 			{"SRV-3", packedQuery(b, "_http._tcp.svc-1.awx.svc.cluster.local.", dns.TypeSRV, 1232), false},
 			{"NXDOMAIN", packedQuery(b, "nope.awx.svc.cluster.local.", dns.TypeA, 1232), false},
+			// What ndots:5 costs a pod: its first search-path tries for an
+			// external name, each answered NXDOMAIN with the SOA.
+			{"search-miss", packedQuery(b, "example.com.awx.svc.cluster.local.", dns.TypeA, 1232), false},
 		} {
 			b.Run(fmt.Sprintf("zone=%d/%s", services, tc.name), func(b *testing.B) { benchRespond(b, snap, tc.pkt, tc.tcp) })
 		}

@@ -256,3 +256,38 @@ func TestForwardCache(t *testing.T) {
 		t.Errorf("after 30s the cached TTL is %v, want it lowered by the age", r)
 	}
 }
+
+func TestPodRecords(t *testing.T) {
+	r := responderOf(fixtureSnapshot(t))
+	r.PodRecords = true
+	s := serve(t, &Server{Addr: "127.0.0.1:0", Responder: r})
+	off := startServer(t, fixtureSnapshot(t))
+	for _, tc := range []struct {
+		name   string
+		qtype  uint16
+		rcode  int
+		answer string
+	}{
+		{"10-244-1-5.awx.pod.cluster.local.", dns.TypeA, dns.RcodeSuccess, "10-244-1-5.awx.pod.cluster.local. 5 IN A 10.244.1.5"},
+		{"10-244-1-5.awx.pod.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess, ""},
+		{"fd00--1.awx.pod.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess, "fd00--1.awx.pod.cluster.local. 5 IN AAAA fd00::1"},
+		{"awx.pod.cluster.local.", dns.TypeA, dns.RcodeSuccess, ""},
+		{"pod.cluster.local.", dns.TypeA, dns.RcodeSuccess, ""},
+		{"not-an-ip.awx.pod.cluster.local.", dns.TypeA, dns.RcodeNameError, ""},
+		{"10-244-1-5.a.b.pod.cluster.local.", dns.TypeA, dns.RcodeNameError, ""},
+	} {
+		got := exchange(t, s, query(tc.name, tc.qtype), "udp")
+		var answer string
+		if len(got.Answer) == 1 {
+			answer = strings.Join(strings.Fields(got.Answer[0].String()), " ")
+		}
+		if got.Rcode != tc.rcode || answer != tc.answer || !got.Authoritative || (tc.answer == "" && len(got.Ns) != 1) {
+			t.Errorf("%s %s: %s %q (authority %v), want %s %q", tc.name, dns.TypeToString[tc.qtype], dns.RcodeToString[got.Rcode], answer, got.Ns, dns.RcodeToString[tc.rcode], tc.answer)
+		}
+		if tc.answer != "" {
+			if r := exchange(t, off, query(tc.name, tc.qtype), "udp"); r.Rcode != dns.RcodeNameError {
+				t.Errorf("%s without pod records: %s, want NXDOMAIN", tc.name, dns.RcodeToString[r.Rcode])
+			}
+		}
+	}
+}

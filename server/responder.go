@@ -46,6 +46,10 @@ type Responder struct {
 	// whose source address is in ForwardAllow; everyone else gets REFUSED.
 	Forward      *Forwarder
 	ForwardAllow []netip.Prefix
+	// PodRecords answers <dashed-ip>.<namespace>.pod.<zone> with that
+	// address, as CoreDNS's "pods insecure" does: without checking that
+	// such a Pod exists.
+	PodRecords bool
 }
 
 // Scratch is per-goroutine state reused across queries to avoid
@@ -327,6 +331,11 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 		return
 	}
 	m.Authoritative = true
+	if node == nil && r.PodRecords {
+		if r.podRecord(m, name, q.Qtype, apex) {
+			return
+		}
+	}
 	for hops := 0; ; hops++ {
 		if node == nil {
 			m.Rcode = dns.RcodeNameError
@@ -353,6 +362,52 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 	if len(m.Answer) == before {
 		m.Ns = append(m.Ns, apex.NegativeSOA)
 	}
+}
+
+// podRecord answers a pod name, <dashed-ip>.<namespace>.pod.<zone>, in a
+// forward zone. It reports false when name is not one.
+func (r *Responder) podRecord(m *dns.Msg, name string, qtype uint16, apex *zone.Apex) bool {
+	if zone.InZone(apex.Name, "arpa.") {
+		return false
+	}
+	rest, ok := strings.CutSuffix(name, ".pod."+apex.Name)
+	if !ok {
+		if name == "pod."+apex.Name {
+			m.Ns = append(m.Ns, apex.NegativeSOA) // names exist below it
+			return true
+		}
+		return false
+	}
+	label, ns, ok := strings.Cut(rest, ".")
+	if !ok {
+		if strings.Contains(rest, "\\") {
+			return false
+		}
+		m.Ns = append(m.Ns, apex.NegativeSOA) // <namespace>.pod.<zone>
+		return true
+	}
+	if strings.Contains(ns, ".") {
+		return false
+	}
+	ip, err := netip.ParseAddr(strings.ReplaceAll(label, "-", "."))
+	if err != nil {
+		if ip, err = netip.ParseAddr(strings.ReplaceAll(label, "-", ":")); err != nil {
+			return false
+		}
+	}
+	soa := apex.SOA.(*dns.SOA)
+	hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: soa.Minttl}
+	switch {
+	case qtype == dns.TypeA && ip.Is4(), qtype == dns.TypeANY && ip.Is4():
+		hdr.Rrtype = dns.TypeA
+		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip.AsSlice()})
+	case qtype == dns.TypeAAAA && ip.Is6(), qtype == dns.TypeANY && ip.Is6():
+		hdr.Rrtype = dns.TypeAAAA
+		m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()})
+	default:
+		m.Ns = append(m.Ns, apex.NegativeSOA)
+	}
+	return true
 }
 
 // anyOrder is the order in which an ANY query picks the one RRset it is
