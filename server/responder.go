@@ -70,6 +70,7 @@ type Scratch struct {
 	// outOfZone is set by answer for an IN question outside every zone.
 	outOfZone bool
 	picked    []int
+	preq      policy.Request
 	policy    policy.Scratch
 	answer    []dns.RR
 	extra     []dns.RR
@@ -452,12 +453,14 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 		m.Extra = append(m.Extra, extra...)
 		return
 	}
-	req := policy.Request{Qtype: qtype, Client: client, TTL: c.Set.TTL}
+	// The request lives in the scratch: passed to steps through an
+	// interface, a local would escape to the heap on every query.
+	s.preq = policy.Request{Qtype: qtype, Client: client, TTL: c.Set.TTL}
 	if s.explain != nil {
-		s.picked, s.explain.Steps = c.Set.Policy.Explain(&req, c.Set.Candidates, c.In)
+		s.picked, s.explain.Steps = c.Set.Policy.Explain(&s.preq, c.Set.Candidates, c.In)
 		s.explain.choice(c)
 	} else {
-		s.picked = c.Set.Policy.Pick(&req, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
+		s.picked = c.Set.Policy.Pick(&s.preq, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
 	}
 	s.usedClient = s.usedClient || c.Set.Policy.UsesClient()
 	ordered := c.Glue && c.Set.Policy.Reorders()
