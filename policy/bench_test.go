@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // BenchmarkSteps measures one Pick of each step, and of chains, on 3 and
@@ -31,6 +32,42 @@ func BenchmarkSteps(b *testing.B) {
 				}
 				if baseline > 0 {
 					b.ReportMetric(ns/baseline, "x-ordered")
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLeastLoadedLive is least-loaded, first=1 with a fresh live value
+// per candidate (the ledger blended with live load) against the ledger
+// alone; x-ledger is the ratio.
+func BenchmarkLeastLoadedLive(b *testing.B) {
+	for _, n := range []int{3, 100} {
+		var baseline float64
+		for _, live := range []bool{false, true} {
+			cands := candidates(n)
+			if live {
+				now := time.Now()
+				for i := range cands {
+					cands[i].Live = new(Live)
+					cands[i].Live.Set(&Sample{Value: float64(i), At: now, Until: now.Add(time.Hour)})
+				}
+			}
+			c := mustChain(b, "least-loaded, first=1")
+			in := indices(n)
+			b.Run(fmt.Sprintf("n=%d/live=%v", n, live), func(b *testing.B) {
+				var s Scratch
+				out := make([]int, 0, n)
+				req := &Request{TTL: 5}
+				b.ReportAllocs()
+				for b.Loop() {
+					out = c.Pick(req, cands, in, out[:0], &s)
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				if !live {
+					baseline = ns
+				} else if baseline > 0 {
+					b.ReportMetric(ns/baseline, "x-ledger")
 				}
 			})
 		}

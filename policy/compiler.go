@@ -11,7 +11,8 @@ import (
 
 // Compiler turns Services' policy annotations into Chains and keeps what
 // must outlive one snapshot: Chains whose steps hold state (sticky
-// assignments, round-robin counters) and the handout ledger. The zone
+// assignments, round-robin counters), the handout ledger and the live load
+// cells a load source writes (see Live and UpdateLive). The zone
 // builder calls it while building a snapshot; queries never do, so its
 // lock is off the query path.
 type Compiler struct {
@@ -23,6 +24,7 @@ type Compiler struct {
 	gen    uint64
 	chains map[chainKey]*chainEntry
 	loads  map[string]*loadEntry
+	lives  map[liveKey]*liveEntry
 	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
 
@@ -51,6 +53,7 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
 		loads:       make(map[string]*loadEntry),
+		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
 	}, nil
 }
@@ -171,8 +174,9 @@ func (c *Compiler) Load(key string) *Load {
 	return e.load
 }
 
-// Sweep forgets the chains and ledger entries that no Compile or Load asked
-// for since the previous Sweep. The zone builder calls it after each build.
+// Sweep forgets the chains, ledger entries and live cells that no Compile,
+// Load or Live asked for since the previous Sweep. The zone builder calls
+// it after each build.
 func (c *Compiler) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -193,6 +197,11 @@ func (c *Compiler) Sweep() {
 	for k, e := range c.loads {
 		if e.gen != c.gen {
 			delete(c.loads, k)
+		}
+	}
+	for k, e := range c.lives {
+		if e.gen != c.gen {
+			delete(c.lives, k)
 		}
 	}
 	for k, gen := range c.series {

@@ -19,6 +19,9 @@ var ledgerEpoch = time.Now()
 
 func nowTicks() uint32 { return uint32(time.Since(ledgerEpoch) / tick) }
 
+// NowTicks is the ledger's clock now, for Scores.
+func NowTicks() uint32 { return nowTicks() }
+
 // Load is one endpoint's exponentially decayed count of handouts. The zero
 // value is an empty count. It is safe for concurrent use without locks: the
 // value and the time it was last decayed to share one atomic word.

@@ -38,6 +38,10 @@ type Endpoint struct {
 	// Load is the endpoint's handout ledger entry; never nil in a built
 	// snapshot.
 	Load *Load
+	// Live is the endpoint's live load under its Service's load query;
+	// nil when no load source is configured, the chain reads no load, or
+	// the endpoint is not a Pod.
+	Live *Live
 	// Handouts counts the endpoint's places in answers; nil unless
 	// per-endpoint metrics are on.
 	Handouts prometheus.Counter
@@ -127,6 +131,7 @@ type Chain struct {
 	usesClient       bool   // some step's choice depends on the client
 	offerTerminating bool   // a drain step wants terminating endpoints
 	reorders         bool   // some step may answer in other than spec order
+	usesLoad         bool   // some step reads load (least-loaded)
 	// handouts counts the chain's answers; nil counts nothing. Set by the
 	// Compiler before the chain is shared.
 	handouts prometheus.Counter
@@ -166,6 +171,8 @@ func Parse(spec string) (*Chain, error) {
 			c.usesClient = true
 		case interface{ terminatingAllowed() }:
 			c.offerTerminating = true
+		case interface{ usesLoad() }:
+			c.usesLoad = true
 		}
 	}
 	return c, nil
@@ -185,6 +192,10 @@ func (c *Chain) OfferTerminating() bool { return c.offerTerminating }
 // Reorders reports whether the chain may answer in an order other than the
 // spec's; SRV answers then carry that order in their priorities.
 func (c *Chain) Reorders() bool { return c.reorders }
+
+// UsesLoad reports whether some step reads endpoints' load, so that the
+// zone should give the Service's endpoints live load cells.
+func (c *Chain) UsesLoad() bool { return c.usesLoad }
 
 // Steps lists the chain's steps as written ("first=2").
 func (c *Chain) Steps() []string { return c.names }

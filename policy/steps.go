@@ -112,7 +112,8 @@ func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 func (e *Endpoint) weight() float64 { return max(e.Weight, 0) }
 
 // leastLoaded orders candidates by power of two choices: each place goes
-// to the less loaded of two candidates drawn at random from those left.
+// to the lower Scores of two candidates drawn at random from those left
+// (the handout ledger blended with fresh live load).
 // Sampling instead of sorting keeps replicas that share a load view from
 // all sending the same endpoint first.
 type leastLoaded struct{}
@@ -127,10 +128,7 @@ func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	if len(left) > len(buf) {
 		scores = make([]float64, 0, len(left))
 	}
-	now := nowTicks()
-	for _, i := range left {
-		scores = append(scores, cands[i].Load.valueAt(now))
-	}
+	scores = Scores(cands, left, nowTicks(), wallNow(cands, left), scores)
 	r := req.rand()
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
@@ -147,8 +145,20 @@ func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	return out
 }
 
-// Score is the endpoint's load as least-loaded sees it.
+// Score is the endpoint's handout ledger entry now; least-loaded blends
+// it with the live load (see Scores).
 func (e *Endpoint) Score() float64 { return e.Load.Value() }
+
+// wallNow is the time live samples are judged fresh at: time.Now when
+// some candidate has a live cell, else the zero time (no clock read).
+func wallNow(cands []Endpoint, in []int) time.Time {
+	for _, i := range in {
+		if cands[i].Live != nil {
+			return time.Now()
+		}
+	}
+	return time.Time{}
+}
 
 // drain keeps endpoints that are terminating but still serving only when
 // no other candidate is left, and then last.

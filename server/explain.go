@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -33,18 +34,29 @@ type Explanation struct {
 
 // ExplainCandidate is one endpoint a policy chose among.
 type ExplainCandidate struct {
-	Index       int      `json:"index"`
-	Key         string   `json:"key"`
-	Hostname    string   `json:"hostname"`
-	Pod         string   `json:"pod,omitempty"`
-	Node        string   `json:"node,omitempty"`
-	Zone        string   `json:"zone,omitempty"`
-	Ready       bool     `json:"ready"`
-	Serving     bool     `json:"serving"`
-	Terminating bool     `json:"terminating"`
-	Weight      float64  `json:"weight"`
-	Load        float64  `json:"load"`
-	Records     []string `json:"records"`
+	Index       int     `json:"index"`
+	Key         string  `json:"key"`
+	Hostname    string  `json:"hostname"`
+	Pod         string  `json:"pod,omitempty"`
+	Node        string  `json:"node,omitempty"`
+	Zone        string  `json:"zone,omitempty"`
+	Ready       bool    `json:"ready"`
+	Serving     bool    `json:"serving"`
+	Terminating bool    `json:"terminating"`
+	Weight      float64 `json:"weight"`
+	// Load is the handout ledger entry.
+	Load float64 `json:"load"`
+	// Live is the endpoint's last polled live load and LiveAge its age in
+	// seconds; both absent when the endpoint has no value. LiveFresh says
+	// whether least-loaded uses it (it is younger than the staleness
+	// bound).
+	Live      *float64 `json:"live,omitempty"`
+	LiveAge   *float64 `json:"liveAgeSeconds,omitempty"`
+	LiveFresh bool     `json:"liveFresh,omitempty"`
+	// Score is what least-loaded compares: the ledger blended with fresh
+	// live load, normalised over the question's candidates (policy.Scores).
+	Score   float64  `json:"score"`
+	Records []string `json:"records"`
 }
 
 func (e *Explanation) choice(c *zone.Choice) {
@@ -56,13 +68,20 @@ func (e *Explanation) choice(c *zone.Choice) {
 		e.PolicyError = set.PolicyErr.Error()
 	}
 	e.Candidates = e.Candidates[:0]
-	for _, i := range c.In {
+	now := time.Now()
+	scores := policy.Scores(set.Candidates, c.In, policy.NowTicks(), now, nil)
+	for k, i := range c.In {
 		ep := &set.Candidates[i]
 		e.Candidates = append(e.Candidates, ExplainCandidate{
 			Index: i, Key: ep.Key, Hostname: ep.Hostname, Pod: ep.PodName, Node: ep.NodeName, Zone: ep.Zone,
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
-			Records: rrStrings(c.RRs[i]),
+			Score: scores[k], Records: rrStrings(c.RRs[i]),
 		})
+		if s := ep.Live.Sample(); s != nil && !s.Missing {
+			ec := &e.Candidates[len(e.Candidates)-1]
+			v, age := s.Value, now.Sub(s.At).Seconds()
+			ec.Live, ec.LiveAge, ec.LiveFresh = &v, &age, s.Fresh(now)
+		}
 	}
 }
 

@@ -36,6 +36,11 @@ type Options struct {
 	// Policies compiles each headless Service's policy chain and keeps
 	// the handout ledger across snapshots.
 	Policies *policy.Compiler
+	// LoadQuery is the default load query (--load-query) of Services whose
+	// chain reads load; "" when no load source is configured. With it, the
+	// Pod endpoints of such Services get live load cells from Policies,
+	// under the Service's hdns.dev/load-query annotation or else this.
+	LoadQuery string
 }
 
 const (
@@ -237,9 +242,18 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	set.Candidates = make([]policy.Endpoint, len(cands))
 	set.Glue = make([][]dns.RR, len(cands))
 	weight := uint16(max(1, 100/len(cands)))
+	loadQuery := ""
+	if b.opts.LoadQuery != "" && chain.UsesLoad() {
+		loadQuery = cmp.Or(svc.LoadQuery, b.opts.LoadQuery)
+	}
 	for i, c := range cands {
 		c.ep.Key = c.key(svc.Namespace)
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
+		if loadQuery != "" && c.ep.PodName != "" {
+			// Load sources match values by namespace and Pod name, the
+			// Key of a Pod endpoint.
+			c.ep.Live = b.opts.Policies.Live(loadQuery, c.ep.Key)
+		}
 		c.ep.Handouts = b.opts.Policies.EndpointCounter(key, c.ep.Key)
 		c.ep.Weight = 1
 		if w, ok := weights[c.ep.PodName]; ok {

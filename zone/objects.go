@@ -20,6 +20,10 @@ const (
 	// AnnotationWeights gives endpoints static weights for the weighted
 	// step, by Pod name or hostname: "web-0=3, web-1=1" (others weigh 1).
 	AnnotationWeights = "hdns.dev/weights"
+	// AnnotationLoadQuery replaces the --load-query PromQL expression for
+	// one Service's endpoints; it must return the same namespace and pod
+	// labels.
+	AnnotationLoadQuery = "hdns.dev/load-query"
 	// annotationTriggerTime is set by the EndpointSlice controller to the
 	// time of the change that caused the slice's last update.
 	annotationTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -55,6 +59,7 @@ type Service struct {
 	Ports           []Port
 	Policy          string // the hdns.dev/policy annotation, if any
 	Weights         string // the hdns.dev/weights annotation, if any
+	LoadQuery       string // the hdns.dev/load-query annotation, if any
 	// AffinityTimeout is the ClientIP sessionAffinity timeout, 0 without
 	// session affinity.
 	AffinityTimeout time.Duration
@@ -92,6 +97,7 @@ func ServiceFromAPI(s *corev1.Service) *Service {
 		Name:            s.Name,
 		Policy:          s.Annotations[AnnotationPolicy],
 		Weights:         s.Annotations[AnnotationWeights],
+		LoadQuery:       strings.TrimSpace(s.Annotations[AnnotationLoadQuery]),
 		ResourceVersion: s.ResourceVersion,
 	}
 	if s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
 	"github.com/hdns-dev/hdns/zone"
@@ -70,6 +72,10 @@ type config struct {
 	defaultPolicy                string
 	endpointPodNames             bool
 	endpointMetrics              bool
+	prometheusURL, loadQuery     string
+	loadNamespaceLabel           string
+	loadPodLabel                 string
+	loadInterval, loadMaxAge     time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -92,6 +98,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.defaultPolicy, "default-policy", "ordered", "policy for Services without a valid hdns.dev/policy annotation; steps: "+strings.Join(policy.Names(), ", "))
 	fs.BoolVar(&c.endpointPodNames, "endpoint-pod-names", false, "name endpoints without a hostname after their Pod instead of their dashed address")
 	fs.BoolVar(&c.endpointMetrics, "endpoint-metrics", false, "count handouts per endpoint in hdns_policy_endpoint_handouts_total (one series per endpoint)")
+	fs.StringVar(&c.prometheusURL, "prometheus-url", "", "Prometheus server to poll for live per-Pod load (least-loaded blends it with the handout ledger); needs --load-query")
+	fs.StringVar(&c.loadQuery, "load-query", "", "PromQL instant vector of per-Pod load, labelled by namespace and pod (a Service's hdns.dev/load-query annotation overrides it)")
+	fs.StringVar(&c.loadNamespaceLabel, "load-namespace-label", "namespace", "label of --load-query results that holds the Pod's namespace")
+	fs.StringVar(&c.loadPodLabel, "load-pod-label", "pod", "label of --load-query results that holds the Pod's name")
+	fs.DurationVar(&c.loadInterval, "load-interval", 5*time.Second, "time between two polls of the load queries; each query times out after half of it")
+	fs.DurationVar(&c.loadMaxAge, "load-max-age", 0, "staleness bound of a polled load value, after which the handout ledger alone ranks the Pod (default 3 × --load-interval)")
 	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,6 +160,7 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 		return nil, fmt.Errorf("--default-policy: %w", err)
 	}
 	opts.Policies = policies
+	opts.LoadQuery = c.loadQuery
 	return opts, nil
 }
 
@@ -201,6 +214,30 @@ func (c *config) validateSource() error {
 			return fmt.Errorf("--selector: %w", err)
 		}
 	}
+	return c.validateLoad()
+}
+
+// validateLoad checks the load source flags; the source itself starts in
+// serve and never stops hdns from starting (Prometheus may be down).
+func (c *config) validateLoad() error {
+	if (c.prometheusURL == "") != (c.loadQuery == "") {
+		return errors.New("--prometheus-url and --load-query go together: name the server and the PromQL query of per-Pod load")
+	}
+	if c.prometheusURL == "" {
+		return nil
+	}
+	if u, err := url.Parse(c.prometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--prometheus-url %q: want http(s)://host:port", c.prometheusURL)
+	}
+	if c.loadInterval < 100*time.Millisecond {
+		return fmt.Errorf("--load-interval %v: want at least 100ms", c.loadInterval)
+	}
+	if c.loadMaxAge != 0 && c.loadMaxAge < c.loadInterval {
+		return fmt.Errorf("--load-max-age %v: want at least --load-interval (%v)", c.loadMaxAge, c.loadInterval)
+	}
+	if c.loadNamespaceLabel == "" || c.loadPodLabel == "" {
+		return errors.New("--load-namespace-label and --load-pod-label must not be empty")
+	}
 	return nil
 }
 
@@ -213,6 +250,18 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logge
 	zoneMetrics := zone.NewMetrics(reg)
 	opts.Policies.RegisterMetrics(reg, cfg.endpointMetrics)
 	pub := zone.NewPublisher(opts, log, zoneMetrics)
+	var loads *loadsource.Prometheus
+	if cfg.prometheusURL != "" {
+		var err error
+		loads, err = loadsource.New(loadsource.Config{
+			URL: cfg.prometheusURL, Query: cfg.loadQuery,
+			NamespaceLabel: cfg.loadNamespaceLabel, PodLabel: cfg.loadPodLabel,
+			Interval: cfg.loadInterval, MaxAge: cfg.loadMaxAge,
+		}, opts.Policies, log.With("component", "loadsource"), loadsource.NewMetrics(reg))
+		if err != nil {
+			return fmt.Errorf("--prometheus-url: %w", err)
+		}
+	}
 
 	var list zone.ListFunc
 	var runSource func()
@@ -257,6 +306,11 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logge
 	httpServer := &http.Server{Handler: server.HTTPHandler(reg, responder), ReadHeaderTimeout: 5 * time.Second}
 
 	go runSource()
+	if loads != nil {
+		// Readiness does not wait for it: without values, least-loaded
+		// uses the handout ledger.
+		go loads.Run(ctx)
+	}
 	go pub.Run(ctx, list)
 	go func() {
 		if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {

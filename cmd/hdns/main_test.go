@@ -248,6 +248,11 @@ current-context: x
 		{[]string{"--namespace", "awx", "--manifests", broken}, 2, "do not apply to --manifests"},
 		{[]string{"--manifests", broken, "--kubeconfig", kubeconfig}, 2, "exclusive"},
 		{[]string{"--nosuchflag"}, 2, "flag provided but not defined"},
+		{[]string{"--prometheus-url", "http://127.0.0.1:9090", "--manifests", broken}, 2, "go together"},
+		{[]string{"--prometheus-url", "127.0.0.1:9090", "--load-query", "up", "--manifests", broken}, 2, "want http(s)://host:port"},
+		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-interval", "10ms", "--manifests", broken}, 2, "--load-interval"},
+		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-max-age", "1s", "--manifests", broken}, 2, "--load-max-age"},
+		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-pod-label", "", "--manifests", broken}, 2, "must not be empty"},
 		{[]string{"--manifests", broken}, 1, "broken.yaml:1"},
 		{[]string{"--manifests", filepath.Join(dir, "missing.yaml")}, 1, "missing.yaml"},
 		{[]string{"--kubeconfig", filepath.Join(dir, "missing-kubeconfig")}, 1, "missing-kubeconfig"},
@@ -276,5 +281,52 @@ current-context: x
 	out, err := exec.Command(bin, "--help").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "-manifests") {
 		t.Errorf("--help: %v\n%s", err, out)
+	}
+}
+
+// TestBinaryServesWithLoadSourceDown: a Prometheus that does not answer
+// neither stops hdns from starting nor makes it unready; it is reported
+// once in the log and as hdns_load_source_up 0, and least-loaded answers
+// keep coming on the handout ledger.
+func TestBinaryServesWithLoadSourceDown(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "awx.yaml")
+	copyFile(t, "../../examples/awx.yaml", manifest)
+	p := startHDNS(t, bin, "--manifests", manifest, "--default-policy", "least-loaded, first=1",
+		"--prometheus-url", "http://127.0.0.1:1", "--load-query", "sum by (namespace, pod) (inflight)", "--load-interval", "200ms")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.http + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), "\nhdns_load_source_up 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hdns_load_source_up is not 0 after 10s:\n%s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + p.http + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz %d with the load source down, want 200", resp.StatusCode)
+	}
+	for range 5 {
+		status, answer := p.dig(t, "web-headless.awx.svc.cluster.local.", "A")
+		if status != "NOERROR" || len(answer) != 1 {
+			t.Fatalf("least-loaded with the load source down: %s %v", status, answer)
+		}
+	}
+	time.Sleep(time.Second) // five more failed polls
+	if n := strings.Count(p.stderr.String(), "load source down"); n != 1 {
+		t.Errorf("load source down logged %d times, want once:\n%s", n, p.stderr.String())
 	}
 }

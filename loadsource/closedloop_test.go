@@ -1,0 +1,235 @@
+package loadsource_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hdns-dev/hdns/loadsource"
+	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/server"
+	"github.com/hdns-dev/hdns/zone"
+)
+
+// backend is one "pod" of unequal capacity: a single worker that serves
+// requests in turn, each taking service time; inflight counts requests
+// queued or being served, and /metrics exposes it for Prometheus.
+type backend struct {
+	pod      string
+	addr     netip.Addr
+	service  time.Duration
+	worker   sync.Mutex
+	inflight atomic.Int64
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" {
+		fmt.Fprintf(w, "# TYPE inflight gauge\ninflight{namespace=\"ns\",pod=%q} %d\n", b.pod, b.inflight.Load())
+		return
+	}
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	b.worker.Lock()
+	time.Sleep(b.service)
+	b.worker.Unlock()
+}
+
+// BenchmarkClosedLoop is the closed-loop experiment, run once
+// whatever -benchtime says: three backends on 127.0.0.10-12 (one twice as
+// slow), clients that resolve a Service through a real hdns with Go's
+// resolver and send a request to the address they get, as soon as their
+// previous one is answered; a real Prometheus scrapes the backends'
+// in-flight gauges every second and hdns polls it. It reports request
+// latency p50/p99 and the busiest backend's mean in-flight over the mean
+// (max/mean) for ordered, round-robin, least-loaded with live load, and an
+// ideal join-shortest-queue assignment that reads in-flight directly.
+//
+//	go test -run '^$' -bench ClosedLoop -benchtime 1x ./loadsource
+func BenchmarkClosedLoop(b *testing.B) {
+	const (
+		clients = 12
+		warmup  = 3 * time.Second // not measured: the previous phase's queues drain
+		phase   = 10 * time.Second
+	)
+	backends := []*backend{
+		{pod: "p-0", addr: netip.MustParseAddr("127.0.0.10"), service: 2 * time.Millisecond},
+		{pod: "p-1", addr: netip.MustParseAddr("127.0.0.11"), service: 4 * time.Millisecond},
+		{pod: "p-2", addr: netip.MustParseAddr("127.0.0.12"), service: 2 * time.Millisecond},
+	}
+	port := 0
+	var targets []string
+	for _, be := range backends {
+		l, err := net.Listen("tcp", netip.AddrPortFrom(be.addr, uint16(port)).String())
+		if err != nil {
+			b.Fatalf("backend %s: %v", be.pod, err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		srv := &http.Server{Handler: be, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(l)
+		b.Cleanup(func() { srv.Close() })
+		targets = append(targets, l.Addr().String())
+	}
+	promURL, _ := startPrometheusTargets(b, targets)
+
+	manifest := ""
+	for _, p := range []string{"ordered", "round-robin", "least-loaded"} {
+		manifest += fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: ns, annotations: {hdns.dev/policy: \"%s, first=1\"}}\nspec: {clusterIP: None}\n---\n", p, p)
+		manifest += fmt.Sprintf("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: %s-1, namespace: ns, labels: {kubernetes.io/service-name: %s}}\naddressType: IPv4\nendpoints:\n", p, p)
+		for _, be := range backends {
+			manifest += fmt.Sprintf("- {addresses: [%s], targetRef: {kind: Pod, namespace: ns, name: %s}}\n", be.addr, be.pod)
+		}
+		manifest += "---\n"
+	}
+	compiler, err := policy.NewCompiler("ordered")
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 1, Policies: compiler, LoadQuery: loopQuery}
+	svcs, sl, err := zone.ParseManifest("loop.yaml", []byte(manifest))
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap := zone.Build(opts, 1, svcs, sl)
+	src, err := loadsource.New(loadsource.Config{URL: promURL, Query: loopQuery, Interval: 500 * time.Millisecond}, compiler, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { src.Run(ctx) })
+	dnsSrv := &server.Server{Addr: "127.0.0.1:0", Responder: &server.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}}
+	if err := dnsSrv.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	wg.Go(func() { dnsSrv.Serve(ctx) })
+	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", dnsSrv.UDPAddr().String())
+	}}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 10 * time.Second}
+
+	run := func(name string, pick func(context.Context) (netip.Addr, error)) {
+		var mu sync.Mutex
+		var lat []time.Duration
+		var errs atomic.Int64
+		picks := make([]atomic.Int64, len(backends))
+		pctx, stop := context.WithTimeout(ctx, phase)
+		defer stop()
+		measureFrom := time.Now().Add(warmup)
+		var cw sync.WaitGroup
+		for range clients {
+			cw.Go(func() {
+				for pctx.Err() == nil {
+					addr, err := pick(pctx)
+					if err != nil {
+						if pctx.Err() == nil {
+							errs.Add(1)
+						}
+						continue
+					}
+					start := time.Now()
+					for i, be := range backends {
+						if be.addr == addr && !start.Before(measureFrom) {
+							picks[i].Add(1)
+						}
+					}
+					resp, err := httpClient.Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, uint16(port))))
+					if err != nil {
+						errs.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					d := time.Since(start)
+					if start.Before(measureFrom) {
+						continue
+					}
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+			})
+		}
+		// Sample in-flight every 10ms while the phase runs.
+		sums := make([]float64, len(backends))
+		samples := 0
+		tick := time.NewTicker(10 * time.Millisecond)
+		for pctx.Err() == nil {
+			<-tick.C
+			if time.Now().Before(measureFrom) {
+				continue
+			}
+			for i, be := range backends {
+				sums[i] += float64(be.inflight.Load())
+			}
+			samples++
+		}
+		tick.Stop()
+		cw.Wait()
+		slices.Sort(lat)
+		if len(lat) == 0 {
+			b.Fatalf("%s: no request completed (%d errors)", name, errs.Load())
+		}
+		p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+		total := 0.0
+		for _, s := range sums {
+			total += s
+		}
+		maxMean := slices.Max(sums) / (total / float64(len(sums)))
+		var share []int64
+		for i := range picks {
+			share = append(share, picks[i].Load())
+		}
+		b.Logf("%-13s requests %6d  p50 %7.2fms  p99 %7.2fms  in-flight mean per backend %v  max/mean %.2f  requests per backend %v  errors %d",
+			name, len(lat), ms(p50), ms(p99), meanPer(sums, samples), maxMean, share, errs.Load())
+		b.ReportMetric(ms(p99), name+"-p99-ms")
+		b.ReportMetric(maxMean, name+"-max/mean")
+	}
+	lookup := func(svc string) func(context.Context) (netip.Addr, error) {
+		return func(ctx context.Context) (netip.Addr, error) {
+			addrs, err := resolver.LookupNetIP(ctx, "ip4", svc+".ns.svc.cluster.local.")
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			return addrs[0], nil
+		}
+	}
+	// One experiment, whatever b.N is: it takes longer than any
+	// -benchtime that would make the framework call again.
+	run("ordered", lookup("ordered"))
+	run("round-robin", lookup("round-robin"))
+	run("least-loaded", lookup("least-loaded"))
+	run("ideal-jsq", func(context.Context) (netip.Addr, error) {
+		best := backends[0]
+		for _, be := range backends[1:] {
+			if be.inflight.Load() < best.inflight.Load() {
+				best = be
+			}
+		}
+		return best.addr, nil
+	})
+}
+
+// loopQuery smooths the scraped in-flight gauge over a few scrapes, as an
+// operator would: an instantaneous queue length is noise at this scale.
+var loopQuery = "avg_over_time(inflight[3s])"
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func meanPer(sums []float64, n int) []string {
+	var out []string
+	for _, s := range sums {
+		out = append(out, fmt.Sprintf("%.1f", s/float64(max(n, 1))))
+	}
+	return out
+}

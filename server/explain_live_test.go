@@ -1,0 +1,70 @@
+package server
+
+import (
+	"math"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/zone"
+)
+
+// TestExplainShowsLiveLoad: each candidate's polled value, its age and
+// the blended score least-loaded compares.
+func TestExplainShowsLiveLoad(t *testing.T) {
+	opts := testOptions(t)
+	opts.LoadQuery = "inflight"
+	svcs, sl, err := zone.ParseManifest("l.yaml", []byte(`apiVersion: v1
+kind: Service
+metadata: {name: app, namespace: lv, annotations: {hdns.dev/policy: least-loaded}}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: app-1, namespace: lv, labels: {kubernetes.io/service-name: app}}
+addressType: IPv4
+endpoints:
+- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: p-0}}
+- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: p-1}}
+- {addresses: [10.0.0.3], targetRef: {kind: Pod, name: p-2}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := zone.Build(opts, 1, svcs, sl)
+	at := time.Now().Add(-2 * time.Second)
+	opts.Policies.UpdateLive("inflight", map[string]float64{"lv/p-0": 1, "lv/p-1": 3}, at, at.Add(time.Minute))
+	old := at.Add(-time.Hour)
+	opts.Policies.Live("inflight", "lv/p-2").Set(&policy.Sample{Value: 9, At: old, Until: old.Add(time.Minute)})
+
+	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }}
+	e, err := r.Explain("app.lv.svc.cluster.local.", 1, netip.MustParseAddr("10.1.2.3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Candidates) != 3 {
+		t.Fatalf("candidates %+v", e.Candidates)
+	}
+	// No handouts yet: scores are the live terms, p-2 (stale) the mean.
+	want := []struct {
+		live   float64
+		fresh  bool
+		minAge float64
+		score  float64
+	}{{1, true, 2, 0.5}, {3, true, 2, 1.5}, {9, false, 3600, 1}}
+	for i, c := range e.Candidates {
+		w := want[i]
+		if c.Live == nil || *c.Live != w.live || c.LiveFresh != w.fresh || c.LiveAge == nil || *c.LiveAge < w.minAge || *c.LiveAge > w.minAge+5 ||
+			math.Abs(c.Score-w.score) > 1e-9 {
+			t.Errorf("candidate %s: live %v fresh %v age %v score %v; want %+v", c.Key, deref(c.Live), c.LiveFresh, deref(c.LiveAge), c.Score, w)
+		}
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
