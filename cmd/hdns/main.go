@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -76,12 +77,19 @@ type config struct {
 	loadNamespaceLabel           string
 	loadPodLabel                 string
 	loadInterval, loadMaxAge     time.Duration
+	forward, forwardAllow        listFlag
+	forwardTimeout               time.Duration
+	cacheSize                    int
+	cacheMaxTTL                  time.Duration
+	pods                         string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{
 		zones:        listFlag{values: []string{"cluster.local."}},
 		reverseZones: listFlag{values: []string{"in-addr.arpa.", "ip6.arpa."}},
+		// Loopback and the private ranges clusters use for pods and nodes.
+		forwardAllow: listFlag{values: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"}},
 	}
 	fs := flag.NewFlagSet("hdns", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -104,6 +112,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.loadPodLabel, "load-pod-label", "pod", "label of --load-query results that holds the Pod's name")
 	fs.DurationVar(&c.loadInterval, "load-interval", 5*time.Second, "time between two polls of the load queries; each query times out after half of it")
 	fs.DurationVar(&c.loadMaxAge, "load-max-age", 0, "staleness bound of a polled load value, after which the handout ledger alone ranks the Pod (default 3 × --load-interval)")
+	fs.Var(&c.forward, "forward", `upstream resolvers (host:port, or "resolv.conf" for the nameservers of /etc/resolv.conf) for names outside the zones; repeatable; default: none, such names get REFUSED`)
+	fs.Var(&c.forwardAllow, "forward-allow", "client CIDRs whose out-of-zone queries are forwarded; repeatable")
+	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 2*time.Second, "timeout of one exchange with one upstream")
+	fs.IntVar(&c.cacheSize, "cache-size", 10000, "forwarded answers kept; 0 disables the cache")
+	fs.DurationVar(&c.cacheMaxTTL, "cache-max-ttl", 5*time.Minute, "longest time a forwarded answer is kept")
+	fs.StringVar(&c.pods, "pods", "disabled", `"insecure" answers <dashed-ip>.<namespace>.pod.<zone> like CoreDNS; "disabled" does not`)
 	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -164,6 +178,60 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 	return opts, nil
 }
 
+// forwarding validates the forwarding flags; nil Forwarder when off.
+func (c *config) forwarding() (*server.Forwarder, []netip.Prefix, error) {
+	if c.pods != "disabled" && c.pods != "insecure" {
+		return nil, nil, fmt.Errorf("--pods %q: want insecure or disabled", c.pods)
+	}
+	var allow []netip.Prefix
+	for _, a := range c.forwardAllow.values {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--forward-allow: %w", err)
+		}
+		allow = append(allow, p.Masked())
+	}
+	if len(c.forward.values) == 0 {
+		return nil, allow, nil
+	}
+	f := &server.Forwarder{Timeout: c.forwardTimeout}
+	for _, u := range c.forward.values {
+		if u == "resolv.conf" {
+			rc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+			if err != nil {
+				return nil, nil, fmt.Errorf("--forward resolv.conf: %w", err)
+			}
+			for _, s := range rc.Servers {
+				u = net.JoinHostPort(s, rc.Port)
+				ap, err := netip.ParseAddrPort(u)
+				if err != nil {
+					return nil, nil, fmt.Errorf("--forward resolv.conf: nameserver %q: %w", s, err)
+				}
+				f.Upstreams = append(f.Upstreams, ap)
+			}
+			continue
+		}
+		if _, _, err := net.SplitHostPort(u); err != nil {
+			u = net.JoinHostPort(u, "53")
+		}
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--forward %q: want an address with an optional port: %w", u, err)
+		}
+		f.Upstreams = append(f.Upstreams, ap)
+	}
+	if len(f.Upstreams) == 0 {
+		return nil, nil, errors.New("--forward resolv.conf: /etc/resolv.conf names no nameserver")
+	}
+	if c.forwardTimeout <= 0 {
+		return nil, nil, fmt.Errorf("--forward-timeout %v: want a positive duration", c.forwardTimeout)
+	}
+	if c.cacheSize > 0 {
+		f.Cache = server.NewCache(c.cacheSize, c.cacheMaxTTL)
+	}
+	return f, allow, nil
+}
+
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -191,11 +259,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err == nil {
 		opts, err = cfg.zoneOptions()
 	}
+	var fwd forwarding
+	if err == nil {
+		fwd.forwarder, fwd.allow, err = cfg.forwarding()
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "hdns:", err)
 		return 2
 	}
-	if err := serve(ctx, cfg, opts, log); err != nil {
+	if err := serve(ctx, cfg, opts, fwd, log); err != nil {
 		log.Error("hdns stopped", "err", err)
 		return 1
 	}
@@ -241,7 +313,13 @@ func (c *config) validateLoad() error {
 	return nil
 }
 
-func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logger) error {
+// forwarding is the validated forwarding configuration.
+type forwarding struct {
+	forwarder *server.Forwarder // nil: names outside the zones are refused
+	allow     []netip.Prefix
+}
+
+func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -291,9 +369,16 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, log *slog.Logge
 	}
 
 	responder := &server.Responder{
-		Snapshot: pub.Snapshot,
-		Zones:    append(append([]string(nil), opts.Zones...), opts.ReverseZones...),
-		Metrics:  server.NewMetrics(reg),
+		Snapshot:     pub.Snapshot,
+		Zones:        append(append([]string(nil), opts.Zones...), opts.ReverseZones...),
+		Metrics:      server.NewMetrics(reg),
+		Forward:      fwd.forwarder,
+		ForwardAllow: fwd.allow,
+		PodRecords:   cfg.pods == "insecure",
+	}
+	if fwd.forwarder != nil {
+		fwd.forwarder.Metrics = server.NewForwardMetrics(reg)
+		log.Info("forwarding names outside the zones", "upstreams", fwd.forwarder.Upstreams, "allow", fwd.allow)
 	}
 	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log}
 	if err := dnsServer.Listen(); err != nil {

@@ -248,6 +248,9 @@ current-context: x
 		{[]string{"--namespace", "awx", "--manifests", broken}, 2, "do not apply to --manifests"},
 		{[]string{"--manifests", broken, "--kubeconfig", kubeconfig}, 2, "exclusive"},
 		{[]string{"--nosuchflag"}, 2, "flag provided but not defined"},
+		{[]string{"--manifests", broken, "--forward", "dns.example"}, 2, "--forward"},
+		{[]string{"--manifests", broken, "--forward-allow", "10.0.0.0/33"}, 2, "--forward-allow"},
+		{[]string{"--manifests", broken, "--pods", "verified"}, 2, "--pods"},
 		{[]string{"--prometheus-url", "http://127.0.0.1:9090", "--manifests", broken}, 2, "go together"},
 		{[]string{"--prometheus-url", "127.0.0.1:9090", "--load-query", "up", "--manifests", broken}, 2, "want http(s)://host:port"},
 		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-interval", "10ms", "--manifests", broken}, 2, "--load-interval"},
@@ -328,5 +331,39 @@ func TestBinaryServesWithLoadSourceDown(t *testing.T) {
 	time.Sleep(time.Second) // five more failed polls
 	if n := strings.Count(p.stderr.String(), "load source down"); n != 1 {
 		t.Errorf("load source down logged %d times, want once:\n%s", n, p.stderr.String())
+	}
+}
+
+// TestBinaryAsAPodNameserver runs one hdns as the upstream (serving the
+// README manifest in zone upstream.test.) and another that serves
+// cluster.local., answers pod names and forwards everything else to the
+// first: a client pointed only at the second resolves all of them.
+func TestBinaryAsAPodNameserver(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Fatal("dig is not installed (apt-get install bind9-dnsutils; scripts/setup does it)")
+	}
+	bin := buildBinary(t)
+	upstream := startHDNS(t, bin, "--manifests", "../../examples/awx.yaml", "--zone", "upstream.test.", "--reverse-zone", "none")
+	front := startHDNS(t, bin, "--manifests", "../../examples/awx.yaml", "--forward", upstream.dns, "--pods", "insecure")
+	for _, tc := range []struct {
+		args   []string
+		status string
+		want   string
+	}{
+		{[]string{"web-0.web-headless.awx.svc.cluster.local.", "A"}, "NOERROR", "web-0.web-headless.awx.svc.cluster.local. 5 IN A 10.244.217.10"},
+		{[]string{"web.awx.svc.cluster.local.", "A"}, "NOERROR", "web.awx.svc.cluster.local. 5 IN A 10.96.120.15"},
+		{[]string{"10-244-217-10.awx.pod.cluster.local.", "A"}, "NOERROR", "10-244-217-10.awx.pod.cluster.local. 5 IN A 10.244.217.10"},
+		{[]string{"web.awx.svc.upstream.test.", "A"}, "NOERROR", "web.awx.svc.upstream.test. 5 IN A 10.96.120.15"},
+	} {
+		status, answer := front.dig(t, tc.args...)
+		if status != tc.status || len(answer) != 1 || answer[0] != tc.want {
+			t.Errorf("dig %v via the front: %s %v, want %s %q", tc.args, status, answer, tc.status, tc.want)
+		}
+	}
+	// The forwarded answer says recursion was available; hdns's own do not.
+	host, port, _ := strings.Cut(front.dns, ":")
+	out, err := exec.Command("dig", "@"+host, "-p", port, "+time=2", "+tries=1", "web.awx.svc.upstream.test.").CombinedOutput()
+	if err != nil || !regexp.MustCompile(`flags: qr rd ra;`).Match(out) {
+		t.Errorf("forwarded reply flags: %v\n%s", err, out)
 	}
 }
