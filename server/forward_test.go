@@ -255,6 +255,12 @@ func TestForwardCache(t *testing.T) {
 	if r, ok := f.Cache.get(k, time.Now().Add(30*time.Second)); !ok || r.Answer[0].Header().Ttl > 30 {
 		t.Errorf("after 30s the cached TTL is %v, want it lowered by the age", r)
 	}
+	// --cache-max-ttl caps the TTLs handed out, not only the time kept.
+	capped := &Forwarder{Upstreams: []netip.AddrPort{up.addr()}, Cache: NewCache(1000, 10*time.Second)}
+	capped.Exchange(context.Background(), query("g.example.", dns.TypeA))
+	if r, ok := capped.Cache.get(cacheKeyOf(query("g.example.", dns.TypeA)), time.Now().Add(2*time.Second)); !ok || r.Answer[0].Header().Ttl > 8 {
+		t.Errorf("an answer of TTL 60 kept 10s, 2s later: %v, want TTL ≤ 8", r)
+	}
 }
 
 func TestPodRecords(t *testing.T) {

@@ -67,18 +67,21 @@ func fnv32(s string) uint32 {
 	return h
 }
 
-// get returns a copy of the cached answer with TTLs lowered by its age.
+// get returns a copy of the cached answer with TTLs lowered by its age and
+// capped at its remaining time in the cache, so that caches behind hdns
+// keep it no longer than hdns does.
 func (c *Cache) get(k cacheKey, now time.Time) (*dns.Msg, bool) {
 	e, ok := c.shard(k).Get(k)
 	if !ok || !now.Before(e.expires) {
 		return nil, false
 	}
 	age := uint32(now.Sub(e.stored) / time.Second)
+	remaining := uint32((e.expires.Sub(now) + time.Second - 1) / time.Second)
 	r := e.msg.Copy()
 	for _, sec := range [][]dns.RR{r.Answer, r.Ns, r.Extra} {
 		for _, rr := range sec {
 			if h := rr.Header(); h.Rrtype != dns.TypeOPT {
-				h.Ttl -= min(h.Ttl, age)
+				h.Ttl = min(h.Ttl-min(h.Ttl, age), remaining)
 			}
 		}
 	}
