@@ -49,6 +49,7 @@ func TestHDNS(t *testing.T) {
 	t.Run("PolicyAnnotation", e.policyAnnotationChange)
 	t.Run("SessionAffinity", e.sessionAffinity)
 	t.Run("Deploy", e.deploy)
+	t.Run("CoreDNS", e.coreDNS)
 }
 
 // namespace creates ns (and waits for its default ServiceAccount).
