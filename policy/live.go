@@ -35,7 +35,61 @@ func (s *Sample) Fresh(now time.Time) bool { return s != nil && now.Before(s.Unt
 // load source writes it once per poll; queries read it with one atomic load
 // and no lock. The zero value holds no sample.
 type Live struct {
-	p atomic.Pointer[Sample]
+	p     atomic.Pointer[Sample]
+	share atomic.Pointer[share]
+}
+
+// share is an endpoint's integral share weight: how much of its Service's
+// handouts least-loaded gives it relative to the others (1 is an equal
+// share), and the sample last folded into it. Immutable; swapped whole.
+type share struct {
+	from   *Sample
+	weight float64
+}
+
+// Share weights move by exp(-shareGain·(rel-1)) per polled sample, where
+// rel is the endpoint's live value over its Service's mean, and stay within
+// [1/shareLimit, shareLimit]. The gain is low because the signal lags the
+// traffic by a scrape and a poll: a higher gain overshoots and oscillates.
+const (
+	shareGain  = 0.25
+	shareLimit = 16.0
+)
+
+// weight returns the endpoint's share weight after folding in sample s,
+// whose value is rel times its Service's mean (rel < 0: no value, nothing
+// to fold). Each sample is folded once, by whichever query sees it first;
+// a concurrent fold of the same sample loses its CompareAndSwap and reads
+// the winner's weight, which is the same.
+func (l *Live) weight(s *Sample, rel float64) float64 {
+	for {
+		old := l.share.Load()
+		w := 1.0
+		if old != nil {
+			w = old.weight
+			if old.from == s {
+				return w
+			}
+		}
+		if rel < 0 {
+			return w
+		}
+		w = min(shareLimit, max(1/shareLimit, w*math.Exp(-shareGain*(rel-1))))
+		if l.share.CompareAndSwap(old, &share{from: s, weight: w}) {
+			return w
+		}
+	}
+}
+
+// Weight is the endpoint's share weight (1 before any live value).
+func (l *Live) Weight() float64 {
+	if l == nil {
+		return 1
+	}
+	if s := l.share.Load(); s != nil {
+		return s.weight
+	}
+	return 1
 }
 
 // Sample returns the latest sample, or nil when no poll has published
@@ -135,46 +189,59 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 // normalised by its mean over the candidates that have it, so that
 // neither unit matters:
 //
-//	score(i) = live(i)/mean(live) + since(i)/mean(since)
+//	score(i) = live(i)/mean(live) + r(i)/mean(r),  r(i) = since(i)/w(i)
 //
-// where live(i) is the fresh polled value and since(i) the handouts (in
-// ledger units) made to i since that value was read: the ledger now minus
-// the ledger recorded in the sample, decayed. The second term keeps a
-// burst of handouts between two polls from all going to the pod that
-// looked idle at the last poll: each handout raises its since term, so
-// within one poll interval the shares settle where the sums are equal, in
-// proportion to spare capacity, and the next poll corrects them. A
-// candidate without a fresh value gets the mean of each term it lacks (1):
-// it neither attracts nor repels traffic by live load, and with a fresh
-// sample whose value is Missing it still ranks by its own handouts since
-// the poll. A term whose mean is 0 is 0 for everyone.
+// live(i) is the fresh polled value and since(i) the handouts (in ledger
+// units) made to i since that value was read: the ledger now minus the
+// ledger recorded in the sample, decayed. The second term keeps a burst of
+// handouts between two polls from all going to the pod that looked idle at
+// the last poll: each handout raises it, so within one poll interval the
+// handouts settle in proportion to w(i), tilted towards spare capacity by
+// the first term, and the next poll corrects them.
+//
+// w(i) is the endpoint's share weight, an integral controller: every
+// polled sample multiplies it by exp(-g·(live(i)/mean(live) - 1)). The
+// first term alone is a proportional controller: it settles where a slower
+// pod still carries more load than its peers (its extra load is what keeps
+// its share down). The weights keep moving until the live values are
+// equal, and remember the shares that make them so; the live term still
+// acts at once on a sudden change. Sample by sample the product of the
+// Service's weights stays 1, so they do not drift together.
+//
+// A candidate without a fresh value gets the mean of each term it lacks
+// (1): it neither attracts nor repels traffic by live load, and with a
+// fresh sample whose value is Missing it still ranks by its own handouts
+// since the poll, at its last weight. A term whose mean is 0 is 0 for
+// everyone.
 func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, out []float64) []float64 {
 	start := len(out)
 	// Each sample is read once, so that a poll landing meanwhile cannot
 	// make one candidate's terms disagree.
 	var liveBuf, sinceBuf [64]float64
-	live, since := liveBuf[:0], sinceBuf[:0]
+	var sampleBuf [64]*Sample
+	live, since, samples := liveBuf[:0], sinceBuf[:0], sampleBuf[:0]
 	if len(in) > len(liveBuf) {
-		live, since = make([]float64, 0, len(in)), make([]float64, 0, len(in))
+		live, since, samples = make([]float64, 0, len(in)), make([]float64, 0, len(in)), make([]*Sample, 0, len(in))
 	}
-	var sumLedger, sumLive, sumSince float64
-	nLive, nSince := 0, 0
+	var sumLedger, sumLive float64
+	nLive := 0
 	for _, i := range in {
 		l := cands[i].Load.valueAt(now)
 		sumLedger += l
 		out = append(out, l)
 		v, d := -1.0, -1.0 // no fresh value, no handout count since a poll
-		if s := cands[i].Live.Sample(); s.Fresh(wall) {
+		s := cands[i].Live.Sample()
+		if s.Fresh(wall) {
 			d = max(0, l-float64(decay(float32(s.Ledger), s.LedgerTicks, now)))
-			sumSince += d
-			nSince++
 			if !s.Missing {
 				v = s.Value
 				sumLive += v
 				nLive++
 			}
+		} else {
+			s = nil
 		}
-		live, since = append(live, v), append(since, d)
+		live, since, samples = append(live, v), append(since, d), append(samples, s)
 	}
 	scores := out[start:]
 	if nLive == 0 || sumLive <= 0 || math.IsInf(sumLive, 0) {
@@ -188,19 +255,33 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, out []float6
 		return out
 	}
 	meanLive := sumLive / float64(nLive)
-	meanSince := sumSince / float64(nSince)
+	var sumRatio float64
+	nRatio := 0
+	for k, i := range in {
+		if samples[k] == nil {
+			continue
+		}
+		rel := -1.0
+		if live[k] >= 0 {
+			rel = live[k] / meanLive
+		}
+		since[k] /= cands[i].Live.weight(samples[k], rel)
+		sumRatio += since[k]
+		nRatio++
+	}
+	meanRatio := sumRatio / float64(nRatio)
 	for k := range scores {
-		liveTerm, sinceTerm := 1.0, 1.0 // the means of the terms
+		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
 		if live[k] >= 0 {
 			liveTerm = live[k] / meanLive
 		}
 		switch {
-		case meanSince == 0:
-			sinceTerm = 0
+		case meanRatio == 0:
+			ratioTerm = 0
 		case since[k] >= 0:
-			sinceTerm = since[k] / meanSince
+			ratioTerm = since[k] / meanRatio
 		}
-		scores[k] = liveTerm + sinceTerm
+		scores[k] = liveTerm + ratioTerm
 	}
 	return out
 }

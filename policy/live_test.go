@@ -24,6 +24,9 @@ func liveCands(now time.Time, ledger, live []float64) []Endpoint {
 		default:
 			cands[i].Live.Set(&Sample{Value: v, At: now, Until: now.Add(time.Second)})
 		}
+		// The sample is already folded into an equal share weight, so
+		// that the blend's figures are plain ratios.
+		cands[i].Live.share.Store(&share{from: cands[i].Live.Sample(), weight: 1})
 	}
 	return cands
 }
@@ -171,5 +174,71 @@ func TestChainUsesLoad(t *testing.T) {
 		if c.UsesLoad() != want {
 			t.Errorf("%q: UsesLoad = %v", spec, !want)
 		}
+	}
+}
+
+// TestShareWeights checks the integral term of Scores: each polled sample
+// moves the share weights against the live values' deviation from their
+// mean, once per sample, within bounds, keeping their product 1; and
+// between polls least-loaded hands out in proportion to the weights.
+func TestShareWeights(t *testing.T) {
+	now := time.Now()
+	cands := liveCands(now, []float64{0, 0, 0}, []float64{1, 1, 1})
+	in := []int{0, 1, 2}
+	poll := func(values ...float64) {
+		for i, v := range values {
+			s := &Sample{Value: v, At: now, Until: now.Add(time.Second)}
+			if math.IsNaN(v) {
+				s.Missing = true
+			}
+			cands[i].Live.Set(s)
+		}
+		Scores(cands, in, nowTicks(), now, nil)
+	}
+	weights := func() []float64 {
+		return []float64{cands[0].Live.Weight(), cands[1].Live.Weight(), cands[2].Live.Weight()}
+	}
+	poll(4, 1, 1) // mean 2: rel 2, 0.5, 0.5
+	want := []float64{math.Exp(-shareGain), math.Exp(shareGain / 2), math.Exp(shareGain / 2)}
+	if got := weights(); !approx(got, want) {
+		t.Fatalf("after one poll of [4 1 1]: weights %v, want %v", got, want)
+	}
+	Scores(cands, in, nowTicks(), now, nil)
+	if got := weights(); !approx(got, want) {
+		t.Fatalf("the same sample scored again moved the weights: %v, want %v", got, want)
+	}
+	// A missing value keeps its weight; the others still move.
+	poll(math.NaN(), 1, 3) // mean 2 over b and c
+	want = []float64{want[0], want[1] * math.Exp(shareGain/2), want[2] * math.Exp(-shareGain/2)}
+	if got := weights(); !approx(got, want) {
+		t.Fatalf("after [missing 1 3]: weights %v, want %v", got, want)
+	}
+	// A pod that stays busy sinks to the floor, the others rise; the
+	// product stays 1 until a bound is hit.
+	for range 200 {
+		poll(100, 1, 1)
+	}
+	if got := weights(); got[0] != 1/shareLimit || got[1] > shareLimit {
+		t.Fatalf("after 200 polls of [100 1 1]: weights %v, want a at 1/%v", got, shareLimit)
+	}
+
+	// Between polls, with equal live values, first places follow the
+	// weights 2:1:1.
+	cands = liveCands(now, []float64{0, 0, 0}, []float64{1, 1, 1})
+	for i, w := range []float64{2, 1, 1} {
+		cands[i].Live.share.Store(&share{from: cands[i].Live.Sample(), weight: w})
+	}
+	chain, err := Parse("least-loaded, first=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{TTL: 1, Rand: rand.New(rand.NewPCG(3, 4))}
+	var s Scratch
+	firsts := [3]int{}
+	for range 400 {
+		firsts[chain.Pick(req, cands, in, nil, &s)[0]]++
+	}
+	if firsts[0] < 180 || firsts[0] > 220 || firsts[1] < 80 || firsts[2] < 80 {
+		t.Errorf("400 answers at weights 2:1:1 and equal load: first places %v, want about [200 100 100]", firsts)
 	}
 }

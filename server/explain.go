@@ -53,6 +53,10 @@ type ExplainCandidate struct {
 	Live      *float64 `json:"live,omitempty"`
 	LiveAge   *float64 `json:"liveAgeSeconds,omitempty"`
 	LiveFresh bool     `json:"liveFresh,omitempty"`
+	// Share is the endpoint's least-loaded share weight (1: an equal
+	// share), learnt from the live values polled so far; absent without
+	// live load.
+	Share *float64 `json:"share,omitempty"`
 	// Score is what least-loaded compares: the ledger blended with fresh
 	// live load, normalised over the question's candidates (policy.Scores).
 	Score   float64  `json:"score"`
@@ -80,7 +84,8 @@ func (e *Explanation) choice(c *zone.Choice) {
 		if s := ep.Live.Sample(); s != nil && !s.Missing {
 			ec := &e.Candidates[len(e.Candidates)-1]
 			v, age := s.Value, now.Sub(s.At).Seconds()
-			ec.Live, ec.LiveAge, ec.LiveFresh = &v, &age, s.Fresh(now)
+			share := ep.Live.Weight()
+			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share = &v, &age, s.Fresh(now), &share
 		}
 	}
 }

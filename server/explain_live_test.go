@@ -60,6 +60,17 @@ endpoints:
 			t.Errorf("candidate %s: live %v fresh %v age %v score %v; want %+v", c.Key, deref(c.Live), c.LiveFresh, deref(c.LiveAge), c.Score, w)
 		}
 	}
+	// The fresh values are folded into share weights: p-0, under the
+	// mean, gains share; p-1 loses it; p-2's stale value changes nothing.
+	share := func(i int) float64 {
+		if e.Candidates[i].Share == nil {
+			t.Fatalf("candidate %d shows no share weight", i)
+		}
+		return *e.Candidates[i].Share
+	}
+	if !(share(0) > 1 && share(1) < 1 && share(2) == 1) {
+		t.Errorf("share weights %v %v %v; want p-0 > 1 > p-1 and p-2 = 1", share(0), share(1), share(2))
+	}
 }
 
 func deref(p *float64) any {
