@@ -1,0 +1,362 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+const (
+	// startTimeout bounds a DNS server's start, up to answering.
+	startTimeout = 60 * time.Second
+	// serverCore is the CPU the DNS server under test is pinned to in the
+	// throughput test; clientCore is dnsperf's.
+	serverCore = "0"
+	clientCore = "1"
+	// zone is the zone every server serves.
+	zone = "cluster.local."
+)
+
+// proc is a running child process whose output is kept (the last 64 KiB).
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	out    *tailBuffer
+	exited chan struct{}
+
+	mu      sync.Mutex
+	stopped bool // stopped on purpose by stop
+}
+
+// tailBuffer keeps the last max bytes written to it; safe for concurrent use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b = append(b.b, p...)
+	if len(b.b) > b.max {
+		b.b = append([]byte(nil), b.b[len(b.b)-b.max:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.b)
+}
+
+// startProc starts name (argv) pinned to core (when core is not empty) and
+// stops it (SIGTERM, SIGKILL after 5s) at the end of t. taskset execs the
+// program, so the pid is the program's.
+func startProc(t testing.TB, name, dir, core string, argv ...string) *proc {
+	t.Helper()
+	if core != "" {
+		argv = append([]string{"taskset", "-c", core}, argv...)
+	}
+	p := &proc{name: name, out: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.mu.Lock()
+		stopped := p.stopped
+		p.mu.Unlock()
+		if !stopped && !p.alive() {
+			t.Errorf("%s exited during the test: %v\n%s", name, p.cmd.ProcessState, p.out.String())
+			return
+		}
+		p.stop()
+		if t.Failed() {
+			t.Logf("%s output (tail):\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+// stop ends the process (SIGTERM, SIGKILL after 5s) and waits for it.
+func (p *proc) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// server is a DNS server under test.
+type server struct {
+	name string // "hdns", "CoreDNS", "Knot"
+	addr string // host:port, UDP and TCP
+	p    *proc
+	http string // hdns only: its HTTP address
+}
+
+// rss returns the resident set size and its peak (VmHWM) in bytes.
+func (s *server) rss() (cur, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.pid()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = v << 10
+		case "VmHWM:":
+			peak = v << 10
+		}
+	}
+	return cur, peak, nil
+}
+
+// cpu returns the CPU time (user + system) the server has used.
+func (s *server) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.pid()))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; fields count from after ")".
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc stat: %q", b)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clkTck = 100 // USER_HZ on every Linux architecture Go supports
+	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+// freePort returns a loopback port free for both UDP and TCP right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		u, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := u.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		u.Close()
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
+	}
+	t.Fatal("no free loopback port for UDP and TCP")
+	return 0
+}
+
+// startHDNS runs the hdns binary built from the work tree against
+// kubeconfig (pinned to core unless empty) with its defaults plus extra
+// args, and waits until /readyz answers 200.
+func startHDNS(t testing.TB, kubeconfig, core string, extra ...string) *server {
+	t.Helper()
+	bin := hdnsBinary(t)
+	port, httpPort := freePort(t), freePort(t)
+	args := append([]string{bin, "--kubeconfig", kubeconfig, "--zone", zone,
+		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--http-listen", "127.0.0.1:" + strconv.Itoa(httpPort),
+		"--log-level", "warn"}, extra...)
+	p := startProc(t, "hdns", "", core, args...)
+	s := &server{name: "hdns", addr: "127.0.0.1:" + strconv.Itoa(port), p: p, http: "127.0.0.1:" + strconv.Itoa(httpPort)}
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		if !p.alive() {
+			t.Fatalf("hdns exited: %v\n%s", p.cmd.ProcessState, p.out.String())
+		}
+		if httpOK("http://" + s.http + "/readyz") {
+			return s
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("hdns not ready within %v\n%s", startTimeout, p.out.String())
+	return nil
+}
+
+func httpOK(url string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
+
+// corefile is CoreDNS's configuration: the kubernetes plugin on the same
+// control plane, no cache, UDP answers capped at 1232 bytes like hdns and
+// Knot (bufsize), errors logged.
+func corefile(port int, kubeconfig string) string {
+	return fmt.Sprintf(`.:%d {
+    bind 127.0.0.1
+    errors
+    bufsize 1232
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig %s
+        ttl 5
+    }
+}
+`, port, kubeconfig)
+}
+
+// startCoreDNS runs CoreDNS (pinned to core unless empty) with the
+// kubernetes plugin watching kubeconfig's cluster and waits until ready
+// says it answers as it should.
+func startCoreDNS(t testing.TB, kubeconfig, core string, ready func(addr string) error) *server {
+	t.Helper()
+	bin := corednsBinary(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	if err := os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile(port, kubeconfig)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "CoreDNS", dir, core, bin, "-conf", filepath.Join(dir, "Corefile"))
+	s := &server{name: "CoreDNS", addr: "127.0.0.1:" + strconv.Itoa(port), p: p}
+	waitReady(t, s, ready)
+	return s
+}
+
+// knotConf is knotd's configuration: one UDP and one TCP worker (the
+// server gets one core), the zone from file, no journal or timers written.
+func knotConf(dir string, port int) string {
+	return fmt.Sprintf(`server:
+    rundir: "%[1]s"
+    listen: 127.0.0.1@%[2]d
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "%[1]s"
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: "%[1]s"
+    journal-content: none
+    zonefile-sync: -1
+    semantic-checks: off
+zone:
+  - domain: cluster.local
+    file: "%[1]s/cluster.local.zone"
+`, dir, port)
+}
+
+// startKnot runs knotd serving zoneText as cluster.local, pinned to core.
+func startKnot(t testing.TB, zoneText, core string, ready func(addr string) error) *server {
+	t.Helper()
+	lookTool(t, "knotd", "knot")
+	dir := t.TempDir()
+	port := freePort(t)
+	if err := os.WriteFile(filepath.Join(dir, "cluster.local.zone"), []byte(zoneText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(knotConf(dir, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "Knot", dir, core, "knotd", "-c", filepath.Join(dir, "knot.conf"))
+	s := &server{name: "Knot", addr: "127.0.0.1:" + strconv.Itoa(port), p: p}
+	waitReady(t, s, ready)
+	return s
+}
+
+// waitReady polls ready until it succeeds, the server exits or
+// startTimeout passes.
+func waitReady(t testing.TB, s *server, ready func(addr string) error) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if !s.p.alive() {
+			t.Fatalf("%s exited: %v\n%s", s.name, s.p.cmd.ProcessState, s.p.out.String())
+		}
+		if err = ready(s.addr); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within %v: %v\n%s", s.name, startTimeout, err, s.p.out.String())
+}
+
+// exchange asks addr one question (EDNS 1232, RD off, 2s timeout).
+func exchange(addr, name string, qtype uint16, tcp bool) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = false
+	m.SetEdns0(1232, false)
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	if tcp {
+		c.Net = "tcp"
+	}
+	r, _, err := c.Exchange(m, addr)
+	return r, err
+}
+
+// expect checks that addr answers name/qtype with rcode and n answer
+// records of that type.
+func expect(addr, name string, qtype uint16, tcp bool, rcode, n int) error {
+	r, err := exchange(addr, name, qtype, tcp)
+	if err != nil {
+		return err
+	}
+	got := 0
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == qtype {
+			got++
+		}
+	}
+	if r.Rcode != rcode || got != n {
+		return fmt.Errorf("%s %s: got %s with %d records, want %s with %d",
+			name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode], got, dns.RcodeToString[rcode], n)
+	}
+	return nil
+}
