@@ -1,0 +1,461 @@
+//go:build bench
+
+package balance
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// lockedBuffer collects a process's output, safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() < 1<<20 {
+		l.b.Write(p)
+	}
+	return len(p), nil
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// process is a child process stopped (SIGTERM, then SIGKILL after 5 s)
+// at the end of the test that started it.
+type process struct {
+	name   string
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{}
+}
+
+// start runs cmd, with its stdout and stderr collected, and registers its
+// stop with t.Cleanup; on failure the output is logged.
+func start(t *testing.T, name string, cmd *exec.Cmd) *process {
+	t.Helper()
+	p := &process{name: name, cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.out
+	}
+	cmd.Stderr = p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			out := p.out.String()
+			if len(out) > 8000 {
+				out = "…" + out[len(out)-8000:]
+			}
+			t.Logf("%s output:\n%s", name, out)
+		}
+	})
+	return p
+}
+
+func (p *process) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func (p *process) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// moduleRoot is the repository root (this package is test/bench/balance).
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", "..", ".."))
+}
+
+// buildHDNS builds cmd/hdns of this work tree into dir.
+func buildHDNS(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "hdns")
+	cmd := exec.Command("go", "build", "-o", path, "./cmd/hdns")
+	cmd.Dir = moduleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build hdns: %v\n%s", err, out)
+	}
+	return path
+}
+
+// buildGetaddrinfo compiles testdata/getaddrinfo.c with gcc into dir.
+func buildGetaddrinfo(t *testing.T, dir string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Fatalf("the glibc client needs gcc: %v", err)
+	}
+	path := filepath.Join(dir, "getaddrinfo")
+	out, err := exec.Command(gcc, "-O2", "-Wall", "-Werror", "-pthread", "-o", path, "testdata/getaddrinfo.c").CombinedOutput()
+	if err != nil {
+		t.Fatalf("gcc getaddrinfo.c: %v\n%s", err, out)
+	}
+	return path
+}
+
+// hdnsProc is a running hdns.
+type hdnsProc struct {
+	*process
+	DNS, HTTP string
+}
+
+var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
+
+// startHDNS runs hdns with args on free loopback ports and waits for
+// /readyz.
+func startHDNS(t *testing.T, bin string, args ...string) *hdnsProc {
+	t.Helper()
+	args = append(args, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, args...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	p := &process{name: "hdns", cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
+	found := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.out.Write([]byte(line + "\n"))
+			if m := servingLine.FindStringSubmatch(line); m != nil {
+				select {
+				case found <- [2]string{m[1], m[2]}:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start hdns: %v", err)
+	}
+	go func() { cmd.Wait(); pw.Close(); close(p.exited) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("hdns output (tail):\n%s", tail(p.out.String(), 8000))
+		}
+	})
+	h := &hdnsProc{process: p}
+	select {
+	case a := <-found:
+		h.DNS, h.HTTP = a[0], a[1]
+	case <-p.exited:
+		t.Fatalf("hdns exited: %v\n%s", cmd.ProcessState, p.out.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("hdns does not serve within 30s:\n%s", p.out.String())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + h.HTTP + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return h
+			}
+		}
+		if time.Now().After(deadline) || !p.alive() {
+			t.Fatalf("hdns not ready: %v\n%s", err, p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// candidates returns how many candidates hdns's explain lists for name.
+func (h *hdnsProc) candidates(name string) (int, error) {
+	q := url.Values{"name": {name}, "type": {"A"}, "client": {"198.18.0.1"}}
+	resp, err := http.Get("http://" + h.HTTP + "/debug/explain?" + q.Encode())
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var ex struct {
+		Rcode      string            `json:"rcode"`
+		Candidates []json.RawMessage `json:"candidates"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ex); err != nil {
+		return 0, err
+	}
+	if ex.Rcode != "NOERROR" {
+		return 0, fmt.Errorf("rcode %s", ex.Rcode)
+	}
+	return len(ex.Candidates), nil
+}
+
+var handoutLine = regexp.MustCompile(`^hdns_policy_endpoint_handouts_total\{(.*)\} (\S+)$`)
+var labelPair = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// handouts reads hdns_policy_endpoint_handouts_total (hdns runs with
+// --endpoint-metrics): Service name → endpoint key → handouts.
+func (h *hdnsProc) handouts() (map[string]map[string]float64, error) {
+	resp, err := http.Get("http://" + h.HTTP + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		m := handoutLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		var svc, ep string
+		for _, kv := range labelPair.FindAllStringSubmatch(m[1], -1) {
+			switch kv[1] {
+			case "service":
+				svc = kv[2][strings.LastIndex(kv[2], "/")+1:]
+			case "endpoint":
+				ep = kv[2]
+			}
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err != nil || svc == "" {
+			continue
+		}
+		if out[svc] == nil {
+			out[svc] = map[string]float64{}
+		}
+		out[svc][ep] = v
+	}
+	return out, sc.Err()
+}
+
+// lookupAll asks server for name's A records with miekg/dns (over TCP, so
+// that large answers are whole) and returns how many there are.
+func lookupAll(server, name string) (int, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, server)
+	if err != nil {
+		return 0, err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return 0, fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])
+	}
+	n := 0
+	for _, rr := range r.Answer {
+		if _, ok := rr.(*dns.A); ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// backends are the TCP listeners standing for one Service's pods for one
+// scenario: backend i listens on backendAddr(subnet, i):port and records
+// every accepted connection (the ground truth of balance).
+type backends struct {
+	port  int
+	begin time.Time
+	lns   []net.Listener
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	events []event
+}
+
+// podIP is the pod address of backend i of pod set subnet; backendAddr is
+// where its listener is: a Pod with a loopback IP is accepted but never
+// reaches its EndpointSlice (EndpointSlice validation rejects
+// 127.0.0.0/8), so pods get ordinary addresses and the clients' dialers
+// map 10.244.a.b to 127.244.a.b.
+func podIP(subnet, i int) string { return fmt.Sprintf("10.244.%d.%d", subnet, i+1) }
+
+func backendAddr(subnet, i int) string { return fmt.Sprintf("127.244.%d.%d", subnet, i+1) }
+
+// mapToBackend maps a pod address to its listener address.
+func mapToBackend(a netip.Addr) (netip.Addr, bool) {
+	a = a.Unmap()
+	if !a.Is4() {
+		return a, false
+	}
+	b := a.As4()
+	if b[0] != 10 || b[1] != 244 {
+		return a, false
+	}
+	b[0] = 127
+	return netip.AddrFrom4(b), true
+}
+
+// startBackends listens on n addresses of subnet, all on one free port.
+func startBackends(t *testing.T, subnet, n int, begin time.Time) *backends {
+	t.Helper()
+	var lastErr error
+	for range 10 {
+		first, err := net.Listen("tcp", net.JoinHostPort(backendAddr(subnet, 0), "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bk := &backends{port: first.Addr().(*net.TCPAddr).Port, begin: begin, lns: []net.Listener{first}}
+		for i := 1; i < n; i++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort(backendAddr(subnet, i), fmt.Sprint(bk.port)))
+			if err != nil {
+				lastErr = err
+				break
+			}
+			bk.lns = append(bk.lns, ln)
+		}
+		if len(bk.lns) < n {
+			for _, ln := range bk.lns {
+				ln.Close()
+			}
+			continue
+		}
+		for i, ln := range bk.lns {
+			bk.wg.Add(1)
+			go bk.serve(i, ln)
+		}
+		t.Cleanup(bk.close)
+		return bk
+	}
+	t.Fatalf("no common free port for %d backends of subnet %d: %v", n, subnet, lastErr)
+	return nil
+}
+
+func (bk *backends) serve(i int, ln net.Listener) {
+	defer bk.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		at := time.Since(bk.begin)
+		c.Close()
+		bk.mu.Lock()
+		bk.events = append(bk.events, event{at: at, backend: i})
+		bk.mu.Unlock()
+	}
+}
+
+func (bk *backends) close() {
+	for _, ln := range bk.lns {
+		ln.Close()
+	}
+	bk.wg.Wait()
+}
+
+func (bk *backends) snapshot() []event {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	return append([]event(nil), bk.events...)
+}
+
+// goClient is one client host using Go's pure resolver: from its own
+// source address src it asks server for name (A and AAAA, as net.Dial
+// does), connects to the first address of the (RFC 6724 sorted) answer,
+// closes, sleeps pause, and again, until ctx ends.
+func goClient(ctx context.Context, src netip.Addr, server, name string, port int, pause time.Duration, errs *atomic.Int64) {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		if strings.HasPrefix(network, "tcp") {
+			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+		} else {
+			d.LocalAddr = &net.UDPAddr{IP: src.AsSlice()}
+		}
+		return d.DialContext(ctx, network, server)
+	}}
+	dialer := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+	for ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs, err := r.LookupNetIP(lctx, "ip", name)
+		cancel()
+		if err == nil && len(addrs) > 0 {
+			if dst, ok := mapToBackend(addrs[0]); ok {
+				c, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, uint16(port)).String())
+				if err == nil {
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+				} else if ctx.Err() == nil {
+					errs.Add(1)
+				}
+			} else {
+				errs.Add(1)
+			}
+		} else if ctx.Err() == nil {
+			errs.Add(1)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+	}
+}
+
+var gaiLine = regexp.MustCompile(`ok=(\d+) lookup_errors=(\d+) connect_errors=(\d+) other=(\d+)`)
+
+// glibcErrors parses the getaddrinfo program's summary: its failed
+// lookups and connections.
+func glibcErrors(out string) (int, error) {
+	m := gaiLine.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no summary in %q", out)
+	}
+	var ok, le, ce, other int
+	fmt.Sscan(m[1]+" "+m[2]+" "+m[3]+" "+m[4], &ok, &le, &ce, &other)
+	return le + ce + other, nil
+}
