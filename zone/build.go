@@ -140,11 +140,14 @@ func (b *builder) addApex(zone string, forward bool) {
 }
 
 // addAddr appends a fixed A or AAAA record for ip.
-func (n *Node) addAddr(owner string, ip netip.Addr, ttl uint32) {
-	if ip.Is4() {
-		n.A = append(n.A, addrRR(owner, ip, ttl))
+func (n *Node) addAddr(owner string, ip netip.Addr, ttl uint32) { n.addRR(addrRR(owner, ip, ttl)) }
+
+// addRR adds an A or AAAA record to the node.
+func (n *Node) addRR(rr dns.RR) {
+	if rr.Header().Rrtype == dns.TypeA {
+		n.A = append(n.A, rr)
 	} else {
-		n.AAAA = append(n.AAAA, addrRR(owner, ip, ttl))
+		n.AAAA = append(n.AAAA, rr)
 	}
 }
 
@@ -279,11 +282,14 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			if !named {
 				continue
 			}
-			set.Glue[i] = append(set.Glue[i], addrRR(target, ip, ttl))
+			// The glue and the hostname's own record are one RR: the
+			// snapshot is immutable, so they may share it.
+			rr := addrRR(target, ip, ttl)
+			set.Glue[i] = append(set.Glue[i], rr)
 			// Hostname and PTR records name ready endpoints only; a drain
 			// step may also offer terminating ones to the Service name.
 			if c.ep.Ready {
-				b.node(target, apex).addAddr(target, ip, ttl)
+				b.node(target, apex).addRR(rr)
 				if primary {
 					b.addPTR(ip, target)
 				}
