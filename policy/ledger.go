@@ -75,3 +75,44 @@ func handoutWeight(pos int, ttl uint32) float32 {
 // recordedPositions bounds the handouts recorded per answer: past it the
 // weights are negligible.
 const recordedPositions = 8
+
+// SeedNew gives each candidate whose ledger entry has never counted a
+// handout the mean of the other candidates' entries, so that a Pod joining
+// a Service starts level with its peers. Left at 0, least-loaded would
+// send it every answer it is drawn into until its count caught up with
+// theirs, which their decay makes a moving target: the balance benchmark
+// saw a new Pod get about twice its share for 20 s after a scale-up.
+// Entries that already counted something are left alone, so seeding
+// happens once per entry; with no counted peer there is nothing to seed.
+// The zone builder calls it for each Service's candidates.
+func SeedNew(cands []Endpoint) {
+	var sum float64
+	counted, fresh := 0, 0
+	now := nowTicks()
+	for i := range cands {
+		if cands[i].Load.fresh() {
+			fresh++
+			continue
+		}
+		sum += cands[i].Load.valueAt(now)
+		counted++
+	}
+	if fresh == 0 || counted == 0 || sum <= 0 {
+		return
+	}
+	mean := float32(sum / float64(counted))
+	for i := range cands {
+		if cands[i].Load.fresh() {
+			cands[i].Load.seed(mean)
+		}
+	}
+}
+
+// fresh reports whether the entry has never counted a handout.
+func (l *Load) fresh() bool { return l != nil && l.bits.Load() == 0 }
+
+// seed sets a fresh entry to v; an entry that counted something meanwhile
+// is left alone.
+func (l *Load) seed(v float32) {
+	l.bits.CompareAndSwap(0, uint64(math.Float32bits(v))<<32|uint64(nowTicks()))
+}

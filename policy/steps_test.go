@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -387,5 +388,46 @@ func TestExplainLeavesStateAlone(t *testing.T) {
 	want := rendezvousWinner(req.Client, cands, indices(4))
 	if got := st.Pick(req, cands, indices(4), nil, &s)[0]; got != want {
 		t.Errorf("explain stored an assignment: got %d, want the rendezvous winner %d", got, want)
+	}
+}
+
+// TestSeedNewLevelsAJoiningPod: a Pod that joins a Service whose Pods have
+// each counted 30 handouts starts level with them, so least-loaded gives
+// it its share from the first answer on, not every answer it is drawn into
+// until it catches up.
+func TestSeedNewLevelsAJoiningPod(t *testing.T) {
+	cands := candidates(4)
+	for i := range 3 {
+		cands[i].Load.Add(30)
+	}
+	SeedNew(cands)
+	if v := cands[3].Load.Value(); math.Abs(v-30) > 0.5 {
+		t.Fatalf("joining Pod's ledger %v, want its peers' mean 30", v)
+	}
+	SeedNew(cands) // once per entry
+	if v := cands[3].Load.Value(); math.Abs(v-30) > 0.5 {
+		t.Fatalf("seeded twice: ledger %v, want 30", v)
+	}
+	chain, err := Parse("least-loaded, first=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{TTL: 1, Rand: rand.New(rand.NewPCG(5, 6))}
+	var s Scratch
+	in := []int{0, 1, 2, 3}
+	newFirst := 0
+	for range 40 {
+		if chain.Pick(req, cands, in, nil, &s)[0] == 3 {
+			newFirst++
+		}
+	}
+	if newFirst > 15 {
+		t.Errorf("the joining Pod came first in %d of the first 40 answers, want about 10", newFirst)
+	}
+	// Nothing counted anywhere: nothing to seed.
+	fresh := candidates(2)
+	SeedNew(fresh)
+	if !fresh[0].Load.fresh() || !fresh[1].Load.fresh() {
+		t.Error("SeedNew seeded a Service with no counted handouts")
 	}
 }

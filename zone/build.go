@@ -319,6 +319,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			all.RRs[i] = append(all.RRs[i], &ownerSRV)
 		}
 	}
+	policy.SeedNew(set.Candidates)
 	if len(a4.In) > 0 {
 		n.A4 = a4
 	}

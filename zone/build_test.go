@@ -2,6 +2,7 @@ package zone
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -305,5 +306,28 @@ endpoints:
 	}
 	if _, n := snap.Lookup("weights.p.svc.cluster.local."); n == nil || n.A4.Set.Policy.String() != "weighted" {
 		t.Error("bad weights replaced the Service's policy")
+	}
+}
+
+// TestJoiningPodStartsLevel: a Pod that joins a Service in a later build
+// gets its peers' mean handout count (policy.SeedNew), not 0.
+func TestJoiningPodStartsLevel(t *testing.T) {
+	opts := testOptions(t)
+	manifest := func(pods ...string) string {
+		y := "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns, annotations: {hdns.dev/policy: least-loaded}}\nspec: {clusterIP: None}\n---\n" +
+			"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: ns, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints:\n"
+		for i, p := range pods {
+			y += fmt.Sprintf("- {addresses: [10.0.0.%d], targetRef: {kind: Pod, name: %s}}\n", i+1, p)
+		}
+		return y
+	}
+	svcs, sl := mustParse(t, manifest("web-a", "web-b"))
+	Build(opts, 1, svcs, sl)
+	opts.Policies.Load("ns/web-a").Add(10)
+	opts.Policies.Load("ns/web-b").Add(20)
+	svcs, sl = mustParse(t, manifest("web-a", "web-b", "web-c"))
+	Build(opts, 2, svcs, sl)
+	if v := opts.Policies.Load("ns/web-c").Value(); math.Abs(v-15) > 0.5 {
+		t.Errorf("joining Pod's handout count %v, want its peers' mean 15", v)
 	}
 }
