@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,9 +51,18 @@ func packedQuery(b testing.TB, name string, qtype uint16, edns uint16) []byte {
 	return wire
 }
 
+func ecsWire(b testing.TB, name string) []byte {
+	wire, err := ecsQuery(name, netip.MustParseAddr("10.1.2.0"), 24).Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wire
+}
+
 func benchRespond(b *testing.B, snap *zone.Snapshot, pkt []byte, tcp bool) {
 	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}
 	var s Scratch
+	s.slowOnly = strings.HasSuffix(b.Name(), "general-path")
 	client := netip.MustParseAddr("127.0.0.1")
 	if out := r.Respond(pkt, client, tcp, &s); out == nil {
 		b.Fatal("no reply")
@@ -65,7 +75,7 @@ func benchRespond(b *testing.B, snap *zone.Snapshot, pkt []byte, tcp bool) {
 }
 
 // BenchmarkRespond measures the answer path (parse, look up, choose, pack)
-// without sockets, for 3- and 100-endpoint names in zones of 10 and 10,000
+// without sockets (A-3-general-path: without the fast path), for 3- and 100-endpoint names in zones of 10 and 10,000
 // Services.
 func BenchmarkRespond(b *testing.B) {
 	for _, services := range []int{10, 10000} {
@@ -76,6 +86,11 @@ func BenchmarkRespond(b *testing.B) {
 			tcp  bool
 		}{
 			{"A-3", packedQuery(b, "svc-1.awx.svc.cluster.local.", dns.TypeA, 1232), false},
+			// As a 0x20 resolver asks: the answers' owners cannot point at
+			// the question in full.
+			{"A-3-mixed-case", packedQuery(b, "Svc-1.AWX.svc.cluster.local.", dns.TypeA, 1232), false},
+			{"A-3-ECS", ecsWire(b, "svc-1.awx.svc.cluster.local."), false},
+			{"A-3-general-path", packedQuery(b, "svc-1.awx.svc.cluster.local.", dns.TypeA, 1232), false},
 			{"A-100-udp-truncated", packedQuery(b, "big.awx.svc.cluster.local.", dns.TypeA, 1232), false},
 			{"A-100-tcp", packedQuery(b, "big.awx.svc.cluster.local.", dns.TypeA, 0), true},
 			{"SRV-3", packedQuery(b, "_http._tcp.svc-1.awx.svc.cluster.local.", dns.TypeSRV, 1232), false},

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -12,7 +13,8 @@ import (
 
 // FuzzRespond feeds arbitrary packets to the responder. Whatever comes in,
 // it must not panic, and every reply must parse, carry the query's ID, be
-// marked a response, and fit its transport.
+// marked a response, and fit its transport; and the fast path must reply
+// with exactly the bytes of the general path.
 func FuzzRespond(f *testing.F) {
 	snap := fixtureSnapshot(f)
 	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}}
@@ -43,6 +45,10 @@ func FuzzRespond(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
 		var s Scratch
 		out := r.Respond(pkt, netip.MustParseAddr("127.0.0.1"), tcp, &s)
+		slow := Scratch{slowOnly: true}
+		if want := r.Respond(pkt, netip.MustParseAddr("127.0.0.1"), tcp, &slow); !bytes.Equal(out, want) {
+			t.Fatalf("fast path (taken: %v) replied\n%x\ngeneral path\n%x", s.fastHit, out, want)
+		}
 		if out == nil {
 			if len(pkt) >= headerLen && pkt[2]&0x80 == 0 {
 				t.Fatalf("no reply to a %d-byte query", len(pkt))

@@ -75,6 +75,10 @@ type Scratch struct {
 	answer    []dns.RR
 	extra     []dns.RR
 	buf       []byte
+	fast      fastState
+	// slowOnly turns the fast path off (for tests comparing the two);
+	// fastHit is set when the fast path answered.
+	slowOnly, fastHit bool
 }
 
 // Respond answers the query in pkt from client and returns the reply bytes,
@@ -92,6 +96,15 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 			r.Metrics.dropped.Inc()
 		}
 		return nil
+	}
+	// The common queries take the fast path (fast.go), which writes the
+	// same bytes as the rest of this function without dns.Msg.
+	s.forward, s.outOfZone, s.fastHit = false, false, false
+	if s.explain == nil && !s.slowOnly {
+		if out, ok := r.respondFast(pkt, client, tcp, s, start); ok {
+			s.fastHit = true
+			return out
+		}
 	}
 	req, m := &s.req, &s.resp
 	resetMsg(m)

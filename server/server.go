@@ -118,7 +118,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) serveUDP() {
+// serveUDPPlain answers UDP queries one datagram at a time (the batched
+// serveUDP falls back to it).
+func (s *Server) serveUDPPlain() {
 	var scratch Scratch
 	buf := make([]byte, dns.MaxMsgSize)
 	var oob []byte

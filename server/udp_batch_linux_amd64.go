@@ -1,0 +1,6 @@
+package server
+
+const (
+	sysRecvmmsg = 299
+	sysSendmmsg = 307
+)

@@ -1,0 +1,6 @@
+package server
+
+const (
+	sysRecvmmsg = 243
+	sysSendmmsg = 269
+)
