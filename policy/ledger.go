@@ -42,7 +42,12 @@ func (l *Load) Add(w float32) {
 	if l == nil {
 		return
 	}
-	now := nowTicks()
+	l.addAt(w, nowTicks())
+}
+
+// addAt is Add at ledger time now, for callers that count several
+// handouts at one instant and read the clock once.
+func (l *Load) addAt(w float32, now uint32) {
 	for {
 		old := l.bits.Load()
 		v := decay(math.Float32frombits(uint32(old>>32)), uint32(old), now)

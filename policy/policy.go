@@ -213,8 +213,11 @@ type Scratch struct{ a, b []int }
 func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) []int {
 	start := len(out)
 	out = c.run(req, cands, in, out, s, nil)
+	now := nowTicks()
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
-		cands[i].Load.Add(handoutWeight(pos, req.TTL))
+		if cands[i].Load != nil {
+			cands[i].Load.addAt(handoutWeight(pos, req.TTL), now)
+		}
 		if cands[i].Handouts != nil {
 			cands[i].Handouts.Inc()
 		}
