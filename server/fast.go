@@ -230,7 +230,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 	var fixed []dns.RR
 	var choice *zone.Choice
 	if node != nil {
-		if node.CNAME != nil {
+		if node.CNAME() != nil {
 			return nil, false
 		}
 		switch q.qtype {

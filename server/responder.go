@@ -356,16 +356,16 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 			m.Ns = append(m.Ns, apex.NegativeSOA)
 			return
 		}
-		if node.CNAME == nil || q.Qtype == dns.TypeCNAME {
+		if node.CNAME() == nil || q.Qtype == dns.TypeCNAME {
 			break
 		}
 		// A CNAME answers every type (RFC 1034 3.6.2); follow it while it
 		// stays inside hdns's zones, and let the resolver do the rest.
-		m.Answer = append(m.Answer, node.CNAME)
+		m.Answer = append(m.Answer, node.CNAME())
 		if q.Qtype == dns.TypeANY || hops == maxCNAMEChain {
 			return
 		}
-		target := node.CNAME.Target
+		target := node.CNAME().Target
 		apex, node = snap.Lookup(target)
 		if apex == nil {
 			return
@@ -436,18 +436,18 @@ func (r *Responder) records(m *dns.Msg, s *Scratch, node *zone.Node, qtype uint1
 	case dns.TypeAAAA:
 		r.fixedOrChosen(m, s, node.AAAA, nil, node.A6, qtype, client)
 	case dns.TypeSRV:
-		r.fixedOrChosen(m, s, node.SRV, node.Extra, node.SRVs, qtype, client)
+		r.fixedOrChosen(m, s, node.Other().SRV, node.Other().Extra, node.SRVs, qtype, client)
 	case dns.TypeTXT:
-		m.Answer = append(m.Answer, node.TXT...)
+		m.Answer = append(m.Answer, node.Other().TXT...)
 	case dns.TypePTR:
 		m.Answer = append(m.Answer, node.PTR...)
 	case dns.TypeSOA:
-		m.Answer = append(m.Answer, node.SOA...)
+		m.Answer = append(m.Answer, node.Other().SOA...)
 	case dns.TypeNS:
-		m.Answer = append(m.Answer, node.NS...)
+		m.Answer = append(m.Answer, node.Other().NS...)
 	case dns.TypeCNAME:
-		if node.CNAME != nil {
-			m.Answer = append(m.Answer, node.CNAME)
+		if node.CNAME() != nil {
+			m.Answer = append(m.Answer, node.CNAME())
 		}
 	case dns.TypeANY:
 		for _, t := range anyOrder {

@@ -127,8 +127,8 @@ func (b *builder) addApex(zone string, forward bool) {
 	slices.SortStableFunc(b.snap.apexes, func(x, y *Apex) int { return cmp.Compare(len(y.Name), len(x.Name)) })
 
 	n := b.node(zone, apex)
-	n.SOA = []dns.RR{soa}
-	n.NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
+	n.others().SOA = []dns.RR{soa}
+	n.others().NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
 	if !forward {
 		return
 	}
@@ -136,10 +136,18 @@ func (b *builder) addApex(zone string, forward bool) {
 	for _, ip := range b.opts.NSAddrs {
 		ns.addAddr(soa.Ns, ip, b.opts.TTL)
 	}
-	b.node("dns-version."+zone, apex).TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
+	b.node("dns-version."+zone, apex).others().TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
 }
 
 // addAddr appends a fixed A or AAAA record for ip.
+// others returns the node's other records for the builder to fill in.
+func (n *Node) others() *OtherRecords {
+	if n.other == nil {
+		n.other = new(OtherRecords)
+	}
+	return n.other
+}
+
 func (n *Node) addAddr(owner string, ip netip.Addr, ttl uint32) { n.addRR(addrRR(owner, ip, ttl)) }
 
 // addRR adds an A or AAAA record to the node.
@@ -169,7 +177,7 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 		if svc.ExternalName == "" {
 			return
 		}
-		b.node(owner, apex).CNAME = &dns.CNAME{Hdr: b.hdr(owner, dns.TypeCNAME), Target: dns.Fqdn(svc.ExternalName)}
+		b.node(owner, apex).others().CNAME = &dns.CNAME{Hdr: b.hdr(owner, dns.TypeCNAME), Target: dns.Fqdn(svc.ExternalName)}
 	case KindClusterIP:
 		if len(svc.ClusterIPs) == 0 {
 			return
@@ -190,10 +198,12 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 			srv := &dns.SRV{Hdr: b.hdr("", dns.TypeSRV), Priority: 0, Weight: 100, Port: p.Port, Target: owner}
 			pn := b.node("_"+p.Name+"._"+p.Protocol+"."+owner, apex)
 			srv.Hdr.Name = "_" + p.Name + "._" + p.Protocol + "." + owner
-			pn.SRV, pn.Extra = []dns.RR{srv}, glue
+			po := pn.others()
+			po.SRV, po.Extra = []dns.RR{srv}, glue
 			all := *srv
 			all.Hdr.Name = owner
-			n.SRV, n.Extra = append(n.SRV, &all), glue
+			no := n.others()
+			no.SRV, no.Extra = append(no.SRV, &all), glue
 		}
 	case KindHeadless:
 		b.addHeadless(svc, ss, owner, apex, primary)
@@ -237,11 +247,17 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: policyErr, TTL: ttl}
 	hdr := func(name string, t uint16) dns.RR_Header { return hdrTTL(name, t, ttl) }
 	n := b.node(owner, apex)
-	a4 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}
-	a6 := &Choice{Set: set, RRs: make([][]dns.RR, len(cands))}
-	all := &Choice{Set: set, RRs: make([][]dns.RR, len(cands)), Glue: true}
-	portChoices := map[string]*Choice{}
-	var portOrder []string
+	// Choices get their per-candidate slices on first use: a Service of
+	// one family has no use for the other's.
+	a4 := &Choice{Set: set}
+	a6 := &Choice{Set: set}
+	all := &Choice{Set: set, Glue: true}
+	type portChoice struct {
+		name   string
+		choice *Choice
+	}
+	portChoices := map[Port]*portChoice{}
+	var portOrder []*portChoice
 	set.Candidates = make([]policy.Endpoint, len(cands))
 	set.Glue = make([][]dns.RR, len(cands))
 	weight := uint16(max(1, 100/len(cands)))
@@ -277,6 +293,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			if ip.Is6() {
 				choice = a6
 			}
+			choice.reserve(len(cands))
 			choice.In = append(choice.In, i)
 			choice.RRs[i] = []dns.RR{addrRR(owner, ip, ttl)}
 			if !named {
@@ -296,16 +313,26 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			}
 		}
 		for _, p := range c.ports {
-			if !named || !isLabel(p.Name) || !fits("_"+p.Name+"._"+p.Protocol+"."+owner) {
+			if !named || !isLabel(p.Name) {
 				continue
 			}
-			pname := "_" + p.Name + "._" + p.Protocol + "." + owner
-			pc := portChoices[pname]
-			if pc == nil {
-				pc = &Choice{Set: set, RRs: make([][]dns.RR, len(cands)), Glue: true}
-				portChoices[pname] = pc
-				portOrder = append(portOrder, pname)
+			// One owner name per port, not per endpoint.
+			pk := Port{Name: p.Name, Protocol: p.Protocol}
+			port := portChoices[pk]
+			if port == nil {
+				port = &portChoice{name: "_" + p.Name + "._" + p.Protocol + "." + owner}
+				if fits(port.name) {
+					port.choice = &Choice{Set: set, Glue: true}
+					portOrder = append(portOrder, port)
+				}
+				portChoices[pk] = port
 			}
+			pc, pname := port.choice, port.name
+			if pc == nil {
+				continue // the port's name would pass 255 octets
+			}
+			pc.reserve(len(cands))
+			all.reserve(len(cands))
 			srv := &dns.SRV{Hdr: hdr(pname, dns.TypeSRV), Weight: weight, Port: p.Port, Target: target}
 			if len(pc.RRs[i]) == 0 {
 				pc.In = append(pc.In, i)
@@ -329,11 +356,19 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	if len(all.In) > 0 {
 		n.SRVs = all
 	}
-	for _, pname := range portOrder {
-		b.node(pname, apex).SRVs = portChoices[pname]
+	for _, pc := range portOrder {
+		b.node(pc.name, apex).SRVs = pc.choice
 	}
 	if primary {
 		b.snap.Stats.Endpoints += len(cands)
+	}
+}
+
+// reserve gives the choice its per-candidate slices for n candidates, once.
+func (c *Choice) reserve(n int) {
+	if c.RRs == nil {
+		c.RRs = make([][]dns.RR, n)
+		c.In = make([]int, 0, n)
 	}
 }
 

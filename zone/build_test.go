@@ -136,7 +136,7 @@ func TestBuildEmptyNonTerminals(t *testing.T) {
 		}
 		if n == nil {
 			t.Errorf("%s does not exist; it has names below it (RFC 8020)", name)
-		} else if n.A != nil || n.A4 != nil || n.TXT != nil || n.PTR != nil {
+		} else if n.A != nil || n.A4 != nil || n.Other().TXT != nil || n.PTR != nil {
 			t.Errorf("%s has records: %+v", name, n)
 		}
 	}
@@ -247,7 +247,7 @@ endpoints:
 		if !fits(name) {
 			t.Errorf("owner name of %d octets: %s", len(name)+1, name)
 		}
-		for _, rr := range append(append([]dns.RR{}, n.SRV...), n.PTR...) {
+		for _, rr := range append(append([]dns.RR{}, n.Other().SRV...), n.PTR...) {
 			var target string
 			switch r := rr.(type) {
 			case *dns.SRV:

@@ -64,20 +64,45 @@ type Apex struct {
 //
 // Records in fixed slices are answered as they are. Choices are answered with
 // the endpoints a policy picks for each query.
+//
+// A Node carries inline only what most names have (an endpoint's hostname
+// its A/AAAA, an address its PTR) and keeps the rest behind Other, so that
+// the two names every endpoint adds stay small.
 type Node struct {
 	Apex *Apex
 
-	A, AAAA, SRV, TXT, PTR, NS, SOA []dns.RR
+	A, AAAA, PTR []dns.RR
+
+	// A4, A6 and SRVs are the per-query choices of a headless Service.
+	A4, A6, SRVs *Choice
+
+	other *OtherRecords
+}
+
+// OtherRecords are the records only a few names have.
+type OtherRecords struct {
+	SRV, TXT, NS, SOA []dns.RR
 	// Extra holds the addresses of fixed SRV targets, for the additional
 	// section.
 	Extra []dns.RR
 	// CNAME, when set, is the only record of the node; it answers every
 	// query type.
 	CNAME *dns.CNAME
-
-	// A4, A6 and SRVs are the per-query choices of a headless Service.
-	A4, A6, SRVs *Choice
 }
+
+var noOtherRecords OtherRecords
+
+// Other returns the node's other records; never nil, and never to be
+// modified.
+func (n *Node) Other() *OtherRecords {
+	if n.other == nil {
+		return &noOtherRecords
+	}
+	return n.other
+}
+
+// CNAME is the node's CNAME record, or nil.
+func (n *Node) CNAME() *dns.CNAME { return n.Other().CNAME }
 
 // EndpointSet holds the candidates of one headless Service, in the spec's
 // stable order, and the policy that chooses among them.
