@@ -11,16 +11,15 @@
 package bench
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
 // Environment variables that tune the suite.
@@ -97,43 +96,17 @@ func loadConfig(t testing.TB) config {
 }
 
 // hdnsBuild is the hdns binary, built from the work tree at most once per
-// test binary into a directory that TestMain removes.
-var hdnsBuild struct {
-	dir  string
-	once sync.Once
-	path string
-	err  error
-}
+// test binary.
+var hdnsBuild = harness.Binary{Pkg: harness.HDNS}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hdns-bench-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hdns bench:", err)
-		os.Exit(1)
-	}
-	hdnsBuild.dir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	hdnsBuild.Remove()
 	os.Exit(code)
 }
 
 // hdnsBinary returns the hdns binary built from this work tree.
-func hdnsBinary(t testing.TB) string {
-	t.Helper()
-	hdnsBuild.once.Do(func() {
-		path := filepath.Join(hdnsBuild.dir, "hdns")
-		out, err := exec.Command("go", "build", "-o", path, "github.com/hdns-dev/hdns/cmd/hdns").CombinedOutput()
-		if err != nil {
-			hdnsBuild.err = fmt.Errorf("go build hdns: %w\n%s", err, out)
-			return
-		}
-		hdnsBuild.path = path
-	})
-	if hdnsBuild.err != nil {
-		t.Fatal(hdnsBuild.err)
-	}
-	return hdnsBuild.path
-}
+func hdnsBinary(t testing.TB) string { return hdnsBuild.Path(t) }
 
 // corednsBinary returns HDNS_E2E_COREDNS or fails t.
 func corednsBinary(t testing.TB) string {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -46,47 +45,20 @@ const (
 	defaultTTL = 5 * time.Second
 )
 
-// hdnsBuild is the hdns binary, built at most once per test binary into a
-// directory that TestMain removes.
-var hdnsBuild struct {
-	dir  string
-	once sync.Once
-	path string
-	err  error
-}
+// hdnsBuild is the hdns binary, built from this work tree at most once
+// per test binary.
+var hdnsBuild = harness.Binary{Pkg: harness.HDNS}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "hdns-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "hdns e2e:", err)
-		os.Exit(1)
-	}
-	hdnsBuild.dir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	hdnsBuild.Remove()
+	lsBackendBuild.Remove()
 	os.Exit(code)
 }
 
 // hdnsBinary returns the path of the hdns binary built from this work tree,
 // building it on first use. It fails t when the build fails.
-func hdnsBinary(t testing.TB) string {
-	t.Helper()
-	hdnsBuild.once.Do(func() {
-		path := filepath.Join(hdnsBuild.dir, "hdns")
-		begin := time.Now()
-		out, err := exec.Command("go", "build", "-o", path, "github.com/hdns-dev/hdns/cmd/hdns").CombinedOutput()
-		if err != nil {
-			hdnsBuild.err = fmt.Errorf("go build hdns: %w\n%s", err, out)
-			return
-		}
-		hdnsBuild.path = path
-		t.Logf("built hdns in %v", time.Since(begin).Round(time.Millisecond))
-	})
-	if hdnsBuild.err != nil {
-		t.Fatal(hdnsBuild.err)
-	}
-	return hdnsBuild.path
-}
+func hdnsBinary(t testing.TB) string { return hdnsBuild.Path(t) }
 
 // hdnsProcess is a running hdns binary. DNS and HTTP are its loopback
 // addresses (host:port); DNS serves both UDP and TCP.

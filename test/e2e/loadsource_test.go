@@ -419,20 +419,13 @@ func explainLoad(h *hdnsProcess, name string) (*loadExplanation, error) {
 	return e, nil
 }
 
-// buildBackend builds ./loadsource_backend into a temporary directory of t
-// and returns the binary's path.
-func buildBackend(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "loadsource_backend")
-	begin := time.Now()
-	out, err := exec.Command("go", "build", "-tags", "e2e", "-o", path,
-		"github.com/hdns-dev/hdns/test/e2e/loadsource_backend").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build loadsource_backend: %v\n%s", err, out)
-	}
-	t.Logf("built loadsource_backend in %v", time.Since(begin).Round(time.Millisecond))
-	return path
-}
+// lsBackendBuild is ./loadsource_backend, built at most once per test
+// binary.
+var lsBackendBuild = harness.Binary{Pkg: "github.com/hdns-dev/hdns/test/e2e/loadsource_backend", Tags: []string{"e2e"}}
+
+// buildBackend returns the loadsource_backend binary, building it on first
+// use.
+func buildBackend(t *testing.T) string { return lsBackendBuild.Path(t) }
 
 // lsBackend is a running loadsource_backend process; addr is where it
 // serves (host:port).

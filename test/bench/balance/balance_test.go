@@ -189,7 +189,9 @@ func TestBalance(t *testing.T) {
 	bin := t.TempDir()
 	hdnsBin := os.Getenv("HDNS_BENCH_HDNS")
 	if hdnsBin == "" {
-		hdnsBin = buildHDNS(t, bin)
+		build := harness.Binary{Pkg: harness.HDNS}
+		t.Cleanup(build.Remove)
+		hdnsBin = build.Path(t)
 	}
 	gaiBin := buildGetaddrinfo(t, bin)
 

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -106,28 +105,6 @@ func (p *process) alive() bool {
 	default:
 		return true
 	}
-}
-
-// moduleRoot is the repository root (this package is test/bench/balance).
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Clean(filepath.Join(wd, "..", "..", ".."))
-}
-
-// buildHDNS builds cmd/hdns of this work tree into dir.
-func buildHDNS(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "hdns")
-	cmd := exec.Command("go", "build", "-o", path, "./cmd/hdns")
-	cmd.Dir = moduleRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build hdns: %v\n%s", err, out)
-	}
-	return path
 }
 
 // buildGetaddrinfo compiles testdata/getaddrinfo.c with gcc into dir.
