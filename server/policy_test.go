@@ -129,7 +129,7 @@ func TestClientSubnetKeysSticky(t *testing.T) {
 func TestExplain(t *testing.T) {
 	snap := balanceZone(t, "least-loaded, first=2")
 	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }}
-	h := HTTPHandler(nil, r)
+	h := HTTPHandler(nil, r, false)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/explain?name=app.bal.svc.cluster.local&type=a&client=10.1.2.3", nil))
 	if rec.Code != http.StatusOK {

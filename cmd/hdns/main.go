@@ -73,6 +73,7 @@ type config struct {
 	defaultPolicy                string
 	endpointPodNames             bool
 	endpointMetrics              bool
+	pprof                        bool
 	prometheusURL, loadQuery     string
 	loadNamespaceLabel           string
 	loadPodLabel                 string
@@ -105,6 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "ordered", "policy for Services without a valid hdns.dev/policy annotation; steps: "+strings.Join(policy.Names(), ", "))
 	fs.BoolVar(&c.endpointPodNames, "endpoint-pod-names", false, "name endpoints without a hostname after their Pod instead of their dashed address")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's runtime profiles under /debug/pprof/ on --http-listen")
 	fs.BoolVar(&c.endpointMetrics, "endpoint-metrics", false, "count handouts per endpoint in hdns_policy_endpoint_handouts_total (one series per endpoint)")
 	fs.StringVar(&c.prometheusURL, "prometheus-url", "", "Prometheus server to poll for live per-Pod load (least-loaded blends it with the handout ledger); needs --load-query")
 	fs.StringVar(&c.loadQuery, "load-query", "", "PromQL instant vector of per-Pod load, labelled by namespace and pod (a Service's hdns.dev/load-query annotation overrides it)")
@@ -388,7 +390,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	if err != nil {
 		return fmt.Errorf("listen on --http-listen %s: %w", cfg.httpListen, err)
 	}
-	httpServer := &http.Server{Handler: server.HTTPHandler(reg, responder), ReadHeaderTimeout: 5 * time.Second}
+	httpServer := &http.Server{Handler: server.HTTPHandler(reg, responder, cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	go runSource()
 	if loads != nil {
