@@ -181,3 +181,35 @@ func TestKubeSourceRelistsAfterOutage(t *testing.T) {
 	}
 	waitFor(t, func() bool { s, _, _ := src.List(); return len(s) == 2 })
 }
+
+// TestPublisherReleasesMemoryWhenQuiet: the replaced snapshots' memory is
+// released once per burst of rebuilds, after the zone stays unchanged for
+// releaseAfter, and never while changes keep coming.
+func TestPublisherReleasesMemoryWhenQuiet(t *testing.T) {
+	p := NewPublisher(testOptions(t), discard, nil)
+	var releases atomic.Int32
+	p.release = func() { releases.Add(1) }
+	var builds atomic.Int32
+	list := func() ([]*Service, []*EndpointSlice, bool) { builds.Add(1); return nil, nil, true }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Run(ctx, list)
+
+	// Changes every releaseAfter/4 for 2×releaseAfter: no release.
+	deadline := time.Now().Add(2 * releaseAfter)
+	for time.Now().Before(deadline) {
+		p.Changed()
+		time.Sleep(releaseAfter / 4)
+	}
+	if n := releases.Load(); n != 0 {
+		t.Fatalf("released %d times while the zone kept changing, want 0", n)
+	}
+	waitFor(t, func() bool { return releases.Load() == 1 })
+	time.Sleep(releaseAfter + releaseAfter/2)
+	if n := releases.Load(); n != 1 {
+		t.Errorf("released %d times after one burst, want 1", n)
+	}
+	if builds.Load() < 5 {
+		t.Errorf("only %d builds during the burst", builds.Load())
+	}
+}
