@@ -111,11 +111,18 @@ func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 
 func (e *Endpoint) weight() float64 { return max(e.Weight, 0) }
 
-// leastLoaded orders candidates by power of two choices: each place goes
-// to the lower Scores of two candidates drawn at random from those left
-// (the handout ledger blended with fresh live load).
-// Sampling instead of sorting keeps replicas that share a load view from
-// all sending the same endpoint first.
+// leastLoaded puts first the candidate with the lowest Scores (the handout
+// ledger blended with fresh live load; ties broken at random), and orders
+// the rest by power of two choices: each later place goes to the lower
+// score of two candidates drawn at random from those left.
+//
+// The first place is exact because most clients use only the first
+// address: it makes a replica's first places follow its ledger to within
+// one handout, which is what is left to balance when a cache shares each
+// answer among many clients. Replicas that share a live load view do not
+// herd on it: each handout raises the endpoint's handouts-since-the-poll
+// term in the replica that made it. Sampling the later places keeps their
+// cost linear in the number of candidates.
 type leastLoaded struct{}
 
 func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
@@ -130,6 +137,23 @@ func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	}
 	scores = Scores(cands, left, nowTicks(), wallNow(cands, left), scores)
 	r := req.rand()
+	if len(left) > 1 {
+		best, ties := 0, 1
+		for k := 1; k < len(left); k++ {
+			switch {
+			case scores[k] < scores[best]:
+				best, ties = k, 1
+			case scores[k] == scores[best]:
+				ties++
+				if r.IntN(ties) == 0 {
+					best = k
+				}
+			}
+		}
+		left[0], left[best] = left[best], left[0]
+		scores[0], scores[best] = scores[best], scores[0]
+		left, scores = left[1:], scores[1:]
+	}
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
 		if b >= a {

@@ -431,3 +431,21 @@ func TestSeedNewLevelsAJoiningPod(t *testing.T) {
 		t.Error("SeedNew seeded a Service with no counted handouts")
 	}
 }
+
+// TestLeastLoadedFirstPlaceFollowsTheLedger: on the ledger alone, first
+// places stay within one handout of each other, not within the spread of a
+// random draw: what is left to balance when caches share answers.
+func TestLeastLoadedFirstPlaceFollowsTheLedger(t *testing.T) {
+	c := mustChain(t, "least-loaded, first=1")
+	var s Scratch
+	cands := candidates(10)
+	req := seeded(7)
+	req.TTL = 1
+	counts := make([]int, 10)
+	for k := range 1000 {
+		counts[c.Pick(req, cands, indices(10), nil, &s)[0]]++
+		if spread := slices.Max(counts) - slices.Min(counts); spread > 1 {
+			t.Fatalf("after %d answers first places %v: spread %d, want ≤ 1", k+1, counts, spread)
+		}
+	}
+}
