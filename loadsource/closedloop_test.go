@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hdns-dev/hdns/internal/promtest"
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
@@ -93,7 +94,7 @@ func BenchmarkClosedLoop(b *testing.B) {
 		b.Cleanup(func() { srv.Close() })
 		targets = append(targets, l.Addr().String())
 	}
-	promURL, _ := startPrometheusTargets(b, targets)
+	prom := promtest.Start(b, scrapeInterval, targets...)
 
 	manifest := ""
 	for _, p := range []string{"ordered", "round-robin", "least-loaded"} {
@@ -114,7 +115,7 @@ func BenchmarkClosedLoop(b *testing.B) {
 		b.Fatal(err)
 	}
 	snap := zone.Build(opts, 1, svcs, sl)
-	src, err := loadsource.New(loadsource.Config{URL: promURL, Query: loopQuery, Interval: 500 * time.Millisecond}, compiler, nil, nil)
+	src, err := loadsource.New(loadsource.Config{URL: prom.URL, Query: loopQuery, Interval: 500 * time.Millisecond}, compiler, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,18 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hdns-dev/hdns/internal/promtest"
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
@@ -52,100 +48,6 @@ func (b *backends) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// startPrometheus runs the Debian package's prometheus on 127.0.0.1,
-// scraping target every second, and returns its URL and a stop function.
-func startPrometheus(t *testing.T, target string) (url string, stop func()) {
-	t.Helper()
-	return startPrometheusTargets(t, []string{target})
-}
-
-// startPrometheusTargets is startPrometheus for several targets.
-func startPrometheusTargets(t testing.TB, targets []string) (url string, stop func()) {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus is not installed (%v): run scripts/setup (it installs the Debian package prometheus)", err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: %s
-  evaluation_interval: %s
-scrape_configs:
-- job_name: backends
-  honor_labels: true
-  static_configs:
-  - targets: [%s]
-`, scrapeInterval, scrapeInterval, quoteAll(targets))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freePort(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start prometheus: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
-			cancel()
-		})
-	}
-	t.Cleanup(stop)
-	url = "http://" + addr
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url, stop
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited: %s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready after 15s: %s", logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func quoteAll(ss []string) string {
-	var q []string
-	for _, s := range ss {
-		q = append(q, fmt.Sprintf("%q", s))
-	}
-	return strings.Join(q, ", ")
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 const realZone = `apiVersion: v1
 kind: Service
 metadata: {name: app, namespace: ns, annotations: {hdns.dev/policy: "least-loaded, first=1"}}
@@ -175,7 +77,7 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 	bs := &http.Server{Handler: load, ReadHeaderTimeout: 5 * time.Second}
 	go bs.Serve(bl)
 	t.Cleanup(func() { bs.Close() })
-	promURL, stopProm := startPrometheus(t, bl.Addr().String())
+	prom := promtest.Start(t, scrapeInterval, bl.Addr().String())
 
 	compiler, err := policy.NewCompiler("ordered")
 	if err != nil {
@@ -190,7 +92,7 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	metrics := loadsource.NewMetrics(reg)
-	src, err := loadsource.New(loadsource.Config{URL: promURL, Query: "inflight", Interval: pollInterval, MaxAge: maxAge},
+	src, err := loadsource.New(loadsource.Config{URL: prom.URL, Query: "inflight", Interval: pollInterval, MaxAge: maxAge},
 		compiler, nil, metrics)
 	if err != nil {
 		t.Fatal(err)
@@ -287,7 +189,9 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 	// Prometheus stops: answers keep flowing (first() fails the test on
 	// any SERVFAIL or error), the source is reported down, and once the
 	// values go stale the ledger alone puts the idle p-1 first again.
-	stopProm()
+	if err := prom.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor("hdns_load_source_up 0", 2*pollInterval+time.Second, func() bool {
 		first()
 		return gauge(t, reg, "hdns_load_source_up") == 0

@@ -9,12 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hdns-dev/hdns/internal/promtest"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -119,7 +117,7 @@ func TestLoadSource(t *testing.T) {
 	}
 	prom := startRealPrometheus(t, targets)
 	h := startHDNS(t, "--kubeconfig", cp.KubeconfigPath, "--ttl", ttl,
-		"--prometheus-url", prom.url, "--load-query", "inflight",
+		"--prometheus-url", prom.URL, "--load-query", "inflight",
 		"--load-interval", lsPollInterval.String(), "--load-max-age", lsMaxAge.String())
 
 	// first asks hdns name A once over UDP (or TCP) and returns the one
@@ -290,7 +288,7 @@ func TestLoadSource(t *testing.T) {
 	// SERVFAIL, no timeout, no empty answer), and hdns_load_source_up must
 	// drop to 0.
 	stopped := time.Now()
-	if err := prom.stop(); err != nil {
+	if err := prom.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -573,94 +571,21 @@ func holdRequests(t *testing.T, addr string, n int) (release func()) {
 	}
 }
 
-// realPrometheus is a running prometheus binary.
+// realPrometheus is a running prometheus binary (internal/promtest).
 type realPrometheus struct {
-	url  string // http://127.0.0.1:port
-	stop func() error
+	*promtest.Server
 }
 
-// startRealPrometheus runs the Debian package's prometheus on a free
-// 127.0.0.1 port with its storage in a temporary directory, scraping
-// targets every lsScrapeInterval with honor_labels (so the backends'
-// namespace and pod labels are kept as they are), waits until it is ready
-// and has scraped every target once, and stops it at the end of t. stop
-// sends SIGTERM (SIGKILL after 10 s) and reports an unexpected exit.
+// startRealPrometheus runs the Debian package's prometheus scraping
+// targets every lsScrapeInterval (promtest.Start), and waits until it has
+// scraped every target once: the query inflight returns one series per
+// target.
 func startRealPrometheus(t *testing.T, targets []string) *realPrometheus {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus is not installed (%v): run scripts/setup (it installs the Debian package prometheus)", err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "prometheus.yml")
-	quoted := make([]string, len(targets))
-	for i, tg := range targets {
-		quoted[i] = fmt.Sprintf("%q", tg)
-	}
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: %s
-  scrape_timeout: %s
-  evaluation_interval: %s
-scrape_configs:
-- job_name: backends
-  honor_labels: true
-  static_configs:
-  - targets: [%s]
-`, lsScrapeInterval, lsScrapeInterval/2, lsScrapeInterval, strings.Join(quoted, ", "))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	logs := &lockedBuffer{}
-	cmd.Stdout = writerFunc(logs.WriteString)
-	cmd.Stderr = cmd.Stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	var (
-		once    sync.Once
-		stopErr error
-	)
-	p := &realPrometheus{url: "http://" + addr}
-	p.stop = func() error {
-		once.Do(func() {
-			select {
-			case <-done:
-				stopErr = fmt.Errorf("prometheus exited by itself: %v\n%s", cmd.ProcessState, logs.String())
-				return
-			default:
-			}
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
-				stopErr = fmt.Errorf("prometheus did not stop within 10s of SIGTERM\n%s", logs.String())
-			}
-		})
-		return stopErr
-	}
-	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			t.Error(err)
-		}
-	})
-
-	// Ready, and every target scraped once: the query inflight returns one
-	// series per target.
+	p := &realPrometheus{promtest.Start(t, lsScrapeInterval, targets...)}
 	awaitCond(t, "prometheus ready with every target scraped", 30*time.Second, func() (bool, string) {
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited: %v\n%s", cmd.ProcessState, logs.String())
-		default:
+		if p.Exited() {
+			t.Fatalf("prometheus exited: %v", p.Stop())
 		}
 		n, err := p.series("inflight")
 		if err != nil {
@@ -677,7 +602,7 @@ func (p *realPrometheus) series(expr string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		p.url+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
+		p.URL+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -699,16 +624,4 @@ func (p *realPrometheus) series(expr string) (int, error) {
 		return 0, fmt.Errorf("query %s: status %q", expr, r.Status)
 	}
 	return len(r.Data.Result), nil
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 address with a port that was free a
-// moment ago.
-func freeLoopbackAddr() (string, error) {
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
