@@ -55,21 +55,26 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 //	go test -run '^$' -bench ClosedLoop -benchtime 1x ./loadsource
 //
-// Why least-loaded stays ≈ 2× the ideal's p99 here: the clients never
-// pause, so the backends hold all 12 requests between them at every
-// instant, a closed queueing network at full load. Routing that does not
-// see the queues as they are now gives such a network no force that keeps
-// the requests spread: a share a few percent off for a quarter of a second
-// moves most of them onto one backend (traces of in-flight per backend
-// went [0 12 0] → [9 1 1] → [10 0 1] within 0.75 s), and even with exactly
-// the right shares every split of the 12 is equally likely (the
-// Gordon–Newell product form). Only a signal younger than the time a
-// backend takes to fill (tens of ms here) could hold the split; a scraped
-// gauge is a scrape and a poll old. Tried without gain: the instant gauge
-// scraped and polled every 250 ms; share weights alone; the live value as
-// a multiplicative factor on the share (gains 1 and 3). The share weights
-// did bring the slow backend's share of requests from 25% to 18% (its
-// capacity is 20%).
+// Each client asks from its own address (127.0.1.x), as pods do; the
+// least-loaded run is repeated with every client on 127.0.0.1, which is
+// what hdns sees of many clients behind one address.
+//
+// Why the clients' holds matter here: the clients never pause, so the
+// backends hold all 12 requests between them at every instant, a closed
+// queueing network at full load. Routing that does not see the queues as
+// they are now gives such a network no force that keeps the requests
+// spread: a share a few percent off for a quarter of a second moves most
+// of them onto one backend (traces of in-flight per backend went
+// [0 12 0] → [9 1 1] → [10 0 1] within 0.75 s), and even with exactly the
+// right shares every split of the 12 is equally likely (the Gordon–Newell
+// product form). A scraped gauge is a scrape and a poll old; the share
+// weights it drives only get the long-run split right (the slow backend's
+// share of requests went from 25% to 18–21%; its capacity is 20%). What
+// holds the split is that a client asking again has finished its previous
+// request: the count of clients whose latest answer named each backend is
+// its in-flight load now (policy.holdings). With it least-loaded is level
+// with the ideal; with one address for every client it has no holds to
+// count, and its p99 is ≈ 2× the ideal's.
 func BenchmarkClosedLoop(b *testing.B) {
 	const (
 		clients = 12
@@ -129,13 +134,17 @@ func BenchmarkClosedLoop(b *testing.B) {
 		b.Fatal(err)
 	}
 	wg.Go(func() { dnsSrv.Serve(ctx) })
-	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", dnsSrv.UDPAddr().String())
-	}}
+	resolvers := make([]*net.Resolver, clients)
+	for c := range resolvers {
+		src := &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(c+1))}
+		resolvers[c] = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			d := net.Dialer{LocalAddr: src}
+			return d.DialContext(ctx, "udp", dnsSrv.UDPAddr().String())
+		}}
+	}
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 10 * time.Second}
 
-	run := func(name string, pick func(context.Context) (netip.Addr, error)) {
+	run := func(name string, pick func(context.Context, int) (netip.Addr, error)) {
 		var mu sync.Mutex
 		var lat []time.Duration
 		var errs atomic.Int64
@@ -144,10 +153,10 @@ func BenchmarkClosedLoop(b *testing.B) {
 		defer stop()
 		measureFrom := time.Now().Add(warmup)
 		var cw sync.WaitGroup
-		for range clients {
+		for c := range clients {
 			cw.Go(func() {
 				for pctx.Err() == nil {
-					addr, err := pick(pctx)
+					addr, err := pick(pctx, c)
 					if err != nil {
 						if pctx.Err() == nil {
 							errs.Add(1)
@@ -207,14 +216,14 @@ func BenchmarkClosedLoop(b *testing.B) {
 		for i := range picks {
 			share = append(share, picks[i].Load())
 		}
-		b.Logf("%-13s requests %6d  p50 %7.2fms  p99 %7.2fms  in-flight mean per backend %v  max/mean %.2f  requests per backend %v  errors %d",
+		b.Logf("%-18s requests %6d  p50 %7.2fms  p99 %7.2fms  in-flight mean per backend %v  max/mean %.2f  requests per backend %v  errors %d",
 			name, len(lat), ms(p50), ms(p99), meanPer(sums, samples), maxMean, share, errs.Load())
 		b.ReportMetric(ms(p99), name+"-p99-ms")
 		b.ReportMetric(maxMean, name+"-max/mean")
 	}
-	lookup := func(svc string) func(context.Context) (netip.Addr, error) {
-		return func(ctx context.Context) (netip.Addr, error) {
-			addrs, err := resolver.LookupNetIP(ctx, "ip4", svc+".ns.svc.cluster.local.")
+	lookup := func(svc string) func(context.Context, int) (netip.Addr, error) {
+		return func(ctx context.Context, c int) (netip.Addr, error) {
+			addrs, err := resolvers[c].LookupNetIP(ctx, "ip4", svc+".ns.svc.cluster.local.")
 			if err != nil {
 				return netip.Addr{}, err
 			}
@@ -226,7 +235,18 @@ func BenchmarkClosedLoop(b *testing.B) {
 	run("ordered", lookup("ordered"))
 	run("round-robin", lookup("round-robin"))
 	run("least-loaded", lookup("least-loaded"))
-	run("ideal-jsq", func(context.Context) (netip.Addr, error) {
+	shared := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", dnsSrv.UDPAddr().String())
+	}}
+	run("least-loaded-1addr", func(ctx context.Context, _ int) (netip.Addr, error) {
+		addrs, err := shared.LookupNetIP(ctx, "ip4", "least-loaded.ns.svc.cluster.local.")
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		return addrs[0], nil
+	})
+	run("ideal-jsq", func(context.Context, int) (netip.Addr, error) {
 		best := backends[0]
 		for _, be := range backends[1:] {
 			if be.inflight.Load() < best.inflight.Load() {

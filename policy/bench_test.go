@@ -39,14 +39,15 @@ func BenchmarkSteps(b *testing.B) {
 }
 
 // BenchmarkLeastLoadedLive is least-loaded, first=1 with a fresh live value
-// per candidate (the ledger blended with live load) against the ledger
-// alone; x-ledger is the ratio.
+// per candidate (the ledger blended with live load), and with it the holds
+// of 64 clients asking in turn, against the ledger alone; x-ledger is the
+// ratio.
 func BenchmarkLeastLoadedLive(b *testing.B) {
 	for _, n := range []int{3, 100} {
 		var baseline float64
-		for _, live := range []bool{false, true} {
+		for _, mode := range []string{"ledger", "live", "live+clients"} {
 			cands := candidates(n)
-			if live {
+			if mode != "ledger" {
 				now := time.Now()
 				for i := range cands {
 					cands[i].Live = new(Live)
@@ -55,16 +56,21 @@ func BenchmarkLeastLoadedLive(b *testing.B) {
 			}
 			c := mustChain(b, "least-loaded, first=1")
 			in := indices(n)
-			b.Run(fmt.Sprintf("n=%d/live=%v", n, live), func(b *testing.B) {
+			b.Run(fmt.Sprintf("n=%d/%s", n, mode), func(b *testing.B) {
 				var s Scratch
 				out := make([]int, 0, n)
 				req := &Request{TTL: 5}
 				b.ReportAllocs()
+				k := 0
 				for b.Loop() {
+					if mode == "live+clients" {
+						req.Client = clientAddr(k % 64)
+						k++
+					}
 					out = c.Pick(req, cands, in, out[:0], &s)
 				}
 				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-				if !live {
+				if mode == "ledger" {
 					baseline = ns
 				} else if baseline > 0 {
 					b.ReportMetric(ns/baseline, "x-ledger")

@@ -184,6 +184,9 @@ func (c *Compiler) Sweep() {
 	for k, e := range c.chains {
 		if e.gen != c.gen {
 			delete(c.chains, k)
+			if e.chain != nil {
+				e.chain.close()
+			}
 			gone[k.service] = true
 		} else {
 			live[k.service] = true

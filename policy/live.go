@@ -37,6 +37,10 @@ func (s *Sample) Fresh(now time.Time) bool { return s != nil && now.Before(s.Unt
 type Live struct {
 	p     atomic.Pointer[Sample]
 	share atomic.Pointer[share]
+	// held counts the clients whose latest answer put the endpoint first
+	// and is not yet expired (see holdings); the least-loaded steps of
+	// every Service the endpoint is in write it.
+	held atomic.Int32
 }
 
 // share is an endpoint's integral share weight: how much of its Service's
@@ -90,6 +94,15 @@ func (l *Live) Weight() float64 {
 		return s.weight
 	}
 	return 1
+}
+
+// Clients is how many clients hold the endpoint now: their latest answer
+// from a least-loaded Service put it first and has not expired.
+func (l *Live) Clients() int {
+	if l == nil {
+		return 0
+	}
+	return int(l.held.Load())
 }
 
 // Sample returns the latest sample, or nil when no poll has published
@@ -208,20 +221,33 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 // acts at once on a sudden change. Sample by sample the product of the
 // Service's weights stays 1, so they do not drift together.
 //
+// A third term counts the clients holding each endpoint now (see
+// holdings): c(i) = clients(i)/w(i), over its mean, leaving out the hold
+// of the client asking (own, nil for none), which its question ends.
+// Polled values are a scrape and a poll old; for clients that resolve
+// before each request, the holds are their requests in flight at this
+// instant, which keeps requests spread where the first two terms, acting
+// on the past, let a queue build (BenchmarkClosedLoop in loadsource). It
+// is 0 for everyone while no client holds any candidate, and it joins only
+// the blend with live values: on the ledger alone, the order stays what
+// the ledger says.
+//
+//	score(i) = live(i)/mean(live) + r(i)/mean(r) + c(i)/mean(c)
+//
 // A candidate without a fresh value gets the mean of each term it lacks
 // (1): it neither attracts nor repels traffic by live load, and with a
 // fresh sample whose value is Missing it still ranks by its own handouts
 // since the poll, at its last weight. A term whose mean is 0 is 0 for
 // everyone.
-func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, out []float64) []float64 {
+func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Live, out []float64) []float64 {
 	start := len(out)
 	// Each sample is read once, so that a poll landing meanwhile cannot
 	// make one candidate's terms disagree.
-	var liveBuf, sinceBuf [64]float64
+	var liveBuf, sinceBuf, clientsBuf [64]float64
 	var sampleBuf [64]*Sample
-	live, since, samples := liveBuf[:0], sinceBuf[:0], sampleBuf[:0]
+	live, since, clients, samples := liveBuf[:0], sinceBuf[:0], clientsBuf[:0], sampleBuf[:0]
 	if len(in) > len(liveBuf) {
-		live, since, samples = make([]float64, 0, len(in)), make([]float64, 0, len(in)), make([]*Sample, 0, len(in))
+		live, since, clients, samples = make([]float64, 0, len(in)), make([]float64, 0, len(in)), make([]float64, 0, len(in)), make([]*Sample, 0, len(in))
 	}
 	var sumLedger, sumLive float64
 	nLive := 0
@@ -255,23 +281,34 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, out []float6
 		return out
 	}
 	meanLive := sumLive / float64(nLive)
-	var sumRatio float64
+	var sumRatio, sumClients float64
 	nRatio := 0
 	for k, i := range in {
-		if samples[k] == nil {
-			continue
+		l := cands[i].Live
+		var w float64
+		if samples[k] != nil {
+			rel := -1.0
+			if live[k] >= 0 {
+				rel = live[k] / meanLive
+			}
+			w = l.weight(samples[k], rel)
+			since[k] /= w
+			sumRatio += since[k]
+			nRatio++
+		} else {
+			w = l.Weight()
 		}
-		rel := -1.0
-		if live[k] >= 0 {
-			rel = live[k] / meanLive
+		held := float64(l.Clients())
+		if own != nil && l == own && held > 0 {
+			held-- // the asker's hold ends with this question
 		}
-		since[k] /= cands[i].Live.weight(samples[k], rel)
-		sumRatio += since[k]
-		nRatio++
+		clients = append(clients, held/w)
+		sumClients += held / w
 	}
 	meanRatio := sumRatio / float64(nRatio)
+	meanClients := sumClients / float64(len(in))
 	for k := range scores {
-		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
+		liveTerm, ratioTerm, clientsTerm := 1.0, 1.0, 0.0 // the means of the terms; no clients held, no term
 		if live[k] >= 0 {
 			liveTerm = live[k] / meanLive
 		}
@@ -281,11 +318,17 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, out []float6
 		case since[k] >= 0:
 			ratioTerm = since[k] / meanRatio
 		}
-		scores[k] = liveTerm + ratioTerm
+		if meanClients > 0 {
+			clientsTerm = clients[k] / meanClients
+		}
+		scores[k] = liveTerm + ratioTerm + clientsTerm
 	}
 	return out
 }
 
+// close ends the step's holds: its chain is no longer any Service's.
+func (ll *leastLoaded) close() { ll.holds.close() }
+
 // usesLoad marks steps that read load: the zone gives their Services'
 // endpoints live load cells.
-func (leastLoaded) usesLoad() {}
+func (*leastLoaded) usesLoad() {}

@@ -60,7 +60,7 @@ func TestScoresBlend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cands := liveCands(now, tt.ledger, tt.live)
-		got := Scores(cands, []int{0, 1, 2}, nowTicks(), now, []float64{-1})
+		got := Scores(cands, []int{0, 1, 2}, nowTicks(), now, nil, []float64{-1})
 		if got[0] != -1 || !approx(got[1:], tt.want) {
 			t.Errorf("%s: Scores = %v, want [-1 (kept)] + %v", tt.name, got, tt.want)
 		}
@@ -74,19 +74,19 @@ func TestScoresBlend(t *testing.T) {
 		s.Ledger, s.LedgerTicks = l, tk
 		cands[i].Live.Set(&s)
 	}
-	if got := Scores(cands, []int{0, 1, 2}, tk, now, nil); !approx(got, []float64{1, 1 + 3, 1}) {
+	if got := Scores(cands, []int{0, 1, 2}, tk, now, nil, nil); !approx(got, []float64{1, 1 + 3, 1}) {
 		t.Errorf("handouts since the poll [0 2 0]: Scores = %v, want [1 4 1]", got)
 	}
 	// A fresh sample with no value: the mean live term, its own handouts.
 	s := *cands[1].Live.Sample()
 	s.Missing = true
 	cands[1].Live.Set(&s)
-	if got := Scores(cands, []int{0, 1, 2}, tk, now, nil); !approx(got, []float64{1, 1 + 3, 1}) {
+	if got := Scores(cands, []int{0, 1, 2}, tk, now, nil, nil); !approx(got, []float64{1, 1 + 3, 1}) {
 		t.Errorf("missing value: Scores = %v, want [1 4 1]", got)
 	}
 	// Scores covers only the candidates asked about, in their order.
 	cands = liveCands(now, []float64{1, 2, 3}, []float64{1, 1, 4})
-	if got := Scores(cands, []int{2, 0}, nowTicks(), now, nil); !approx(got, []float64{1.5 + 1.6, 0.5 + 0.4}) {
+	if got := Scores(cands, []int{2, 0}, nowTicks(), now, nil, nil); !approx(got, []float64{1.5 + 1.6, 0.5 + 0.4}) {
 		t.Errorf("Scores of [2 0] = %v", got)
 	}
 }
@@ -193,7 +193,7 @@ func TestShareWeights(t *testing.T) {
 			}
 			cands[i].Live.Set(s)
 		}
-		Scores(cands, in, nowTicks(), now, nil)
+		Scores(cands, in, nowTicks(), now, nil, nil)
 	}
 	weights := func() []float64 {
 		return []float64{cands[0].Live.Weight(), cands[1].Live.Weight(), cands[2].Live.Weight()}
@@ -203,7 +203,7 @@ func TestShareWeights(t *testing.T) {
 	if got := weights(); !approx(got, want) {
 		t.Fatalf("after one poll of [4 1 1]: weights %v, want %v", got, want)
 	}
-	Scores(cands, in, nowTicks(), now, nil)
+	Scores(cands, in, nowTicks(), now, nil, nil)
 	if got := weights(); !approx(got, want) {
 		t.Fatalf("the same sample scored again moved the weights: %v, want %v", got, want)
 	}

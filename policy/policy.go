@@ -203,6 +203,18 @@ func (c *Chain) Steps() []string { return c.names }
 // String returns the policy string the Chain was parsed from.
 func (c *Chain) String() string { return c.spec }
 
+// close releases what the chain's steps hold beyond their own memory
+// (least-loaded's client holds count in endpoints' Live cells). The
+// Compiler calls it when it drops the chain; queries still running on an
+// older snapshot may use the chain after it, but no longer hold anything.
+func (c *Chain) close() {
+	for _, s := range c.steps {
+		if s, ok := s.(interface{ close() }); ok {
+			s.close()
+		}
+	}
+}
+
 // Scratch holds the buffers a Chain uses between steps. A goroutine that
 // serves queries keeps one and reuses it; it must not be shared.
 type Scratch struct{ a, b []int }

@@ -18,7 +18,7 @@ func init() {
 	Register(simpleBuilder{name: "round-robin", build: func() Step { return &roundRobin{} }})
 	Register(simpleBuilder{name: "random", build: func() Step { return randomStep{} }})
 	Register(simpleBuilder{name: "weighted", build: func() Step { return weighted{} }})
-	Register(simpleBuilder{name: "least-loaded", build: func() Step { return leastLoaded{} }})
+	Register(simpleBuilder{name: "least-loaded", build: func() Step { return new(leastLoaded) }})
 	Register(simpleBuilder{name: "drain", build: func() Step { return drain{} }})
 	Register(firstBuilder{})
 	Register(ttlBuilder{})
@@ -123,9 +123,14 @@ func (e *Endpoint) weight() float64 { return max(e.Weight, 0) }
 // herd on it: each handout raises the endpoint's handouts-since-the-poll
 // term in the replica that made it. Sampling the later places keeps their
 // cost linear in the number of candidates.
-type leastLoaded struct{}
+//
+// With live load, the step also remembers which endpoint each client
+// holds (see holdings) and Scores counts those clients per endpoint.
+type leastLoaded struct {
+	holds holdings
+}
 
-func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	start := len(out)
 	out = append(out, in...)
 	left := out[start:]
@@ -135,7 +140,13 @@ func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	if len(left) > len(buf) {
 		scores = make([]float64, 0, len(left))
 	}
-	scores = Scores(cands, left, nowTicks(), wallNow(cands, left), scores)
+	wall := wallNow(cands, left)
+	holds := !wall.IsZero() && req.Client.IsValid()
+	var own *Live
+	if holds {
+		own = ll.holds.current(req.Client, wall)
+	}
+	scores = Scores(cands, left, nowTicks(), wall, own, scores)
 	r := req.rand()
 	if len(left) > 1 {
 		best, ties := 0, 1
@@ -153,6 +164,10 @@ func (leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 		left[0], left[best] = left[best], left[0]
 		scores[0], scores[best] = scores[best], scores[0]
 		left, scores = left[1:], scores[1:]
+	}
+	if holds && !req.DryRun && len(out) > start {
+		ttl := time.Duration(max(req.TTL, 1)) * time.Second
+		ll.holds.move(req.Client, cands[out[start]].Live, wall, wall.Add(ttl))
 	}
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)

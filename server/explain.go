@@ -57,8 +57,13 @@ type ExplainCandidate struct {
 	// share), learnt from the live values polled so far; absent without
 	// live load.
 	Share *float64 `json:"share,omitempty"`
+	// Clients is how many clients hold the endpoint: their latest answer
+	// from a least-loaded Service with live load put it first and has not
+	// expired (policy.Live.Clients); absent without live load.
+	Clients *int `json:"clients,omitempty"`
 	// Score is what least-loaded compares: the ledger blended with fresh
-	// live load, normalised over the question's candidates (policy.Scores).
+	// live load, normalised over the question's candidates (policy.Scores),
+	// as for an asker that holds none of them.
 	Score   float64  `json:"score"`
 	Records []string `json:"records"`
 }
@@ -73,7 +78,7 @@ func (e *Explanation) choice(c *zone.Choice) {
 	}
 	e.Candidates = e.Candidates[:0]
 	now := time.Now()
-	scores := policy.Scores(set.Candidates, c.In, policy.NowTicks(), now, nil)
+	scores := policy.Scores(set.Candidates, c.In, policy.NowTicks(), now, nil, nil)
 	for k, i := range c.In {
 		ep := &set.Candidates[i]
 		e.Candidates = append(e.Candidates, ExplainCandidate{
@@ -84,8 +89,8 @@ func (e *Explanation) choice(c *zone.Choice) {
 		if s := ep.Live.Sample(); s != nil && !s.Missing {
 			ec := &e.Candidates[len(e.Candidates)-1]
 			v, age := s.Value, now.Sub(s.At).Seconds()
-			share := ep.Live.Weight()
-			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share = &v, &age, s.Fresh(now), &share
+			share, clients := ep.Live.Weight(), ep.Live.Clients()
+			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share, ec.Clients = &v, &age, s.Fresh(now), &share, &clients
 		}
 	}
 }

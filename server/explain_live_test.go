@@ -3,8 +3,11 @@ package server
 import (
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/zone"
@@ -70,6 +73,32 @@ endpoints:
 	}
 	if !(share(0) > 1 && share(1) < 1 && share(2) == 1) {
 		t.Errorf("share weights %v %v %v; want p-0 > 1 > p-1 and p-2 = 1", share(0), share(1), share(2))
+	}
+	for i, c := range e.Candidates {
+		if c.Clients == nil || *c.Clients != 0 {
+			t.Errorf("candidate %d before any answer: clients %v, want 0", i, c.Clients)
+		}
+	}
+
+	// A client's answer (the wire path) holds its first address, and
+	// explain shows the hold.
+	wire, _ := query("app.lv.svc.cluster.local.", dns.TypeA).Pack()
+	var reply dns.Msg
+	if err := reply.Unpack(r.Respond(wire, netip.MustParseAddr("10.9.9.9"), false, &Scratch{})); err != nil || len(reply.Answer) == 0 {
+		t.Fatalf("no answer: %v %v", err, reply.String())
+	}
+	first := reply.Answer[0].(*dns.A).A.String()
+	if e, err = r.Explain("app.lv.svc.cluster.local.", 1, netip.MustParseAddr("10.1.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range e.Candidates {
+		want := 0
+		if strings.Contains(strings.Join(c.Records, " "), " "+first) {
+			want = 1
+		}
+		if c.Clients == nil || *c.Clients != want {
+			t.Errorf("after one client's answer naming %s first: candidate %s holds %v clients, want %d", first, c.Key, c.Clients, want)
+		}
 	}
 }
 
