@@ -63,6 +63,7 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 	for _, z := range opts.ReverseZones {
 		b.addApex(z, false)
 	}
+	b.snap.ptrs.ttl = opts.TTL
 	slicesOf := make(map[string][]*EndpointSlice)
 	for _, s := range slices {
 		k := s.Namespace + "/" + s.Service
@@ -76,7 +77,8 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 		b.snap.Stats.Services++
 	}
 	b.addEmptyNonTerminals()
-	b.snap.Stats.Names = len(b.snap.names)
+	b.snap.ptrs.seal()
+	b.snap.Stats.Names = len(b.snap.names) + b.snap.ptrs.owners()
 	b.snap.Built = time.Now()
 	return b.snap
 }
@@ -126,6 +128,9 @@ func (b *builder) addApex(zone string, forward bool) {
 	b.snap.apexes = append(b.snap.apexes, apex)
 	slices.SortStableFunc(b.snap.apexes, func(x, y *Apex) int { return cmp.Compare(len(y.Name), len(x.Name)) })
 
+	if !forward {
+		apex.empty = &Node{Apex: apex}
+	}
 	n := b.node(zone, apex)
 	n.others().SOA = []dns.RR{soa}
 	n.others().NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
@@ -499,6 +504,11 @@ func (b *builder) addPTR(ip netip.Addr, target string) {
 	if apex == nil || !slices.Contains(b.opts.ReverseZones, apex.Name) {
 		return
 	}
+	if rev != apex.Name {
+		b.snap.ptrs.add(ip, target)
+		return
+	}
+	// The zone is one address's reverse name: its PTRs are the apex's.
 	n := b.node(rev, apex)
 	for _, rr := range n.PTR {
 		if rr.(*dns.PTR).Ptr == target {

@@ -3,6 +3,7 @@ package zone
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -243,6 +244,11 @@ endpoints:
 `, "s"+label[:62], "n"+label[:62], label)
 	svcs, sl := mustParse(t, yaml)
 	snap := Build(opts, 1, svcs, sl)
+	snap.ptrs.each(func(addr netip.Addr, target string) {
+		if !fits(target) {
+			t.Errorf("PTR of %s points to a name of %d octets", addr, len(target)+1)
+		}
+	})
 	for name, n := range snap.names {
 		if !fits(name) {
 			t.Errorf("owner name of %d octets: %s", len(name)+1, name)

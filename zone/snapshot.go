@@ -36,6 +36,7 @@ type Snapshot struct {
 
 	apexes []*Apex          // longest name first
 	names  map[string]*Node // lower-case FQDN → node
+	ptrs   ptrIndex         // the PTR records below reverse apexes
 }
 
 // Stats counts the objects a Snapshot was built from and the names it holds.
@@ -57,6 +58,10 @@ type Apex struct {
 	// NegativeSOA is the SOA record for the authority section of NXDOMAIN
 	// and NODATA answers: its TTL is min(SOA TTL, MINIMUM) (RFC 2308).
 	NegativeSOA dns.RR
+
+	// empty is the node of the zone's empty non-terminals below its
+	// apex that the PTR index answers for; nil in a forward zone.
+	empty *Node
 }
 
 // Node holds the records of one owner name. A Node with no records is an
@@ -66,8 +71,9 @@ type Apex struct {
 // the endpoints a policy picks for each query.
 //
 // A Node carries inline only what most names have (an endpoint's hostname
-// its A/AAAA, an address its PTR) and keeps the rest behind Other, so that
-// the two names every endpoint adds stay small.
+// its A/AAAA) and keeps the rest behind Other, so that the name every
+// endpoint adds stays small. The reverse names of addresses have no stored
+// Node: Lookup makes one from the Snapshot's PTR index when asked.
 type Node struct {
 	Apex *Apex
 
@@ -134,11 +140,18 @@ type Choice struct {
 // Lookup finds the node for a lower-case FQDN. It returns the apex of the
 // zone the name is in (nil when hdns is not authoritative for it) and the
 // node (nil when the name does not exist in that zone).
+//
+// The node of a reverse name may be made for the call (see ptrIndex); like
+// every node, it must not be modified.
 func (s *Snapshot) Lookup(name string) (*Apex, *Node) {
 	if n, ok := s.names[name]; ok {
 		return n.Apex, n
 	}
-	return s.ApexOf(name), nil
+	apex := s.ApexOf(name)
+	if apex != nil && apex.empty != nil {
+		return apex, s.ptrs.lookup(name, apex)
+	}
+	return apex, nil
 }
 
 // ApexOf returns the apex of the most specific zone that contains name, or
