@@ -153,12 +153,14 @@ func (k *KubeSource) probeLoop(ctx context.Context, changed func()) {
 		switch {
 		case err != nil && up:
 			up = false
+			// Counted before the gauge drops, so that whoever sees the
+			// source down also sees the error.
+			if k.Metrics != nil {
+				k.Metrics.SourceErrors.WithLabelValues("kubernetes").Inc()
+			}
 			k.setUp(false)
 			if k.Log != nil {
 				k.Log.Warn("Kubernetes API server unreachable; serving the last zone", "err", err)
-			}
-			if k.Metrics != nil {
-				k.Metrics.SourceErrors.WithLabelValues("kubernetes").Inc()
 			}
 		case err == nil && !up:
 			if k.relist(ctx, changed, 2*time.Minute) {
