@@ -84,7 +84,7 @@ func (e *Explanation) choice(c *zone.Choice) {
 		e.Candidates = append(e.Candidates, ExplainCandidate{
 			Index: i, Key: ep.Key, Hostname: ep.Hostname, Pod: ep.PodName, Node: ep.NodeName, Zone: ep.Zone,
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
-			Score: scores[k], Records: rrStrings(c.RRs[i]),
+			Score: scores[k], Records: ownedStrings(c.RRs[i], c.Owner),
 		})
 		if s := ep.Live.Sample(); s != nil && !s.Missing {
 			ec := &e.Candidates[len(e.Candidates)-1]
@@ -93,6 +93,16 @@ func (e *Explanation) choice(c *zone.Choice) {
 			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share, ec.Clients = &v, &age, s.Fresh(now), &share, &clients
 		}
 	}
+}
+
+// ownedStrings is rrStrings of a Choice's records under its owner.
+func ownedStrings(rrs []dns.RR, owner string) []string {
+	var o ownedRRs
+	owned := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		owned[i] = o.withOwner(rr, owner)
+	}
+	return rrStrings(owned)
 }
 
 func rrStrings(rrs []dns.RR) []string {

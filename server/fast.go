@@ -273,7 +273,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 		if choice == nil {
 			for _, rr := range fixed {
 				end := len(b)
-				if b, ok = fs.addrRR(b, asked, rr); !ok {
+				if b, ok = fs.addrRR(b, asked, rr.Header().Name, rr); !ok {
 					return nil, false
 				}
 				if len(b) > limit {
@@ -292,7 +292,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 					end := len(b)
 					// The zone builds only address records of plain
 					// names here: this cannot fail.
-					if b, ok = fs.addrRR(b, asked, rr); !ok {
+					if b, ok = fs.addrRR(b, asked, choice.Owner, rr); !ok {
 						return nil, false
 					}
 					if len(b) > limit {
@@ -354,7 +354,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 }
 
 // addrRR appends an A or AAAA record as miekg/dns packs it.
-func (fs *fastState) addrRR(b []byte, asked string, rr dns.RR) ([]byte, bool) {
+func (fs *fastState) addrRR(b []byte, asked, owner string, rr dns.RR) ([]byte, bool) {
 	var ip net.IP
 	switch rr := rr.(type) {
 	case *dns.A:
@@ -371,7 +371,7 @@ func (fs *fastState) addrRR(b []byte, asked string, rr dns.RR) ([]byte, bool) {
 		return b, false
 	}
 	h := rr.Header()
-	b, ok := fs.putName(b, asked, h.Name)
+	b, ok := fs.putName(b, asked, owner)
 	if !ok {
 		return b, false
 	}

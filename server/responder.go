@@ -74,6 +74,7 @@ type Scratch struct {
 	policy    policy.Scratch
 	answer    []dns.RR
 	extra     []dns.RR
+	owned     ownedRRs
 	buf       []byte
 	fast      fastState
 	// slowOnly turns the fast path off (for tests comparing the two);
@@ -108,6 +109,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	}
 	req, m := &s.req, &s.resp
 	resetMsg(m)
+	s.owned.reset()
 	s.forward, s.outOfZone = false, false
 	source := client
 	qtype := uint16(0)
@@ -478,16 +480,17 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 	s.usedClient = s.usedClient || c.Set.Policy.UsesClient()
 	ordered := c.Glue && c.Set.Policy.Reorders()
 	for pos, i := range s.picked {
-		if ordered {
-			// RFC 2782 clients try lower priorities first: the policy's
-			// order becomes the priorities.
-			for _, rr := range c.RRs[i] {
-				srv := *rr.(*dns.SRV)
+		for _, rr := range c.RRs[i] {
+			if ordered {
+				// RFC 2782 clients try lower priorities first: the
+				// policy's order becomes the priorities.
+				srv := s.owned.srv(rr.(*dns.SRV), c.Owner)
 				srv.Priority = uint16(min(pos, 65535))
-				m.Answer = append(m.Answer, &srv)
+				rr = srv
+			} else {
+				rr = s.owned.withOwner(rr, c.Owner)
 			}
-		} else {
-			m.Answer = append(m.Answer, c.RRs[i]...)
+			m.Answer = append(m.Answer, rr)
 		}
 		if c.Glue {
 			m.Extra = append(m.Extra, c.Set.Glue[i]...)

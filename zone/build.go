@@ -164,6 +164,21 @@ func (n *Node) addRR(rr dns.RR) {
 	}
 }
 
+// addShared adds the one address record in own, a capped slice shared
+// with other owners' records: a node's first record of a type is own
+// itself, and a later one is appended to a copy.
+func (n *Node) addShared(own []dns.RR) {
+	if n.A == nil && own[0].Header().Rrtype == dns.TypeA {
+		n.A = own
+		return
+	}
+	if n.AAAA == nil && own[0].Header().Rrtype == dns.TypeAAAA {
+		n.AAAA = own
+		return
+	}
+	n.addRR(own[0])
+}
+
 func addrRR(owner string, ip netip.Addr, ttl uint32) dns.RR {
 	if ip.Is4() {
 		return &dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: ip.AsSlice()}
@@ -254,9 +269,9 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	n := b.node(owner, apex)
 	// Choices get their per-candidate slices on first use: a Service of
 	// one family has no use for the other's.
-	a4 := &Choice{Set: set}
-	a6 := &Choice{Set: set}
-	all := &Choice{Set: set, Glue: true}
+	a4 := &Choice{Set: set, Owner: owner}
+	a6 := &Choice{Set: set, Owner: owner}
+	all := &Choice{Set: set, Owner: owner, Glue: true}
 	type portChoice struct {
 		name   string
 		choice *Choice
@@ -290,6 +305,13 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		// An endpoint whose name would pass 255 octets keeps its address
 		// records under the Service name, and has no name of its own.
 		named := fits(target)
+		// The endpoint's address records under its own name are also its
+		// glue, its hostname's records and its answer records under the
+		// Service name (answers write the Choice's Owner): the snapshot is
+		// immutable, so they may share them.
+		var glue [2]dns.RR
+		var glueIPs [2]netip.Addr
+		nglue := 0
 		for _, ip := range []netip.Addr{c.v4, c.v6} {
 			if !ip.IsValid() {
 				continue
@@ -300,20 +322,31 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			}
 			choice.reserve(len(cands))
 			choice.In = append(choice.In, i)
-			choice.RRs[i] = []dns.RR{addrRR(owner, ip, ttl)}
 			if !named {
+				choice.RRs[i] = []dns.RR{addrRR(owner, ip, ttl)}
 				continue
 			}
-			// The glue and the hostname's own record are one RR: the
-			// snapshot is immutable, so they may share it.
-			rr := addrRR(target, ip, ttl)
-			set.Glue[i] = append(set.Glue[i], rr)
+			glue[nglue], glueIPs[nglue] = addrRR(target, ip, ttl), ip
+			nglue++
+		}
+		if nglue > 0 {
+			set.Glue[i] = slices.Clone(glue[:nglue])
+		}
+		for k, rr := range set.Glue[i] {
+			// Capped, so that an append elsewhere copies instead of
+			// writing past the record.
+			own := set.Glue[i][k : k+1 : k+1]
+			choice := a4
+			if rr.Header().Rrtype == dns.TypeAAAA {
+				choice = a6
+			}
+			choice.RRs[i] = own
 			// Hostname and PTR records name ready endpoints only; a drain
 			// step may also offer terminating ones to the Service name.
 			if c.ep.Ready {
-				b.node(target, apex).addRR(rr)
+				b.node(target, apex).addShared(own)
 				if primary {
-					b.addPTR(ip, target)
+					b.addPTR(glueIPs[k], target)
 				}
 			}
 		}
@@ -327,7 +360,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			if port == nil {
 				port = &portChoice{name: "_" + p.Name + "._" + p.Protocol + "." + owner}
 				if fits(port.name) {
-					port.choice = &Choice{Set: set, Glue: true}
+					port.choice = &Choice{Set: set, Owner: port.name, Glue: true}
 					portOrder = append(portOrder, port)
 				}
 				portChoices[pk] = port
@@ -346,9 +379,11 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			if len(all.RRs[i]) == 0 {
 				all.In = append(all.In, i)
 			}
-			ownerSRV := *srv
-			ownerSRV.Hdr.Name = owner
-			all.RRs[i] = append(all.RRs[i], &ownerSRV)
+			all.RRs[i] = append(all.RRs[i], srv)
+			if len(all.RRs[i]) == 1 && len(c.ports) == 1 {
+				// One port: the same records as its own name's.
+				all.RRs[i] = pc.RRs[i]
+			}
 		}
 	}
 	policy.SeedNew(set.Candidates)

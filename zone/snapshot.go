@@ -130,8 +130,12 @@ type EndpointSet struct {
 // and in which order. RRs[i] are the answer records of candidate i.
 type Choice struct {
 	Set *EndpointSet
-	In  []int
-	RRs [][]dns.RR
+	// Owner is the owner name of the choice's answer records. RRs share
+	// their records with the endpoints' own names and with other choices,
+	// so a record's header may name another owner: answers write Owner.
+	Owner string
+	In    []int
+	RRs   [][]dns.RR
 	// Glue is true for SRV choices: the additional section carries the
 	// targets' addresses.
 	Glue bool
