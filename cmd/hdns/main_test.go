@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"io"
 	"net/http"
 	"os"
@@ -9,9 +8,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/hdns-dev/hdns/internal/testproc"
 )
 
 // buildBinary builds hdns once per test binary run.
@@ -26,71 +26,23 @@ func buildBinary(t *testing.T) string {
 }
 
 type process struct {
-	cmd        *exec.Cmd
-	dns, http  string
-	stderr     *logBuffer
-	stderrDone chan struct{}
+	*testproc.Proc
+	dns, http string
 }
 
-// logBuffer collects a process's log lines while the test reads them.
-type logBuffer struct {
-	mu    sync.Mutex
-	lines strings.Builder
-}
-
-func (l *logBuffer) add(line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines.WriteString(line + "\n")
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lines.String()
-}
+var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
 
 // startHDNS runs the binary with args on free loopback ports and waits for
 // it to say where it serves.
 func startHDNS(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
 	args = append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(bin, args...)
-	pipe, err := cmd.StderrPipe()
+	p := &process{Proc: testproc.Start(t, "hdns", exec.Command(bin, args...))}
+	m, err := p.WaitLine(servingLine, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, stderr: &logBuffer{}, stderrDone: make(chan struct{})}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		<-p.stderrDone
-		if t.Failed() {
-			t.Logf("hdns stderr:\n%s", p.stderr.String())
-		}
-	})
-	serving := regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
-	found := make(chan [2]string, 1)
-	go func() {
-		defer close(p.stderrDone)
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			line := sc.Text()
-			p.stderr.add(line)
-			if m := serving.FindStringSubmatch(line); m != nil {
-				found <- [2]string{m[1], m[2]}
-			}
-		}
-	}()
-	select {
-	case addrs := <-found:
-		p.dns, p.http = addrs[0], addrs[1]
-	case <-time.After(20 * time.Second):
-		t.Fatal("hdns did not start serving within 20s")
-	}
+	p.dns, p.http = m[1], m[2]
 	return p
 }
 
@@ -198,7 +150,7 @@ func TestBinaryServesREADMEManifest(t *testing.T) {
 	if _, answer := p.dig(t, "web-0."+svc, "A"); len(answer) != 1 {
 		t.Errorf("after a broken edit: %v, want the last good answer", answer)
 	}
-	if !strings.Contains(p.stderr.String(), "manifests rejected") {
+	if !strings.Contains(p.Output(), "manifests rejected") {
 		t.Error("the broken edit was not logged")
 	}
 
@@ -329,8 +281,8 @@ func TestBinaryServesWithLoadSourceDown(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second) // five more failed polls
-	if n := strings.Count(p.stderr.String(), "load source down"); n != 1 {
-		t.Errorf("load source down logged %d times, want once:\n%s", n, p.stderr.String())
+	if n := strings.Count(p.Output(), "load source down"); n != 1 {
+		t.Errorf("load source down logged %d times, want once:\n%s", n, p.Output())
 	}
 }
 

@@ -12,10 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hdns-dev/hdns/internal/testproc"
 )
 
 // Server is a running prometheus process.
@@ -23,12 +23,7 @@ type Server struct {
 	// URL is where it serves its API: http://127.0.0.1:port.
 	URL string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	logs *logBuffer
-
-	once    sync.Once
-	stopErr error
+	p *testproc.Proc
 }
 
 // Start runs prometheus on a free 127.0.0.1 port with its storage in a
@@ -65,20 +60,9 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{URL: "http://" + addr, done: make(chan struct{}), logs: new(logBuffer)}
-	s.cmd = exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	s := &Server{URL: "http://" + addr}
+	s.p = testproc.Start(t, "prometheus", exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn"))
 	deadline := time.Now().Add(15 * time.Second)
 	client := &http.Client{Timeout: time.Second}
 	for {
@@ -89,45 +73,22 @@ scrape_configs:
 			}
 		}
 		if s.Exited() {
-			t.Fatalf("prometheus exited: %v\n%s", s.cmd.ProcessState, s.logs)
+			t.Fatalf("prometheus exited: %v\n%s", s.p.Cmd.ProcessState, s.p.Output())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready after 15s:\n%s", s.logs)
+			t.Fatalf("prometheus not ready after 15s:\n%s", s.p.Output())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 // Exited reports whether the process has exited.
-func (s *Server) Exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) Exited() bool { return !s.p.Alive() }
 
 // Stop sends SIGTERM, and SIGKILL after 10 s. It returns an error when the
 // process had exited before (a crash), or needed SIGKILL. Later calls
 // return the first call's result.
-func (s *Server) Stop() error {
-	s.once.Do(func() {
-		if s.Exited() {
-			s.stopErr = fmt.Errorf("prometheus exited by itself: %v\n%s", s.cmd.ProcessState, s.logs)
-			return
-		}
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-			s.stopErr = fmt.Errorf("prometheus did not stop within 10s of SIGTERM\n%s", s.logs)
-		}
-	})
-	return s.stopErr
-}
+func (s *Server) Stop() error { return s.p.Stop() }
 
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,22 +97,4 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-// logBuffer collects the process's output; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -113,11 +113,15 @@ func TestMemory(t *testing.T) {
 		warm(hs.addr)
 		h = settleRSS(t, hs, settle)
 		h.heap = int64(hdnsMetric(t, hs, "go_memstats_heap_inuse_bytes"))
-		hs.p.stop()
+		if err := hs.p.Stop(); err != nil {
+			t.Fatal(err)
+		}
 		cs := startCoreDNS(t, cp.KubeconfigPath, "", check)
 		warm(cs.addr)
 		c = settleRSS(t, cs, settle)
-		cs.p.stop()
+		if err := cs.p.Stop(); err != nil {
+			t.Fatal(err)
+		}
 		return h, c
 	}
 

@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/internal/testproc"
 )
 
 const (
@@ -32,109 +32,30 @@ const (
 	zone = "cluster.local."
 )
 
-// proc is a running child process whose output is kept (the last 64 KiB).
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *tailBuffer
-	exited chan struct{}
-
-	mu      sync.Mutex
-	stopped bool // stopped on purpose by stop
-}
-
-// tailBuffer keeps the last max bytes written to it; safe for concurrent use.
-type tailBuffer struct {
-	mu  sync.Mutex
-	b   []byte
-	max int
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b = append(b.b, p...)
-	if len(b.b) > b.max {
-		b.b = append([]byte(nil), b.b[len(b.b)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.b)
-}
-
-// startProc starts name (argv) pinned to core (when core is not empty) and
-// stops it (SIGTERM, SIGKILL after 5s) at the end of t. taskset execs the
+// startProc starts name (argv) in dir, pinned to core (when core is not
+// empty), and stops it at the end of t (testproc). taskset execs the
 // program, so the pid is the program's.
-func startProc(t testing.TB, name, dir, core string, argv ...string) *proc {
+func startProc(t testing.TB, name, dir, core string, argv ...string) *testproc.Proc {
 	t.Helper()
 	if core != "" {
 		argv = append([]string{"taskset", "-c", core}, argv...)
 	}
-	p := &proc{name: name, out: &tailBuffer{max: 64 << 10}, exited: make(chan struct{})}
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.mu.Lock()
-		stopped := p.stopped
-		p.mu.Unlock()
-		if !stopped && !p.alive() {
-			t.Errorf("%s exited during the test: %v\n%s", name, p.cmd.ProcessState, p.out.String())
-			return
-		}
-		p.stop()
-		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", name, p.out.String())
-		}
-	})
-	return p
-}
-
-// stop ends the process (SIGTERM, SIGKILL after 5s) and waits for it.
-func (p *proc) stop() {
-	p.mu.Lock()
-	p.stopped = true
-	p.mu.Unlock()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	return testproc.Start(t, name, cmd)
 }
 
 // server is a DNS server under test.
 type server struct {
 	name string // "hdns", "CoreDNS", "Knot"
 	addr string // host:port, UDP and TCP
-	p    *proc
+	p    *testproc.Proc
 	http string // hdns only: its HTTP address
 }
 
 // rss returns the resident set size and its peak (VmHWM) in bytes.
 func (s *server) rss() (cur, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.pid()))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.p.Pid()))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -156,7 +77,7 @@ func (s *server) rss() (cur, peak int64, err error) {
 
 // cpu returns the CPU time (user + system) the server has used.
 func (s *server) cpu() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.pid()))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.p.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -207,15 +128,15 @@ func startHDNS(t testing.TB, kubeconfig, core string, extra ...string) *server {
 	s := &server{name: "hdns", addr: "127.0.0.1:" + strconv.Itoa(port), p: p, http: "127.0.0.1:" + strconv.Itoa(httpPort)}
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
-		if !p.alive() {
-			t.Fatalf("hdns exited: %v\n%s", p.cmd.ProcessState, p.out.String())
+		if !p.Alive() {
+			t.Fatalf("hdns exited: %v\n%s", p.Cmd.ProcessState, p.Tail(8000))
 		}
 		if httpOK("http://" + s.http + "/readyz") {
 			return s
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("hdns not ready within %v\n%s", startTimeout, p.out.String())
+	t.Fatalf("hdns not ready within %v\n%s", startTimeout, p.Tail(8000))
 	return nil
 }
 
@@ -316,15 +237,15 @@ func waitReady(t testing.TB, s *server, ready func(addr string) error) {
 	deadline := time.Now().Add(startTimeout)
 	var err error
 	for time.Now().Before(deadline) {
-		if !s.p.alive() {
-			t.Fatalf("%s exited: %v\n%s", s.name, s.p.cmd.ProcessState, s.p.out.String())
+		if !s.p.Alive() {
+			t.Fatalf("%s exited: %v\n%s", s.name, s.p.Cmd.ProcessState, s.p.Tail(8000))
 		}
 		if err = ready(s.addr); err == nil {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s not ready within %v: %v\n%s", s.name, startTimeout, err, s.p.out.String())
+	t.Fatalf("%s not ready within %v: %v\n%s", s.name, startTimeout, err, s.p.Tail(8000))
 }
 
 // exchange asks addr one question (EDNS 1232, RD off, 2s timeout).

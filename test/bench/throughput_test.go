@@ -84,7 +84,7 @@ func dnsperf(t testing.TB, s *server, file string, tcp bool, d time.Duration, pr
 	}
 	var rec *exec.Cmd
 	if profile != "" {
-		rec = exec.Command("perf", "record", "-q", "-F", "999", "-g", "-p", strconv.Itoa(s.p.pid()), "-o", profile,
+		rec = exec.Command("perf", "record", "-q", "-F", "999", "-g", "-p", strconv.Itoa(s.p.Pid()), "-o", profile,
 			"--", "sleep", strconv.Itoa(int(d/time.Second)))
 		if err := rec.Start(); err != nil {
 			t.Logf("perf record: %v (no profile)", err)
@@ -283,7 +283,7 @@ func TestThroughput(t *testing.T) {
 		}
 	}
 	for _, s := range []*server{h, co, kn} {
-		if !s.p.alive() {
+		if !s.p.Alive() {
 			t.Fatalf("%s died during the runs", s.name)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/testproc"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
@@ -107,32 +107,20 @@ func startCoreDNS(t *testing.T, bin, corefile string) {
 	if err := os.WriteFile(filepath.Join(dir, exampleZoneFile), []byte(exampleZone), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := &lockedBuffer{}
 	cmd := exec.Command(bin, "-conf", path)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = writerFunc(out.WriteString), writerFunc(out.WriteString)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start coredns: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	p := testproc.Start(t, "coredns", cmd)
+	exited := p.Exited()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
 		if t.Failed() {
-			t.Logf("coredns Corefile:\n%s\ncoredns output:\n%s", corefile, out.String())
+			t.Logf("coredns Corefile:\n%s", corefile)
 		}
 	})
 	begin := time.Now()
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("coredns exited: %v\n%s", cmd.ProcessState, out.String())
+			t.Fatalf("coredns exited: %v\n%s", cmd.ProcessState, p.Tail(8000))
 		default:
 		}
 		got, err := goLookup(context.Background(), netip.Addr{}, corednsAddr+":53", outOfZoneName)
@@ -141,16 +129,11 @@ func startCoreDNS(t *testing.T, bin, corefile string) {
 			return
 		}
 		if time.Since(begin) > startTimeout {
-			t.Fatalf("coredns does not answer %s within %v: %v %v\n%s", outOfZoneName, startTimeout, got, err, out.String())
+			t.Fatalf("coredns does not answer %s within %v: %v %v\n%s", outOfZoneName, startTimeout, got, err, p.Tail(8000))
 		}
 		time.Sleep(answerPoll)
 	}
 }
-
-// writerFunc adapts a WriteString method to io.Writer.
-type writerFunc func(string)
-
-func (f writerFunc) Write(p []byte) (int, error) { f(string(p)); return len(p), nil }
 
 // goLookup resolves name's IPv4 addresses with Go's own resolver
 // (PreferGo), all of whose queries go to server; with a valid src they

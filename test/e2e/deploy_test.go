@@ -573,8 +573,8 @@ func (e *env) checkServiceAccount(t *testing.T, deployArgs []string, svc *corev1
 	}
 	self := "hdns." + deployNamespace + ".svc.cluster.local."
 	h.await(t, q(self, dns.TypeA), answers(rrs(self, "A", svc.Spec.ClusterIP)...))
-	if strings.Contains(strings.ToLower(h.stderr.String()), "forbidden") {
-		t.Errorf("hdns as the ServiceAccount logged a Forbidden error:\n%s", h.stderr.String())
+	if strings.Contains(strings.ToLower(h.output()), "forbidden") {
+		t.Errorf("hdns as the ServiceAccount logged a Forbidden error:\n%s", h.output())
 	}
 }
 

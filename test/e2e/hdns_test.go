@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/testproc"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -67,27 +66,7 @@ type hdnsProcess struct {
 	// TTL is the TTL of every record hdns answers with (its --ttl).
 	TTL uint32
 
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	exited chan struct{} // closed when the process has been reaped
-}
-
-// lockedBuffer is a strings.Builder safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) WriteString(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	p *testproc.Proc
 }
 
 var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
@@ -96,7 +75,7 @@ var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
 // loopback ports (args must not set those two), waits until it logs where it
 // serves and /readyz answers 200, and stops it at the end of t. It fails t
 // when hdns exits or is not ready within startTimeout, and when it exits
-// before the end of t; on failure its stderr is logged.
+// before the end of t; on failure its output is logged.
 func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 	t.Helper()
 	bin := hdnsBinary(t)
@@ -109,67 +88,22 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 		ttl = d
 	}
 	args = append(slices.Clone(args), "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
-	cmd := exec.Command(bin, args...)
-	pipe, err := cmd.StderrPipe()
+	h := &hdnsProcess{TTL: uint32(ttl / time.Second), p: testproc.Start(t, "hdns", exec.Command(bin, args...))}
+	begin := time.Now()
+	m, err := h.p.WaitLine(servingLine, startTimeout)
 	if err != nil {
-		t.Fatalf("hdns stderr pipe: %v", err)
+		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start hdns: %v", err)
-	}
-	h := &hdnsProcess{TTL: uint32(ttl / time.Second), cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	found := make(chan [2]string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(pipe)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			h.stderr.WriteString(line + "\n")
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case found <- [2]string{m[1], m[2]}:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, pipe)
-	}()
-	go func() {
-		<-scanned // Wait must not run before the pipe is drained
-		cmd.Wait()
-		close(h.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-h.exited:
-			t.Errorf("hdns exited during the test: %v", cmd.ProcessState)
-		default:
-		}
-		h.stop()
-		if t.Failed() {
-			t.Logf("hdns %s stderr:\n%s", strings.Join(args, " "), h.stderr.String())
-		}
-	})
-
-	deadline := time.After(startTimeout)
-	select {
-	case addrs := <-found:
-		h.DNS, h.HTTP = addrs[0], addrs[1]
-	case <-h.exited:
-		t.Fatalf("hdns exited before serving: %v\n%s", cmd.ProcessState, h.stderr.String())
-	case <-deadline:
-		t.Fatalf("hdns did not log %q within %v", "hdns serving", startTimeout)
-	}
+	h.DNS, h.HTTP = m[1], m[2]
+	deadline := time.After(startTimeout - time.Since(begin))
 	for {
 		code, _, err := h.get("/readyz")
 		if err == nil && code == http.StatusOK {
 			return h
 		}
 		select {
-		case <-h.exited:
-			t.Fatalf("hdns exited before /readyz answered 200: %v", cmd.ProcessState)
+		case <-h.p.Exited():
+			t.Fatalf("hdns exited before /readyz answered 200: %v", h.p.Cmd.ProcessState)
 		case <-deadline:
 			t.Fatalf("hdns /readyz not 200 within %v: last %d, %v", startTimeout, code, err)
 		case <-time.After(answerPoll):
@@ -177,16 +111,8 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 	}
 }
 
-// stop sends SIGTERM, then SIGKILL after 5s, and waits for the process.
-func (h *hdnsProcess) stop() {
-	h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.exited:
-	case <-time.After(5 * time.Second):
-		h.cmd.Process.Kill()
-		<-h.exited
-	}
-}
+// output is what hdns has logged so far.
+func (h *hdnsProcess) output() string { return h.p.Output() }
 
 // get performs one GET on hdns's HTTP side, bounded to 5s, and returns the
 // status code and body.

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,15 +11,16 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/internal/promtest"
+	"github.com/hdns-dev/hdns/internal/testproc"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -429,10 +429,10 @@ func buildBackend(t *testing.T) string { return lsBackendBuild.Path(t) }
 // serves (host:port).
 type lsBackend struct {
 	pod, addr string
-	cmd       *exec.Cmd
-	stderr    *lockedBuffer
-	exited    chan struct{} // closed once the process is reaped
+	p         *testproc.Proc
 }
+
+var listeningLine = regexp.MustCompile(`^listening (\S+)$`)
 
 // startBackend runs the backend binary bin on listen (a loopback host with
 // port 0) for Pod ns/pod, waits until it says where it listens, and stops
@@ -440,61 +440,13 @@ type lsBackend struct {
 // within 10 s, and when it exits before the end of t.
 func startBackend(t *testing.T, bin, listen, ns, pod string) *lsBackend {
 	t.Helper()
-	cmd := exec.Command(bin, "-listen", listen, "-namespace", ns, "-pod", pod)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
+	b := &lsBackend{pod: pod, p: testproc.Start(t, "backend "+pod, exec.Command(bin, "-listen", listen, "-namespace", ns, "-pod", pod))}
+	m, err := b.p.WaitLine(listeningLine, 10*time.Second)
 	if err != nil {
-		t.Fatalf("backend %s stdout pipe: %v", pod, err)
+		t.Fatal(err)
 	}
-	b := &lsBackend{pod: pod, cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = writerFunc(b.stderr.WriteString)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start backend %s: %v", pod, err)
-	}
-	addr := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				select {
-				case addr <- a:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		<-scanned // Wait must not run before the pipe is drained
-		cmd.Wait()
-		close(b.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-b.exited:
-			t.Errorf("backend %s exited during the test: %v\n%s", pod, cmd.ProcessState, b.stderr.String())
-			return
-		default:
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-b.exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-b.exited
-		}
-	})
-	select {
-	case b.addr = <-addr:
-		return b
-	case <-b.exited:
-		t.Fatalf("backend %s exited before listening: %v\n%s", pod, cmd.ProcessState, b.stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("backend %s did not say where it listens within 10s", pod)
-	}
-	return nil
+	b.addr = m[1]
+	return b
 }
 
 // inflight reads the backend's own gauge from its /metrics (bounded to 2s).

@@ -297,7 +297,7 @@ func (e *env) policyAnnotationChange(t *testing.T) {
 	// the reason shows in the metric, in explain and once in the log.
 	rejected := func() int {
 		n := 0
-		for _, line := range strings.Split(e.h.stderr.String(), "\n") {
+		for _, line := range strings.Split(e.h.output(), "\n") {
 			if strings.Contains(line, "policy annotation rejected") && strings.Contains(line, "service="+ns+"/"+svcName) {
 				n++
 			}

@@ -37,6 +37,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/testproc"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -407,7 +408,7 @@ func startCoreDNS(t *testing.T, bin, corefile string, addrs []string) {
 	}
 	cmd := exec.Command(bin, "-conf", path)
 	cmd.Dir = dir
-	p := start(t, "coredns", cmd)
+	p := testproc.Start(t, "coredns", cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for _, a := range addrs {
 		for {
@@ -416,8 +417,8 @@ func startCoreDNS(t *testing.T, bin, corefile string, addrs []string) {
 			if err == nil {
 				break
 			}
-			if !p.alive() || time.Now().After(deadline) {
-				t.Fatalf("coredns at %s does not answer: %v\n%s", a, err, tail(p.out.String(), 4000))
+			if !p.Alive() || time.Now().After(deadline) {
+				t.Fatalf("coredns at %s does not answer: %v\n%s", a, err, p.Tail(4000))
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -430,7 +431,7 @@ type combo struct {
 	server string // the authoritative server for direct
 	bk     *backends
 	errs   atomic.Int64
-	gai    *process
+	gai    *testproc.Proc
 	t0     time.Duration // when the creation of its pod N+1 began
 }
 
@@ -475,7 +476,7 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, ga
 			args := []string{c.fqdn, strconv.Itoa(c.bk.port), strconv.FormatInt(total.Milliseconds(), 10),
 				strconv.FormatInt(cfg.gaiPause.Microseconds(), 10), strconv.Itoa(cfg.caches * cfg.glibcThreadsPerC)}
 			args = append(args, servers...)
-			c.gai = start(t, "getaddrinfo "+c.fqdn, exec.Command(gaiBin, args...))
+			c.gai = testproc.Start(t, "getaddrinfo "+c.fqdn, exec.Command(gaiBin, args...))
 		}
 	}
 
@@ -514,13 +515,10 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, ga
 		if c.gai == nil {
 			continue
 		}
-		select {
-		case <-c.gai.exited:
-		case <-time.After(15 * time.Second):
-			t.Errorf("getaddrinfo %s did not finish", c.fqdn)
-			c.gai.stop()
+		if err := c.gai.Wait(15 * time.Second); err != nil {
+			t.Error(err)
 		}
-		e, err := glibcErrors(c.gai.out.String())
+		e, err := glibcErrors(c.gai.Output())
 		if err != nil {
 			t.Errorf("getaddrinfo %s: %v", c.fqdn, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -20,92 +19,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/internal/testproc"
 )
-
-// lockedBuffer collects a process's output, safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() < 1<<20 {
-		l.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// process is a child process stopped (SIGTERM, then SIGKILL after 5 s)
-// at the end of the test that started it.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	exited chan struct{}
-}
-
-// start runs cmd, with its stdout and stderr collected, and registers its
-// stop with t.Cleanup; on failure the output is logged.
-func start(t *testing.T, name string, cmd *exec.Cmd) *process {
-	t.Helper()
-	p := &process{name: name, cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
-	if cmd.Stdout == nil {
-		cmd.Stdout = p.out
-	}
-	cmd.Stderr = p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			out := p.out.String()
-			if len(out) > 8000 {
-				out = "…" + out[len(out)-8000:]
-			}
-			t.Logf("%s output:\n%s", name, out)
-		}
-	})
-	return p
-}
-
-func (p *process) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-func (p *process) alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
 
 // buildGetaddrinfo compiles testdata/getaddrinfo.c with gcc into dir.
 func buildGetaddrinfo(t *testing.T, dir string) string {
@@ -124,7 +44,7 @@ func buildGetaddrinfo(t *testing.T, dir string) string {
 
 // hdnsProc is a running hdns.
 type hdnsProc struct {
-	*process
+	*testproc.Proc
 	DNS, HTTP string
 }
 
@@ -135,45 +55,12 @@ var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
 func startHDNS(t *testing.T, bin string, args ...string) *hdnsProc {
 	t.Helper()
 	args = append(args, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
-	cmd := exec.Command(bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	p := &process{name: "hdns", cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
-	found := make(chan [2]string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.out.Write([]byte(line + "\n"))
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case found <- [2]string{m[1], m[2]}:
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start hdns: %v", err)
+	h := &hdnsProc{Proc: testproc.Start(t, "hdns", exec.Command(bin, args...))}
+	m, err := h.WaitLine(servingLine, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { cmd.Wait(); pw.Close(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("hdns output (tail):\n%s", tail(p.out.String(), 8000))
-		}
-	})
-	h := &hdnsProc{process: p}
-	select {
-	case a := <-found:
-		h.DNS, h.HTTP = a[0], a[1]
-	case <-p.exited:
-		t.Fatalf("hdns exited: %v\n%s", cmd.ProcessState, p.out.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("hdns does not serve within 30s:\n%s", p.out.String())
-	}
+	h.DNS, h.HTTP = m[1], m[2]
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + h.HTTP + "/readyz")
@@ -183,18 +70,11 @@ func startHDNS(t *testing.T, bin string, args ...string) *hdnsProc {
 				return h
 			}
 		}
-		if time.Now().After(deadline) || !p.alive() {
-			t.Fatalf("hdns not ready: %v\n%s", err, p.out.String())
+		if time.Now().After(deadline) || !h.Alive() {
+			t.Fatalf("hdns not ready: %v\n%s", err, h.Tail(8000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }
 
 // candidates returns how many candidates hdns's explain lists for name.
