@@ -18,7 +18,7 @@ func balanceZone(t testing.TB, policySpec string) *zone.Snapshot {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: bal, annotations: {hdns.dev/policy: %q}}\nspec: {clusterIP: None}\n", policySpec)
-	b.WriteString("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, namespace: bal, labels: {kubernetes.io/service-name: app}}\naddressType: IPv4\nendpoints:\n")
+	b.WriteString("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, namespace: bal, labels: {kubernetes.io/service-name: app}}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n")
 	for i := range 10 {
 		fmt.Fprintf(&b, "- {addresses: [10.9.0.%d], targetRef: {kind: Pod, name: app-%d}}\n", i+1, i)
 	}

@@ -15,7 +15,8 @@ import (
 )
 
 // The fast path answers the common queries — one IN question for A or
-// AAAA, or for a name that does not exist, with at most an OPT record —
+// AAAA, for the SRV records a headless Service's policy chooses, or for a
+// name that does not exist, with at most an OPT record —
 // straight from the wire into the scratch buffer, without dns.Msg. It
 // produces exactly the bytes the general path (Unpack, answer, Pack with
 // compression, truncate) produces for the same query, so that the two can
@@ -238,6 +239,13 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 			fixed, choice = node.A, node.A4
 		case dns.TypeAAAA:
 			fixed, choice = node.AAAA, node.A6
+		case dns.TypeSRV:
+			// A headless Service's chosen SRV records, or none; a
+			// ClusterIP Service's fixed ones take the general path.
+			if node.SRVs == nil && len(node.Other().SRV) > 0 {
+				return nil, false
+			}
+			choice = node.SRVs
 		default:
 			return nil, false
 		}
@@ -282,6 +290,13 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 				}
 				an++
 			}
+		} else if q.qtype == dns.TypeSRV {
+			s.preq = policy.Request{Qtype: q.qtype, Client: client, TTL: choice.Set.TTL}
+			s.picked = choice.Set.Policy.Pick(&s.preq, choice.Set.Candidates, choice.In, s.picked[:0], &s.policy)
+			usedClient = choice.Set.Policy.UsesClient()
+			if b, an, tc, ok = fs.srvAnswer(b, asked, choice, s.picked, limit); !ok {
+				return nil, false
+			}
 		} else {
 			s.preq = policy.Request{Qtype: q.qtype, Client: client, TTL: choice.Set.TTL}
 			s.picked = choice.Set.Policy.Pick(&s.preq, choice.Set.Candidates, choice.In, s.picked[:0], &s.policy)
@@ -304,6 +319,12 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 			}
 		}
 	}
+	glue := 0
+	if q.qtype == dns.TypeSRV && choice != nil && !tc {
+		if b, glue, ok = fs.glue(b, asked, choice, s.picked, limit); !ok {
+			return nil, false
+		}
+	}
 	if an == 0 && !tc {
 		end := len(b)
 		if b, ok = fs.soaRR(b, asked, apex.NegativeSOA); !ok {
@@ -317,9 +338,9 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 	if tc {
 		b[2] |= 0x02
 	}
-	ar := 0
+	ar := glue
 	if q.hasOpt {
-		ar = 1
+		ar++
 		b = append(b, 0, 0, byte(dns.TypeOPT), maxUDPSize>>8, maxUDPSize&0xFF, 0, 0, 0, 0, 0, byte(optLen-11))
 		if q.do {
 			b[len(b)-4] = 0x80
@@ -380,6 +401,65 @@ func (fs *fastState) addrRR(b []byte, asked, owner string, rr dns.RR) ([]byte, b
 	return append(b, ip...), true
 }
 
+// srvAnswer appends the SRV records of the picked candidates of choice as
+// the general path answers them (fixedOrChosen) and miekg/dns packs them:
+// under choice.Owner, with the policy's order as the priorities when it
+// reorders, targets uncompressed (RFC 2782). Like truncate, it keeps the
+// records that fit within limit and reports tc when one did not.
+func (fs *fastState) srvAnswer(b []byte, asked string, choice *zone.Choice, picked []int, limit int) (_ []byte, an int, tc, ok bool) {
+	ordered := choice.Set.Policy.Reorders()
+	for pos, i := range picked {
+		for _, rr := range choice.RRs[i] {
+			srv, isSRV := rr.(*dns.SRV)
+			if !isSRV {
+				return b, 0, false, false
+			}
+			end := len(b)
+			if b, ok = fs.putName(b, asked, choice.Owner); !ok {
+				return b, 0, false, false
+			}
+			h := &srv.Hdr
+			prio := srv.Priority
+			if ordered {
+				prio = uint16(min(pos, 65535))
+			}
+			b = append(b, byte(h.Rrtype>>8), byte(h.Rrtype), byte(h.Class>>8), byte(h.Class),
+				byte(h.Ttl>>24), byte(h.Ttl>>16), byte(h.Ttl>>8), byte(h.Ttl), 0, 0,
+				byte(prio>>8), byte(prio), byte(srv.Weight>>8), byte(srv.Weight), byte(srv.Port>>8), byte(srv.Port))
+			rdata := len(b) - 6
+			if b, ok = fs.putNameUncompressed(b, asked, srv.Target); !ok {
+				return b, 0, false, false
+			}
+			binary.BigEndian.PutUint16(b[rdata-2:], uint16(len(b)-rdata))
+			if len(b) > limit {
+				return b[:end], an, true, true
+			}
+			an++
+		}
+	}
+	return b, an, false, true
+}
+
+// glue appends the address records of the picked candidates' own names,
+// the additional section of an SRV answer. When they do not all fit
+// within limit it appends none, as truncate drops the whole additional
+// section (without TC) when the answers fit.
+func (fs *fastState) glue(b []byte, asked string, choice *zone.Choice, picked []int, limit int) (_ []byte, n int, ok bool) {
+	start := len(b)
+	for _, i := range picked {
+		for _, rr := range choice.Set.Glue[i] {
+			if b, ok = fs.addrRR(b, asked, rr.Header().Name, rr); !ok {
+				return b, 0, false
+			}
+			n++
+		}
+	}
+	if len(b) > limit {
+		return b[:start], 0, true
+	}
+	return b, n, true
+}
+
 // soaRR appends an SOA record as miekg/dns packs it.
 func (fs *fastState) soaRR(b []byte, asked string, rr dns.RR) ([]byte, bool) {
 	soa, ok := rr.(*dns.SOA)
@@ -417,7 +497,19 @@ const maxCompressionOffset = 2 << 13
 // suffixes (asked, at offset 12) are remembered implicitly. ok is false
 // for names the fast path does not handle (escapes, not fully qualified).
 func (fs *fastState) putName(b []byte, asked, name string) ([]byte, bool) {
-	if name == fs.last && fs.lastOff >= 0 {
+	return fs.packName(b, asked, name, true)
+}
+
+// putNameUncompressed appends name in full, as miekg/dns packs a name it
+// may not compress (an SRV target): no pointer, but each suffix not yet
+// known is remembered for later names all the same.
+func (fs *fastState) putNameUncompressed(b []byte, asked, name string) ([]byte, bool) {
+	return fs.packName(b, asked, name, false)
+}
+
+// packName is packDomainName's logic for putName and putNameUncompressed.
+func (fs *fastState) packName(b []byte, asked, name string, compress bool) ([]byte, bool) {
+	if compress && name == fs.last && fs.lastOff >= 0 {
 		return append(b, byte(0xC0|fs.lastOff>>8), byte(fs.lastOff)), true
 	}
 	if name == "." || !strings.HasSuffix(name, ".") || strings.IndexByte(name, '\\') >= 0 || strings.Contains(name, "..") || name[0] == '.' {
@@ -426,13 +518,14 @@ func (fs *fastState) putName(b []byte, asked, name string) ([]byte, bool) {
 	full := -1
 	for i := 0; i < len(name); {
 		if p := fs.find(asked, name[i:]); p >= 0 {
-			if i == 0 {
-				full = p
+			if compress {
+				if i == 0 {
+					full = p
+				}
+				b = append(b, byte(0xC0|p>>8), byte(p))
+				break
 			}
-			b = append(b, byte(0xC0|p>>8), byte(p))
-			break
-		}
-		if len(b) < maxCompressionOffset {
+		} else if len(b) < maxCompressionOffset {
 			fs.comp = append(fs.comp, compEntry{name[i:], len(b)})
 			if i == 0 {
 				full = len(b)
@@ -449,7 +542,9 @@ func (fs *fastState) putName(b []byte, asked, name string) ([]byte, bool) {
 			b = append(b, 0)
 		}
 	}
-	fs.last, fs.lastOff = name, full
+	if compress {
+		fs.last, fs.lastOff = name, full
+	}
 	return b, true
 }
 

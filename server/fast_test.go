@@ -117,7 +117,7 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 	}
 	pairs := []pair{twice(func() *zone.Snapshot { return fixtureSnapshot(t) }, fixtureNames)}
 	for _, spec := range []string{"round-robin", "sticky", "round-robin, first=3", "sticky, first=2"} {
-		pairs = append(pairs, twice(func() *zone.Snapshot { return balanceZone(t, spec) }, []string{"app.bal.svc.cluster.local."}))
+		pairs = append(pairs, twice(func() *zone.Snapshot { return balanceZone(t, spec) }, []string{"app.bal.svc.cluster.local.", "_http._tcp.app.bal.svc.cluster.local."}))
 	}
 	pods := twice(func() *zone.Snapshot { return fixtureSnapshot(t) }, []string{"10-1-2-3.awx.pod.cluster.local.", "nope.awx.svc.cluster.local."})
 	pods.fast.PodRecords, pods.slow.PodRecords = true, true
@@ -127,10 +127,11 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 	var fs, ss Scratch
 	ss.slowOnly = true
 	compared, fast := 0, 0
+	fastByType := map[uint16]int{}
 	for pi, p := range pairs {
 		for _, name := range p.names {
 			for _, qtype := range qtypes {
-				if pi > 0 && qtype != dns.TypeA && qtype != dns.TypeAAAA {
+				if pi > 0 && qtype != dns.TypeA && qtype != dns.TypeAAAA && qtype != dns.TypeSRV {
 					continue
 				}
 				for _, asked := range []string{name, strings.ToUpper(name), randomCase(rng, name)} {
@@ -143,6 +144,7 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 							compared++
 							if fs.fastHit {
 								fast++
+								fastByType[qtype]++
 							}
 							if !bytes.Equal(got, want) {
 								var gm, wm dns.Msg
@@ -156,7 +158,10 @@ func TestFastPathMatchesGeneralPath(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d queries compared, %d answered by the fast path", compared, fast)
+	t.Logf("%d queries compared, %d answered by the fast path (%d SRV)", compared, fast, fastByType[dns.TypeSRV])
+	if fastByType[dns.TypeSRV] == 0 {
+		t.Error("no SRV query took the fast path")
+	}
 	if fast < compared/5 {
 		t.Fatalf("the fast path answered only %d of %d queries", fast, compared)
 	}
