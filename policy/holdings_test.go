@@ -159,3 +159,32 @@ func TestLeastLoadedHolds(t *testing.T) {
 		t.Errorf("after an explain: %s, want [2 2 2]", got)
 	}
 }
+
+// TestDroppedChainReleasesHolds: when a Service's least-loaded chain is
+// dropped (the Service is gone, or its policy changed), the clients it
+// counted stop counting in the endpoints' Live cells, which outlive it.
+func TestDroppedChainReleasesHolds(t *testing.T) {
+	comp, err := NewCompiler("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cands := liveCands(now, []float64{0, 0}, []float64{1, 1})
+	chain, err := comp.Compile(ServicePolicy{Service: "n/a", Annotation: "least-loaded"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s Scratch
+	for c := range 4 {
+		chain.Pick(&Request{Client: clientAddr(c), TTL: 30}, cands, []int{0, 1}, nil, &s)
+	}
+	if got := cands[0].Live.Clients() + cands[1].Live.Clients(); got != 4 {
+		t.Fatalf("4 clients answered: %d holds counted", got)
+	}
+	comp.Sweep() // the build that compiled n/a
+	comp.Compile(ServicePolicy{Service: "n/a", Annotation: "least-loaded, first=1"})
+	comp.Sweep() // n/a's old chain was not asked for: dropped
+	if got := fmt.Sprint(clientCounts(cands)); got != "[0 0]" {
+		t.Errorf("after the chain was dropped: clients %s, want [0 0]", got)
+	}
+}
