@@ -47,7 +47,8 @@ func (x *ptrIndex) seal() {
 			out = append(out, r)
 		}
 	}
-	x.recs = slices.Clip(out)
+	// A copy, so that the snapshot does not keep append's spare room.
+	x.recs = slices.Clone(out)
 }
 
 // lookup finds the lower-case reverse name in the index, inside apex (a
