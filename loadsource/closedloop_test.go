@@ -55,9 +55,11 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 //	go test -run '^$' -bench ClosedLoop -benchtime 1x ./loadsource
 //
-// Each client asks from its own address (127.0.1.x), as pods do; the
-// least-loaded run is repeated with every client on 127.0.0.1, which is
-// what hdns sees of many clients behind one address.
+// Each client asks from its own address (127.0.1.x), as pods do. The
+// least-loaded run is repeated against a second hdns without a load source
+// (noprom: its handouts and the clients' holds alone), and with every
+// client on 127.0.0.1, which is what hdns sees of many clients behind one
+// address.
 //
 // Why the clients' holds matter here: the clients never pause, so the
 // backends hold all 12 requests between them at every instant, a closed
@@ -73,8 +75,8 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // holds the split is that a client asking again has finished its previous
 // request: the count of clients whose latest answer named each backend is
 // its in-flight load now (policy.holdings). With it least-loaded is level
-// with the ideal; with one address for every client it has no holds to
-// count, and its p99 is ≈ 2× the ideal's.
+// with the ideal, with or without Prometheus; with one address for every
+// client it has no holds to count, and its p99 is ≈ 2× the ideal's.
 func BenchmarkClosedLoop(b *testing.B) {
 	const (
 		clients = 12
@@ -129,19 +131,36 @@ func BenchmarkClosedLoop(b *testing.B) {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { src.Run(ctx) })
-	dnsSrv := &server.Server{Addr: "127.0.0.1:0", Responder: &server.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}}
-	if err := dnsSrv.Listen(); err != nil {
+	// serve answers from snap on a loopback port; resolversOf gives each
+	// client a Go resolver asking it from the client's own address.
+	serve := func(snap *zone.Snapshot) *server.Server {
+		srv := &server.Server{Addr: "127.0.0.1:0", Responder: &server.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}}
+		if err := srv.Listen(); err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() { srv.Serve(ctx) })
+		return srv
+	}
+	resolversOf := func(srv *server.Server) []*net.Resolver {
+		rs := make([]*net.Resolver, clients)
+		for c := range rs {
+			src := &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(c+1))}
+			rs[c] = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				d := net.Dialer{LocalAddr: src}
+				return d.DialContext(ctx, "udp", srv.UDPAddr().String())
+			}}
+		}
+		return rs
+	}
+	dnsSrv := serve(snap)
+	resolvers := resolversOf(dnsSrv)
+	// The same Services from an hdns without a load source: least-loaded
+	// on its own handouts and holds.
+	ledgerCompiler, err := policy.NewCompiler("ordered")
+	if err != nil {
 		b.Fatal(err)
 	}
-	wg.Go(func() { dnsSrv.Serve(ctx) })
-	resolvers := make([]*net.Resolver, clients)
-	for c := range resolvers {
-		src := &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(c+1))}
-		resolvers[c] = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			d := net.Dialer{LocalAddr: src}
-			return d.DialContext(ctx, "udp", dnsSrv.UDPAddr().String())
-		}}
-	}
+	ledgerResolvers := resolversOf(serve(zone.Build(&zone.Options{Zones: opts.Zones, TTL: opts.TTL, Policies: ledgerCompiler}, 1, svcs, sl)))
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 10 * time.Second}
 
 	run := func(name string, pick func(context.Context, int) (netip.Addr, error)) {
@@ -216,12 +235,12 @@ func BenchmarkClosedLoop(b *testing.B) {
 		for i := range picks {
 			share = append(share, picks[i].Load())
 		}
-		b.Logf("%-18s requests %6d  p50 %7.2fms  p99 %7.2fms  in-flight mean per backend %v  max/mean %.2f  requests per backend %v  errors %d",
+		b.Logf("%-19s requests %6d  p50 %7.2fms  p99 %7.2fms  in-flight mean per backend %v  max/mean %.2f  requests per backend %v  errors %d",
 			name, len(lat), ms(p50), ms(p99), meanPer(sums, samples), maxMean, share, errs.Load())
 		b.ReportMetric(ms(p99), name+"-p99-ms")
 		b.ReportMetric(maxMean, name+"-max/mean")
 	}
-	lookup := func(svc string) func(context.Context, int) (netip.Addr, error) {
+	lookupWith := func(resolvers []*net.Resolver, svc string) func(context.Context, int) (netip.Addr, error) {
 		return func(ctx context.Context, c int) (netip.Addr, error) {
 			addrs, err := resolvers[c].LookupNetIP(ctx, "ip4", svc+".ns.svc.cluster.local.")
 			if err != nil {
@@ -230,11 +249,13 @@ func BenchmarkClosedLoop(b *testing.B) {
 			return addrs[0], nil
 		}
 	}
+	lookup := func(svc string) func(context.Context, int) (netip.Addr, error) { return lookupWith(resolvers, svc) }
 	// One experiment, whatever b.N is: it takes longer than any
 	// -benchtime that would make the framework call again.
 	run("ordered", lookup("ordered"))
 	run("round-robin", lookup("round-robin"))
 	run("least-loaded", lookup("least-loaded"))
+	run("least-loaded-noprom", lookupWith(ledgerResolvers, "least-loaded"))
 	shared := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "udp", dnsSrv.UDPAddr().String())

@@ -3,21 +3,22 @@ package policy
 import (
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // holdings is a least-loaded step's memory of who uses which endpoint now:
 // for each client, the endpoint its latest answer put first and until when
-// that answer may be used (its TTL). Each endpoint's Live cell counts the
-// clients holding it (Live.Clients), which Scores reads without a lock.
+// that answer may be used (its TTL). Each endpoint's ledger entry counts
+// the clients holding it (Load.Clients), which Scores reads without a
+// lock.
 //
 // A client's next question ends its hold: it asks again because its answer
 // expired, or, for clients that resolve before each request or connection
 // (Go's resolver, glibc without nscd), because its previous one is done.
 // For such clients the count is their in-flight work as of this instant,
-// which a polled live value only knows a scrape and a poll later.
+// which the handouts do not tell and a polled live value only knows a
+// scrape and a poll later.
 //
 // Clients are identified as Request.Client says (the EDNS Client Subnet
 // address, else the source address): the pods asking hdns directly, or
@@ -46,33 +47,33 @@ type holdShard struct {
 }
 
 type hold struct {
-	live  *Live
-	until time.Time
+	load  *Load
+	until uint32 // ledger ticks
 }
 
 func (h *holdings) shard(client netip.Addr) *holdShard {
 	return &h.shards[Rendezvous(client, "")%holdShards]
 }
 
-// current returns the Live cell of the endpoint client holds at now, or
-// nil when it holds none.
-func (h *holdings) current(client netip.Addr, now time.Time) *Live {
+// current returns the ledger entry of the endpoint client holds at now
+// (ledger ticks), or nil when it holds none.
+func (h *holdings) current(client netip.Addr, now uint32) *Load {
 	s := h.shard(client)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holds == nil {
 		return nil
 	}
-	if hd, ok := s.holds.Peek(client); ok && now.Before(hd.until) {
-		return hd.live
+	if hd, ok := s.holds.Peek(client); ok && before(now, hd.until) {
+		return hd.load
 	}
 	return nil
 }
 
 // move ends client's hold, if any, and, when to is not nil, starts one on
-// to until until; it also drops the expired holds at the oldest end of
-// the client's shard and of the next one.
-func (h *holdings) move(client netip.Addr, to *Live, now, until time.Time) {
+// to until until (ledger ticks, like now); it also drops the expired holds
+// at the oldest end of the client's shard and of the next one.
+func (h *holdings) move(client netip.Addr, to *Load, now, until uint32) {
 	i := Rendezvous(client, "") % holdShards
 	s := &h.shards[i]
 	s.mu.Lock()
@@ -86,11 +87,11 @@ func (h *holdings) move(client netip.Addr, to *Live, now, until time.Time) {
 			s.holds.Remove(client) // the eviction callback counts it out
 		case ok:
 			// Replacing a value does not call the eviction callback.
-			old.live.held.Add(-1)
+			old.load.held.Add(-1)
 			fallthrough
 		default:
 			to.held.Add(1)
-			s.holds.Add(client, hold{live: to, until: until})
+			s.holds.Add(client, hold{load: to, until: until})
 		}
 	}
 	s.mu.Unlock()
@@ -106,10 +107,10 @@ func (h *holdings) move(client netip.Addr, to *Live, now, until time.Time) {
 // expire drops the holds that ended by now from the oldest end. Holds are
 // in last-use order, which is also their expiry order while the Service's
 // TTL stays the same. Called with s.mu held.
-func (s *holdShard) expire(now time.Time) {
+func (s *holdShard) expire(now uint32) {
 	for {
 		_, hd, ok := s.holds.GetOldest()
-		if !ok || now.Before(hd.until) {
+		if !ok || before(now, hd.until) {
 			return
 		}
 		s.holds.RemoveOldest()
@@ -130,8 +131,12 @@ func (h *holdings) close() {
 	}
 }
 
+// before reports whether ledger time a is before b, across the uint32
+// clock's wrap (497 days).
+func before(a, b uint32) bool { return int32(a-b) < 0 }
+
 func newHolds() *simplelru.LRU[netip.Addr, hold] {
-	l, err := simplelru.NewLRU(maxHolders/holdShards, func(_ netip.Addr, hd hold) { hd.live.held.Add(-1) })
+	l, err := simplelru.NewLRU(maxHolders/holdShards, func(_ netip.Addr, hd hold) { hd.load.held.Add(-1) })
 	if err != nil {
 		panic(err) // only for a size ≤ 0
 	}

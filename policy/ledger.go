@@ -27,6 +27,20 @@ func NowTicks() uint32 { return nowTicks() }
 // value and the time it was last decayed to share one atomic word.
 type Load struct {
 	bits atomic.Uint64 // float32 value << 32 | uint32 ticks
+	// held counts the clients whose latest answer put the endpoint first
+	// and is not yet expired (see holdings); the least-loaded steps of
+	// every Service the endpoint is in write it.
+	held atomic.Int32
+}
+
+// Clients is how many clients hold the endpoint now: their latest answer
+// from a least-loaded Service put it first and has not expired. A nil
+// Load has none.
+func (l *Load) Clients() int {
+	if l == nil {
+		return 0
+	}
+	return int(l.held.Load())
 }
 
 func decay(v float32, from, to uint32) float32 {

@@ -37,10 +37,6 @@ func (s *Sample) Fresh(now time.Time) bool { return s != nil && now.Before(s.Unt
 type Live struct {
 	p     atomic.Pointer[Sample]
 	share atomic.Pointer[share]
-	// held counts the clients whose latest answer put the endpoint first
-	// and is not yet expired (see holdings); the least-loaded steps of
-	// every Service the endpoint is in write it.
-	held atomic.Int32
 }
 
 // share is an endpoint's integral share weight: how much of its Service's
@@ -94,15 +90,6 @@ func (l *Live) Weight() float64 {
 		return s.weight
 	}
 	return 1
-}
-
-// Clients is how many clients hold the endpoint now: their latest answer
-// from a least-loaded Service put it first and has not expired.
-func (l *Live) Clients() int {
-	if l == nil {
-		return 0
-	}
-	return int(l.held.Load())
 }
 
 // Sample returns the latest sample, or nil when no poll has published
@@ -194,15 +181,15 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 // time read once by the caller).
 //
 // Without a fresh live value that is > 0 for some candidate, the score is
-// the handout ledger normalised by its mean over in:
+// the handout ledger normalised by its mean over in, plus the clients
+// term below:
 //
-//	score(i) = ledger(i) / mean(ledger)
+//	score(i) = ledger(i)/mean(ledger) + c(i)/mean(c)
 //
-// (the order least-loaded had before live load). With one, each term is
-// normalised by its mean over the candidates that have it, so that
-// neither unit matters:
+// With one, each term is normalised by its mean over the candidates that
+// have it, so that neither unit matters:
 //
-//	score(i) = live(i)/mean(live) + r(i)/mean(r),  r(i) = since(i)/w(i)
+//	score(i) = live(i)/mean(live) + r(i)/mean(r) + c(i)/mean(c),  r(i) = since(i)/w(i)
 //
 // live(i) is the fresh polled value and since(i) the handouts (in ledger
 // units) made to i since that value was read: the ledger now minus the
@@ -221,25 +208,44 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 // acts at once on a sudden change. Sample by sample the product of the
 // Service's weights stays 1, so they do not drift together.
 //
-// A third term counts the clients holding each endpoint now (see
-// holdings): c(i) = clients(i)/w(i), over its mean, leaving out the hold
-// of the client asking (own, nil for none), which its question ends.
-// Polled values are a scrape and a poll old; for clients that resolve
-// before each request, the holds are their requests in flight at this
-// instant, which keeps requests spread where the first two terms, acting
-// on the past, let a queue build (BenchmarkClosedLoop in loadsource). It
-// is 0 for everyone while no client holds any candidate, and it joins only
-// the blend with live values: on the ledger alone, the order stays what
-// the ledger says.
+// c(i) = clients(i)/w(i) counts the clients holding each endpoint now (see
+// holdings), leaving out the hold of the client asking (own, nil for
+// none), which its question ends; w(i) is 1 without live load. For
+// clients that resolve before each request the holds are their requests
+// in flight at this instant, which neither the handouts (a count of the
+// past) nor a polled value (a scrape and a poll old) can tell; without
+// them a closed loop of such clients piles its requests onto one backend
+// (BenchmarkClosedLoop in loadsource). The term is 0 for everyone while no
+// client holds any candidate; least-loaded ranks only its first place with
+// it (see scoreParts).
 //
-//	score(i) = live(i)/mean(live) + r(i)/mean(r) + c(i)/mean(c)
-//
-// A candidate without a fresh value gets the mean of each term it lacks
-// (1): it neither attracts nor repels traffic by live load, and with a
-// fresh sample whose value is Missing it still ranks by its own handouts
-// since the poll, at its last weight. A term whose mean is 0 is 0 for
-// everyone.
-func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Live, out []float64) []float64 {
+// A candidate without a fresh value gets the mean of each live term it
+// lacks (1): it neither attracts nor repels traffic by live load, and
+// with a fresh sample whose value is Missing it still ranks by its own
+// handouts since the poll, at its last weight. A term whose mean is 0 is
+// 0 for everyone.
+func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, out []float64) []float64 {
+	start := len(out)
+	var buf [64]float64
+	clients := buf[:0]
+	if len(in) > len(buf) {
+		clients = make([]float64, 0, len(in))
+	}
+	out, clients = scoreParts(cands, in, now, wall, own, out, clients)
+	for k, c := range clients {
+		out[start+k] += c
+	}
+	return out
+}
+
+// scoreParts is Scores in two parts: it appends to out the scores without
+// the clients term, and to clients that term alone (0s when no client
+// holds a candidate). least-loaded ranks its first place on their sum and
+// its later places on out alone: the holds are what the first place's
+// clients use, and later places that shunned held endpoints would leave
+// those endpoints the lowest ledger, so that they kept winning first
+// places on it.
+func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, out, clientsOut []float64) ([]float64, []float64) {
 	start := len(out)
 	// Each sample is read once, so that a poll landing meanwhile cannot
 	// make one candidate's terms disagree.
@@ -267,21 +273,25 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Live, o
 		} else {
 			s = nil
 		}
-		live, since, samples = append(live, v), append(since, d), append(samples, s)
+		held := float64(cands[i].Load.Clients())
+		if own != nil && cands[i].Load == own && held > 0 {
+			held-- // the asker's hold ends with this question
+		}
+		live, since, clients, samples = append(live, v), append(since, d), append(clients, held), append(samples, s)
 	}
 	scores := out[start:]
 	if nLive == 0 || sumLive <= 0 || math.IsInf(sumLive, 0) {
-		// No live value tells candidates apart: the ledger alone.
+		// No live value tells candidates apart: the ledger and the holds.
 		if sumLedger > 0 {
 			meanLedger := sumLedger / float64(len(in))
 			for k := range scores {
 				scores[k] /= meanLedger
 			}
 		}
-		return out
+		return out, appendMeanNormalised(clientsOut, clients)
 	}
 	meanLive := sumLive / float64(nLive)
-	var sumRatio, sumClients float64
+	var sumRatio float64
 	nRatio := 0
 	for k, i := range in {
 		l := cands[i].Live
@@ -298,17 +308,11 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Live, o
 		} else {
 			w = l.Weight()
 		}
-		held := float64(l.Clients())
-		if own != nil && l == own && held > 0 {
-			held-- // the asker's hold ends with this question
-		}
-		clients = append(clients, held/w)
-		sumClients += held / w
+		clients[k] /= w
 	}
 	meanRatio := sumRatio / float64(nRatio)
-	meanClients := sumClients / float64(len(in))
 	for k := range scores {
-		liveTerm, ratioTerm, clientsTerm := 1.0, 1.0, 0.0 // the means of the terms; no clients held, no term
+		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
 		if live[k] >= 0 {
 			liveTerm = live[k] / meanLive
 		}
@@ -318,10 +322,26 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Live, o
 		case since[k] >= 0:
 			ratioTerm = since[k] / meanRatio
 		}
-		if meanClients > 0 {
-			clientsTerm = clients[k] / meanClients
+		scores[k] = liveTerm + ratioTerm
+	}
+	return out, appendMeanNormalised(clientsOut, clients)
+}
+
+// appendMeanNormalised appends each of term over the mean of term to out;
+// 0s when the mean is 0.
+func appendMeanNormalised(out, term []float64) []float64 {
+	var sum float64
+	for _, v := range term {
+		sum += v
+	}
+	mean := sum / float64(len(term))
+	for _, v := range term {
+		if sum <= 0 {
+			v = 0
+		} else {
+			v /= mean
 		}
-		scores[k] = liveTerm + ratioTerm + clientsTerm
+		out = append(out, v)
 	}
 	return out
 }

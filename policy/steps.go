@@ -124,8 +124,8 @@ func (e *Endpoint) weight() float64 { return max(e.Weight, 0) }
 // term in the replica that made it. Sampling the later places keeps their
 // cost linear in the number of candidates.
 //
-// With live load, the step also remembers which endpoint each client
-// holds (see holdings) and Scores counts those clients per endpoint.
+// The step also remembers which endpoint each client holds (see holdings),
+// and Scores counts those clients per endpoint.
 type leastLoaded struct {
 	holds holdings
 }
@@ -134,27 +134,29 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	start := len(out)
 	out = append(out, in...)
 	left := out[start:]
-	// Scores are read once, at one instant, in the order of left.
-	var buf [64]float64
-	scores := buf[:0]
+	// Scores are read once, at one instant, in the order of left: the
+	// first place on scores+clients, later places on scores (scoreParts).
+	var buf, cbuf [64]float64
+	scores, clients := buf[:0], cbuf[:0]
 	if len(left) > len(buf) {
-		scores = make([]float64, 0, len(left))
+		scores, clients = make([]float64, 0, len(left)), make([]float64, 0, len(left))
 	}
-	wall := wallNow(cands, left)
-	holds := !wall.IsZero() && req.Client.IsValid()
-	var own *Live
+	now := nowTicks()
+	holds := req.Client.IsValid()
+	var own *Load
 	if holds {
-		own = ll.holds.current(req.Client, wall)
+		own = ll.holds.current(req.Client, now)
 	}
-	scores = Scores(cands, left, nowTicks(), wall, own, scores)
+	scores, clients = scoreParts(cands, left, now, wallNow(cands, left), own, scores, clients)
 	r := req.rand()
 	if len(left) > 1 {
 		best, ties := 0, 1
 		for k := 1; k < len(left); k++ {
+			sk, sb := scores[k]+clients[k], scores[best]+clients[best]
 			switch {
-			case scores[k] < scores[best]:
+			case sk < sb:
 				best, ties = k, 1
-			case scores[k] == scores[best]:
+			case sk == sb:
 				ties++
 				if r.IntN(ties) == 0 {
 					best = k
@@ -167,7 +169,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	}
 	if holds && !req.DryRun && len(out) > start {
 		ttl := time.Duration(max(req.TTL, 1)) * time.Second
-		ll.holds.move(req.Client, cands[out[start]].Live, wall, wall.Add(ttl))
+		ll.holds.move(req.Client, cands[out[start]].Load, now, now+uint32(ttl/tick))
 	}
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)

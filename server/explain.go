@@ -58,9 +58,9 @@ type ExplainCandidate struct {
 	// live load.
 	Share *float64 `json:"share,omitempty"`
 	// Clients is how many clients hold the endpoint: their latest answer
-	// from a least-loaded Service with live load put it first and has not
-	// expired (policy.Live.Clients); absent without live load.
-	Clients *int `json:"clients,omitempty"`
+	// from a least-loaded Service put it first and has not expired
+	// (policy.Load.Clients).
+	Clients int `json:"clients"`
 	// Score is what least-loaded compares: the ledger blended with fresh
 	// live load, normalised over the question's candidates (policy.Scores),
 	// as for an asker that holds none of them.
@@ -84,13 +84,13 @@ func (e *Explanation) choice(c *zone.Choice) {
 		e.Candidates = append(e.Candidates, ExplainCandidate{
 			Index: i, Key: ep.Key, Hostname: ep.Hostname, Pod: ep.PodName, Node: ep.NodeName, Zone: ep.Zone,
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
-			Score: scores[k], Records: ownedStrings(c.RRs[i], c.Owner),
+			Score: scores[k], Clients: ep.Load.Clients(), Records: ownedStrings(c.RRs[i], c.Owner),
 		})
 		if s := ep.Live.Sample(); s != nil && !s.Missing {
 			ec := &e.Candidates[len(e.Candidates)-1]
 			v, age := s.Value, now.Sub(s.At).Seconds()
-			share, clients := ep.Live.Weight(), ep.Live.Clients()
-			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share, ec.Clients = &v, &age, s.Fresh(now), &share, &clients
+			share := ep.Live.Weight()
+			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share = &v, &age, s.Fresh(now), &share
 		}
 	}
 }

@@ -75,7 +75,7 @@ endpoints:
 		t.Errorf("share weights %v %v %v; want p-0 > 1 > p-1 and p-2 = 1", share(0), share(1), share(2))
 	}
 	for i, c := range e.Candidates {
-		if c.Clients == nil || *c.Clients != 0 {
+		if c.Clients != 0 {
 			t.Errorf("candidate %d before any answer: clients %v, want 0", i, c.Clients)
 		}
 	}
@@ -96,7 +96,7 @@ endpoints:
 		if strings.Contains(strings.Join(c.Records, " "), " "+first) {
 			want = 1
 		}
-		if c.Clients == nil || *c.Clients != want {
+		if c.Clients != want {
 			t.Errorf("after one client's answer naming %s first: candidate %s holds %v clients, want %d", first, c.Key, c.Clients, want)
 		}
 	}
