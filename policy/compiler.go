@@ -190,6 +190,9 @@ func (c *Compiler) Sweep() {
 			gone[k.service] = true
 		} else {
 			live[k.service] = true
+			if e.chain != nil {
+				e.chain.expire()
+			}
 		}
 	}
 	for svc := range gone {

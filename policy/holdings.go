@@ -3,6 +3,7 @@ package policy
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -39,6 +40,16 @@ const (
 	// recently seen client's hold is dropped.
 	maxHolders = 65536
 )
+
+// maxHoldsTotal bounds the clients remembered by all Services together
+// (≈ 175 B each): any client can name any address in an ECS option, and
+// one per-Service bound times many Services is no bound. Past it, clients
+// not remembered yet are not; the others keep moving. A variable for
+// tests.
+var maxHoldsTotal int64 = 1 << 18
+
+// holdsTotal counts the holds of every holdings in the process.
+var holdsTotal atomic.Int64
 
 type holdShard struct {
 	mu     sync.Mutex
@@ -88,8 +99,10 @@ func (h *holdings) move(client netip.Addr, to *Load, now, until uint32) {
 		case ok:
 			// Replacing a value does not call the eviction callback.
 			old.load.held.Add(-1)
-			fallthrough
-		default:
+			to.held.Add(1)
+			s.holds.Add(client, hold{load: to, until: until})
+		case holdsTotal.Load() < maxHoldsTotal:
+			holdsTotal.Add(1)
 			to.held.Add(1)
 			s.holds.Add(client, hold{load: to, until: until})
 		}
@@ -117,6 +130,20 @@ func (s *holdShard) expire(now uint32) {
 	}
 }
 
+// expireAll drops the holds that ended by now from every shard, so that
+// a Service that gets no more questions does not keep its clients counted
+// against maxHoldsTotal. The Compiler calls it at each snapshot build.
+func (h *holdings) expireAll(now uint32) {
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		if s.holds != nil {
+			s.expire(now)
+		}
+		s.mu.Unlock()
+	}
+}
+
 // close drops every hold and refuses new ones: the chain is no longer
 // any Service's, and its clients must stop counting.
 func (h *holdings) close() {
@@ -136,7 +163,10 @@ func (h *holdings) close() {
 func before(a, b uint32) bool { return int32(a-b) < 0 }
 
 func newHolds() *simplelru.LRU[netip.Addr, hold] {
-	l, err := simplelru.NewLRU(maxHolders/holdShards, func(_ netip.Addr, hd hold) { hd.load.held.Add(-1) })
+	l, err := simplelru.NewLRU(maxHolders/holdShards, func(_ netip.Addr, hd hold) {
+		hd.load.held.Add(-1)
+		holdsTotal.Add(-1)
+	})
 	if err != nil {
 		panic(err) // only for a size ≤ 0
 	}

@@ -74,6 +74,7 @@ func TestHoldingsCount(t *testing.T) {
 func TestHoldingsBounded(t *testing.T) {
 	cands := liveCands(time.Now(), []float64{0}, []float64{1})
 	var h holdings
+	t.Cleanup(h.close)
 	now := nowTicks()
 	for i := range maxHolders + 1000 {
 		h.move(clientAddr(i), cands[0].Load, now, now+360000)
@@ -246,6 +247,7 @@ func BenchmarkHoldingsMemory(b *testing.B) {
 	// 5000 times): it is a size, not a speed.
 	cands := liveCands(time.Now(), []float64{0}, []float64{math.NaN()})
 	h := new(holdings)
+	defer h.close()
 	before := heapInUse()
 	now := nowTicks()
 	for i := range maxHolders {
@@ -261,4 +263,58 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// TestHoldingsBudget: past maxHoldsTotal, clients not remembered yet are
+// not; remembered ones still move, and a released hold makes room.
+func TestHoldingsBudget(t *testing.T) {
+	cands := liveCands(time.Now(), []float64{0, 0}, []float64{1, 1})
+	saved := maxHoldsTotal
+	maxHoldsTotal = holdsTotal.Load() + 3
+	t.Cleanup(func() { maxHoldsTotal = saved })
+	var h holdings
+	t.Cleanup(h.close)
+	now := nowTicks()
+	for c := range 5 {
+		h.move(clientAddr(c), cands[0].Load, now, now+100)
+	}
+	if got := fmt.Sprint(clientCounts(cands)); got != "[3 0]" {
+		t.Fatalf("5 clients with room for 3: counts %s, want [3 0]", got)
+	}
+	h.move(clientAddr(0), cands[1].Load, now, now+100)
+	h.move(clientAddr(1), nil, now, now+100)
+	h.move(clientAddr(4), cands[1].Load, now, now+100)
+	if got := fmt.Sprint(clientCounts(cands)); got != "[1 2]" {
+		t.Errorf("client 0 moved, client 1 released, client 4 took its room: counts %s, want [1 2]", got)
+	}
+}
+
+// TestSweepExpiresHolds: a Service that gets no more questions does not
+// keep its expired holds counted (nor against maxHoldsTotal): each
+// snapshot build's Sweep drops them.
+func TestSweepExpiresHolds(t *testing.T) {
+	comp, err := NewCompiler("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := comp.Compile(ServicePolicy{Service: "n/a", Annotation: "least-loaded"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(chain.close)
+	cands := liveCands(time.Now(), []float64{0, 0}, []float64{math.NaN(), math.NaN()})
+	ll := chain.steps[0].(*leastLoaded)
+	before := holdsTotal.Load()
+	past := nowTicks() - 200
+	for c := range 4 {
+		ll.holds.move(clientAddr(c), cands[c%2].Load, past, past+100) // ended a second ago
+	}
+	if holdsTotal.Load() != before+4 {
+		t.Fatalf("4 holds: total %d, want %d", holdsTotal.Load(), before+4)
+	}
+	comp.Compile(ServicePolicy{Service: "n/a", Annotation: "least-loaded"})
+	comp.Sweep()
+	if got := fmt.Sprint(clientCounts(cands)); got != "[0 0]" || holdsTotal.Load() != before {
+		t.Errorf("after a build's Sweep: counts %s, total %d; want [0 0], %d", got, holdsTotal.Load(), before)
+	}
 }

@@ -349,6 +349,9 @@ func appendMeanNormalised(out, term []float64) []float64 {
 // close ends the step's holds: its chain is no longer any Service's.
 func (ll *leastLoaded) close() { ll.holds.close() }
 
+// expire drops the step's expired holds.
+func (ll *leastLoaded) expire(now uint32) { ll.holds.expireAll(now) }
+
 // usesLoad marks steps that read load: the zone gives their Services'
 // endpoints live load cells.
 func (*leastLoaded) usesLoad() {}

@@ -215,6 +215,17 @@ func (c *Chain) close() {
 	}
 }
 
+// expire drops the state its steps keep past its use (least-loaded's
+// expired client holds). The Compiler calls it at each snapshot build.
+func (c *Chain) expire() {
+	now := nowTicks()
+	for _, s := range c.steps {
+		if s, ok := s.(interface{ expire(now uint32) }); ok {
+			s.expire(now)
+		}
+	}
+}
+
 // Scratch holds the buffers a Chain uses between steps. A goroutine that
 // serves queries keeps one and reuses it; it must not be shared.
 type Scratch struct{ a, b []int }
