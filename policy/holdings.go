@@ -29,7 +29,9 @@ import (
 // The holds live in bounded LRUs sharded by client, each with its own lock
 // (like sticky's assignments); an expired hold is dropped from the oldest
 // end of its shard by the next move into that shard or the one before it,
-// so a count is stale only while its Service gets no questions.
+// and from every shard at each snapshot build (Compiler.Sweep), so a count
+// is stale only while its Service gets no questions, and not past the next
+// build.
 type holdings struct {
 	shards [holdShards]holdShard
 }
