@@ -59,7 +59,9 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 }
 
 // RegisterMetrics makes the Compiler's chains count their answers in
-// hdns_policy_handouts_total{service}, and with perEndpoint also each
+// hdns_policy_handouts_total{service}, exposes least-loaded's client holds
+// (hdns_policy_client_holds, hdns_policy_client_holds_refused_total: one
+// process-wide count, so one Compiler per registry), and with perEndpoint also each
 // endpoint's places in answers in
 // hdns_policy_endpoint_handouts_total{service,endpoint} (a series per
 // endpoint: mind the cardinality). Call it before the first Compile.
@@ -68,7 +70,15 @@ func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) 
 		Name: "hdns_policy_handouts_total",
 		Help: "Answers chosen by a Service's policy, by Service (namespace/name).",
 	}, []string{"service"})
-	reg.MustRegister(c.handouts)
+	reg.MustRegister(c.handouts,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hdns_policy_client_holds",
+			Help: "Clients least-loaded remembers as holding an endpoint now, over all Services.",
+		}, func() float64 { return float64(holdsTotal.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hdns_policy_client_holds_refused_total",
+			Help: "Clients least-loaded did not remember because the process-wide bound on holds was reached.",
+		}, func() float64 { return float64(holdsRefused.Load()) }))
 	if perEndpoint {
 		c.perEndpoint = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hdns_policy_endpoint_handouts_total",

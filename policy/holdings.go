@@ -50,8 +50,9 @@ const (
 // tests.
 var maxHoldsTotal int64 = 1 << 18
 
-// holdsTotal counts the holds of every holdings in the process.
-var holdsTotal atomic.Int64
+// holdsTotal counts the holds of every holdings in the process;
+// holdsRefused the clients not remembered because of maxHoldsTotal.
+var holdsTotal, holdsRefused atomic.Int64
 
 type holdShard struct {
 	mu     sync.Mutex
@@ -107,6 +108,8 @@ func (h *holdings) move(client netip.Addr, to *Load, now, until uint32) {
 			holdsTotal.Add(1)
 			to.held.Add(1)
 			s.holds.Add(client, hold{load: to, until: until})
+		default:
+			holdsRefused.Add(1)
 		}
 	}
 	s.mu.Unlock()

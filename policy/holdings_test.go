@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func clientAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
@@ -268,6 +270,13 @@ func heapInUse() int64 {
 // TestHoldingsBudget: past maxHoldsTotal, clients not remembered yet are
 // not; remembered ones still move, and a released hold makes room.
 func TestHoldingsBudget(t *testing.T) {
+	comp, err := NewCompiler("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	comp.RegisterMetrics(reg, false)
+	refused := gathered(t, reg, "hdns_policy_client_holds_refused_total")
 	cands := liveCands(time.Now(), []float64{0, 0}, []float64{1, 1})
 	saved := maxHoldsTotal
 	maxHoldsTotal = holdsTotal.Load() + 3
@@ -281,12 +290,35 @@ func TestHoldingsBudget(t *testing.T) {
 	if got := fmt.Sprint(clientCounts(cands)); got != "[3 0]" {
 		t.Fatalf("5 clients with room for 3: counts %s, want [3 0]", got)
 	}
+	if got := gathered(t, reg, "hdns_policy_client_holds"); got != float64(maxHoldsTotal) {
+		t.Errorf("hdns_policy_client_holds %v, want %d", got, maxHoldsTotal)
+	}
 	h.move(clientAddr(0), cands[1].Load, now, now+100)
 	h.move(clientAddr(1), nil, now, now+100)
 	h.move(clientAddr(4), cands[1].Load, now, now+100)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[1 2]" {
 		t.Errorf("client 0 moved, client 1 released, client 4 took its room: counts %s, want [1 2]", got)
 	}
+	if got := gathered(t, reg, "hdns_policy_client_holds_refused_total") - refused; got != 2 {
+		t.Errorf("%v clients counted as refused, want 2", got)
+	}
+}
+
+// gathered is the value of the metric name (one series) in reg.
+func gathered(t *testing.T, reg prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // TestSweepExpiresHolds: a Service that gets no more questions does not
