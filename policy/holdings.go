@@ -65,14 +65,14 @@ type hold struct {
 	until uint32 // ledger ticks
 }
 
-func (h *holdings) shard(client netip.Addr) *holdShard {
-	return &h.shards[Rendezvous(client, "")%holdShards]
-}
+// holdShardOf is the shard of client's hold. A query computes it once for
+// its current and its move.
+func holdShardOf(client netip.Addr) int { return int(Rendezvous(client, "") % holdShards) }
 
 // current returns the ledger entry of the endpoint client holds at now
-// (ledger ticks), or nil when it holds none.
-func (h *holdings) current(client netip.Addr, now uint32) *Load {
-	s := h.shard(client)
+// (ledger ticks), or nil when it holds none; shard is holdShardOf(client).
+func (h *holdings) current(shard int, client netip.Addr, now uint32) *Load {
+	s := &h.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holds == nil {
@@ -86,10 +86,10 @@ func (h *holdings) current(client netip.Addr, now uint32) *Load {
 
 // move ends client's hold, if any, and, when to is not nil, starts one on
 // to until until (ledger ticks, like now); it also drops the expired holds
-// at the oldest end of the client's shard and of the next one.
-func (h *holdings) move(client netip.Addr, to *Load, now, until uint32) {
-	i := Rendezvous(client, "") % holdShards
-	s := &h.shards[i]
+// at the oldest end of the client's shard and of the next one; shard is
+// holdShardOf(client).
+func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint32) {
+	s := &h.shards[shard]
 	s.mu.Lock()
 	if !s.closed {
 		if s.holds == nil {
@@ -113,7 +113,7 @@ func (h *holdings) move(client netip.Addr, to *Load, now, until uint32) {
 		}
 	}
 	s.mu.Unlock()
-	next := &h.shards[(i+1)%holdShards]
+	next := &h.shards[(shard+1)%holdShards]
 	if next.mu.TryLock() {
 		if next.holds != nil {
 			next.expire(now)

@@ -28,42 +28,42 @@ func TestHoldingsCount(t *testing.T) {
 	now := nowTicks()
 	until := now + 100 // a second
 	for i := range 3 {
-		h.move(clientAddr(i), a, now, until)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), a, now, until)
 	}
-	h.move(clientAddr(3), b, now, until)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), b, now, until)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[3 1]" {
 		t.Fatalf("3 clients on a, 1 on b: counts %s", got)
 	}
-	if got := h.current(clientAddr(0), now); got != a {
+	if got := h.current(holdShardOf(clientAddr(0)), clientAddr(0), now); got != a {
 		t.Errorf("client 0 holds %p, want a (%p)", got, a)
 	}
 	// A client's next answer moves its hold; it never counts twice.
-	h.move(clientAddr(0), b, now, until)
-	h.move(clientAddr(0), b, now, until)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), b, now, until)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), b, now, until)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[2 2]" {
 		t.Errorf("client 0 moved to b (twice): counts %s, want [2 2]", got)
 	}
 	// An answer without a ledger entry ends the hold.
-	h.move(clientAddr(3), nil, now, until)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), nil, now, until)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[2 1]" {
 		t.Errorf("client 3 moved to an endpoint without an entry: counts %s, want [2 1]", got)
 	}
 	// Holds end with their answers' TTL: the next move drops them.
 	later := until + 1
-	if got := h.current(clientAddr(1), later); got != nil {
+	if got := h.current(holdShardOf(clientAddr(1)), clientAddr(1), later); got != nil {
 		t.Errorf("client 1's hold has expired, current = %p", got)
 	}
 	for i := range 2 * holdShards {
-		h.move(clientAddr(100+i), nil, later, later)
+		h.move(holdShardOf(clientAddr(100+i)), clientAddr(100+i), nil, later, later)
 	}
 	if got := fmt.Sprint(clientCounts(cands)); got != "[0 0]" {
 		t.Errorf("after every hold expired: counts %s, want [0 0]", got)
 	}
 	// Closing (the chain was dropped) releases every hold and takes no
 	// more.
-	h.move(clientAddr(1), a, later, later+100)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), a, later, later+100)
 	h.close()
-	h.move(clientAddr(2), a, later, later+100)
+	h.move(holdShardOf(clientAddr(2)), clientAddr(2), a, later, later+100)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[0 0]" {
 		t.Errorf("after close: counts %s, want [0 0]", got)
 	}
@@ -79,7 +79,7 @@ func TestHoldingsBounded(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	for i := range maxHolders + 1000 {
-		h.move(clientAddr(i), cands[0].Load, now, now+360000)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+360000)
 	}
 	n := 0
 	for i := range h.shards {
@@ -100,23 +100,23 @@ func TestScoresClients(t *testing.T) {
 	var h holdings
 	tk := nowTicks()
 	until := tk + 100
-	h.move(clientAddr(0), cands[0].Load, tk, until)
-	h.move(clientAddr(1), cands[0].Load, tk, until)
-	h.move(clientAddr(2), cands[1].Load, tk, until)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[0].Load, tk, until)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), cands[0].Load, tk, until)
+	h.move(holdShardOf(clientAddr(2)), clientAddr(2), cands[1].Load, tk, until)
 	in := []int{0, 1, 2}
 	// clients [2 1 0], mean 1: terms [2 1 0] on top of live 1 + since 0.
 	if got := Scores(cands, in, tk, now, nil, nil); !approx(got, []float64{3, 2, 1}) {
 		t.Errorf("clients [2 1 0], asked by a new client: Scores = %v, want [3 2 1]", got)
 	}
 	// Client 2 asks again: its hold on b ends; clients [2 0 0], mean 2/3.
-	own := h.current(clientAddr(2), tk)
+	own := h.current(holdShardOf(clientAddr(2)), clientAddr(2), tk)
 	if got := Scores(cands, in, tk, now, own, nil); !approx(got, []float64{1 + 3, 1, 1}) {
 		t.Errorf("clients [2 1 0], asked by b's holder: Scores = %v, want [4 1 1]", got)
 	}
 	// With live load the count is over the share weight: a Pod with half
 	// the share holding one client looks as busy as one holding two.
 	cands[2].Live.share.Store(&share{from: cands[2].Live.Sample(), weight: 0.5})
-	h.move(clientAddr(3), cands[2].Load, tk, until)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), cands[2].Load, tk, until)
 	// clients/w [2 1 2], mean 5/3.
 	if got := Scores(cands, in, tk, now, nil, nil); !approx(got, []float64{1 + 1.2, 1 + 0.6, 1 + 1.2}) {
 		t.Errorf("clients [2 1 1], c at share 0.5: Scores = %v, want [2.2 1.6 2.2]", got)
@@ -125,8 +125,8 @@ func TestScoresClients(t *testing.T) {
 	// clients over theirs (no share weights).
 	stale := liveCands(now, []float64{1, 1, 2}, []float64{-1, -1, -1})
 	stale[2].Live.share.Store(&share{weight: 0.5})
-	h.move(clientAddr(4), stale[0].Load, tk, until)
-	h.move(clientAddr(5), stale[2].Load, tk, until)
+	h.move(holdShardOf(clientAddr(4)), clientAddr(4), stale[0].Load, tk, until)
+	h.move(holdShardOf(clientAddr(5)), clientAddr(5), stale[2].Load, tk, until)
 	// ledger [1 1 2]/(4/3), clients [1 0 1]/(2/3).
 	if got := Scores(stale, in, tk, now, nil, nil); !approx(got, []float64{0.75 + 1.5, 0.75, 1.5 + 1.5}) {
 		t.Errorf("stale live values, clients [1 0 1]: Scores = %v, want [2.25 0.75 3]", got)
@@ -223,7 +223,7 @@ func TestLeastLoadedHoldsRankFirstPlaceOnly(t *testing.T) {
 	ll := chain.steps[0].(*leastLoaded)
 	tk := nowTicks()
 	for c := range 3 {
-		ll.holds.move(clientAddr(c), cands[0].Load, tk, tk+6000)
+		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, tk, tk+6000)
 	}
 	second := 0
 	for range 200 {
@@ -253,7 +253,7 @@ func BenchmarkHoldingsMemory(b *testing.B) {
 	before := heapInUse()
 	now := nowTicks()
 	for i := range maxHolders {
-		h.move(clientAddr(i), cands[0].Load, now, now+6000)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+6000)
 	}
 	b.ReportMetric(float64(heapInUse()-before)/maxHolders, "B/client")
 	b.ReportMetric(0, "ns/op") // not a speed
@@ -285,7 +285,7 @@ func TestHoldingsBudget(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	for c := range 5 {
-		h.move(clientAddr(c), cands[0].Load, now, now+100)
+		h.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, now, now+100)
 	}
 	if got := fmt.Sprint(clientCounts(cands)); got != "[3 0]" {
 		t.Fatalf("5 clients with room for 3: counts %s, want [3 0]", got)
@@ -293,9 +293,9 @@ func TestHoldingsBudget(t *testing.T) {
 	if got := gathered(t, reg, "hdns_policy_client_holds"); got != float64(maxHoldsTotal) {
 		t.Errorf("hdns_policy_client_holds %v, want %d", got, maxHoldsTotal)
 	}
-	h.move(clientAddr(0), cands[1].Load, now, now+100)
-	h.move(clientAddr(1), nil, now, now+100)
-	h.move(clientAddr(4), cands[1].Load, now, now+100)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[1].Load, now, now+100)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), nil, now, now+100)
+	h.move(holdShardOf(clientAddr(4)), clientAddr(4), cands[1].Load, now, now+100)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[1 2]" {
 		t.Errorf("client 0 moved, client 1 released, client 4 took its room: counts %s, want [1 2]", got)
 	}
@@ -339,7 +339,7 @@ func TestSweepExpiresHolds(t *testing.T) {
 	before := holdsTotal.Load()
 	past := nowTicks() - 200
 	for c := range 4 {
-		ll.holds.move(clientAddr(c), cands[c%2].Load, past, past+100) // ended a second ago
+		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[c%2].Load, past, past+100) // ended a second ago
 	}
 	if holdsTotal.Load() != before+4 {
 		t.Fatalf("4 holds: total %d, want %d", holdsTotal.Load(), before+4)

@@ -144,8 +144,10 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	now := nowTicks()
 	holds := req.Client.IsValid()
 	var own *Load
+	var shard int
 	if holds {
-		own = ll.holds.current(req.Client, now)
+		shard = holdShardOf(req.Client)
+		own = ll.holds.current(shard, req.Client, now)
 	}
 	scores, clients = scoreParts(cands, left, now, wallNow(cands, left), own, scores, clients)
 	r := req.rand()
@@ -169,7 +171,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	}
 	if holds && !req.DryRun && len(out) > start {
 		ttl := time.Duration(max(req.TTL, 1)) * time.Second
-		ll.holds.move(req.Client, cands[out[start]].Load, now, now+uint32(ttl/tick))
+		ll.holds.move(shard, req.Client, cands[out[start]].Load, now, now+uint32(ttl/tick))
 	}
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
