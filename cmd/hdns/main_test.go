@@ -30,15 +30,13 @@ type process struct {
 	dns, http string
 }
 
-var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
-
 // startHDNS runs the binary with args on free loopback ports and waits for
 // it to say where it serves.
 func startHDNS(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
 	args = append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, args...)
 	p := &process{Proc: testproc.Start(t, "hdns", exec.Command(bin, args...))}
-	m, err := p.WaitLine(servingLine, 20*time.Second)
+	m, err := p.WaitLine(testproc.HDNSServing, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,6 +145,10 @@ func (p *Proc) Tail(n int) string {
 	return s
 }
 
+// HDNSServing matches the line hdns logs once it serves: its DNS and HTTP
+// addresses are the submatches (for WaitLine).
+var HDNSServing = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
+
 // ErrExited is returned by WaitLine when the process exits first.
 var ErrExited = errors.New("exited")
 

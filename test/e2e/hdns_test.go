@@ -69,8 +69,6 @@ type hdnsProcess struct {
 	p *testproc.Proc
 }
 
-var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
-
 // startHDNS runs hdns with args plus --listen and --http-listen on free
 // loopback ports (args must not set those two), waits until it logs where it
 // serves and /readyz answers 200, and stops it at the end of t. It fails t
@@ -90,7 +88,7 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 	args = append(slices.Clone(args), "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	h := &hdnsProcess{TTL: uint32(ttl / time.Second), p: testproc.Start(t, "hdns", exec.Command(bin, args...))}
 	begin := time.Now()
-	m, err := h.p.WaitLine(servingLine, startTimeout)
+	m, err := h.p.WaitLine(testproc.HDNSServing, startTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,15 +48,13 @@ type hdnsProc struct {
 	DNS, HTTP string
 }
 
-var servingLine = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
-
 // startHDNS runs hdns with args on free loopback ports and waits for
 // /readyz.
 func startHDNS(t *testing.T, bin string, args ...string) *hdnsProc {
 	t.Helper()
 	args = append(args, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	h := &hdnsProc{Proc: testproc.Start(t, "hdns", exec.Command(bin, args...))}
-	m, err := h.WaitLine(servingLine, 30*time.Second)
+	m, err := h.WaitLine(testproc.HDNSServing, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
