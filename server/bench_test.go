@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -64,8 +65,13 @@ func benchRespond(b *testing.B, snap *zone.Snapshot, pkt []byte, tcp bool) {
 	var s Scratch
 	s.slowOnly = strings.HasSuffix(b.Name(), "general-path")
 	client := netip.MustParseAddr("127.0.0.1")
-	if out := r.Respond(pkt, client, tcp, &s); out == nil {
+	out := r.Respond(pkt, client, tcp, &s)
+	if out == nil {
 		b.Fatal("no reply")
+	}
+	negative := strings.Contains(b.Name(), "NXDOMAIN") || strings.Contains(b.Name(), "search-miss")
+	if answers := binary.BigEndian.Uint16(out[6:]); negative != (answers == 0) {
+		b.Fatalf("the reply has %d answers", answers)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -93,6 +99,10 @@ func BenchmarkRespond(b *testing.B) {
 			{"A-3-general-path", packedQuery(b, "svc-1.awx.svc.cluster.local.", dns.TypeA, 1232), false},
 			{"A-100-udp-truncated", packedQuery(b, "big.awx.svc.cluster.local.", dns.TypeA, 1232), false},
 			{"A-100-tcp", packedQuery(b, "big.awx.svc.cluster.local.", dns.TypeA, 0), true},
+			// A StatefulSet pod's own name: made from its Service's
+			// members when asked.
+			{"A-own-name", packedQuery(b, "svc-1-0.svc-1.awx.svc.cluster.local.", dns.TypeA, 1232), false},
+			{"PTR", packedQuery(b, "1.0.0.10.in-addr.arpa.", dns.TypePTR, 1232), false},
 			{"SRV-3", packedQuery(b, "_http._tcp.svc-1.awx.svc.cluster.local.", dns.TypeSRV, 1232), false},
 			{"NXDOMAIN", packedQuery(b, "nope.awx.svc.cluster.local.", dns.TypeA, 1232), false},
 			// What ndots:5 costs a pod: its first search-path tries for an

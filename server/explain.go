@@ -79,12 +79,13 @@ func (e *Explanation) choice(c *zone.Choice) {
 	e.Candidates = e.Candidates[:0]
 	now := time.Now()
 	scores := policy.Scores(set.Candidates, c.In, policy.NowTicks(), now, nil, nil)
+	var rrs zone.RRBuf
 	for k, i := range c.In {
 		ep := &set.Candidates[i]
 		e.Candidates = append(e.Candidates, ExplainCandidate{
 			Index: i, Key: ep.Key, Hostname: ep.Hostname, Pod: ep.PodName, Node: ep.NodeName, Zone: ep.Zone,
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
-			Score: scores[k], Clients: ep.Load.Clients(), Records: ownedStrings(c.RRs[i], c.Owner),
+			Score: scores[k], Clients: ep.Load.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
 		})
 		if s := ep.Live.Sample(); s != nil && !s.Missing {
 			ec := &e.Candidates[len(e.Candidates)-1]
@@ -93,16 +94,6 @@ func (e *Explanation) choice(c *zone.Choice) {
 			ec.Live, ec.LiveAge, ec.LiveFresh, ec.Share = &v, &age, s.Fresh(now), &share
 		}
 	}
-}
-
-// ownedStrings is rrStrings of a Choice's records under its owner.
-func ownedStrings(rrs []dns.RR, owner string) []string {
-	var o ownedRRs
-	owned := make([]dns.RR, len(rrs))
-	for i, rr := range rrs {
-		owned[i] = o.withOwner(rr, owner)
-	}
-	return rrStrings(owned)
 }
 
 func rrStrings(rrs []dns.RR) []string {

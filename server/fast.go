@@ -65,6 +65,8 @@ type fastState struct {
 	// offset a pointer to it goes to (-1 when none can).
 	last    string
 	lastOff int
+	// rrs holds one candidate's records while they are written.
+	rrs []dns.RR
 }
 
 // bstr views b as a string without copying. The string must not outlive
@@ -224,7 +226,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 		return nil, false
 	}
 	lname := bstr(fs.name.lower)
-	apex, node := snap.Lookup(lname)
+	apex, node := snap.LookupInto(lname, &s.rrs)
 	if apex == nil {
 		return nil, false
 	}
@@ -294,34 +296,33 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 			s.preq = policy.Request{Qtype: q.qtype, Client: client, TTL: choice.Set.TTL}
 			s.picked = choice.Set.Policy.Pick(&s.preq, choice.Set.Candidates, choice.In, s.picked[:0], &s.policy)
 			usedClient = choice.Set.Policy.UsesClient()
-			if b, an, tc, ok = fs.srvAnswer(b, asked, choice, s.picked, limit); !ok {
+			if b, an, tc, ok = fs.srvAnswer(b, asked, choice, s.picked, limit, &s.rrs); !ok {
 				return nil, false
 			}
 		} else {
 			s.preq = policy.Request{Qtype: q.qtype, Client: client, TTL: choice.Set.TTL}
 			s.picked = choice.Set.Policy.Pick(&s.preq, choice.Set.Candidates, choice.In, s.picked[:0], &s.policy)
 			usedClient = choice.Set.Policy.UsesClient()
-		picked:
 			for _, i := range s.picked {
-				for _, rr := range choice.RRs[i] {
-					end := len(b)
-					// The zone builds only address records of plain
-					// names here: this cannot fail.
-					if b, ok = fs.addrRR(b, asked, choice.Owner, rr); !ok {
-						return nil, false
-					}
-					if len(b) > limit {
-						b, tc = b[:end], true
-						break picked
-					}
-					an++
+				ip := choice.Addr(i)
+				if ip == nil {
+					continue
 				}
+				end := len(b)
+				if b, ok = fs.addr(b, asked, choice.Owner, q.qtype, choice.Set.TTL, ip); !ok {
+					return nil, false
+				}
+				if len(b) > limit {
+					b, tc = b[:end], true
+					break
+				}
+				an++
 			}
 		}
 	}
 	glue := 0
 	if q.qtype == dns.TypeSRV && choice != nil && !tc {
-		if b, glue, ok = fs.glue(b, asked, choice, s.picked, limit); !ok {
+		if b, glue, ok = fs.glue(b, asked, choice, s.picked, limit, &s.rrs); !ok {
 			return nil, false
 		}
 	}
@@ -392,12 +393,18 @@ func (fs *fastState) addrRR(b []byte, asked, owner string, rr dns.RR) ([]byte, b
 		return b, false
 	}
 	h := rr.Header()
+	return fs.addr(b, asked, owner, h.Rrtype, h.Ttl, ip)
+}
+
+// addr appends an address record, of rrtype A with a 4-byte ip or AAAA
+// with a 16-byte one, as miekg/dns packs it.
+func (fs *fastState) addr(b []byte, asked, owner string, rrtype uint16, ttl uint32, ip []byte) ([]byte, bool) {
 	b, ok := fs.putName(b, asked, owner)
 	if !ok {
 		return b, false
 	}
-	b = append(b, byte(h.Rrtype>>8), byte(h.Rrtype), byte(h.Class>>8), byte(h.Class),
-		byte(h.Ttl>>24), byte(h.Ttl>>16), byte(h.Ttl>>8), byte(h.Ttl), 0, byte(len(ip)))
+	b = append(b, byte(rrtype>>8), byte(rrtype), 0, byte(dns.ClassINET),
+		byte(ttl>>24), byte(ttl>>16), byte(ttl>>8), byte(ttl), 0, byte(len(ip)))
 	return append(b, ip...), true
 }
 
@@ -406,10 +413,11 @@ func (fs *fastState) addrRR(b []byte, asked, owner string, rr dns.RR) ([]byte, b
 // under choice.Owner, with the policy's order as the priorities when it
 // reorders, targets uncompressed (RFC 2782). Like truncate, it keeps the
 // records that fit within limit and reports tc when one did not.
-func (fs *fastState) srvAnswer(b []byte, asked string, choice *zone.Choice, picked []int, limit int) (_ []byte, an int, tc, ok bool) {
+func (fs *fastState) srvAnswer(b []byte, asked string, choice *zone.Choice, picked []int, limit int, rrs *zone.RRBuf) (_ []byte, an int, tc, ok bool) {
 	ordered := choice.Set.Policy.Reorders()
 	for pos, i := range picked {
-		for _, rr := range choice.RRs[i] {
+		fs.rrs = choice.AppendRRs(fs.rrs[:0], i, rrs)
+		for _, rr := range fs.rrs {
 			srv, isSRV := rr.(*dns.SRV)
 			if !isSRV {
 				return b, 0, false, false
@@ -444,10 +452,11 @@ func (fs *fastState) srvAnswer(b []byte, asked string, choice *zone.Choice, pick
 // the additional section of an SRV answer. When they do not all fit
 // within limit it appends none, as truncate drops the whole additional
 // section (without TC) when the answers fit.
-func (fs *fastState) glue(b []byte, asked string, choice *zone.Choice, picked []int, limit int) (_ []byte, n int, ok bool) {
+func (fs *fastState) glue(b []byte, asked string, choice *zone.Choice, picked []int, limit int, rrs *zone.RRBuf) (_ []byte, n int, ok bool) {
 	start := len(b)
 	for _, i := range picked {
-		for _, rr := range choice.Set.Glue[i] {
+		fs.rrs = choice.AppendGlue(fs.rrs[:0], i, rrs)
+		for _, rr := range fs.rrs {
 			if b, ok = fs.addrRR(b, asked, rr.Header().Name, rr); !ok {
 				return b, 0, false
 			}

@@ -74,9 +74,10 @@ type Scratch struct {
 	policy    policy.Scratch
 	answer    []dns.RR
 	extra     []dns.RR
-	owned     ownedRRs
-	buf       []byte
-	fast      fastState
+	// rrs holds the records the snapshot makes for this query's answer.
+	rrs  zone.RRBuf
+	buf  []byte
+	fast fastState
 	// slowOnly turns the fast path off (for tests comparing the two);
 	// fastHit is set when the fast path answered.
 	slowOnly, fastHit bool
@@ -101,6 +102,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	// The common queries take the fast path (fast.go), which writes the
 	// same bytes as the rest of this function without dns.Msg.
 	s.forward, s.outOfZone, s.fastHit = false, false, false
+	s.rrs.Reset()
 	if s.explain == nil && !s.slowOnly {
 		if out, ok := r.respondFast(pkt, client, tcp, s, start); ok {
 			s.fastHit = true
@@ -109,7 +111,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	}
 	req, m := &s.req, &s.resp
 	resetMsg(m)
-	s.owned.reset()
+	s.rrs.Reset()
 	s.forward, s.outOfZone = false, false
 	source := client
 	qtype := uint16(0)
@@ -335,7 +337,7 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 		}
 		return
 	}
-	apex, node := snap.Lookup(name)
+	apex, node := snap.LookupInto(name, &s.rrs)
 	if apex == nil {
 		m.Rcode = dns.RcodeRefused
 		s.outOfZone = true
@@ -368,7 +370,7 @@ func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip
 			return
 		}
 		target := node.CNAME().Target
-		apex, node = snap.Lookup(target)
+		apex, node = snap.LookupInto(target, &s.rrs)
 		if apex == nil {
 			return
 		}
@@ -478,22 +480,19 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 		s.picked = c.Set.Policy.Pick(&s.preq, c.Set.Candidates, c.In, s.picked[:0], &s.policy)
 	}
 	s.usedClient = s.usedClient || c.Set.Policy.UsesClient()
-	ordered := c.Glue && c.Set.Policy.Reorders()
+	ordered := c.Glue() && c.Set.Policy.Reorders()
 	for pos, i := range s.picked {
-		for _, rr := range c.RRs[i] {
-			if ordered {
-				// RFC 2782 clients try lower priorities first: the
-				// policy's order becomes the priorities.
-				srv := s.owned.srv(rr.(*dns.SRV), c.Owner)
-				srv.Priority = uint16(min(pos, 65535))
-				rr = srv
-			} else {
-				rr = s.owned.withOwner(rr, c.Owner)
+		start := len(m.Answer)
+		m.Answer = c.AppendRRs(m.Answer, i, &s.rrs)
+		if ordered {
+			// RFC 2782 clients try lower priorities first: the policy's
+			// order becomes the priorities.
+			for _, rr := range m.Answer[start:] {
+				rr.(*dns.SRV).Priority = uint16(min(pos, 65535))
 			}
-			m.Answer = append(m.Answer, rr)
 		}
-		if c.Glue {
-			m.Extra = append(m.Extra, c.Set.Glue[i]...)
+		if c.Glue() {
+			m.Extra = c.AppendGlue(m.Extra, i, &s.rrs)
 		}
 	}
 }

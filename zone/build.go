@@ -78,14 +78,15 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 	}
 	b.addEmptyNonTerminals()
 	b.snap.ptrs.seal()
-	b.snap.Stats.Names = len(b.snap.names) + b.snap.ptrs.owners()
+	b.snap.Stats.Names = len(b.snap.names) + b.snap.ptrs.owners() + b.ownNames
 	b.snap.Built = time.Now()
 	return b.snap
 }
 
 type builder struct {
-	opts *Options
-	snap *Snapshot
+	opts     *Options
+	snap     *Snapshot
+	ownNames int // endpoints' own names without a stored node
 }
 
 func (b *builder) hdr(name string, t uint16) dns.RR_Header {
@@ -164,21 +165,6 @@ func (n *Node) addRR(rr dns.RR) {
 	}
 }
 
-// addShared adds the one address record in own, a capped slice shared
-// with other owners' records: a node's first record of a type is own
-// itself, and a later one is appended to a copy.
-func (n *Node) addShared(own []dns.RR) {
-	if n.A == nil && own[0].Header().Rrtype == dns.TypeA {
-		n.A = own
-		return
-	}
-	if n.AAAA == nil && own[0].Header().Rrtype == dns.TypeAAAA {
-		n.AAAA = own
-		return
-	}
-	n.addRR(own[0])
-}
-
 func addrRR(owner string, ip netip.Addr, ttl uint32) dns.RR {
 	if ip.Is4() {
 		return &dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: ip.AsSlice()}
@@ -235,8 +221,8 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 type candidate struct {
 	ep         policy.Endpoint
 	v4, v6     netip.Addr
-	ports      []Port
-	hostnameOK bool // ep.Hostname came from the slice or the Pod name
+	ports      []Port // may share its array with a slice's Ports
+	hostnameOK bool   // ep.Hostname came from the slice or the Pod name
 }
 
 func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
@@ -264,23 +250,17 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	if t := chain.TTL(); t != 0 {
 		ttl = t
 	}
-	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: policyErr, TTL: ttl}
-	hdr := func(name string, t uint16) dns.RR_Header { return hdrTTL(name, t, ttl) }
+	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: policyErr, TTL: ttl,
+		srvWeight: uint16(max(1, 100/len(cands)))}
 	n := b.node(owner, apex)
-	// Choices get their per-candidate slices on first use: a Service of
-	// one family has no use for the other's.
-	a4 := &Choice{Set: set, Owner: owner}
-	a6 := &Choice{Set: set, Owner: owner}
-	all := &Choice{Set: set, Owner: owner, Glue: true}
-	type portChoice struct {
-		name   string
-		choice *Choice
-	}
-	portChoices := map[Port]*portChoice{}
-	var portOrder []*portChoice
+	a4 := &Choice{Set: set, Owner: owner, Qtype: dns.TypeA}
+	a6 := &Choice{Set: set, Owner: owner, Qtype: dns.TypeAAAA}
+	all := &Choice{Set: set, Owner: owner, Qtype: dns.TypeSRV}
+	portChoices := map[Port]*Choice{} // by Name and Protocol
+	var portOrder []*Choice
+	var ports portFilter
 	set.Candidates = make([]policy.Endpoint, len(cands))
-	set.Glue = make([][]dns.RR, len(cands))
-	weight := uint16(max(1, 100/len(cands)))
+	set.members = make([]member, len(cands))
 	loadQuery := ""
 	if b.opts.LoadQuery != "" && chain.UsesLoad() {
 		loadQuery = cmp.Or(svc.LoadQuery, b.opts.LoadQuery)
@@ -301,91 +281,50 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			c.ep.Weight = w
 		}
 		set.Candidates[i] = c.ep
+		m := &set.members[i]
+		if c.v4.IsValid() {
+			m.v4, m.has4 = c.v4.As4(), true
+			a4.add(i, len(cands))
+		}
+		if c.v6.IsValid() {
+			m.v6, m.has6 = c.v6.As16(), true
+			a6.add(i, len(cands))
+		}
 		target := c.ep.Hostname + "." + owner
-		// An endpoint whose name would pass 255 octets keeps its address
-		// records under the Service name, and has no name of its own.
-		named := fits(target)
-		// The endpoint's address records under its own name are also its
-		// glue, its hostname's records and its answer records under the
-		// Service name (answers write the Choice's Owner): the snapshot is
-		// immutable, so they may share them.
-		var glue [2]dns.RR
-		var glueIPs [2]netip.Addr
-		nglue := 0
-		for _, ip := range []netip.Addr{c.v4, c.v6} {
-			if !ip.IsValid() {
-				continue
-			}
-			choice := a4
-			if ip.Is6() {
-				choice = a6
-			}
-			choice.reserve(len(cands))
-			choice.In = append(choice.In, i)
-			if !named {
-				choice.RRs[i] = []dns.RR{addrRR(owner, ip, ttl)}
-				continue
-			}
-			glue[nglue], glueIPs[nglue] = addrRR(target, ip, ttl), ip
-			nglue++
+		// An endpoint whose name would pass 255 octets answers under the
+		// Service name only: no name, SRV or PTR records of its own.
+		if !fits(target) {
+			continue
 		}
-		if nglue > 0 {
-			set.Glue[i] = slices.Clone(glue[:nglue])
-		}
-		for k, rr := range set.Glue[i] {
-			// Capped, so that an append elsewhere copies instead of
-			// writing past the record.
-			own := set.Glue[i][k : k+1 : k+1]
-			choice := a4
-			if rr.Header().Rrtype == dns.TypeAAAA {
-				choice = a6
-			}
-			choice.RRs[i] = own
-			// Hostname and PTR records name ready endpoints only; a drain
-			// step may also offer terminating ones to the Service name.
-			if c.ep.Ready {
-				b.node(target, apex).addShared(own)
-				if primary {
-					b.addPTR(glueIPs[k], target)
+		m.target = target
+		// Own names and PTR records name ready endpoints only; a drain
+		// step may also offer terminating ones to the Service name.
+		if c.ep.Ready {
+			set.hosts = append(set.hosts, int32(i))
+			if primary {
+				for _, ip := range []netip.Addr{c.v4, c.v6} {
+					if ip.IsValid() {
+						b.addPTR(ip, target)
+					}
 				}
 			}
 		}
-		for _, p := range c.ports {
-			if !named || !isLabel(p.Name) {
-				continue
-			}
-			// One owner name per port, not per endpoint.
+		m.ports = ports.named(c.ports, owner)
+		for _, p := range m.ports {
 			pk := Port{Name: p.Name, Protocol: p.Protocol}
-			port := portChoices[pk]
-			if port == nil {
-				port = &portChoice{name: "_" + p.Name + "._" + p.Protocol + "." + owner}
-				if fits(port.name) {
-					port.choice = &Choice{Set: set, Owner: port.name, Glue: true}
-					portOrder = append(portOrder, port)
-				}
-				portChoices[pk] = port
-			}
-			pc, pname := port.choice, port.name
+			pc := portChoices[pk]
 			if pc == nil {
-				continue // the port's name would pass 255 octets
+				pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + owner, Qtype: dns.TypeSRV, Port: pk}
+				portChoices[pk] = pc
+				portOrder = append(portOrder, pc)
 			}
-			pc.reserve(len(cands))
-			all.reserve(len(cands))
-			srv := &dns.SRV{Hdr: hdr(pname, dns.TypeSRV), Weight: weight, Port: p.Port, Target: target}
-			if len(pc.RRs[i]) == 0 {
-				pc.In = append(pc.In, i)
-			}
-			pc.RRs[i] = append(pc.RRs[i], srv)
-			if len(all.RRs[i]) == 0 {
-				all.In = append(all.In, i)
-			}
-			all.RRs[i] = append(all.RRs[i], srv)
-			if len(all.RRs[i]) == 1 && len(c.ports) == 1 {
-				// One port: the same records as its own name's.
-				all.RRs[i] = pc.RRs[i]
-			}
+			pc.add(i, len(cands))
+		}
+		if len(m.ports) > 0 {
+			all.add(i, len(cands))
 		}
 	}
+	b.addOwnNames(set, apex)
 	policy.SeedNew(set.Candidates)
 	if len(a4.In) > 0 {
 		n.A4 = a4
@@ -397,19 +336,76 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		n.SRVs = all
 	}
 	for _, pc := range portOrder {
-		b.node(pc.name, apex).SRVs = pc.choice
+		b.node(pc.Owner, apex).SRVs = pc
 	}
 	if primary {
 		b.snap.Stats.Endpoints += len(cands)
 	}
 }
 
-// reserve gives the choice its per-candidate slices for n candidates, once.
-func (c *Choice) reserve(n int) {
-	if c.RRs == nil {
-		c.RRs = make([][]dns.RR, n)
+// add makes candidate i (of n) answer c, once.
+func (c *Choice) add(i, n int) {
+	if c.In == nil {
 		c.In = make([]int, 0, n)
 	}
+	if len(c.In) == 0 || c.In[len(c.In)-1] != i {
+		c.In = append(c.In, i)
+	}
+}
+
+// addOwnNames indexes the own names of set's ready named candidates for
+// Lookup. A hostname that two candidates share gets a stored node with
+// both their addresses instead.
+func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
+	host := func(i int32) string { return set.Candidates[i].Hostname }
+	slices.SortStableFunc(set.hosts, func(x, y int32) int { return strings.Compare(host(x), host(y)) })
+	unique := set.hosts[:0]
+	for k := 0; k < len(set.hosts); {
+		run := k + 1
+		for run < len(set.hosts) && host(set.hosts[run]) == host(set.hosts[k]) {
+			run++
+		}
+		if run == k+1 {
+			unique = append(unique, set.hosts[k])
+		} else {
+			var buf RRBuf
+			for _, i := range set.hosts[k:run] {
+				n := b.node(set.members[i].target, apex)
+				for _, rr := range set.appendOwn(nil, int(i), &buf) {
+					n.addRR(dns.Copy(rr))
+				}
+			}
+		}
+		k = run
+	}
+	// A copy, so that the snapshot keeps no spare room.
+	set.hosts = slices.Clone(unique)
+	b.ownNames += len(set.hosts)
+}
+
+// portFilter keeps the ports that get SRV records: named, with owner names
+// that fit. Candidates of one slice share its ports, and so the result.
+type portFilter struct {
+	in, out []Port
+}
+
+func (f *portFilter) named(ports []Port, owner string) []Port {
+	if len(ports) == 0 {
+		return nil
+	}
+	if len(f.in) == len(ports) && &f.in[0] == &ports[0] {
+		return f.out
+	}
+	f.in, f.out = ports, nil
+	for _, p := range ports {
+		if isLabel(p.Name) && fits("_"+p.Name+"._"+p.Protocol+"."+owner) {
+			f.out = append(f.out, p)
+		}
+	}
+	if len(f.out) == len(ports) {
+		f.out = ports
+	}
+	return f.out
 }
 
 // fits reports whether an FQDN without escapes fits the 255 octets of a
@@ -510,10 +506,16 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 	return cands
 }
 
+// mergePorts adds the ports of more that have lacks. The result may share
+// its array with either argument: it is clipped, so that appending to it
+// copies.
 func mergePorts(have, more []Port) []Port {
+	if len(have) == 0 {
+		return slices.Clip(more)
+	}
 	for _, p := range more {
 		if !slices.Contains(have, p) {
-			have = append(have, p)
+			have = append(slices.Clip(have), p)
 		}
 	}
 	return have

@@ -39,8 +39,9 @@ func mustParse(t testing.TB, yaml string) ([]*Service, []*EndpointSlice) {
 // chosen lists a choice's candidates' records in spec order.
 func chosen(c *Choice) []string {
 	var out []string
+	var buf RRBuf
 	for _, i := range c.In {
-		for _, rr := range c.RRs[i] {
+		for _, rr := range c.AppendRRs(nil, i, &buf) {
 			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
 		}
 	}
@@ -335,5 +336,71 @@ func TestJoiningPodStartsLevel(t *testing.T) {
 	Build(opts, 2, svcs, sl)
 	if v := opts.Policies.Load("ns/web-c").Value(); math.Abs(v-15) > 0.5 {
 		t.Errorf("joining Pod's handout count %v, want its peers' mean 15", v)
+	}
+}
+
+// TestOwnNames checks the names of a headless Service's endpoints, which
+// Lookup makes from the Service's members: each ready endpoint with a
+// hostname of its own has its addresses; a hostname two endpoints share
+// has both; a terminating endpoint offered to the Service name by drain
+// has no name; and every such name counts in Stats.Names.
+func TestOwnNames(t *testing.T) {
+	svcs, eps := mustParse(t, `
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ns, annotations: {hdns.dev/policy: "drain"}}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-a, namespace: ns, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 80}]
+endpoints:
+- {addresses: [10.0.0.1], hostname: web-0}
+- {addresses: [10.0.0.2], hostname: twin}
+- {addresses: [10.0.0.3], hostname: twin}
+- {addresses: [10.0.0.4], hostname: leaving, conditions: {ready: false, serving: true, terminating: true}}
+- {addresses: [10.0.0.5]}
+`)
+	snap := Build(testOptions(t), 1, svcs, eps)
+	const svc = ".web.ns.svc.cluster.local."
+	want := map[string][]string{
+		"web-0" + svc:    {"web-0.web.ns.svc.cluster.local. 5 IN A 10.0.0.1"},
+		"twin" + svc:     {"twin.web.ns.svc.cluster.local. 5 IN A 10.0.0.2", "twin.web.ns.svc.cluster.local. 5 IN A 10.0.0.3"},
+		"10-0-0-5" + svc: {"10-0-0-5.web.ns.svc.cluster.local. 5 IN A 10.0.0.5"},
+		"leaving" + svc:  nil,
+		"web-1" + svc:    nil,
+		"x.web-0" + svc:  nil,
+	}
+	for name, records := range want {
+		_, n := snap.Lookup(name)
+		if records == nil {
+			if n != nil {
+				t.Errorf("%s exists: %+v", name, n)
+			}
+			continue
+		}
+		if n == nil {
+			t.Errorf("%s does not exist", name)
+			continue
+		}
+		var got []string
+		for _, rr := range n.A {
+			got = append(got, strings.ReplaceAll(rr.String(), "\t", " "))
+		}
+		if !slices.Equal(got, records) || len(n.AAAA) != 0 || n.A4 != nil || n.SRVs != nil {
+			t.Errorf("%s: A %q AAAA %v, want A %q and nothing else", name, got, n.AAAA, records)
+		}
+	}
+	_, n := snap.Lookup(strings.TrimPrefix(svc, "."))
+	if n == nil || n.A4 == nil || len(n.A4.In) != 5 {
+		t.Fatalf("the Service name should offer all five endpoints: %+v", n)
+	}
+	// The forward apex, ns.dns. and dns.; dns-version.; the two reverse
+	// apexes; svc., ns.svc. and the Service; _tcp. and _http._tcp.; three
+	// own names (twin is one name); four PTR names (not leaving's).
+	if got, want := snap.Stats.Names, 3+1+2+3+2+3+4; got != want {
+		t.Errorf("Stats.Names = %d, want %d", got, want)
 	}
 }

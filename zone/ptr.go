@@ -19,7 +19,7 @@ type ptrRecord struct {
 // records keep the order they were added in. Every endpoint adds one, so
 // the index keeps 40 bytes per record where a Node, a map entry, the
 // reverse name and a dns.PTR took ≈ 250; the reverse name is parsed when
-// asked (lookupPTR) and the record made then.
+// asked (lookup) and the record made then.
 type ptrIndex struct {
 	recs []ptrRecord
 	ttl  uint32
@@ -52,10 +52,10 @@ func (x *ptrIndex) seal() {
 }
 
 // lookup finds the lower-case reverse name in the index, inside apex (a
-// reverse zone, the name strictly below it): a new Node with the PTR
-// records of a full address, apex's empty non-terminal node for a prefix
+// reverse zone, the name strictly below it): a Node made in buf with the
+// PTR records of a full address, apex's empty non-terminal node for a prefix
 // that some record's address starts with, nil otherwise.
-func (x *ptrIndex) lookup(name string, apex *Apex) *Node {
+func (x *ptrIndex) lookup(name string, apex *Apex, buf *RRBuf) *Node {
 	p, ok := parseReverse(name)
 	if !ok {
 		return nil
@@ -67,14 +67,16 @@ func (x *ptrIndex) lookup(name string, apex *Apex) *Node {
 	if !p.IsSingleIP() {
 		return apex.empty
 	}
-	n := &Node{Apex: apex}
+	buf.rrs = buf.rrs[:0]
 	for _, r := range x.recs[first:] {
 		if r.addr != p.Addr() {
 			break
 		}
-		n.PTR = append(n.PTR, &dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: r.target})
+		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: r.target})
+		buf.rrs = append(buf.rrs, &buf.ptr[len(buf.ptr)-1])
 	}
-	return n
+	buf.node = Node{Apex: apex, PTR: buf.rrs}
+	return &buf.node
 }
 
 // parseReverse reads a lower-case reverse name as the prefix it stands

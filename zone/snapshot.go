@@ -70,10 +70,11 @@ type Apex struct {
 // Records in fixed slices are answered as they are. Choices are answered with
 // the endpoints a policy picks for each query.
 //
-// A Node carries inline only what most names have (an endpoint's hostname
-// its A/AAAA) and keeps the rest behind Other, so that the name every
-// endpoint adds stays small. The reverse names of addresses have no stored
-// Node: Lookup makes one from the Snapshot's PTR index when asked.
+// Stored Nodes come per Service, not per endpoint: Services, their
+// ports, the apexes. An endpoint's own name and an address's reverse name have none;
+// Lookup makes their Node when asked, from the EndpointSet's members and
+// from the Snapshot's PTR index. Records only a few names have wait behind
+// Other.
 type Node struct {
 	Apex *Apex
 
@@ -112,6 +113,11 @@ func (n *Node) CNAME() *dns.CNAME { return n.Other().CNAME }
 
 // EndpointSet holds the candidates of one headless Service, in the spec's
 // stable order, and the policy that chooses among them.
+//
+// The records of its answers and of its endpoints' own names are not
+// stored: a Choice makes them when it answers (AppendRRs, AppendGlue), from
+// one compact member per candidate, so that an endpoint costs the snapshot
+// its candidate, its member and its own name's bytes.
 type EndpointSet struct {
 	Namespace, Service string
 	Policy             *policy.Chain
@@ -121,39 +127,75 @@ type EndpointSet struct {
 	// TTL of the Service's records.
 	TTL        uint32
 	Candidates []policy.Endpoint
-	// Glue holds, per candidate, the address records of its own name
-	// (target of its SRV records), for the additional section.
-	Glue [][]dns.RR
+
+	members []member // parallel to Candidates
+	// hosts indexes the candidates whose own name answers (named and
+	// ready, hostname held by no other candidate), sorted by hostname.
+	hosts     []int32
+	srvWeight uint16 // the weight of every SRV record
+}
+
+// member is what the answers of one candidate are made from.
+type member struct {
+	// target is the candidate's own name, the target of its SRV records
+	// and owner of its glue; "" when that name would pass 255 octets
+	// (the candidate then answers only under the Service name).
+	target string
+	// ports are the candidate's named ports whose SRV owner names fit,
+	// shared with the other candidates of its slice.
+	ports      []Port
+	v4         [4]byte
+	v6         [16]byte
+	has4, has6 bool
 }
 
 // Choice is one question that a policy answers: which candidates, among In,
-// and in which order. RRs[i] are the answer records of candidate i.
+// and in which order. Its records are made for each answer (AppendRRs).
 type Choice struct {
 	Set *EndpointSet
-	// Owner is the owner name of the choice's answer records. RRs share
-	// their records with the endpoints' own names and with other choices,
-	// so a record's header may name another owner: answers write Owner.
+	// Owner is the owner name of the choice's answer records.
 	Owner string
 	In    []int
-	RRs   [][]dns.RR
-	// Glue is true for SRV choices: the additional section carries the
-	// targets' addresses.
-	Glue bool
+	// Qtype is what the choice answers: A, AAAA or SRV records.
+	Qtype uint16
+	// Port, for the SRV choice of one port's own name, is that port
+	// (Name and Protocol); the Service name's SRV choice has the zero
+	// Port and answers every port.
+	Port Port
 }
+
+// Glue reports whether answers carry their targets' addresses in the
+// additional section (SRV choices).
+func (c *Choice) Glue() bool { return c.Qtype == dns.TypeSRV }
 
 // Lookup finds the node for a lower-case FQDN. It returns the apex of the
 // zone the name is in (nil when hdns is not authoritative for it) and the
 // node (nil when the name does not exist in that zone).
 //
-// The node of a reverse name may be made for the call (see ptrIndex); like
-// every node, it must not be modified.
+// The nodes of endpoints' own names and of reverse names are made for the
+// call (see LookupInto); like every node, they must not be modified.
 func (s *Snapshot) Lookup(name string) (*Apex, *Node) {
+	return s.LookupInto(name, new(RRBuf))
+}
+
+// LookupInto is Lookup with the nodes it makes, and their records, made in
+// buf: they are valid until buf is used again.
+func (s *Snapshot) LookupInto(name string, buf *RRBuf) (*Apex, *Node) {
 	if n, ok := s.names[name]; ok {
 		return n.Apex, n
 	}
+	if label, parent, ok := strings.Cut(name, "."); ok {
+		if svc := s.names[parent]; svc != nil {
+			if set := svc.endpointSet(); set != nil {
+				if i, ok := set.host(label); ok {
+					return svc.Apex, buf.ownName(svc.Apex, set, i)
+				}
+			}
+		}
+	}
 	apex := s.ApexOf(name)
 	if apex != nil && apex.empty != nil {
-		return apex, s.ptrs.lookup(name, apex)
+		return apex, s.ptrs.lookup(name, apex, buf)
 	}
 	return apex, nil
 }
