@@ -140,8 +140,9 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 		return c
 	}
 	live := func(pod string) *policy.Sample {
-		for _, ep := range lookup(t, snap).Set.Candidates {
-			if ep.PodName == pod {
+		set := lookup(t, snap).Set
+		for i, ep := range set.Candidates {
+			if set.Endpoint(i).PodName == pod {
 				return ep.Live.Sample()
 			}
 		}

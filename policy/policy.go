@@ -20,15 +20,13 @@ import (
 )
 
 // Endpoint is what a step may know about one candidate. It is built once per
-// snapshot and never mutated afterwards (Load is shared and atomic).
+// snapshot and never mutated afterwards (Load is shared and atomic). Every
+// endpoint of every headless Service has one, so it holds only what steps
+// read; the zone keeps the endpoint's names.
 type Endpoint struct {
 	// Key identifies the endpoint the same way in every replica and
 	// snapshot: its Pod's namespace/name, else its first address.
 	Key         string
-	Hostname    string // the DNS label of the endpoint's own name
-	PodName     string // the EndpointSlice targetRef name, if it is a Pod
-	NodeName    string
-	Zone        string
 	Ready       bool
 	Serving     bool
 	Terminating bool

@@ -18,7 +18,7 @@ import (
 func candidates(n int) []Endpoint {
 	cands := make([]Endpoint, n)
 	for i := range cands {
-		cands[i] = Endpoint{Key: fmt.Sprintf("ns/ep-%d", i), Hostname: fmt.Sprintf("ep-%d", i), Ready: true, Serving: true, Weight: 1, Load: new(Load)}
+		cands[i] = Endpoint{Key: fmt.Sprintf("ns/ep-%d", i), Ready: true, Serving: true, Weight: 1, Load: new(Load)}
 	}
 	return cands
 }

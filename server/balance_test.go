@@ -20,7 +20,7 @@ func balanceZone(t testing.TB, policySpec string) *zone.Snapshot {
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: bal, annotations: {hdns.dev/policy: %q}}\nspec: {clusterIP: None}\n", policySpec)
 	b.WriteString("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, namespace: bal, labels: {kubernetes.io/service-name: app}}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n")
 	for i := range 10 {
-		fmt.Fprintf(&b, "- {addresses: [10.9.0.%d], targetRef: {kind: Pod, name: app-%d}}\n", i+1, i)
+		fmt.Fprintf(&b, "- {addresses: [10.9.0.%d], targetRef: {kind: Pod, name: app-%d}, nodeName: node-%d, zone: zone-%d}\n", i+1, i, i%3, i%2)
 	}
 	svcs, sl, err := zone.ParseManifest("balance.yaml", []byte(b.String()))
 	if err != nil {

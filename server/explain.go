@@ -81,9 +81,9 @@ func (e *Explanation) choice(c *zone.Choice) {
 	scores := policy.Scores(set.Candidates, c.In, policy.NowTicks(), now, nil, nil)
 	var rrs zone.RRBuf
 	for k, i := range c.In {
-		ep := &set.Candidates[i]
+		ep, src := &set.Candidates[i], set.Endpoint(i)
 		e.Candidates = append(e.Candidates, ExplainCandidate{
-			Index: i, Key: ep.Key, Hostname: ep.Hostname, Pod: ep.PodName, Node: ep.NodeName, Zone: ep.Zone,
+			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName, Node: src.NodeName, Zone: src.Zone,
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
 			Score: scores[k], Clients: ep.Load.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
 		})

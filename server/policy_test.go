@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -145,9 +146,14 @@ func TestExplain(t *testing.T) {
 	if len(e.Steps) == 2 && (len(e.Steps[0].Output) != 10 || len(e.Steps[1].Output) != 2) {
 		t.Errorf("steps %+v", e.Steps)
 	}
-	for _, c := range e.Candidates {
+	for i, c := range e.Candidates {
 		if c.Load != 0 {
 			t.Errorf("explain recorded a handout: %s has load %v", c.Key, c.Load)
+		}
+		want := ExplainCandidate{Index: i, Key: fmt.Sprintf("bal/app-%d", i), Hostname: fmt.Sprintf("10-9-0-%d", i+1),
+			Pod: fmt.Sprintf("app-%d", i), Node: fmt.Sprintf("node-%d", i%3), Zone: fmt.Sprintf("zone-%d", i%2)}
+		if c.Index != want.Index || c.Key != want.Key || c.Hostname != want.Hostname || c.Pod != want.Pod || c.Node != want.Node || c.Zone != want.Zone {
+			t.Errorf("candidate %d is %+v, want %+v", i, c, want)
 		}
 	}
 	for _, bad := range []string{"/debug/explain", "/debug/explain?name=x&type=NOPE", "/debug/explain?name=x&client=nope"} {

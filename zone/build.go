@@ -86,7 +86,8 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 type builder struct {
 	opts     *Options
 	snap     *Snapshot
-	ownNames int // endpoints' own names without a stored node
+	ownNames int   // endpoints' own names without a stored node
+	seq      []int // 0, 1, 2, … (shareIn)
 }
 
 func (b *builder) hdr(name string, t uint16) dns.RR_Header {
@@ -219,10 +220,11 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 // candidate is an endpoint of a headless Service while it is being built:
 // the same Pod's IPv4 and IPv6 slices merge into one candidate.
 type candidate struct {
-	ep         policy.Endpoint
-	v4, v6     netip.Addr
-	ports      []Port // may share its array with a slice's Ports
-	hostnameOK bool   // ep.Hostname came from the slice or the Pod name
+	ep       policy.Endpoint
+	src      *Endpoint // the first of its endpoints
+	hostname string    // the label of its own name
+	v4, v6   netip.Addr
+	ports    []Port // may share its array with a slice's Ports
 }
 
 func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
@@ -251,7 +253,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		ttl = t
 	}
 	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: policyErr, TTL: ttl,
-		srvWeight: uint16(max(1, 100/len(cands)))}
+		owner: owner, srvWeight: uint16(max(1, 100/len(cands)))}
 	n := b.node(owner, apex)
 	a4 := &Choice{Set: set, Owner: owner, Qtype: dns.TypeA}
 	a6 := &Choice{Set: set, Owner: owner, Qtype: dns.TypeAAAA}
@@ -268,35 +270,37 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	for i, c := range cands {
 		c.ep.Key = c.key(svc.Namespace)
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
-		if loadQuery != "" && c.ep.PodName != "" {
+		if loadQuery != "" && c.src.PodName != "" {
 			// Load sources match values by namespace and Pod name, the
 			// Key of a Pod endpoint.
 			c.ep.Live = b.opts.Policies.Live(loadQuery, c.ep.Key)
 		}
 		c.ep.Handouts = b.opts.Policies.EndpointCounter(key, c.ep.Key)
 		c.ep.Weight = 1
-		if w, ok := weights[c.ep.PodName]; ok {
+		if w, ok := weights[c.src.PodName]; ok {
 			c.ep.Weight = w
-		} else if w, ok := weights[c.ep.Hostname]; ok {
+		} else if w, ok := weights[c.hostname]; ok {
 			c.ep.Weight = w
 		}
 		set.Candidates[i] = c.ep
 		m := &set.members[i]
+		m.src = c.src
 		if c.v4.IsValid() {
-			m.v4, m.has4 = c.v4.As4(), true
+			m.v4, m.flags = c.v4.As4(), m.flags|has4
 			a4.add(i, len(cands))
 		}
 		if c.v6.IsValid() {
-			m.v6, m.has6 = c.v6.As16(), true
+			m.v6, m.flags = c.v6.As16(), m.flags|has6
 			a6.add(i, len(cands))
 		}
-		target := c.ep.Hostname + "." + owner
+		target := c.hostname + "." + owner
 		// An endpoint whose name would pass 255 octets answers under the
 		// Service name only: no name, SRV or PTR records of its own.
 		if !fits(target) {
+			m.name = c.hostname
 			continue
 		}
-		m.target = target
+		m.name, m.flags = target, m.flags|named
 		// Own names and PTR records name ready endpoints only; a drain
 		// step may also offer terminating ones to the Service name.
 		if c.ep.Ready {
@@ -309,8 +313,8 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 				}
 			}
 		}
-		m.ports = ports.named(c.ports, owner)
-		for _, p := range m.ports {
+		m.ports = ports.named(c.ports, owner, set)
+		for _, p := range set.ports(m) {
 			pk := Port{Name: p.Name, Protocol: p.Protocol}
 			pc := portChoices[pk]
 			if pc == nil {
@@ -320,11 +324,14 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			}
 			pc.add(i, len(cands))
 		}
-		if len(m.ports) > 0 {
+		if m.ports != 0 {
 			all.add(i, len(cands))
 		}
 	}
 	b.addOwnNames(set, apex)
+	for _, c := range append([]*Choice{a4, a6, all}, portOrder...) {
+		c.In = b.shareIn(c.In, len(cands))
+	}
 	policy.SeedNew(set.Candidates)
 	if len(a4.In) > 0 {
 		n.A4 = a4
@@ -357,7 +364,7 @@ func (c *Choice) add(i, n int) {
 // Lookup. A hostname that two candidates share gets a stored node with
 // both their addresses instead.
 func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
-	host := func(i int32) string { return set.Candidates[i].Hostname }
+	host := func(i int32) string { return set.Hostname(int(i)) }
 	slices.SortStableFunc(set.hosts, func(x, y int32) int { return strings.Compare(host(x), host(y)) })
 	unique := set.hosts[:0]
 	for k := 0; k < len(set.hosts); {
@@ -370,7 +377,7 @@ func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
 		} else {
 			var buf RRBuf
 			for _, i := range set.hosts[k:run] {
-				n := b.node(set.members[i].target, apex)
+				n := b.node(set.members[i].name, apex)
 				for _, rr := range set.appendOwn(nil, int(i), &buf) {
 					n.addRR(dns.Copy(rr))
 				}
@@ -384,28 +391,55 @@ func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
 }
 
 // portFilter keeps the ports that get SRV records: named, with owner names
-// that fit. Candidates of one slice share its ports, and so the result.
+// that fit. Candidates of one slice share its ports, and so their entry in
+// the set's portSets.
 type portFilter struct {
-	in, out []Port
+	in    []Port
+	index uint16
 }
 
-func (f *portFilter) named(ports []Port, owner string) []Port {
+// named returns the index in set.portSets of ports' named ports, adding
+// them; 0 when there are none. A Service whose endpoints carry more than
+// 65,535 different lists of ports (one per EndpointSlice at most) answers
+// the later ones without SRV records.
+func (f *portFilter) named(ports []Port, owner string, set *EndpointSet) uint16 {
 	if len(ports) == 0 {
-		return nil
+		return 0
 	}
 	if len(f.in) == len(ports) && &f.in[0] == &ports[0] {
-		return f.out
+		return f.index
 	}
-	f.in, f.out = ports, nil
+	var out []Port
 	for _, p := range ports {
 		if isLabel(p.Name) && fits("_"+p.Name+"._"+p.Protocol+"."+owner) {
-			f.out = append(f.out, p)
+			out = append(out, p)
 		}
 	}
-	if len(f.out) == len(ports) {
-		f.out = ports
+	if len(out) == len(ports) {
+		out = ports
 	}
-	return f.out
+	f.in, f.index = ports, 0
+	if len(out) > 0 && len(set.portSets) <= math.MaxUint16 {
+		if len(set.portSets) == 0 {
+			set.portSets = append(set.portSets, nil)
+		}
+		f.index = uint16(len(set.portSets))
+		set.portSets = append(set.portSets, out)
+	}
+	return f.index
+}
+
+// shareIn returns in, or, when it holds every one of n candidates (and so
+// is 0, 1, …, n-1), the builder's one such slice, read-only and shared by
+// every choice of that size.
+func (b *builder) shareIn(in []int, n int) []int {
+	if len(in) != n {
+		return in
+	}
+	for len(b.seq) < n {
+		b.seq = append(b.seq, len(b.seq))
+	}
+	return b.seq[:n:n]
 }
 
 // fits reports whether an FQDN without escapes fits the 255 octets of a
@@ -415,8 +449,8 @@ func fits(name string) bool { return len(name)+1 <= 255 }
 // key identifies a candidate across replicas and snapshots: its Pod, else
 // its first address.
 func (c *candidate) key(namespace string) string {
-	if c.ep.PodName != "" {
-		return namespace + "/" + c.ep.PodName
+	if c.src.PodName != "" {
+		return namespace + "/" + c.src.PodName
 	}
 	if c.v4.IsValid() {
 		return c.v4.String()
@@ -475,8 +509,7 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 			}
 			c := byKey[key]
 			if c == nil || (ip.Is4() && c.v4.IsValid()) || (ip.Is6() && c.v6.IsValid()) {
-				c = &candidate{ep: policy.Endpoint{
-					Hostname: e.Hostname, PodName: e.PodName, NodeName: e.NodeName, Zone: e.Zone,
+				c = &candidate{src: e, hostname: e.Hostname, ep: policy.Endpoint{
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
 				}}
 				cands = append(cands, c)
@@ -494,13 +527,13 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 	}
 	for _, c := range cands {
 		switch {
-		case isLabel(c.ep.Hostname):
-		case podNames && isLabel(strings.ToLower(c.ep.PodName)):
-			c.ep.Hostname = strings.ToLower(c.ep.PodName)
+		case isLabel(c.hostname):
+		case podNames && isLabel(strings.ToLower(c.src.PodName)):
+			c.hostname = strings.ToLower(c.src.PodName)
 		case c.v4.IsValid():
-			c.ep.Hostname = dashed(c.v4)
+			c.hostname = dashed(c.v4)
 		default:
-			c.ep.Hostname = dashed(c.v6)
+			c.hostname = dashed(c.v6)
 		}
 	}
 	return cands

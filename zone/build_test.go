@@ -93,8 +93,8 @@ func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
 		}
 		set := n.A4.Set
 		var hosts []string
-		for _, c := range set.Candidates {
-			hosts = append(hosts, c.Hostname)
+		for i := range set.Candidates {
+			hosts = append(hosts, set.Hostname(i))
 		}
 		// Slices sort by name: db-a (IPv4) first, then db-b merges into
 		// the same Pods.

@@ -52,19 +52,19 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	m := &set.members[i]
 	switch c.Qtype {
 	case dns.TypeA:
-		if m.has4 {
+		if m.flags&has4 != 0 {
 			dst = append(dst, buf.newA(c.Owner, set.TTL, &m.v4))
 		}
 	case dns.TypeAAAA:
-		if m.has6 {
+		if m.flags&has6 != 0 {
 			dst = append(dst, buf.newAAAA(c.Owner, set.TTL, &m.v6))
 		}
 	case dns.TypeSRV:
-		for _, p := range m.ports {
+		for _, p := range set.ports(m) {
 			if c.Port.Name != "" && (p.Name != c.Port.Name || p.Protocol != c.Port.Protocol) {
 				continue
 			}
-			buf.srv = append(buf.srv, dns.SRV{Hdr: hdrTTL(c.Owner, dns.TypeSRV, set.TTL), Weight: set.srvWeight, Port: p.Port, Target: m.target})
+			buf.srv = append(buf.srv, dns.SRV{Hdr: hdrTTL(c.Owner, dns.TypeSRV, set.TTL), Weight: set.srvWeight, Port: p.Port, Target: m.name})
 			dst = append(dst, &buf.srv[len(buf.srv)-1])
 		}
 	}
@@ -77,9 +77,9 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 func (c *Choice) Addr(i int) []byte {
 	m := &c.Set.members[i]
 	switch {
-	case c.Qtype == dns.TypeA && m.has4:
+	case c.Qtype == dns.TypeA && m.flags&has4 != 0:
 		return m.v4[:]
-	case c.Qtype == dns.TypeAAAA && m.has6:
+	case c.Qtype == dns.TypeAAAA && m.flags&has6 != 0:
 		return m.v6[:]
 	}
 	return nil
@@ -94,14 +94,14 @@ func (c *Choice) AppendGlue(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 // appendOwn appends the address records of candidate i under its own name.
 func (s *EndpointSet) appendOwn(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	m := &s.members[i]
-	if m.target == "" {
+	if m.flags&named == 0 {
 		return dst
 	}
-	if m.has4 {
-		dst = append(dst, buf.newA(m.target, s.TTL, &m.v4))
+	if m.flags&has4 != 0 {
+		dst = append(dst, buf.newA(m.name, s.TTL, &m.v4))
 	}
-	if m.has6 {
-		dst = append(dst, buf.newAAAA(m.target, s.TTL, &m.v6))
+	if m.flags&has6 != 0 {
+		dst = append(dst, buf.newAAAA(m.name, s.TTL, &m.v6))
 	}
 	return dst
 }
@@ -134,10 +134,33 @@ func (n *Node) endpointSet() *EndpointSet {
 // host finds the candidate whose own name's first label is label.
 func (s *EndpointSet) host(label string) (int, bool) {
 	k, ok := slices.BinarySearchFunc(s.hosts, label, func(i int32, label string) int {
-		return strings.Compare(s.Candidates[i].Hostname, label)
+		return strings.Compare(s.Hostname(int(i)), label)
 	})
 	if !ok {
 		return 0, false
 	}
 	return int(s.hosts[k]), true
+}
+
+// Hostname is the first label of candidate i's own name (whether or not
+// that name fits and exists).
+func (s *EndpointSet) Hostname(i int) string {
+	m := &s.members[i]
+	if m.flags&named == 0 {
+		return m.name
+	}
+	return m.name[:len(m.name)-len(s.owner)-1]
+}
+
+// Endpoint is the EndpointSlice endpoint candidate i was made from (of a
+// dual-stack Pod, its first family's). It is shared with the source and
+// must not be modified.
+func (s *EndpointSet) Endpoint(i int) *Endpoint { return s.members[i].src }
+
+// ports are the ports m has SRV records for.
+func (s *EndpointSet) ports(m *member) []Port {
+	if m.ports == 0 {
+		return nil
+	}
+	return s.portSets[m.ports]
 }

@@ -128,7 +128,11 @@ type EndpointSet struct {
 	TTL        uint32
 	Candidates []policy.Endpoint
 
+	owner   string   // the Service's name
 	members []member // parallel to Candidates
+	// portSets are the candidates' lists of ports with SRV records;
+	// members index them, 0 standing for none.
+	portSets [][]Port
 	// hosts indexes the candidates whose own name answers (named and
 	// ready, hostname held by no other candidate), sorted by hostname.
 	hosts     []int32
@@ -137,17 +141,27 @@ type EndpointSet struct {
 
 // member is what the answers of one candidate are made from.
 type member struct {
-	// target is the candidate's own name, the target of its SRV records
-	// and owner of its glue; "" when that name would pass 255 octets
-	// (the candidate then answers only under the Service name).
-	target string
-	// ports are the candidate's named ports whose SRV owner names fit,
-	// shared with the other candidates of its slice.
-	ports      []Port
-	v4         [4]byte
-	v6         [16]byte
-	has4, has6 bool
+	// src is the first EndpointSlice endpoint the candidate was made
+	// from, shared with the source: its Pod, node and zone.
+	src *Endpoint
+	// name is the candidate's own name: the target of its SRV records
+	// and owner of its glue. Without the named flag (the name would pass
+	// 255 octets) it is the bare hostname, and the candidate answers
+	// only under the Service name.
+	name  string
+	v6    [16]byte
+	v4    [4]byte
+	ports uint16 // index into portSets
+	flags memberFlags
 }
+
+type memberFlags uint8
+
+const (
+	has4 memberFlags = 1 << iota
+	has6
+	named
+)
 
 // Choice is one question that a policy answers: which candidates, among In,
 // and in which order. Its records are made for each answer (AppendRRs).

@@ -41,7 +41,9 @@ const (
 	// ChangesEnv overrides the number of propagation changes (default 50).
 	ChangesEnv = "HDNS_BENCH_CHANGES"
 	// ProfileEnv, when set to a directory, makes TestThroughput record a
-	// CPU profile of hdns (perf record) during its first hot-3 run there.
+	// CPU profile of hdns (perf record) during its first hot-3 run there,
+	// and TestMemory save hdns's heap profile at each scale
+	// (hdns-heap-<endpoints>.pb.gz, after a GC; go tool pprof reads it).
 	ProfileEnv = "HDNS_BENCH_PROFILE"
 )
 

@@ -8,6 +8,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,11 +110,23 @@ func TestMemory(t *testing.T) {
 				exchange(addr, "_http._tcp."+s.fqdn(), dns.TypeSRV, false)
 			}
 		}
-		hs := startHDNS(t, cp.KubeconfigPath, "")
+		profile := os.Getenv(ProfileEnv)
+		var extra []string
+		if profile != "" {
+			extra = append(extra, "--pprof")
+		}
+		hs := startHDNS(t, cp.KubeconfigPath, "", extra...)
 		waitReady(t, hs, check)
 		warm(hs.addr)
 		h = settleRSS(t, hs, settle)
 		h.heap = int64(hdnsMetric(t, hs, "go_memstats_heap_inuse_bytes"))
+		if profile != "" {
+			endpoints := 0
+			for _, s := range svcs {
+				endpoints += len(s.eps)
+			}
+			saveHeapProfile(t, hs, filepath.Join(profile, fmt.Sprintf("hdns-heap-%d.pb.gz", endpoints)))
+		}
 		if err := hs.p.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -186,18 +200,7 @@ func TestMemory(t *testing.T) {
 // hdnsMetric returns the value of an unlabelled sample from hdns's /metrics.
 func hdnsMetric(t testing.TB, s *server, name string) float64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.http+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("hdns /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("hdns /metrics: %v", err)
-	}
+	body := hdnsGet(t, s, "/metrics")
 	for _, line := range strings.Split(string(body), "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
@@ -212,3 +215,31 @@ func hdnsMetric(t testing.TB, s *server, name string) float64 {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// saveHeapProfile writes hdns's heap profile, taken after a GC, to path.
+func saveHeapProfile(t testing.TB, s *server, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, hdnsGet(t, s, "/debug/pprof/heap?gc=1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hdns heap profile: %s", path)
+}
+
+// hdnsGet returns the body of a 200 response to GET path from hdns's HTTP
+// listener.
+func hdnsGet(t testing.TB, s *server, path string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.http+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("hdns %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("hdns %s: %s, %v", path, resp.Status, err)
+	}
+	return body
+}
