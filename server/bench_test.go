@@ -26,8 +26,8 @@ func benchZone(b testing.TB, services int) *zone.Snapshot {
 		for i := range n {
 			base := len(svcs) * 128
 			s.Endpoints = append(s.Endpoints, zone.Endpoint{
-				Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(base >> 16), byte(base >> 8), byte(i + 1)})},
-				Hostname:  fmt.Sprintf("%s-%d", name, i), Ready: true, Serving: true,
+				Address:  netip.AddrFrom4([4]byte{10, byte(base >> 16), byte(base >> 8), byte(i + 1)}),
+				Hostname: fmt.Sprintf("%s-%d", name, i), Ready: true, Serving: true,
 			})
 		}
 		slices = append(slices, s)

@@ -490,12 +490,10 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
 			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
-			if !usable || len(e.Addresses) == 0 {
+			ip := e.Address
+			if !usable || !ip.IsValid() {
 				continue
 			}
-			// All addresses of an endpoint are fungible; clients use the
-			// first (discovery.k8s.io/v1 API documentation).
-			ip := e.Addresses[0]
 			if seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
 				continue
 			}

@@ -5,6 +5,11 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
+	"unsafe"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hdns-dev/hdns/policy"
 )
@@ -54,22 +59,57 @@ func liveHeap() int64 {
 }
 
 // memoryFixture makes headless Services of pods ready Pods each, named and
-// addressed like a Deployment's, one EndpointSlice per Service.
+// addressed like a Deployment's, one EndpointSlice per Service, shrunk
+// from API objects as the informers shrink them.
 func memoryFixture(services, pods int) ([]*Service, []*EndpointSlice) {
 	var svcs []*Service
 	var slices []*EndpointSlice
+	ready, http, port, tcp := true, "http", int32(80), corev1.ProtocolTCP
 	for s := range services {
 		svc := &Service{Namespace: fmt.Sprintf("team-%d", s%50), Name: fmt.Sprintf("svc-%d", s), Kind: KindHeadless,
 			Ports: []Port{{Name: "http", Protocol: "tcp", Port: 80}}}
-		sl := &EndpointSlice{Namespace: svc.Namespace, Name: svc.Name + "-x7k2p", Service: svc.Name, AddressType: "IPv4", Ports: svc.Ports}
+		api := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name + "-x7k2p", Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: &http, Port: &port, Protocol: &tcp}},
+		}
 		for p := range pods {
-			sl.Endpoints = append(sl.Endpoints, Endpoint{
-				Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(s >> 8), byte(s), byte(p)})},
-				PodName:   fmt.Sprintf("%s-7d9f8b6c5-%05d", svc.Name, p), NodeName: fmt.Sprintf("node-%d", p%8),
-				Ready: true, Serving: true,
+			// Fresh strings per endpoint, as the API decoder makes them.
+			node, zone := fmt.Sprintf("node-%d", p%8), fmt.Sprintf("zone-%d", p%3)
+			api.Endpoints = append(api.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{netip.AddrFrom4([4]byte{10, byte(s >> 8), byte(s), byte(p)}).String()},
+				Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready},
+				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: svc.Namespace, Name: fmt.Sprintf("%s-7d9f8b6c5-%05d", svc.Name, p)},
+				NodeName:   &node,
+				Zone:       &zone,
 			})
 		}
-		svcs, slices = append(svcs, svc), append(slices, sl)
+		svcs, slices = append(svcs, svc), append(slices, EndpointSliceFromAPI(api))
 	}
 	return svcs, slices
+}
+
+// TestEndpointsShareNodeAndZoneNames: the endpoints of one node share its
+// name's bytes, and the interner stays within its bound.
+func TestEndpointsShareNodeAndZoneNames(t *testing.T) {
+	_, slices := memoryFixture(2, 16)
+	data := func(s string) *byte { return unsafe.StringData(s) }
+	for _, sl := range slices {
+		for i, e := range sl.Endpoints {
+			first := sl.Endpoints[i%8]
+			if e.NodeName != fmt.Sprintf("node-%d", i%8) || data(e.NodeName) != data(slices[0].Endpoints[i%8].NodeName) {
+				t.Errorf("%s endpoint %d: node %q at %p, not shared with %q at %p", sl.Name, i, e.NodeName, data(e.NodeName), first.NodeName, data(first.NodeName))
+			}
+			if e.Zone != fmt.Sprintf("zone-%d", i%3) || data(e.Zone) != data(slices[0].Endpoints[i%3].Zone) {
+				t.Errorf("%s endpoint %d: zone %q not shared", sl.Name, i, e.Zone)
+			}
+		}
+	}
+	var in interner
+	for i := range maxInterned + 10 {
+		in.intern(fmt.Sprintf("node-%d", i))
+	}
+	if len(in.m) > maxInterned {
+		t.Errorf("interner holds %d strings, past its bound %d", len(in.m), maxInterned)
+	}
 }

@@ -3,6 +3,7 @@ package zone
 import (
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,9 +69,14 @@ type Service struct {
 
 // Endpoint is one endpoint of an EndpointSlice.
 type Endpoint struct {
-	Addresses   []netip.Addr
-	Hostname    string
-	PodName     string // targetRef name when the target is a Pod
+	// Address is the endpoint's first address that parses; invalid when
+	// none does. The API makes all of an endpoint's addresses fungible
+	// and has clients use the first, so DNS never names the others.
+	Address  netip.Addr
+	Hostname string
+	PodName  string // targetRef name when the target is a Pod
+	// NodeName and Zone are shared with the other endpoints of the node
+	// and zone (see intern).
 	NodeName    string
 	Zone        string
 	Ready       bool
@@ -167,7 +173,8 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		}
 		for _, a := range e.Addresses {
 			if ip, err := netip.ParseAddr(a); err == nil {
-				ep.Addresses = append(ep.Addresses, ip.Unmap())
+				ep.Address = ip.Unmap()
+				break
 			}
 		}
 		if e.Hostname != nil {
@@ -177,14 +184,44 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 			ep.PodName = e.TargetRef.Name
 		}
 		if e.NodeName != nil {
-			ep.NodeName = *e.NodeName
+			ep.NodeName = shared.intern(*e.NodeName)
 		}
 		if e.Zone != nil {
-			ep.Zone = *e.Zone
+			ep.Zone = shared.intern(*e.Zone)
 		}
 		out.Endpoints = append(out.Endpoints, ep)
 	}
 	return out
+}
+
+// shared holds the node and zone names of the endpoints shrunk so far.
+var shared interner
+
+// maxInterned bounds an interner: a cluster has far fewer nodes and zones,
+// but nodes come and go under new names.
+const maxInterned = 1 << 14
+
+// interner returns one copy of each string it is given, so that the
+// endpoints of one node share its name instead of a copy each from the
+// API decoder. When it holds maxInterned strings it forgets them all:
+// the copies handed out stay valid, and are shared with later ones again
+// as they come.
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (in *interner) intern(s string) string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if c, ok := in.m[s]; ok {
+		return c
+	}
+	if in.m == nil || len(in.m) >= maxInterned {
+		in.m = make(map[string]string)
+	}
+	in.m[s] = s
+	return s
 }
 
 func protocol(p corev1.Protocol) string {
