@@ -23,7 +23,7 @@ type Compiler struct {
 	mu     sync.Mutex
 	gen    uint64
 	chains map[chainKey]*chainEntry
-	loads  map[string]*loadEntry
+	loads  map[string]*Load
 	lives  map[liveKey]*liveEntry
 	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
@@ -38,11 +38,6 @@ type chainEntry struct {
 	gen   uint64
 }
 
-type loadEntry struct {
-	load *Load
-	gen  uint64
-}
-
 // NewCompiler returns a Compiler whose default policy is defaultSpec; it
 // fails when defaultSpec does not parse.
 func NewCompiler(defaultSpec string) (*Compiler, error) {
@@ -52,7 +47,7 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 	return &Compiler{
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
-		loads:       make(map[string]*loadEntry),
+		loads:       make(map[string]*Load),
 		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
 	}, nil
@@ -175,13 +170,13 @@ func withAffinity(spec string, timeout time.Duration) string {
 func (c *Compiler) Load(key string) *Load {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.loads[key]
-	if e == nil {
-		e = &loadEntry{load: new(Load)}
-		c.loads[key] = e
+	l := c.loads[key]
+	if l == nil {
+		l = new(Load)
+		c.loads[key] = l
 	}
-	e.gen = c.gen
-	return e.load
+	l.gen = uint32(c.gen)
+	return l
 }
 
 // Sweep forgets the chains, ledger entries and live cells that no Compile,
@@ -210,8 +205,8 @@ func (c *Compiler) Sweep() {
 			c.handouts.DeleteLabelValues(svc)
 		}
 	}
-	for k, e := range c.loads {
-		if e.gen != c.gen {
+	for k, l := range c.loads {
+		if l.gen != uint32(c.gen) {
 			delete(c.loads, k)
 		}
 	}

@@ -31,6 +31,11 @@ type Load struct {
 	// and is not yet expired (see holdings); the least-loaded steps of
 	// every Service the endpoint is in write it.
 	held atomic.Int32
+	// gen is the last Compiler generation that asked for the entry
+	// (Compiler.Load); only the Compiler uses it, under its lock. It
+	// lives here, not in the Compiler's map, to save an allocation per
+	// endpoint.
+	gen uint32
 }
 
 // Clients is how many clients hold the endpoint now: their latest answer

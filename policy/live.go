@@ -165,7 +165,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 		}
 		s := &Sample{At: at, Until: until, LedgerTicks: now}
 		if l := c.loads[k.key]; l != nil {
-			s.Ledger = l.load.valueAt(now)
+			s.Ledger = l.valueAt(now)
 		}
 		if v, ok := values[k.key]; ok {
 			s.Value = v

@@ -83,10 +83,14 @@ func (e *Explanation) choice(c *zone.Choice) {
 	for k, i := range c.In {
 		ep, src := &set.Candidates[i], set.Endpoint(i)
 		e.Candidates = append(e.Candidates, ExplainCandidate{
-			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName, Node: src.NodeName, Zone: src.Zone,
+			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName,
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
 			Score: scores[k], Clients: ep.Load.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
 		})
+		if t := src.Topology; t != nil {
+			ec := &e.Candidates[len(e.Candidates)-1]
+			ec.Node, ec.Zone = t.NodeName, t.Zone
+		}
 		if s := ep.Live.Sample(); s != nil && !s.Missing {
 			ec := &e.Candidates[len(e.Candidates)-1]
 			v, age := s.Value, now.Sub(s.At).Seconds()

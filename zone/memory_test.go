@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
-	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -89,27 +88,24 @@ func memoryFixture(services, pods int) ([]*Service, []*EndpointSlice) {
 	return svcs, slices
 }
 
-// TestEndpointsShareNodeAndZoneNames: the endpoints of one node share its
-// name's bytes, and the interner stays within its bound.
-func TestEndpointsShareNodeAndZoneNames(t *testing.T) {
-	_, slices := memoryFixture(2, 16)
-	data := func(s string) *byte { return unsafe.StringData(s) }
+// TestEndpointsShareTheirTopology: the endpoints of one node and zone share
+// one Topology, and the interner stays within its bound.
+func TestEndpointsShareTheirTopology(t *testing.T) {
+	_, slices := memoryFixture(2, 24)
 	for _, sl := range slices {
 		for i, e := range sl.Endpoints {
-			first := sl.Endpoints[i%8]
-			if e.NodeName != fmt.Sprintf("node-%d", i%8) || data(e.NodeName) != data(slices[0].Endpoints[i%8].NodeName) {
-				t.Errorf("%s endpoint %d: node %q at %p, not shared with %q at %p", sl.Name, i, e.NodeName, data(e.NodeName), first.NodeName, data(first.NodeName))
-			}
-			if e.Zone != fmt.Sprintf("zone-%d", i%3) || data(e.Zone) != data(slices[0].Endpoints[i%3].Zone) {
-				t.Errorf("%s endpoint %d: zone %q not shared", sl.Name, i, e.Zone)
+			first := slices[0].Endpoints[i%24]
+			want := Topology{NodeName: fmt.Sprintf("node-%d", i%8), Zone: fmt.Sprintf("zone-%d", i%3)}
+			if e.Topology == nil || *e.Topology != want || e.Topology != first.Topology {
+				t.Errorf("%s endpoint %d: topology %+v at %p, want %+v shared with %p", sl.Name, i, e.Topology, e.Topology, want, first.Topology)
 			}
 		}
 	}
 	var in interner
 	for i := range maxInterned + 10 {
-		in.intern(fmt.Sprintf("node-%d", i))
+		in.intern(Topology{NodeName: fmt.Sprintf("node-%d", i)})
 	}
 	if len(in.m) > maxInterned {
-		t.Errorf("interner holds %d strings, past its bound %d", len(in.m), maxInterned)
+		t.Errorf("interner holds %d topologies, past its bound %d", len(in.m), maxInterned)
 	}
 }

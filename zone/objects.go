@@ -75,10 +75,9 @@ type Endpoint struct {
 	Address  netip.Addr
 	Hostname string
 	PodName  string // targetRef name when the target is a Pod
-	// NodeName and Zone are shared with the other endpoints of the node
-	// and zone (see intern).
-	NodeName    string
-	Zone        string
+	// Topology is where the endpoint runs, shared with the other
+	// endpoints of its node; nil when the slice does not say.
+	Topology    *Topology
 	Ready       bool
 	Serving     bool
 	Terminating bool
@@ -183,45 +182,55 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
 			ep.PodName = e.TargetRef.Name
 		}
+		var t Topology
 		if e.NodeName != nil {
-			ep.NodeName = shared.intern(*e.NodeName)
+			t.NodeName = *e.NodeName
 		}
 		if e.Zone != nil {
-			ep.Zone = shared.intern(*e.Zone)
+			t.Zone = *e.Zone
+		}
+		if t != (Topology{}) {
+			ep.Topology = topologies.intern(t)
 		}
 		out.Endpoints = append(out.Endpoints, ep)
 	}
 	return out
 }
 
-// shared holds the node and zone names of the endpoints shrunk so far.
-var shared interner
-
-// maxInterned bounds an interner: a cluster has far fewer nodes and zones,
-// but nodes come and go under new names.
-const maxInterned = 1 << 14
-
-// interner returns one copy of each string it is given, so that the
-// endpoints of one node share its name instead of a copy each from the
-// API decoder. When it holds maxInterned strings it forgets them all:
-// the copies handed out stay valid, and are shared with later ones again
-// as they come.
-type interner struct {
-	mu sync.Mutex
-	m  map[string]string
+// Topology is the node and zone an endpoint runs in.
+type Topology struct {
+	NodeName, Zone string
 }
 
-func (in *interner) intern(s string) string {
+// topologies holds the topologies of the endpoints shrunk so far.
+var topologies interner
+
+// maxInterned bounds an interner: a cluster has far fewer nodes, but
+// nodes come and go under new names.
+const maxInterned = 1 << 14
+
+// interner returns one copy of each Topology it is given, so that the
+// endpoints of one node share a pointer to it instead of a copy of its
+// names each from the API decoder. When it holds maxInterned topologies it
+// forgets them all: the copies handed out stay valid, and are shared with
+// later ones again as they come.
+type interner struct {
+	mu sync.Mutex
+	m  map[Topology]*Topology
+}
+
+func (in *interner) intern(t Topology) *Topology {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if c, ok := in.m[s]; ok {
+	if c, ok := in.m[t]; ok {
 		return c
 	}
 	if in.m == nil || len(in.m) >= maxInterned {
-		in.m = make(map[string]string)
+		in.m = make(map[Topology]*Topology)
 	}
-	in.m[s] = s
-	return s
+	c := &t
+	in.m[t] = c
+	return c
 }
 
 func protocol(p corev1.Protocol) string {
