@@ -142,7 +142,7 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 	live := func(pod string) *policy.Sample {
 		set := lookup(t, snap).Set
 		for i, ep := range set.Candidates {
-			if set.Endpoint(i).PodName == pod {
+			if set.Endpoint(i).PodName() == pod {
 				return ep.Live.Sample()
 			}
 		}

@@ -23,7 +23,10 @@ type Compiler struct {
 	mu     sync.Mutex
 	gen    uint64
 	chains map[chainKey]*chainEntry
-	loads  map[string]*Load
+	// loads holds the ledger entries by the hash of their endpoint key:
+	// the keys themselves would cost a string each. Two keys of one hash
+	// (at 50,000 endpoints, odds of about 1 in 10^10) share an entry.
+	loads  map[uint64]*Load
 	lives  map[liveKey]*liveEntry
 	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
@@ -47,7 +50,7 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 	return &Compiler{
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
-		loads:       make(map[string]*Load),
+		loads:       make(map[uint64]*Load),
 		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
 	}, nil
@@ -170,10 +173,11 @@ func withAffinity(spec string, timeout time.Duration) string {
 func (c *Compiler) Load(key string) *Load {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l := c.loads[key]
+	h := keyHash(key)
+	l := c.loads[h]
 	if l == nil {
 		l = new(Load)
-		c.loads[key] = l
+		c.loads[h] = l
 	}
 	l.gen = uint32(c.gen)
 	return l
@@ -223,3 +227,6 @@ func (c *Compiler) Sweep() {
 	}
 	c.gen++
 }
+
+// keyHash is the hash the Compiler keeps ledger entries by.
+func keyHash(key string) uint64 { return fnv64([]byte(key)) }

@@ -83,7 +83,7 @@ func (e *Explanation) choice(c *zone.Choice) {
 	for k, i := range c.In {
 		ep, src := &set.Candidates[i], set.Endpoint(i)
 		e.Candidates = append(e.Candidates, ExplainCandidate{
-			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName,
+			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName(),
 			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
 			Score: scores[k], Clients: ep.Load.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
 		})

@@ -65,10 +65,17 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 	}
 	b.snap.ptrs.ttl = opts.TTL
 	slicesOf := make(map[string][]*EndpointSlice)
+	endpoints := 0
 	for _, s := range slices {
 		k := s.Namespace + "/" + s.Service
 		slicesOf[k] = append(slicesOf[k], s)
+		endpoints += len(s.Endpoints)
 	}
+	// Room for every endpoint in every zone: no candidate array grows.
+	endpoints *= len(opts.Zones)
+	b.cands = make([]policy.Endpoint, 0, endpoints)
+	b.members = make([]member, 0, endpoints)
+	b.hosts = make([]int32, 0, endpoints)
 	for _, svc := range services {
 		ss := slicesOf[svc.Namespace+"/"+svc.Name]
 		for _, z := range opts.Zones {
@@ -88,6 +95,13 @@ type builder struct {
 	snap     *Snapshot
 	ownNames int   // endpoints' own names without a stored node
 	seq      []int // 0, 1, 2, … (shareIn)
+	// cands, members and hosts are the arrays that every EndpointSet's
+	// are cut from: a few large allocations per snapshot instead of a
+	// few small ones per Service among the build's garbage, whose memory
+	// spans they would pin once it is collected.
+	cands   []policy.Endpoint
+	members []member
+	hosts   []int32
 }
 
 func (b *builder) hdr(name string, t uint16) dns.RR_Header {
@@ -261,23 +275,24 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	portChoices := map[Port]*Choice{} // by Name and Protocol
 	var portOrder []*Choice
 	var ports portFilter
-	set.Candidates = make([]policy.Endpoint, len(cands))
-	set.members = make([]member, len(cands))
+	set.Candidates = cut(&b.cands, len(cands))
+	set.members = cut(&b.members, len(cands))
 	loadQuery := ""
 	if b.opts.LoadQuery != "" && chain.UsesLoad() {
 		loadQuery = cmp.Or(svc.LoadQuery, b.opts.LoadQuery)
 	}
+	names, keys := ownNames(cands, owner), candidateKeys(cands)
 	for i, c := range cands {
-		c.ep.Key = c.key(svc.Namespace)
+		c.ep.Key = keys[i]
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
-		if loadQuery != "" && c.src.PodName != "" {
+		if loadQuery != "" && c.src.PodKey != "" {
 			// Load sources match values by namespace and Pod name, the
 			// Key of a Pod endpoint.
 			c.ep.Live = b.opts.Policies.Live(loadQuery, c.ep.Key)
 		}
 		c.ep.Handouts = b.opts.Policies.EndpointCounter(key, c.ep.Key)
 		c.ep.Weight = 1
-		if w, ok := weights[c.src.PodName]; ok {
+		if w, ok := weights[c.src.PodName()]; ok {
 			c.ep.Weight = w
 		} else if w, ok := weights[c.hostname]; ok {
 			c.ep.Weight = w
@@ -293,11 +308,11 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			m.v6, m.flags = c.v6.As16(), m.flags|has6
 			a6.add(i, len(cands))
 		}
-		target := c.hostname + "." + owner
+		target := names[i]
 		// An endpoint whose name would pass 255 octets answers under the
 		// Service name only: no name, SRV or PTR records of its own.
-		if !fits(target) {
-			m.name = c.hostname
+		if len(target) == len(c.hostname) {
+			m.name = target
 			continue
 		}
 		m.name, m.flags = target, m.flags|named
@@ -385,8 +400,8 @@ func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
 		}
 		k = run
 	}
-	// A copy, so that the snapshot keeps no spare room.
-	set.hosts = slices.Clone(unique)
+	set.hosts = cut(&b.hosts, len(unique))
+	copy(set.hosts, unique)
 	b.ownNames += len(set.hosts)
 }
 
@@ -429,6 +444,16 @@ func (f *portFilter) named(ports []Port, owner string, set *EndpointSet) uint16 
 	return f.index
 }
 
+// cut returns the next n zero elements of *arena, extending it: a slice
+// whose capacity ends where it does, so that no append reaches the next.
+// Past the arena's capacity it continues in a new array; earlier cuts stay
+// valid in the old one.
+func cut[T any](arena *[]T, n int) []T {
+	start := len(*arena)
+	*arena = append(*arena, make([]T, n)...)
+	return (*arena)[start:len(*arena):len(*arena)]
+}
+
 // shareIn returns in, or, when it holds every one of n candidates (and so
 // is 0, 1, …, n-1), the builder's one such slice, read-only and shared by
 // every choice of that size.
@@ -446,16 +471,58 @@ func (b *builder) shareIn(in []int, n int) []int {
 // wire-format name.
 func fits(name string) bool { return len(name)+1 <= 255 }
 
-// key identifies a candidate across replicas and snapshots: its Pod, else
-// its first address.
-func (c *candidate) key(namespace string) string {
-	if c.src.PodName != "" {
-		return namespace + "/" + c.src.PodName
+// candidateKeys returns each candidate's Key, which identifies it across
+// replicas and snapshots: its Pod's namespace/name (the source's string),
+// else its first address.
+func candidateKeys(cands []*candidate) []string {
+	keys := packed(cands, func(c *candidate, b []byte) []byte {
+		switch {
+		case c.src.PodKey != "":
+			return b
+		case c.v4.IsValid():
+			return c.v4.AppendTo(b)
+		default:
+			return c.v6.AppendTo(b)
+		}
+	})
+	for i, c := range cands {
+		if c.src.PodKey != "" {
+			keys[i] = c.src.PodKey
+		}
 	}
-	if c.v4.IsValid() {
-		return c.v4.String()
+	return keys
+}
+
+// ownNames returns each candidate's own name, hostname.owner, or its bare
+// hostname when that name would pass 255 octets.
+func ownNames(cands []*candidate, owner string) []string {
+	return packed(cands, func(c *candidate, b []byte) []byte {
+		b = append(b, c.hostname...)
+		if !fits(c.hostname + "." + owner) {
+			return b
+		}
+		return append(append(b, '.'), owner...)
+	})
+}
+
+// packed returns the strings that write appends for each candidate, cut
+// from one string: one allocation per Service where there were one per
+// endpoint, and one block of memory that the snapshot's lifetime alone
+// decides, not scattered among the build's garbage.
+func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []string {
+	var b []byte
+	ends := make([]int, len(cands))
+	for i, c := range cands {
+		b = write(c, b)
+		ends[i] = len(b)
 	}
-	return c.v6.String()
+	all := string(b)
+	out := make([]string, len(cands))
+	start := 0
+	for i, end := range ends {
+		out[i], start = all[start:end], end
+	}
+	return out
 }
 
 // parseWeights reads the hdns.dev/weights annotation: "name=weight, ...".
@@ -500,8 +567,8 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 			seen[ip] = true
 			key := ""
 			switch {
-			case e.PodName != "":
-				key = "pod:" + e.PodName
+			case e.PodKey != "":
+				key = "pod:" + e.PodKey
 			case e.Hostname != "":
 				key = "host:" + e.Hostname
 			}
@@ -526,8 +593,8 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 	for _, c := range cands {
 		switch {
 		case isLabel(c.hostname):
-		case podNames && isLabel(strings.ToLower(c.src.PodName)):
-			c.hostname = strings.ToLower(c.src.PodName)
+		case podNames && isLabel(strings.ToLower(c.src.PodName())):
+			c.hostname = strings.ToLower(c.src.PodName())
 		case c.v4.IsValid():
 			c.hostname = dashed(c.v4)
 		default:

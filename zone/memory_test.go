@@ -2,9 +2,11 @@ package zone
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -108,4 +110,39 @@ func TestEndpointsShareTheirTopology(t *testing.T) {
 	if len(in.m) > maxInterned {
 		t.Errorf("interner holds %d topologies, past its bound %d", len(in.m), maxInterned)
 	}
+}
+
+// TestShrunkObjectsPackTheirStrings: the strings a shrunk Service or
+// EndpointSlice keeps are cut from one block of its own, not kept one by
+// one from the API object.
+func TestShrunkObjectsPackTheirStrings(t *testing.T) {
+	inOneBlock := func(what string, strs ...string) {
+		t.Helper()
+		start, end := uintptr(math.MaxUint), uintptr(0)
+		size := 0
+		for _, s := range strs {
+			if s == "" {
+				continue
+			}
+			p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+			start, end, size = min(start, p), max(end, p+uintptr(len(s))), size+len(s)
+		}
+		if int(end-start) != size {
+			t.Errorf("%s: %d bytes of strings span %d bytes of memory", what, size, end-start)
+		}
+	}
+	_, slices := memoryFixture(1, 5)
+	sl := slices[0]
+	strs := []string{sl.Namespace, sl.Name, sl.Service, sl.ResourceVersion, sl.Ports[0].Name}
+	for _, e := range sl.Endpoints {
+		strs = append(strs, e.PodKey, e.Hostname)
+	}
+	inOneBlock("EndpointSlice", strs...)
+
+	svc := ServiceFromAPI(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", ResourceVersion: "42",
+			Annotations: map[string]string{AnnotationPolicy: "least-loaded", AnnotationWeights: "web-0=2"}},
+		Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "metrics", Port: 9090}}},
+	})
+	inOneBlock("Service", svc.Namespace, svc.Name, svc.Policy, svc.Weights, svc.ResourceVersion, svc.Ports[0].Name, svc.Ports[1].Name)
 }

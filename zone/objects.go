@@ -74,13 +74,22 @@ type Endpoint struct {
 	// and has clients use the first, so DNS never names the others.
 	Address  netip.Addr
 	Hostname string
-	PodName  string // targetRef name when the target is a Pod
+	// PodKey is "namespace/name" of the Pod the endpoint's targetRef
+	// names, "" when it names no Pod: the endpoint's key in the ledger
+	// and in the policies' hashing (policy.Endpoint.Key).
+	PodKey string
 	// Topology is where the endpoint runs, shared with the other
 	// endpoints of its node; nil when the slice does not say.
 	Topology    *Topology
 	Ready       bool
 	Serving     bool
 	Terminating bool
+}
+
+// PodName is the name of the Pod the endpoint's targetRef names, or "".
+func (e *Endpoint) PodName() string {
+	_, name, _ := strings.Cut(e.PodKey, "/")
+	return name
 }
 
 // EndpointSlice is the part of a discoveryv1.EndpointSlice that DNS needs.
@@ -132,6 +141,12 @@ func ServiceFromAPI(s *corev1.Service) *Service {
 	for _, p := range s.Spec.Ports {
 		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: protocol(p.Protocol), Port: uint16(p.Port)})
 	}
+	var strs stringPack
+	strs.add(&out.Namespace, &out.Name, &out.ExternalName, &out.Policy, &out.Weights, &out.LoadQuery, &out.ResourceVersion)
+	for i := range out.Ports {
+		strs.add(&out.Ports[i].Name)
+	}
+	strs.pack()
 	return out
 }
 
@@ -141,7 +156,7 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		Namespace:       s.Namespace,
 		Name:            s.Name,
 		Service:         s.Labels[discoveryv1.LabelServiceName],
-		AddressType:     s.AddressType,
+		AddressType:     addressType(s.AddressType),
 		ResourceVersion: s.ResourceVersion,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.Annotations[annotationTriggerTime]); err == nil {
@@ -180,7 +195,7 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 			ep.Hostname = strings.ToLower(*e.Hostname)
 		}
 		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
-			ep.PodName = e.TargetRef.Name
+			ep.PodKey = s.Namespace + "/" + e.TargetRef.Name
 		}
 		var t Topology
 		if e.NodeName != nil {
@@ -194,7 +209,56 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		}
 		out.Endpoints = append(out.Endpoints, ep)
 	}
+	var strs stringPack
+	strs.add(&out.Namespace, &out.Name, &out.Service, &out.ResourceVersion)
+	for i := range out.Ports {
+		strs.add(&out.Ports[i].Name)
+	}
+	for i := range out.Endpoints {
+		strs.add(&out.Endpoints[i].PodKey, &out.Endpoints[i].Hostname)
+	}
+	strs.pack()
 	return out
+}
+
+// stringPack copies the strings a shrunk object keeps into one allocation
+// and points them into it. The API decoder allocated each among the
+// garbage of the whole object, and of the whole list around it; kept one
+// by one, they would each pin a span of that garbage's memory after it is
+// collected. The informers keep tens of thousands of objects.
+type stringPack struct {
+	fields []*string
+	size   int
+}
+
+func (p *stringPack) add(fields ...*string) {
+	for _, f := range fields {
+		p.fields = append(p.fields, f)
+		p.size += len(*f)
+	}
+}
+
+func (p *stringPack) pack() {
+	var b strings.Builder
+	b.Grow(p.size)
+	for _, f := range p.fields {
+		b.WriteString(*f)
+	}
+	all, off := b.String(), 0
+	for _, f := range p.fields {
+		*f, off = all[off:off+len(*f)], off+len(*f)
+	}
+}
+
+// addressType returns the package's constant for t, so that no slice
+// keeps the decoder's copy.
+func addressType(t discoveryv1.AddressType) discoveryv1.AddressType {
+	for _, c := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6, discoveryv1.AddressTypeFQDN} {
+		if t == c {
+			return c
+		}
+	}
+	return t
 }
 
 // Topology is the node and zone an endpoint runs in.
@@ -233,9 +297,16 @@ func (in *interner) intern(t Topology) *Topology {
 	return c
 }
 
+// protocol returns p in lower case, as a constant for the protocols
+// Kubernetes knows.
 func protocol(p corev1.Protocol) string {
-	if p == "" {
+	switch p {
+	case "", corev1.ProtocolTCP:
 		return "tcp"
+	case corev1.ProtocolUDP:
+		return "udp"
+	case corev1.ProtocolSCTP:
+		return "sctp"
 	}
 	return strings.ToLower(string(p))
 }

@@ -43,7 +43,8 @@ const (
 	// ProfileEnv, when set to a directory, makes TestThroughput record a
 	// CPU profile of hdns (perf record) during its first hot-3 run there,
 	// and TestMemory save hdns's heap profile at each scale
-	// (hdns-heap-<endpoints>.pb.gz, after a GC; go tool pprof reads it).
+	// (hdns-heap-<endpoints>.pb.gz, after a GC, for go tool pprof; and
+	// .txt, the same as text ending with the runtime's MemStats).
 	ProfileEnv = "HDNS_BENCH_PROFILE"
 )
 

@@ -222,6 +222,11 @@ func saveHeapProfile(t testing.TB, s *server, path string) {
 	if err := os.WriteFile(path, hdnsGet(t, s, "/debug/pprof/heap?gc=1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The text form ends with the runtime's MemStats: live heap against
+	// heap in use is the memory lost to fragmentation.
+	if err := os.WriteFile(strings.TrimSuffix(path, ".pb.gz")+".txt", hdnsGet(t, s, "/debug/pprof/heap?debug=1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("hdns heap profile: %s", path)
 }
 
