@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
@@ -8,37 +10,86 @@ import (
 	"github.com/miekg/dns"
 )
 
-// ptrRecord is one PTR record of a Snapshot: from the reverse name of
-// addr to target.
-type ptrRecord struct {
-	addr   netip.Addr
-	target string // shared with the target's own records
+// ptr4 and ptr6 are the PTR records of a Snapshot: from the reverse name
+// of the address to target, which is shared with the target's own
+// records. Addresses are held as integers, so that lookups compare them
+// as such.
+type (
+	ptr4 struct {
+		addr   uint32
+		target string
+	}
+	ptr6 struct {
+		hi, lo uint64
+		target string
+	}
+)
+
+func (r ptr4) ip() netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], r.addr)
+	return netip.AddrFrom4(b)
 }
 
-// ptrIndex holds a Snapshot's PTR records sorted by address; an address's
-// records keep the order they were added in. Every endpoint adds one, so
-// the index keeps 40 bytes per record where a Node, a map entry, the
-// reverse name and a dns.PTR took ≈ 250; the reverse name is parsed when
-// asked (lookup) and the record made then.
+func (r ptr6) ip() netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], r.hi)
+	binary.BigEndian.PutUint64(b[8:], r.lo)
+	return netip.AddrFrom16(b)
+}
+
+func (r ptr4) to() string { return r.target }
+func (r ptr6) to() string { return r.target }
+
+type ptrRecord interface {
+	ptr4 | ptr6
+	ip() netip.Addr
+	to() string
+}
+
+func ptr4Of(a netip.Addr, target string) ptr4 {
+	b := a.As4()
+	return ptr4{addr: binary.BigEndian.Uint32(b[:]), target: target}
+}
+
+func ptr6Of(a netip.Addr, target string) ptr6 {
+	b := a.As16()
+	return ptr6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), target: target}
+}
+
+// ptrIndex holds a Snapshot's PTR records sorted by address, one list per
+// family; an address's records keep the order they were added in. Every
+// endpoint adds one, so an IPv4 record is 24 bytes where a Node, a map
+// entry, the reverse name and a dns.PTR took ≈ 250; the reverse name is
+// parsed when asked (lookup) and the record made then.
 type ptrIndex struct {
-	recs []ptrRecord
-	ttl  uint32
+	v4  []ptr4
+	v6  []ptr6
+	ttl uint32
 }
 
-// add records a PTR from addr's reverse name to target, once.
+// add records a PTR from addr's reverse name to target.
 func (x *ptrIndex) add(addr netip.Addr, target string) {
-	x.recs = append(x.recs, ptrRecord{addr: addr, target: target})
+	if addr.Is4() {
+		x.v4 = append(x.v4, ptr4Of(addr, target))
+	} else {
+		x.v6 = append(x.v6, ptr6Of(addr, target))
+	}
 }
 
 // seal sorts the records and drops repeated ones. Build calls it once,
 // after the last add.
 func (x *ptrIndex) seal() {
-	slices.SortStableFunc(x.recs, func(a, b ptrRecord) int { return a.addr.Compare(b.addr) })
-	out := x.recs[:0]
-	for _, r := range x.recs {
+	x.v4, x.v6 = sealed(x.v4), sealed(x.v6)
+}
+
+func sealed[R ptrRecord](recs []R) []R {
+	slices.SortStableFunc(recs, func(a, b R) int { return a.ip().Compare(b.ip()) })
+	out := recs[:0]
+	for _, r := range recs {
 		dup := false
-		for j := len(out) - 1; j >= 0 && out[j].addr == r.addr; j-- {
-			if out[j].target == r.target {
+		for j := len(out) - 1; j >= 0 && out[j].ip() == r.ip(); j-- {
+			if out[j].to() == r.to() {
 				dup = true
 				break
 			}
@@ -48,7 +99,7 @@ func (x *ptrIndex) seal() {
 		}
 	}
 	// A copy, so that the snapshot does not keep append's spare room.
-	x.recs = slices.Clone(out)
+	return slices.Clone(out)
 }
 
 // lookup finds the lower-case reverse name in the index, inside apex (a
@@ -60,19 +111,33 @@ func (x *ptrIndex) lookup(name string, apex *Apex, buf *RRBuf) *Node {
 	if !ok {
 		return nil
 	}
-	first, _ := slices.BinarySearchFunc(x.recs, p.Addr(), func(r ptrRecord, a netip.Addr) int { return r.addr.Compare(a) })
-	if first == len(x.recs) || !p.Contains(x.recs[first].addr) {
+	if p.Addr().Is4() {
+		k := ptr4Of(p.Addr(), "")
+		first, _ := slices.BinarySearchFunc(x.v4, k, func(r, k ptr4) int { return cmp.Compare(r.addr, k.addr) })
+		return ptrNode(x.v4[first:], p, name, apex, x.ttl, buf)
+	}
+	k := ptr6Of(p.Addr(), "")
+	first, _ := slices.BinarySearchFunc(x.v6, k, func(r, k ptr6) int {
+		return cmp.Or(cmp.Compare(r.hi, k.hi), cmp.Compare(r.lo, k.lo))
+	})
+	return ptrNode(x.v6[first:], p, name, apex, x.ttl, buf)
+}
+
+// ptrNode is lookup's result for p given the records from the first whose
+// address is p's or after it.
+func ptrNode[R ptrRecord](recs []R, p netip.Prefix, name string, apex *Apex, ttl uint32, buf *RRBuf) *Node {
+	if len(recs) == 0 || !p.Contains(recs[0].ip()) {
 		return nil
 	}
 	if !p.IsSingleIP() {
 		return apex.empty
 	}
 	buf.rrs = buf.rrs[:0]
-	for _, r := range x.recs[first:] {
-		if r.addr != p.Addr() {
+	for _, r := range recs {
+		if r.ip() != p.Addr() {
 			break
 		}
-		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: r.target})
+		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, ttl), Ptr: r.to()})
 		buf.rrs = append(buf.rrs, &buf.ptr[len(buf.ptr)-1])
 	}
 	buf.node = Node{Apex: apex, PTR: buf.rrs}
@@ -166,10 +231,12 @@ func nibble(c byte) (byte, bool) {
 
 // owners counts the distinct addresses with records: the reverse names
 // the index answers for.
-func (x *ptrIndex) owners() int {
+func (x *ptrIndex) owners() int { return owners(x.v4) + owners(x.v6) }
+
+func owners[R ptrRecord](recs []R) int {
 	n := 0
-	for i, r := range x.recs {
-		if i == 0 || x.recs[i-1].addr != r.addr {
+	for i, r := range recs {
+		if i == 0 || recs[i-1].ip() != r.ip() {
 			n++
 		}
 	}

@@ -203,7 +203,10 @@ func BenchmarkLookupPTR(b *testing.B) {
 
 // each calls f with every record, in the index's order.
 func (x *ptrIndex) each(f func(addr netip.Addr, target string)) {
-	for _, r := range x.recs {
-		f(r.addr, r.target)
+	for _, r := range x.v4 {
+		f(r.ip(), r.target)
+	}
+	for _, r := range x.v6 {
+		f(r.ip(), r.target)
 	}
 }
