@@ -144,9 +144,7 @@ func (b *builder) addApex(zone string, forward bool) {
 	b.snap.apexes = append(b.snap.apexes, apex)
 	slices.SortStableFunc(b.snap.apexes, func(x, y *Apex) int { return cmp.Compare(len(y.Name), len(x.Name)) })
 
-	if !forward {
-		apex.empty = &Node{Apex: apex}
-	}
+	apex.empty, apex.reverse = &Node{Apex: apex}, !forward
 	n := b.node(zone, apex)
 	n.others().SOA = []dns.RR{soa}
 	n.others().NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
@@ -329,11 +327,11 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			}
 		}
 		m.ports = ports.named(c.ports, owner, set)
-		for _, p := range set.ports(m) {
+		for k, p := range set.ports(m) {
 			pk := Port{Name: p.Name, Protocol: p.Protocol}
 			pc := portChoices[pk]
 			if pc == nil {
-				pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + owner, Qtype: dns.TypeSRV, Port: pk}
+				pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + owner, Qtype: dns.TypeSRV, Port: &set.ports(m)[k]}
 				portChoices[pk] = pc
 				portOrder = append(portOrder, pc)
 			}
@@ -666,7 +664,9 @@ func (b *builder) addEmptyNonTerminals() {
 		}
 	}
 	for _, p := range missing {
-		b.node(p, b.snap.ApexOf(p))
+		if _, ok := b.snap.names[p]; !ok {
+			b.snap.names[p] = b.snap.ApexOf(p).empty
+		}
 	}
 }
 

@@ -61,7 +61,7 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 		}
 	case dns.TypeSRV:
 		for _, p := range set.ports(m) {
-			if c.Port.Name != "" && (p.Name != c.Port.Name || p.Protocol != c.Port.Protocol) {
+			if c.Port != nil && (p.Name != c.Port.Name || p.Protocol != c.Port.Protocol) {
 				continue
 			}
 			buf.srv = append(buf.srv, dns.SRV{Hdr: hdrTTL(c.Owner, dns.TypeSRV, set.TTL), Weight: set.srvWeight, Port: p.Port, Target: m.name})

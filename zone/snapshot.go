@@ -59,9 +59,12 @@ type Apex struct {
 	// and NODATA answers: its TTL is min(SOA TTL, MINIMUM) (RFC 2308).
 	NegativeSOA dns.RR
 
-	// empty is the node of the zone's empty non-terminals below its
-	// apex that the PTR index answers for; nil in a forward zone.
+	// empty is the one node of all the zone's empty non-terminals below
+	// its apex: they hold nothing, so they share it.
 	empty *Node
+	// reverse is set for the reverse zones, whose names below the apex
+	// the PTR index answers for.
+	reverse bool
 }
 
 // Node holds the records of one owner name. A Node with no records is an
@@ -172,10 +175,10 @@ type Choice struct {
 	In    []int
 	// Qtype is what the choice answers: A, AAAA or SRV records.
 	Qtype uint16
-	// Port, for the SRV choice of one port's own name, is that port
-	// (Name and Protocol); the Service name's SRV choice has the zero
-	// Port and answers every port.
-	Port Port
+	// Port, for the SRV choice of one port's own name, is that port (its
+	// Name and Protocol count, not its number); nil for the Service
+	// name's SRV choice, which answers every port.
+	Port *Port
 }
 
 // Glue reports whether answers carry their targets' addresses in the
@@ -208,7 +211,7 @@ func (s *Snapshot) LookupInto(name string, buf *RRBuf) (*Apex, *Node) {
 		}
 	}
 	apex := s.ApexOf(name)
-	if apex != nil && apex.empty != nil {
+	if apex != nil && apex.reverse {
 		return apex, s.ptrs.lookup(name, apex, buf)
 	}
 	return apex, nil
