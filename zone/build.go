@@ -102,6 +102,7 @@ type builder struct {
 	cands   []policy.Endpoint
 	members []member
 	hosts   []int32
+	scratch candidateScratch
 }
 
 func (b *builder) hdr(name string, t uint16) dns.RR_Header {
@@ -256,7 +257,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		// once per zone.
 		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: policyErr})
 	}
-	cands := headlessCandidates(ss, b.opts.EndpointPodNames, chain.OfferTerminating())
+	cands := b.headlessCandidates(ss, b.opts.EndpointPodNames, chain.OfferTerminating())
 	if len(cands) == 0 {
 		return // no ready endpoint: the name does not exist
 	}
@@ -540,18 +541,41 @@ func parseWeights(s string) (map[string]float64, error) {
 	return w, nil
 }
 
+// candidateScratch is what headlessCandidates reuses from one Service to
+// the next. A build's temporary data, allocated afresh per Service, would
+// scatter among the snapshot's and leave its memory spans part-used once
+// collected.
+type candidateScratch struct {
+	slices []*EndpointSlice
+	cands  []candidate
+	ptrs   []*candidate
+	byKey  map[candidateKey]int // index into cands
+	seen   map[netip.Addr]bool
+}
+
+// candidateKey merges the endpoints of one Pod, or of one hostname, across
+// slices.
+type candidateKey struct {
+	pod  bool
+	name string
+}
+
 // headlessCandidates merges the ready endpoints of a Service's slices into
 // candidates, in a stable order: slices by name, endpoints as listed.
-//
 // Candidates are the ready endpoints, and with offerTerminating also those
-// that are terminating but still serving.
-func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
-	ss = slices.Clone(ss)
-	slices.SortFunc(ss, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
-	var cands []*candidate
-	byKey := map[string]*candidate{} // "pod:name" or "host:name" → candidate
-	seen := map[netip.Addr]bool{}
-	for _, s := range ss {
+// that are terminating but still serving. They live in b's scratch until
+// the next call.
+func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
+	sc := &b.scratch
+	if sc.byKey == nil {
+		sc.byKey, sc.seen = make(map[candidateKey]int), make(map[netip.Addr]bool)
+	}
+	clear(sc.byKey)
+	clear(sc.seen)
+	sc.slices = append(sc.slices[:0], ss...)
+	slices.SortFunc(sc.slices, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+	sc.cands = sc.cands[:0]
+	for _, s := range sc.slices {
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
 			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
@@ -559,27 +583,28 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 			if !usable || !ip.IsValid() {
 				continue
 			}
-			if seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
+			if sc.seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
 				continue
 			}
-			seen[ip] = true
-			key := ""
+			sc.seen[ip] = true
+			var key candidateKey
 			switch {
 			case e.PodKey != "":
-				key = "pod:" + e.PodKey
+				key = candidateKey{pod: true, name: e.PodKey}
 			case e.Hostname != "":
-				key = "host:" + e.Hostname
+				key = candidateKey{name: e.Hostname}
 			}
-			c := byKey[key]
-			if c == nil || (ip.Is4() && c.v4.IsValid()) || (ip.Is6() && c.v6.IsValid()) {
-				c = &candidate{src: e, hostname: e.Hostname, ep: policy.Endpoint{
+			k, ok := sc.byKey[key]
+			if !ok || key.name == "" || (ip.Is4() && sc.cands[k].v4.IsValid()) || (ip.Is6() && sc.cands[k].v6.IsValid()) {
+				k = len(sc.cands)
+				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname, ep: policy.Endpoint{
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
-				}}
-				cands = append(cands, c)
-				if key != "" {
-					byKey[key] = c
+				}})
+				if key.name != "" {
+					sc.byKey[key] = k
 				}
 			}
+			c := &sc.cands[k]
 			if ip.Is4() {
 				c.v4 = ip
 			} else {
@@ -588,7 +613,9 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 			c.ports = mergePorts(c.ports, s.Ports)
 		}
 	}
-	for _, c := range cands {
+	sc.ptrs = sc.ptrs[:0]
+	for i := range sc.cands {
+		c := &sc.cands[i]
 		switch {
 		case isLabel(c.hostname):
 		case podNames && isLabel(strings.ToLower(c.src.PodName())):
@@ -598,8 +625,9 @@ func headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []
 		default:
 			c.hostname = dashed(c.v6)
 		}
+		sc.ptrs = append(sc.ptrs, c)
 	}
-	return cands
+	return sc.ptrs
 }
 
 // mergePorts adds the ports of more that have lacks. The result may share
