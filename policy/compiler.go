@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type Compiler struct {
 	// the keys themselves would cost a string each. Two keys of one hash
 	// (at 50,000 endpoints, odds of about 1 in 10^10) share an entry.
 	loads  map[uint64]*Load
+	seed   maphash.Seed
 	lives  map[liveKey]*liveEntry
 	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
@@ -51,6 +53,7 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
 		loads:       make(map[uint64]*Load),
+		seed:        maphash.MakeSeed(),
 		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
 	}, nil
@@ -173,7 +176,7 @@ func withAffinity(spec string, timeout time.Duration) string {
 func (c *Compiler) Load(key string) *Load {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := keyHash(key)
+	h := c.keyHash(key)
 	l := c.loads[h]
 	if l == nil {
 		l = new(Load)
@@ -228,5 +231,6 @@ func (c *Compiler) Sweep() {
 	c.gen++
 }
 
-// keyHash is the hash the Compiler keeps ledger entries by.
-func keyHash(key string) uint64 { return fnv64([]byte(key)) }
+// keyHash is the hash the Compiler keeps ledger entries by, seeded per
+// Compiler so that no one can name Pods to collide with another's key.
+func (c *Compiler) keyHash(key string) uint64 { return maphash.String(c.seed, key) }

@@ -164,7 +164,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 			continue
 		}
 		s := &Sample{At: at, Until: until, LedgerTicks: now}
-		if l := c.loads[keyHash(k.key)]; l != nil {
+		if l := c.loads[c.keyHash(k.key)]; l != nil {
 			s.Ledger = l.valueAt(now)
 		}
 		if v, ok := values[k.key]; ok {

@@ -263,6 +263,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 	b := append(s.buf[:0], pkt[0], pkt[1], 0x80|0x04|pkt[2]&0x01, pkt[3]&0x10, 0, 1, 0, 0, 0, 0, 0, 0)
 	b = append(b, pkt[headerLen:q.qend]...)
 	fs.comp, fs.last, fs.lastOff = fs.comp[:0], "", -1
+	clear(fs.rrs[:cap(fs.rrs)]) // so that no record of an old snapshot lingers
 	asked := bstr(fs.name.asked)
 	// Replies over the limit are cut as truncate cuts them: the OPT
 	// record always stays; answer records that do not fit go, with TC.

@@ -312,7 +312,13 @@ func clientSubnet(e *dns.EDNS0_SUBNET) (netip.Addr, bool) {
 	return p.Addr(), true
 }
 
+// resetMsg empties m for the next reply, keeping its sections' arrays. It
+// clears them first: records made in a zone.RRBuf point into the snapshot
+// they came from, which a record left behind would keep alive.
 func resetMsg(m *dns.Msg) {
+	clear(m.Answer)
+	clear(m.Ns)
+	clear(m.Extra)
 	answer, ns, extra := m.Answer[:0], m.Ns[:0], m.Extra[:0]
 	*m = dns.Msg{Compress: true}
 	m.Answer, m.Ns, m.Extra = answer, ns, extra

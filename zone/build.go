@@ -65,13 +65,21 @@ func Build(opts *Options, serial uint32, services []*Service, slices []*Endpoint
 	}
 	b.snap.ptrs.ttl = opts.TTL
 	slicesOf := make(map[string][]*EndpointSlice)
-	endpoints := 0
 	for _, s := range slices {
 		k := s.Namespace + "/" + s.Service
 		slicesOf[k] = append(slicesOf[k], s)
-		endpoints += len(s.Endpoints)
 	}
-	// Room for every endpoint in every zone: no candidate array grows.
+	// Room for every endpoint of a headless Service in every zone: no
+	// candidate array grows, and the snapshot keeps no room for the
+	// endpoints of other Services.
+	endpoints := 0
+	for _, svc := range services {
+		if svc.Kind == KindHeadless {
+			for _, s := range slicesOf[svc.Namespace+"/"+svc.Name] {
+				endpoints += len(s.Endpoints)
+			}
+		}
+	}
 	endpoints *= len(opts.Zones)
 	b.cands = make([]policy.Endpoint, 0, endpoints)
 	b.members = make([]member, 0, endpoints)
@@ -413,9 +421,11 @@ type portFilter struct {
 }
 
 // named returns the index in set.portSets of ports' named ports, adding
-// them; 0 when there are none. A Service whose endpoints carry more than
-// 65,535 different lists of ports (one per EndpointSlice at most) answers
-// the later ones without SRV records.
+// them; 0 when there are none. The cache remembers the last list only: a
+// slice's candidates share one entry, and a dual-stack candidate whose
+// two slices list different ports gets one of its own. A Service with
+// more than 65,535 entries answers the candidates past them without SRV
+// records.
 func (f *portFilter) named(ports []Port, owner string, set *EndpointSet) uint16 {
 	if len(ports) == 0 {
 		return 0
@@ -630,11 +640,21 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 	return sc.ptrs
 }
 
+// repeats reports whether a port appears twice in ports.
+func repeats(ports []Port) bool {
+	for i, p := range ports {
+		if slices.Contains(ports[:i], p) {
+			return true
+		}
+	}
+	return false
+}
+
 // mergePorts adds the ports of more that have lacks. The result may share
 // its array with either argument: it is clipped, so that appending to it
 // copies.
 func mergePorts(have, more []Port) []Port {
-	if len(have) == 0 {
+	if len(have) == 0 && !repeats(more) {
 		return slices.Clip(more)
 	}
 	for _, p := range more {

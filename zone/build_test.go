@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hdns-dev/hdns/policy"
 )
@@ -402,5 +405,52 @@ endpoints:
 	// own names (twin is one name); four PTR names (not leaving's).
 	if got, want := snap.Stats.Names, 3+1+2+3+2+3+4; got != want {
 		t.Errorf("Stats.Names = %d, want %d", got, want)
+	}
+}
+
+// TestRepeatedPortsAnswerOnce: a slice that lists a port twice (manifests
+// allow it) still gives one SRV record per endpoint and port.
+func TestRepeatedPortsAnswerOnce(t *testing.T) {
+	svcs, eps := mustParse(t, `
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: ns}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-a, namespace: ns, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 80}, {name: http, port: 80}]
+endpoints:
+- {addresses: [10.0.0.1]}
+- {addresses: [10.0.0.2]}
+`)
+	snap := Build(testOptions(t), 1, svcs, eps)
+	for _, name := range []string{"web.ns.svc.cluster.local.", "_http._tcp.web.ns.svc.cluster.local."} {
+		_, n := snap.Lookup(name)
+		if n == nil || n.SRVs == nil {
+			t.Fatalf("%s: no SRV choice", name)
+		}
+		if got := chosen(n.SRVs); len(got) != 2 {
+			t.Errorf("%s: SRV records %q, want one per endpoint", name, got)
+		}
+	}
+}
+
+// TestPodTargetWithoutName: a targetRef to a Pod without a name is no Pod,
+// so such endpoints are not merged or keyed as one.
+func TestPodTargetWithoutName(t *testing.T) {
+	ready := true
+	sl := EndpointSliceFromAPI(&discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "web-a", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, TargetRef: &corev1.ObjectReference{Kind: "Pod"}},
+			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "web-1"}},
+		},
+	})
+	if got := []string{sl.Endpoints[0].PodKey, sl.Endpoints[1].PodKey}; got[0] != "" || got[1] != "ns/web-1" {
+		t.Errorf("PodKeys %q, want none for the nameless targetRef and ns/web-1", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 	"unsafe"
+	"weak"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -145,4 +146,52 @@ func TestShrunkObjectsPackTheirStrings(t *testing.T) {
 		Spec: corev1.ServiceSpec{ClusterIP: "None", Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "metrics", Port: 9090}}},
 	})
 	inOneBlock("Service", svc.Namespace, svc.Name, svc.Policy, svc.Weights, svc.ResourceVersion, svc.Ports[0].Name, svc.Ports[1].Name)
+}
+
+// TestSnapshotKeepsNoRoomForOtherServices: the arrays a snapshot cuts its
+// Services' candidates from are sized for headless Services' endpoints,
+// not for those of a large ClusterIP Service beside them.
+func TestSnapshotKeepsNoRoomForOtherServices(t *testing.T) {
+	svcs, slices := memoryFixture(2, 25000)
+	svcs[0].Kind, svcs[0].ClusterIPs = KindClusterIP, []netip.Addr{netip.MustParseAddr("10.96.0.1")}
+	slices[1].Endpoints = slices[1].Endpoints[:1]
+	opts := testOptions(t)
+	opts.Zones = []string{"cluster.local.", "cluster.example."}
+	h0 := liveHeap()
+	snap := Build(opts, 1, svcs, slices)
+	slices[0] = nil // the ClusterIP Service's endpoints; the snapshot does not need them
+	if grown := liveHeap() - h0; grown > 1<<20 {
+		t.Errorf("a snapshot of one headless endpoint beside a ClusterIP Service of 25,000 endpoints holds %d KB", grown>>10)
+	}
+	runtime.KeepAlive(snap)
+}
+
+// TestRRBufForgetsOldSnapshots: records an RRBuf made for an answer point
+// into their snapshot; once reset and reused for a newer snapshot's
+// smaller answer, none may keep the old one alive.
+func TestRRBufForgetsOldSnapshots(t *testing.T) {
+	var buf RRBuf
+	build := func() (*Choice, weak.Pointer[member]) {
+		svcs, slices := memoryFixture(1, 50)
+		snap := Build(testOptions(t), 1, svcs, slices)
+		_, n := snap.Lookup("svc-0.team-0.svc.cluster.local.")
+		return n.SRVs, weak.Make(&n.SRVs.Set.members[0])
+	}
+	old, gone := build()
+	buf.Reset()
+	for _, i := range old.In {
+		old.AppendRRs(nil, i, &buf)
+		old.AppendGlue(nil, i, &buf)
+	}
+	old = nil
+	cur, _ := build()
+	buf.Reset()
+	cur.AppendRRs(nil, 0, &buf)
+	runtime.GC()
+	runtime.GC()
+	if gone.Value() != nil {
+		t.Error("a reset RRBuf keeps a replaced snapshot's members alive")
+	}
+	runtime.KeepAlive(cur)
+	runtime.KeepAlive(&buf)
 }

@@ -194,7 +194,7 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		if e.Hostname != nil {
 			ep.Hostname = strings.ToLower(*e.Hostname)
 		}
-		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && e.TargetRef.Name != "" {
 			ep.PodKey = s.Namespace + "/" + e.TargetRef.Name
 		}
 		var t Topology

@@ -28,9 +28,18 @@ type RRBuf struct {
 }
 
 // Reset makes the buffer's space reusable: everything it made before may
-// be overwritten.
+// be overwritten. It clears what it made, so that no record left in the
+// buffer keeps a replaced snapshot alive.
 func (b *RRBuf) Reset() {
-	b.a, b.aaaa, b.srv, b.ptr, b.rrs = b.a[:0], b.aaaa[:0], b.srv[:0], b.ptr[:0], b.rrs[:0]
+	b.a, b.aaaa, b.srv, b.ptr, b.rrs = cleared(b.a), cleared(b.aaaa), cleared(b.srv), cleared(b.ptr), cleared(b.rrs)
+	b.node = Node{}
+}
+
+// cleared zeroes s and returns it with length 0. Elements past its length
+// are zero already when every reset goes through it.
+func cleared[T any](s []T) []T {
+	clear(s)
+	return s[:0]
 }
 
 func (b *RRBuf) newA(owner string, ttl uint32, ip *[4]byte) *dns.A {
