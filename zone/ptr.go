@@ -132,7 +132,7 @@ func ptrNode[R ptrRecord](recs []R, p netip.Prefix, name string, apex *Apex, ttl
 	if !p.IsSingleIP() {
 		return apex.empty
 	}
-	buf.rrs = buf.rrs[:0]
+	buf.rrs = cleared(buf.rrs)
 	for _, r := range recs {
 		if r.ip() != p.Addr() {
 			break

@@ -117,7 +117,7 @@ func (s *EndpointSet) appendOwn(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 
 // ownName makes the node of candidate i's own name in buf.
 func (b *RRBuf) ownName(apex *Apex, set *EndpointSet, i int) *Node {
-	b.rrs = set.appendOwn(b.rrs[:0], i, b)
+	b.rrs = set.appendOwn(cleared(b.rrs), i, b)
 	b.node = Node{Apex: apex}
 	for k, rr := range b.rrs {
 		if rr.Header().Rrtype == dns.TypeA {
