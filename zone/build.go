@@ -336,11 +336,12 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			}
 		}
 		m.ports = ports.named(c.ports, owner, set)
-		for k, p := range set.ports(m) {
+		mports := set.ports(m)
+		for k, p := range mports {
 			pk := Port{Name: p.Name, Protocol: p.Protocol}
 			pc := portChoices[pk]
 			if pc == nil {
-				pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + owner, Qtype: dns.TypeSRV, Port: &set.ports(m)[k]}
+				pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + owner, Qtype: dns.TypeSRV, Port: &mports[k]}
 				portChoices[pk] = pc
 				portOrder = append(portOrder, pc)
 			}
@@ -478,7 +479,11 @@ func (b *builder) shareIn(in []int, n int) []int {
 
 // fits reports whether an FQDN without escapes fits the 255 octets of a
 // wire-format name.
-func fits(name string) bool { return len(name)+1 <= 255 }
+func fits(name string) bool { return fitsLen(len(name)) }
+
+// fitsLen is fits for a name of n characters, for callers that need not
+// build the name to know.
+func fitsLen(n int) bool { return n+1 <= 255 }
 
 // candidateKeys returns each candidate's Key, which identifies it across
 // replicas and snapshots: its Pod's namespace/name (the source's string),
@@ -507,7 +512,7 @@ func candidateKeys(cands []*candidate) []string {
 func ownNames(cands []*candidate, owner string) []string {
 	return packed(cands, func(c *candidate, b []byte) []byte {
 		b = append(b, c.hostname...)
-		if !fits(c.hostname + "." + owner) {
+		if !fitsLen(len(c.hostname) + 1 + len(owner)) {
 			return b
 		}
 		return append(append(b, '.'), owner...)
