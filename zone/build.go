@@ -212,11 +212,15 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 		}
 		n := b.node(owner, apex)
 		var glue []dns.RR
+		to := ptrTarget{set: fixedTarget, idx: uint32(len(b.snap.ptrs.fixed))}
+		if primary {
+			b.snap.ptrs.fixed = append(b.snap.ptrs.fixed, owner)
+		}
 		for _, ip := range svc.ClusterIPs {
 			n.addAddr(owner, ip, b.opts.TTL)
 			glue = append(glue, addrRR(owner, ip, b.opts.TTL))
 			if primary {
-				b.addPTR(ip, owner)
+				b.addPTR(ip, to)
 			}
 		}
 		for _, p := range svc.Ports {
@@ -243,7 +247,9 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 type candidate struct {
 	ep       policy.Endpoint
 	src      *Endpoint // the first of its endpoints
+	alt      *Endpoint // the one of the other family, if any
 	hostname string    // the label of its own name
+	host     memberFlags
 	v4, v6   netip.Addr
 	ports    []Port // may share its array with a slice's Ports
 }
@@ -288,7 +294,8 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	if b.opts.LoadQuery != "" && chain.UsesLoad() {
 		loadQuery = cmp.Or(svc.LoadQuery, b.opts.LoadQuery)
 	}
-	names, keys := ownNames(cands, owner), candidateKeys(cands)
+	keys := candidateKeys(cands)
+	setPTRs := ptrTarget{set: fixedTarget} // set, once it has PTR records
 	for i, c := range cands {
 		c.ep.Key = keys[i]
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
@@ -306,31 +313,33 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		}
 		set.Candidates[i] = c.ep
 		m := &set.members[i]
-		m.src = c.src
+		m.src, m.alt, m.flags = c.src, c.alt, c.host
 		if c.v4.IsValid() {
-			m.v4, m.flags = c.v4.As4(), m.flags|has4
+			m.flags |= has4
 			a4.add(i, len(cands))
 		}
 		if c.v6.IsValid() {
-			m.v6, m.flags = c.v6.As16(), m.flags|has6
+			m.flags |= has6
 			a6.add(i, len(cands))
 		}
-		target := names[i]
 		// An endpoint whose name would pass 255 octets answers under the
 		// Service name only: no name, SRV or PTR records of its own.
-		if len(target) == len(c.hostname) {
-			m.name = target
+		if !fitsLen(len(c.hostname) + 1 + len(owner)) {
 			continue
 		}
-		m.name, m.flags = target, m.flags|named
+		m.flags |= named
 		// Own names and PTR records name ready endpoints only; a drain
 		// step may also offer terminating ones to the Service name.
 		if c.ep.Ready {
 			set.hosts = append(set.hosts, int32(i))
 			if primary {
+				if setPTRs.set == fixedTarget {
+					setPTRs.set = uint32(len(b.snap.ptrs.sets))
+					b.snap.ptrs.sets = append(b.snap.ptrs.sets, set)
+				}
 				for _, ip := range []netip.Addr{c.v4, c.v6} {
 					if ip.IsValid() {
-						b.addPTR(ip, target)
+						b.addPTR(ip, ptrTarget{set: setPTRs.set, idx: uint32(i)})
 					}
 				}
 			}
@@ -351,7 +360,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 			all.add(i, len(cands))
 		}
 	}
-	b.addOwnNames(set, apex)
+	b.addOwnNames(set, cands, apex)
 	for _, c := range append([]*Choice{a4, a6, all}, portOrder...) {
 		c.In = b.shareIn(c.In, len(cands))
 	}
@@ -386,8 +395,8 @@ func (c *Choice) add(i, n int) {
 // addOwnNames indexes the own names of set's ready named candidates for
 // Lookup. A hostname that two candidates share gets a stored node with
 // both their addresses instead.
-func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
-	host := func(i int32) string { return set.Hostname(int(i)) }
+func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) {
+	host := func(i int32) string { return cands[i].hostname }
 	slices.SortStableFunc(set.hosts, func(x, y int32) int { return strings.Compare(host(x), host(y)) })
 	unique := set.hosts[:0]
 	for k := 0; k < len(set.hosts); {
@@ -398,11 +407,13 @@ func (b *builder) addOwnNames(set *EndpointSet, apex *Apex) {
 		if run == k+1 {
 			unique = append(unique, set.hosts[k])
 		} else {
-			var buf RRBuf
+			name := host(set.hosts[k]) + "." + set.owner
+			n := b.node(name, apex)
 			for _, i := range set.hosts[k:run] {
-				n := b.node(set.members[i].name, apex)
-				for _, rr := range set.appendOwn(nil, int(i), &buf) {
-					n.addRR(dns.Copy(rr))
+				for _, ip := range []netip.Addr{cands[i].v4, cands[i].v6} {
+					if ip.IsValid() {
+						n.addAddr(name, ip, set.TTL)
+					}
 				}
 			}
 		}
@@ -507,18 +518,6 @@ func candidateKeys(cands []*candidate) []string {
 	return keys
 }
 
-// ownNames returns each candidate's own name, hostname.owner, or its bare
-// hostname when that name would pass 255 octets.
-func ownNames(cands []*candidate, owner string) []string {
-	return packed(cands, func(c *candidate, b []byte) []byte {
-		b = append(b, c.hostname...)
-		if !fitsLen(len(c.hostname) + 1 + len(owner)) {
-			return b
-		}
-		return append(append(b, '.'), owner...)
-	})
-}
-
 // packed returns the strings that write appends for each candidate, cut
 // from one string: one allocation per Service where there were one per
 // endpoint, and one block of memory that the snapshot's lifetime alone
@@ -620,6 +619,9 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 				}
 			}
 			c := &sc.cands[k]
+			if c.src != e {
+				c.alt = e
+			}
 			if ip.Is4() {
 				c.v4 = ip
 			} else {
@@ -633,12 +635,13 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 		c := &sc.cands[i]
 		switch {
 		case isLabel(c.hostname):
+			c.host = hostFromHostname
 		case podNames && isLabel(strings.ToLower(c.src.PodName())):
-			c.hostname = strings.ToLower(c.src.PodName())
+			c.hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
 		case c.v4.IsValid():
-			c.hostname = dashed(c.v4)
+			c.hostname, c.host = dashed(c.v4), hostFrom4
 		default:
-			c.hostname = dashed(c.v6)
+			c.hostname, c.host = dashed(c.v6), hostFrom6
 		}
 		sc.ptrs = append(sc.ptrs, c)
 	}
@@ -672,16 +675,11 @@ func mergePorts(have, more []Port) []Port {
 
 // dashed is the label the spec gives an endpoint without a hostname:
 // 10.0.0.1 → 10-0-0-1, fd00::1 → fd00--1.
-func dashed(ip netip.Addr) string {
-	if ip.Is4() {
-		return strings.ReplaceAll(ip.String(), ".", "-")
-	}
-	return strings.ReplaceAll(ip.StringExpanded(), ":", "-")
-}
+func dashed(ip netip.Addr) string { return string(appendDashed(nil, ip)) }
 
-// addPTR adds a PTR record from ip's reverse name to target when the
-// reverse name is inside one of the reverse zones.
-func (b *builder) addPTR(ip netip.Addr, target string) {
+// addPTR adds a PTR record from ip's reverse name to to when the reverse
+// name is inside one of the reverse zones.
+func (b *builder) addPTR(ip netip.Addr, to ptrTarget) {
 	rev, err := dns.ReverseAddr(ip.String())
 	if err != nil {
 		return
@@ -691,10 +689,12 @@ func (b *builder) addPTR(ip netip.Addr, target string) {
 		return
 	}
 	if rev != apex.Name {
-		b.snap.ptrs.add(ip, target)
+		b.snap.ptrs.add(ip, to)
 		return
 	}
 	// The zone is one address's reverse name: its PTRs are the apex's.
+	var buf RRBuf
+	target := strings.Clone(b.snap.ptrs.name(to, &buf))
 	n := b.node(rev, apex)
 	for _, rr := range n.PTR {
 		if rr.(*dns.PTR).Ptr == target {

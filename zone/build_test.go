@@ -454,3 +454,106 @@ func TestPodTargetWithoutName(t *testing.T) {
 		t.Errorf("PodKeys %q, want none for the nameless targetRef and ns/web-1", got)
 	}
 }
+
+// TestRecordsFromEitherFamilysEndpoint: a dual-stack Pod whose IPv6 slice
+// sorts first is one candidate made from two endpoints. Its records, its
+// own name (spelled from its IPv4 address) and its PTR records take each
+// address from the endpoint that holds it.
+func TestRecordsFromEitherFamilysEndpoint(t *testing.T) {
+	svcs, eps := mustParse(t, `
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: ns}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-a, namespace: ns, labels: {kubernetes.io/service-name: db}}
+addressType: IPv6
+ports: [{name: pg, port: 5432}]
+endpoints:
+- {addresses: ["fd00::9"], targetRef: {kind: Pod, name: db-0}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-b, namespace: ns, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+ports: [{name: pg, port: 5432}]
+endpoints:
+- {addresses: [10.0.0.9], targetRef: {kind: Pod, name: db-0}}
+`)
+	snap := Build(testOptions(t), 1, svcs, eps)
+	const own = "10-0-0-9.db.ns.svc.cluster.local."
+	records := func(name string, qtype uint16) []string {
+		var buf RRBuf
+		_, n := snap.LookupInto(name, &buf)
+		if n == nil {
+			return nil
+		}
+		var rrs []dns.RR
+		switch {
+		case qtype == dns.TypeA && n.A4 != nil:
+			rrs = n.A4.AppendRRs(nil, n.A4.In[0], &buf)
+		case qtype == dns.TypeAAAA && n.A6 != nil:
+			rrs = n.A6.AppendRRs(nil, n.A6.In[0], &buf)
+		case qtype == dns.TypeSRV && n.SRVs != nil:
+			rrs = n.SRVs.AppendRRs(nil, n.SRVs.In[0], &buf)
+			rrs = n.SRVs.AppendGlue(rrs, n.SRVs.In[0], &buf)
+		case qtype == dns.TypeA:
+			rrs = n.A
+		case qtype == dns.TypeAAAA:
+			rrs = n.AAAA
+		case qtype == dns.TypePTR:
+			rrs = n.PTR
+		}
+		var out []string
+		for _, rr := range rrs {
+			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  []string
+	}{
+		{name: "db.ns.svc.cluster.local.", qtype: dns.TypeA, want: []string{"db.ns.svc.cluster.local. 5 IN A 10.0.0.9"}},
+		{name: "db.ns.svc.cluster.local.", qtype: dns.TypeAAAA, want: []string{"db.ns.svc.cluster.local. 5 IN AAAA fd00::9"}},
+		{name: own, qtype: dns.TypeA, want: []string{own + " 5 IN A 10.0.0.9"}},
+		{name: own, qtype: dns.TypeAAAA, want: []string{own + " 5 IN AAAA fd00::9"}},
+		{name: "db.ns.svc.cluster.local.", qtype: dns.TypeSRV, want: []string{
+			"db.ns.svc.cluster.local. 5 IN SRV 0 100 5432 " + own, own + " 5 IN A 10.0.0.9", own + " 5 IN AAAA fd00::9"}},
+		{name: "9.0.0.10.in-addr.arpa.", qtype: dns.TypePTR, want: []string{"9.0.0.10.in-addr.arpa. 5 IN PTR " + own}},
+		{name: "9.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", qtype: dns.TypePTR,
+			want: []string{"9.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa. 5 IN PTR " + own}},
+	} {
+		if got := records(tc.name, tc.qtype); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s:\n got %q\nwant %q", tc.name, dns.TypeToString[tc.qtype], got, tc.want)
+		}
+	}
+}
+
+// TestRRBufNamesOutliveGrowth: the names an RRBuf spells for one answer
+// stay as they were while it grows to hold the rest.
+func TestRRBufNamesOutliveGrowth(t *testing.T) {
+	svcs, slices := memoryFixture(1, 200)
+	snap := Build(testOptions(t), 1, svcs, slices)
+	_, n := snap.Lookup("svc-0.team-0.svc.cluster.local.")
+	var buf RRBuf
+	var rrs []dns.RR
+	for _, i := range n.SRVs.In {
+		rrs = n.SRVs.AppendRRs(rrs, i, &buf)
+		rrs = n.SRVs.AppendGlue(rrs, i, &buf)
+	}
+	if len(rrs) != 400 {
+		t.Fatalf("%d records, want an SRV and an A for each of 200 endpoints", len(rrs))
+	}
+	for k := 0; k < len(rrs); k += 2 {
+		i := n.SRVs.In[k/2]
+		want := fmt.Sprintf("10-0-0-%d.svc-0.team-0.svc.cluster.local.", i)
+		srv, a := rrs[k].(*dns.SRV), rrs[k+1].(*dns.A)
+		if srv.Target != want || a.Hdr.Name != want || a.A.String() != fmt.Sprintf("10.0.0.%d", i) {
+			t.Errorf("endpoint %d: SRV target %s, glue %s %s; want %s and 10.0.0.%d", i, srv.Target, a.Hdr.Name, a.A, want, i)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package zone
 import (
 	"cmp"
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,19 +12,25 @@ import (
 )
 
 // ptr4 and ptr6 are the PTR records of a Snapshot: from the reverse name
-// of the address to target, which is shared with the target's own
-// records. Addresses are held as integers, so that lookups compare them
-// as such.
+// of the address to a target. Addresses are held as integers, so that
+// lookups compare them as such.
 type (
 	ptr4 struct {
-		addr   uint32
-		target string
+		addr uint32
+		to   ptrTarget
 	}
 	ptr6 struct {
 		hi, lo uint64
-		target string
+		to     ptrTarget
 	}
 )
+
+// ptrTarget is where a PTR record points: the own name of member idx of
+// the index's set number set, or, when set is fixedTarget, the index's
+// fixed name number idx (a ClusterIP Service's name).
+type ptrTarget struct{ set, idx uint32 }
+
+const fixedTarget = math.MaxUint32
 
 func (r ptr4) ip() netip.Addr {
 	var b [4]byte
@@ -38,58 +45,75 @@ func (r ptr6) ip() netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-func (r ptr4) to() string { return r.target }
-func (r ptr6) to() string { return r.target }
+func (r ptr4) target() ptrTarget { return r.to }
+func (r ptr6) target() ptrTarget { return r.to }
 
 type ptrRecord interface {
 	ptr4 | ptr6
 	ip() netip.Addr
-	to() string
+	target() ptrTarget
 }
 
-func ptr4Of(a netip.Addr, target string) ptr4 {
+func ptr4Of(a netip.Addr, to ptrTarget) ptr4 {
 	b := a.As4()
-	return ptr4{addr: binary.BigEndian.Uint32(b[:]), target: target}
+	return ptr4{addr: binary.BigEndian.Uint32(b[:]), to: to}
 }
 
-func ptr6Of(a netip.Addr, target string) ptr6 {
+func ptr6Of(a netip.Addr, to ptrTarget) ptr6 {
 	b := a.As16()
-	return ptr6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), target: target}
+	return ptr6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), to: to}
 }
 
 // ptrIndex holds a Snapshot's PTR records sorted by address, one list per
 // family; an address's records keep the order they were added in. Every
-// endpoint adds one, so an IPv4 record is 24 bytes where a Node, a map
+// endpoint adds one, so an IPv4 record is 12 bytes where a Node, a map
 // entry, the reverse name and a dns.PTR took ≈ 250; the reverse name is
-// parsed when asked (lookup) and the record made then.
+// parsed and the target's name spelled when asked (lookup).
 type ptrIndex struct {
 	v4  []ptr4
 	v6  []ptr6
 	ttl uint32
+	// sets are the EndpointSets whose members records point to; fixed
+	// the other targets.
+	sets  []*EndpointSet
+	fixed []string
 }
 
-// add records a PTR from addr's reverse name to target.
-func (x *ptrIndex) add(addr netip.Addr, target string) {
+// add records a PTR from addr's reverse name to to.
+func (x *ptrIndex) add(addr netip.Addr, to ptrTarget) {
 	if addr.Is4() {
-		x.v4 = append(x.v4, ptr4Of(addr, target))
+		x.v4 = append(x.v4, ptr4Of(addr, to))
 	} else {
-		x.v6 = append(x.v6, ptr6Of(addr, target))
+		x.v6 = append(x.v6, ptr6Of(addr, to))
 	}
+}
+
+// name returns the name to points to, made in buf when it is a member's.
+func (x *ptrIndex) name(to ptrTarget, buf *RRBuf) string {
+	if to.set == fixedTarget {
+		return x.fixed[to.idx]
+	}
+	set := x.sets[to.set]
+	return buf.ownName(set, &set.members[to.idx])
 }
 
 // seal sorts the records and drops repeated ones. Build calls it once,
 // after the last add.
 func (x *ptrIndex) seal() {
 	x.v4, x.v6 = sealed(x.v4), sealed(x.v6)
+	x.sets, x.fixed = slices.Clip(x.sets), slices.Clip(x.fixed)
 }
 
+// sealed sorts recs by address and drops those with the target of an
+// earlier one of their address. Each target has one ptrTarget (a member,
+// or a Service's fixed name), so comparing those compares the names.
 func sealed[R ptrRecord](recs []R) []R {
 	slices.SortStableFunc(recs, func(a, b R) int { return a.ip().Compare(b.ip()) })
 	out := recs[:0]
 	for _, r := range recs {
 		dup := false
 		for j := len(out) - 1; j >= 0 && out[j].ip() == r.ip(); j-- {
-			if out[j].to() == r.to() {
+			if out[j].target() == r.target() {
 				dup = true
 				break
 			}
@@ -112,20 +136,20 @@ func (x *ptrIndex) lookup(name string, apex *Apex, buf *RRBuf) *Node {
 		return nil
 	}
 	if p.Addr().Is4() {
-		k := ptr4Of(p.Addr(), "")
+		k := ptr4Of(p.Addr(), ptrTarget{})
 		first, _ := slices.BinarySearchFunc(x.v4, k, func(r, k ptr4) int { return cmp.Compare(r.addr, k.addr) })
-		return ptrNode(x.v4[first:], p, name, apex, x.ttl, buf)
+		return ptrNode(x, x.v4[first:], p, name, apex, buf)
 	}
-	k := ptr6Of(p.Addr(), "")
+	k := ptr6Of(p.Addr(), ptrTarget{})
 	first, _ := slices.BinarySearchFunc(x.v6, k, func(r, k ptr6) int {
 		return cmp.Or(cmp.Compare(r.hi, k.hi), cmp.Compare(r.lo, k.lo))
 	})
-	return ptrNode(x.v6[first:], p, name, apex, x.ttl, buf)
+	return ptrNode(x, x.v6[first:], p, name, apex, buf)
 }
 
 // ptrNode is lookup's result for p given the records from the first whose
 // address is p's or after it.
-func ptrNode[R ptrRecord](recs []R, p netip.Prefix, name string, apex *Apex, ttl uint32, buf *RRBuf) *Node {
+func ptrNode[R ptrRecord](x *ptrIndex, recs []R, p netip.Prefix, name string, apex *Apex, buf *RRBuf) *Node {
 	if len(recs) == 0 || !p.Contains(recs[0].ip()) {
 		return nil
 	}
@@ -137,7 +161,7 @@ func ptrNode[R ptrRecord](recs []R, p netip.Prefix, name string, apex *Apex, ttl
 		if r.ip() != p.Addr() {
 			break
 		}
-		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, ttl), Ptr: r.to()})
+		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: x.name(r.target(), buf)})
 		buf.rrs = append(buf.rrs, &buf.ptr[len(buf.ptr)-1])
 	}
 	buf.node = Node{Apex: apex, PTR: buf.rrs}

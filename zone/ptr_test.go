@@ -203,10 +203,11 @@ func BenchmarkLookupPTR(b *testing.B) {
 
 // each calls f with every record, in the index's order.
 func (x *ptrIndex) each(f func(addr netip.Addr, target string)) {
+	var buf RRBuf
 	for _, r := range x.v4 {
-		f(r.ip(), r.target)
+		f(r.ip(), x.name(r.to, &buf))
 	}
 	for _, r := range x.v6 {
-		f(r.ip(), r.target)
+		f(r.ip(), x.name(r.to, &buf))
 	}
 }

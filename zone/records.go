@@ -1,18 +1,22 @@
 package zone
 
 import (
+	"cmp"
+	"net"
+	"net/netip"
 	"slices"
-	"strings"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
 
 // RRBuf holds the records and nodes a Snapshot makes for one answer: a
 // Choice's records (AppendRRs, AppendGlue) and the node of an endpoint's
-// own name or of a reverse name (LookupInto). What it makes stays valid
-// until Reset; the records' addresses point into the Snapshot, which never
-// changes. A goroutine that answers queries keeps one and resets it for
-// each; it must not be shared.
+// own name or of a reverse name (LookupInto), with the names and address
+// bytes they hold. What it makes stays valid until Reset, which reuses its
+// space: a caller must be done with every record and string it made (pack
+// the answer, format the records) before the next Reset. A goroutine that
+// answers queries keeps one and resets it for each; it must not be shared.
 //
 // Records are kept in slices that grow to the largest answer and are then
 // reused, so that answering allocates nothing in steady state. When a
@@ -25,6 +29,10 @@ type RRBuf struct {
 	ptr  []dns.PTR
 	node Node
 	rrs  []dns.RR // the node's records
+	// data holds the bytes of the names and addresses made since Reset.
+	// It only grows by appending: when full, a new array takes over and
+	// what was cut from the old one stays there.
+	data []byte
 }
 
 // Reset makes the buffer's space reusable: everything it made before may
@@ -33,6 +41,7 @@ type RRBuf struct {
 func (b *RRBuf) Reset() {
 	b.a, b.aaaa, b.srv, b.ptr, b.rrs = cleared(b.a), cleared(b.aaaa), cleared(b.srv), cleared(b.ptr), cleared(b.rrs)
 	b.node = Node{}
+	b.data = b.data[:0]
 }
 
 // cleared zeroes s and returns it with length 0. Elements past its length
@@ -42,13 +51,44 @@ func cleared[T any](s []T) []T {
 	return s[:0]
 }
 
-func (b *RRBuf) newA(owner string, ttl uint32, ip *[4]byte) *dns.A {
-	b.a = append(b.a, dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: ip[:]})
+// room makes sure n more bytes can be appended to b.data in place.
+func (b *RRBuf) room(n int) {
+	if cap(b.data)-len(b.data) < n {
+		b.data = make([]byte, 0, max(2*cap(b.data), n, 512))
+	}
+}
+
+// ip returns ip's 4 or 16 bytes, held in b.
+func (b *RRBuf) ip(ip netip.Addr) net.IP {
+	b.room(net.IPv6len)
+	start := len(b.data)
+	if ip.Is4() {
+		a := ip.As4()
+		b.data = append(b.data, a[:]...)
+	} else {
+		a := ip.As16()
+		b.data = append(b.data, a[:]...)
+	}
+	return b.data[start:len(b.data):len(b.data)]
+}
+
+// ownName returns m's own name (set.appendOwnName), held in b.
+func (b *RRBuf) ownName(set *EndpointSet, m *member) string {
+	b.room(maxLabel + 1 + len(set.owner))
+	start := len(b.data)
+	b.data = set.appendOwnName(b.data, m)
+	// The bytes are never written again before Reset, whose contract
+	// ends the string's use.
+	return unsafe.String(&b.data[start], len(b.data)-start)
+}
+
+func (b *RRBuf) newA(owner string, ttl uint32, ip netip.Addr) *dns.A {
+	b.a = append(b.a, dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: b.ip(ip)})
 	return &b.a[len(b.a)-1]
 }
 
-func (b *RRBuf) newAAAA(owner string, ttl uint32, ip *[16]byte) *dns.AAAA {
-	b.aaaa = append(b.aaaa, dns.AAAA{Hdr: hdrTTL(owner, dns.TypeAAAA, ttl), AAAA: ip[:]})
+func (b *RRBuf) newAAAA(owner string, ttl uint32, ip netip.Addr) *dns.AAAA {
+	b.aaaa = append(b.aaaa, dns.AAAA{Hdr: hdrTTL(owner, dns.TypeAAAA, ttl), AAAA: b.ip(ip)})
 	return &b.aaaa[len(b.aaaa)-1]
 }
 
@@ -62,62 +102,67 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	switch c.Qtype {
 	case dns.TypeA:
 		if m.flags&has4 != 0 {
-			dst = append(dst, buf.newA(c.Owner, set.TTL, &m.v4))
+			dst = append(dst, buf.newA(c.Owner, set.TTL, m.addr(false)))
 		}
 	case dns.TypeAAAA:
 		if m.flags&has6 != 0 {
-			dst = append(dst, buf.newAAAA(c.Owner, set.TTL, &m.v6))
+			dst = append(dst, buf.newAAAA(c.Owner, set.TTL, m.addr(true)))
 		}
 	case dns.TypeSRV:
+		target := ""
 		for _, p := range set.ports(m) {
 			if c.Port != nil && (p.Name != c.Port.Name || p.Protocol != c.Port.Protocol) {
 				continue
 			}
-			buf.srv = append(buf.srv, dns.SRV{Hdr: hdrTTL(c.Owner, dns.TypeSRV, set.TTL), Weight: set.srvWeight, Port: p.Port, Target: m.name})
+			if target == "" {
+				target = buf.ownName(set, m)
+			}
+			buf.srv = append(buf.srv, dns.SRV{Hdr: hdrTTL(c.Owner, dns.TypeSRV, set.TTL), Weight: set.srvWeight, Port: p.Port, Target: target})
 			dst = append(dst, &buf.srv[len(buf.srv)-1])
 		}
 	}
 	return dst
 }
 
-// Addr returns the address of candidate i of an A or AAAA choice, as the
-// record's 4 or 16 bytes of data; nil when it has none of c's family. The
-// bytes are the snapshot's and must not be modified.
-func (c *Choice) Addr(i int) []byte {
+// Addr returns the address of candidate i of an A or AAAA choice; invalid
+// when it has none of c's family.
+func (c *Choice) Addr(i int) netip.Addr {
 	m := &c.Set.members[i]
 	switch {
 	case c.Qtype == dns.TypeA && m.flags&has4 != 0:
-		return m.v4[:]
+		return m.addr(false)
 	case c.Qtype == dns.TypeAAAA && m.flags&has6 != 0:
-		return m.v6[:]
+		return m.addr(true)
 	}
-	return nil
+	return netip.Addr{}
 }
 
 // AppendGlue appends the address records of candidate i's own name, the
 // additional section of an SRV answer.
 func (c *Choice) AppendGlue(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
-	return c.Set.appendOwn(dst, i, buf)
-}
-
-// appendOwn appends the address records of candidate i under its own name.
-func (s *EndpointSet) appendOwn(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
-	m := &s.members[i]
+	m := &c.Set.members[i]
 	if m.flags&named == 0 {
 		return dst
 	}
+	return c.Set.appendOwn(dst, i, buf.ownName(c.Set, m), buf)
+}
+
+// appendOwn appends the address records of candidate i under its own
+// name, owner.
+func (s *EndpointSet) appendOwn(dst []dns.RR, i int, owner string, buf *RRBuf) []dns.RR {
+	m := &s.members[i]
 	if m.flags&has4 != 0 {
-		dst = append(dst, buf.newA(m.name, s.TTL, &m.v4))
+		dst = append(dst, buf.newA(owner, s.TTL, m.addr(false)))
 	}
 	if m.flags&has6 != 0 {
-		dst = append(dst, buf.newAAAA(m.name, s.TTL, &m.v6))
+		dst = append(dst, buf.newAAAA(owner, s.TTL, m.addr(true)))
 	}
 	return dst
 }
 
-// ownName makes the node of candidate i's own name in buf.
-func (b *RRBuf) ownName(apex *Apex, set *EndpointSet, i int) *Node {
-	b.rrs = set.appendOwn(cleared(b.rrs), i, b)
+// ownNode makes the node of candidate i's own name, name, in buf.
+func (b *RRBuf) ownNode(apex *Apex, set *EndpointSet, i int, name string) *Node {
+	b.rrs = set.appendOwn(cleared(b.rrs), i, name, b)
 	b.node = Node{Apex: apex}
 	for k, rr := range b.rrs {
 		if rr.Header().Rrtype == dns.TypeA {
@@ -142,8 +187,9 @@ func (n *Node) endpointSet() *EndpointSet {
 
 // host finds the candidate whose own name's first label is label.
 func (s *EndpointSet) host(label string) (int, bool) {
+	var spelled [maxLabel]byte
 	k, ok := slices.BinarySearchFunc(s.hosts, label, func(i int32, label string) int {
-		return strings.Compare(s.Hostname(int(i)), label)
+		return compareBytes(s.members[i].appendHostname(spelled[:0]), label)
 	})
 	if !ok {
 		return 0, false
@@ -151,14 +197,84 @@ func (s *EndpointSet) host(label string) (int, bool) {
 	return int(s.hosts[k]), true
 }
 
+// compareBytes is strings.Compare(string(b), s) without the conversion.
+func compareBytes(b []byte, s string) int {
+	for i := range min(len(b), len(s)) {
+		if b[i] != s[i] {
+			return cmp.Compare(b[i], s[i])
+		}
+	}
+	return cmp.Compare(len(b), len(s))
+}
+
 // Hostname is the first label of candidate i's own name (whether or not
 // that name fits and exists).
 func (s *EndpointSet) Hostname(i int) string {
-	m := &s.members[i]
-	if m.flags&named == 0 {
-		return m.name
+	return string(s.members[i].appendHostname(nil))
+}
+
+// maxLabel is the longest label: a hostname, a Pod name used as one, or a
+// dashed IPv6 address (39 octets).
+const maxLabel = 63
+
+// appendHostname appends the first label of m's own name: the endpoint's
+// hostname, its Pod's name, or its dashed address, as the build chose.
+func (m *member) appendHostname(b []byte) []byte {
+	switch m.flags & hostFrom {
+	case hostFromPod:
+		return appendLower(b, m.src.PodName())
+	case hostFrom4:
+		return appendDashed(b, m.addr(false))
+	case hostFrom6:
+		return appendDashed(b, m.addr(true))
 	}
-	return m.name[:len(m.name)-len(s.owner)-1]
+	return append(b, m.src.Hostname...)
+}
+
+// appendOwnName appends m's own name: hostname.owner, or the bare
+// hostname when that would pass 255 octets.
+func (s *EndpointSet) appendOwnName(b []byte, m *member) []byte {
+	b = m.appendHostname(b)
+	if m.flags&named == 0 {
+		return b
+	}
+	return append(append(b, '.'), s.owner...)
+}
+
+// appendLower appends s in ASCII lower case.
+func appendLower(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// appendDashed appends the label the spec gives an endpoint without a
+// hostname: 10.0.0.1 → 10-0-0-1, fd00::1 → fd00-0000-…-0001.
+func appendDashed(b []byte, ip netip.Addr) []byte {
+	const hex = "0123456789abcdef"
+	if ip.Is4() {
+		start := len(b)
+		b = ip.WithZone("").AppendTo(b)
+		for k := start; k < len(b); k++ {
+			if b[k] == '.' {
+				b[k] = '-'
+			}
+		}
+		return b
+	}
+	a := ip.As16()
+	for k := 0; k < 16; k += 2 {
+		if k > 0 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[a[k]>>4], hex[a[k]&0xf], hex[a[k+1]>>4], hex[a[k+1]&0xf])
+	}
+	return b
 }
 
 // Endpoint is the EndpointSlice endpoint candidate i was made from (of a

@@ -10,6 +10,7 @@
 package zone
 
 import (
+	"net/netip"
 	"strings"
 	"time"
 
@@ -120,7 +121,8 @@ func (n *Node) CNAME() *dns.CNAME { return n.Other().CNAME }
 // The records of its answers and of its endpoints' own names are not
 // stored: a Choice makes them when it answers (AppendRRs, AppendGlue), from
 // one compact member per candidate, so that an endpoint costs the snapshot
-// its candidate, its member and its own name's bytes.
+// its candidate, its member and its PTR records. Even the own names are
+// spelled when asked, from the endpoint's hostname, Pod name or address.
 type EndpointSet struct {
 	Namespace, Service string
 	Policy             *policy.Chain
@@ -142,18 +144,18 @@ type EndpointSet struct {
 	srvWeight uint16 // the weight of every SRV record
 }
 
-// member is what the answers of one candidate are made from.
+// member is what the answers of one candidate are made from: the
+// EndpointSlice endpoints it merges, which hold its addresses, and how its
+// own name is spelled. Names and records are made when asked (RRBuf), so
+// that a member is 24 bytes and the snapshot holds no string per endpoint.
 type member struct {
 	// src is the first EndpointSlice endpoint the candidate was made
-	// from, shared with the source: its Pod, node and zone.
+	// from, shared with the source: its Pod, node, zone and, unless alt
+	// holds it, its address.
 	src *Endpoint
-	// name is the candidate's own name: the target of its SRV records
-	// and owner of its glue. Without the named flag (the name would pass
-	// 255 octets) it is the bare hostname, and the candidate answers
-	// only under the Service name.
-	name  string
-	v6    [16]byte
-	v4    [4]byte
+	// alt, for a dual-stack Pod whose families come in two slices, is
+	// the endpoint of the family src lacks; nil otherwise.
+	alt   *Endpoint
 	ports uint16 // index into portSets
 	flags memberFlags
 }
@@ -163,8 +165,27 @@ type memberFlags uint8
 const (
 	has4 memberFlags = 1 << iota
 	has6
+	// named: the own name, hostname.owner, fits in 255 octets. Without
+	// it the candidate answers only under the Service name.
 	named
+	// The own name's first label is spelled from one of these.
+	hostFromHostname memberFlags = 0 << 3
+	hostFromPod      memberFlags = 1 << 3
+	hostFrom4        memberFlags = 2 << 3
+	hostFrom6        memberFlags = 3 << 3
+	hostFrom         memberFlags = 3 << 3 // the mask
 )
+
+// addr returns the candidate's address of one family.
+func (m *member) addr(v6 bool) netip.Addr {
+	if m.src.Address.Is6() == v6 {
+		return m.src.Address
+	}
+	if m.alt != nil {
+		return m.alt.Address
+	}
+	return netip.Addr{}
+}
 
 // Choice is one question that a policy answers: which candidates, among In,
 // and in which order. Its records are made for each answer (AppendRRs).
@@ -205,7 +226,7 @@ func (s *Snapshot) LookupInto(name string, buf *RRBuf) (*Apex, *Node) {
 		if svc := s.names[parent]; svc != nil {
 			if set := svc.endpointSet(); set != nil {
 				if i, ok := set.host(label); ok {
-					return svc.Apex, buf.ownName(svc.Apex, set, i)
+					return svc.Apex, buf.ownNode(svc.Apex, set, i, name)
 				}
 			}
 		}
