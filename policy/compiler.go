@@ -91,14 +91,14 @@ func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) 
 
 // EndpointCounter returns the per-endpoint handout counter of an endpoint
 // of service, or nil when per-endpoint metrics are off.
-func (c *Compiler) EndpointCounter(service, key string) prometheus.Counter {
+func (c *Compiler) EndpointCounter(service, key string) *Handouts {
 	if c.perEndpoint == nil {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.series[[2]string{service, key}] = c.gen
-	return c.perEndpoint.WithLabelValues(service, key)
+	return &Handouts{c.perEndpoint.WithLabelValues(service, key)}
 }
 
 // ServicePolicy is what decides a Service's chain.

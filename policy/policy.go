@@ -22,17 +22,11 @@ import (
 // Endpoint is what a step may know about one candidate. It is built once per
 // snapshot and never mutated afterwards (Load is shared and atomic). Every
 // endpoint of every headless Service has one, so it holds only what steps
-// read; the zone keeps the endpoint's names.
+// read, in 48 bytes; the zone keeps the endpoint's names.
 type Endpoint struct {
 	// Key identifies the endpoint the same way in every replica and
 	// snapshot: its Pod's namespace/name, else its first address.
-	Key         string
-	Ready       bool
-	Serving     bool
-	Terminating bool
-	// Weight is the static weight for the weighted step (1 unless the
-	// Service's hdns.dev/weights annotation says otherwise; ≤ 0: last).
-	Weight float64
+	Key string
 	// Load is the endpoint's handout ledger entry; never nil in a built
 	// snapshot.
 	Load *Load
@@ -42,8 +36,17 @@ type Endpoint struct {
 	Live *Live
 	// Handouts counts the endpoint's places in answers; nil unless
 	// per-endpoint metrics are on.
-	Handouts prometheus.Counter
+	Handouts *Handouts
+	// Weight is the static weight for the weighted step (1 unless the
+	// Service's hdns.dev/weights annotation says otherwise; ≤ 0: last).
+	Weight      float32
+	Ready       bool
+	Serving     bool
+	Terminating bool
 }
+
+// Handouts is an endpoint's per-endpoint handout counter.
+type Handouts struct{ prometheus.Counter }
 
 // Request describes the query a choice is made for.
 type Request struct {

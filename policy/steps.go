@@ -109,7 +109,7 @@ func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	return out
 }
 
-func (e *Endpoint) weight() float64 { return max(e.Weight, 0) }
+func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 
 // leastLoaded puts first the candidate with the lowest Scores (the handout
 // ledger blended with fresh live load; ties broken at random), and orders

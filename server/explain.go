@@ -84,7 +84,7 @@ func (e *Explanation) choice(c *zone.Choice) {
 		ep, src := &set.Candidates[i], set.Endpoint(i)
 		e.Candidates = append(e.Candidates, ExplainCandidate{
 			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName(),
-			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: ep.Weight, Load: ep.Score(),
+			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: float64(ep.Weight), Load: ep.Score(),
 			Score: scores[k], Clients: ep.Load.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
 		})
 		if t := src.Topology; t != nil {

@@ -307,9 +307,9 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		c.ep.Handouts = b.opts.Policies.EndpointCounter(key, c.ep.Key)
 		c.ep.Weight = 1
 		if w, ok := weights[c.src.PodName()]; ok {
-			c.ep.Weight = w
+			c.ep.Weight = weight32(w)
 		} else if w, ok := weights[c.hostname]; ok {
-			c.ep.Weight = w
+			c.ep.Weight = weight32(w)
 		}
 		set.Candidates[i] = c.ep
 		m := &set.members[i]
@@ -536,6 +536,15 @@ func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []str
 		out[i], start = all[start:end], end
 	}
 	return out
+}
+
+// weight32 is a weight from the annotation as policy.Endpoint holds it: a
+// positive weight stays positive and finite.
+func weight32(w float64) float32 {
+	if w <= 0 {
+		return 0
+	}
+	return float32(min(max(w, math.SmallestNonzeroFloat32), math.MaxFloat32))
 }
 
 // parseWeights reads the hdns.dev/weights annotation: "name=weight, ...".

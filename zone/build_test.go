@@ -557,3 +557,32 @@ func TestRRBufNamesOutliveGrowth(t *testing.T) {
 		}
 	}
 }
+
+// TestWeightsKeepTheirSign: weights outside float32's range stay finite
+// and positive, and a zero weight stays zero (last).
+func TestWeightsKeepTheirSign(t *testing.T) {
+	svcs, eps := mustParse(t, `
+apiVersion: v1
+kind: Service
+metadata: {name: w, namespace: p, annotations: {hdns.dev/policy: weighted, hdns.dev/weights: "huge=1e300, tiny=1e-60, none=0"}}
+spec: {clusterIP: None}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: w-a, namespace: p, labels: {kubernetes.io/service-name: w}}
+addressType: IPv4
+endpoints:
+- {addresses: [10.0.0.1], hostname: huge}
+- {addresses: [10.0.0.2], hostname: tiny}
+- {addresses: [10.0.0.3], hostname: none}
+`)
+	snap := Build(testOptions(t), 1, svcs, eps)
+	_, n := snap.Lookup("w.p.svc.cluster.local.")
+	c := n.A4.Set.Candidates
+	if w := float64(c[0].Weight); math.IsInf(w, 0) || w < 1e38 {
+		t.Errorf("weight 1e300 held as %g, want the largest finite float32", w)
+	}
+	if c[1].Weight <= 0 || c[2].Weight != 0 {
+		t.Errorf("weights 1e-60 and 0 held as %g and %g, want positive and zero", c[1].Weight, c[2].Weight)
+	}
+}
