@@ -25,10 +25,9 @@ func benchZone(b testing.TB, services int) *zone.Snapshot {
 			Ports: []zone.Port{{Name: "http", Protocol: "tcp", Port: 80}}}
 		for i := range n {
 			base := len(svcs) * 128
-			s.Endpoints = append(s.Endpoints, zone.Endpoint{
-				Address:  netip.AddrFrom4([4]byte{10, byte(base >> 16), byte(base >> 8), byte(i + 1)}),
-				Hostname: fmt.Sprintf("%s-%d", name, i), Ready: true, Serving: true,
-			})
+			e := zone.NewEndpoint(netip.AddrFrom4([4]byte{10, byte(base >> 16), byte(base >> 8), byte(i + 1)}), "", fmt.Sprintf("%s-%d", name, i))
+			e.Ready, e.Serving = true, true
+			s.Endpoints = append(s.Endpoints, e)
 		}
 		slices = append(slices, s)
 	}

@@ -67,8 +67,6 @@ type fastState struct {
 	lastOff int
 	// rrs holds one candidate's records while they are written.
 	rrs []dns.RR
-	// ip holds one address while it is written.
-	ip [net.IPv6len]byte
 }
 
 // bstr views b as a string without copying. The string must not outlive
@@ -308,11 +306,11 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 			usedClient = choice.Set.Policy.UsesClient()
 			for _, i := range s.picked {
 				ip := choice.Addr(i)
-				if !ip.IsValid() {
+				if ip == nil {
 					continue
 				}
 				end := len(b)
-				if b, ok = fs.addr(b, asked, choice.Owner, q.qtype, choice.Set.TTL, addrBytes(&fs.ip, ip)); !ok {
+				if b, ok = fs.addr(b, asked, choice.Owner, q.qtype, choice.Set.TTL, ip); !ok {
 					return nil, false
 				}
 				if len(b) > limit {
@@ -397,16 +395,6 @@ func (fs *fastState) addrRR(b []byte, asked, owner string, rr dns.RR) ([]byte, b
 	}
 	h := rr.Header()
 	return fs.addr(b, asked, owner, h.Rrtype, h.Ttl, ip)
-}
-
-// addrBytes returns ip's 4 or 16 bytes, written to raw.
-func addrBytes(raw *[net.IPv6len]byte, ip netip.Addr) []byte {
-	if ip.Is4() {
-		a := ip.As4()
-		return raw[:copy(raw[:], a[:])]
-	}
-	*raw = ip.As16()
-	return raw[:]
 }
 
 // addr appends an address record, of rrtype A with a 4-byte ip or AAAA

@@ -299,7 +299,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	for i, c := range cands {
 		c.ep.Key = keys[i]
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
-		if loadQuery != "" && c.src.PodKey != "" {
+		if loadQuery != "" && c.src.PodKey() != "" {
 			// Load sources match values by namespace and Pod name, the
 			// Key of a Pod endpoint.
 			c.ep.Live = b.opts.Policies.Live(loadQuery, c.ep.Key)
@@ -502,7 +502,7 @@ func fitsLen(n int) bool { return n+1 <= 255 }
 func candidateKeys(cands []*candidate) []string {
 	keys := packed(cands, func(c *candidate, b []byte) []byte {
 		switch {
-		case c.src.PodKey != "":
+		case c.src.PodKey() != "":
 			return b
 		case c.v4.IsValid():
 			return c.v4.AppendTo(b)
@@ -511,8 +511,8 @@ func candidateKeys(cands []*candidate) []string {
 		}
 	})
 	for i, c := range cands {
-		if c.src.PodKey != "" {
-			keys[i] = c.src.PodKey
+		if c.src.PodKey() != "" {
+			keys[i] = c.src.PodKey()
 		}
 	}
 	return keys
@@ -602,7 +602,7 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
 			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
-			ip := e.Address
+			ip := e.Address()
 			if !usable || !ip.IsValid() {
 				continue
 			}
@@ -612,15 +612,15 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 			sc.seen[ip] = true
 			var key candidateKey
 			switch {
-			case e.PodKey != "":
-				key = candidateKey{pod: true, name: e.PodKey}
-			case e.Hostname != "":
-				key = candidateKey{name: e.Hostname}
+			case e.PodKey() != "":
+				key = candidateKey{pod: true, name: e.PodKey()}
+			case e.Hostname() != "":
+				key = candidateKey{name: e.Hostname()}
 			}
 			k, ok := sc.byKey[key]
 			if !ok || key.name == "" || (ip.Is4() && sc.cands[k].v4.IsValid()) || (ip.Is6() && sc.cands[k].v6.IsValid()) {
 				k = len(sc.cands)
-				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname, ep: policy.Endpoint{
+				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname(), ep: policy.Endpoint{
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
 				}})
 				if key.name != "" {

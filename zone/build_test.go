@@ -450,7 +450,7 @@ func TestPodTargetWithoutName(t *testing.T) {
 			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "web-1"}},
 		},
 	})
-	if got := []string{sl.Endpoints[0].PodKey, sl.Endpoints[1].PodKey}; got[0] != "" || got[1] != "ns/web-1" {
+	if got := []string{sl.Endpoints[0].PodKey(), sl.Endpoints[1].PodKey()}; got[0] != "" || got[1] != "ns/web-1" {
 		t.Errorf("PodKeys %q, want none for the nameless targetRef and ns/web-1", got)
 	}
 }
@@ -584,5 +584,41 @@ endpoints:
 	}
 	if c[1].Weight <= 0 || c[2].Weight != 0 {
 		t.Errorf("weights 1e-60 and 0 held as %g and %g, want positive and zero", c[1].Weight, c[2].Weight)
+	}
+}
+
+// TestEndpointHoldsItsIdentities: an Endpoint gives back the address, Pod
+// key and hostname it was made with, from its packed form.
+func TestEndpointHoldsItsIdentities(t *testing.T) {
+	long := strings.Repeat("p", math.MaxUint16+1)
+	for _, tc := range []struct {
+		addr             string
+		podKey, hostname string
+		wantKey          string
+	}{
+		{addr: "10.0.0.1", podKey: "ns/web-0", hostname: "web-0", wantKey: "ns/web-0"},
+		{addr: "fd00::1", podKey: "ns/db-1", wantKey: "ns/db-1"},
+		{addr: "::ffff:10.0.0.2", hostname: "h"},
+		{podKey: "ns/nowhere", wantKey: "ns/nowhere"},
+		{addr: "10.0.0.3", podKey: long, hostname: "x"},
+	} {
+		var addr netip.Addr
+		if tc.addr != "" {
+			addr = netip.MustParseAddr(tc.addr)
+		}
+		e := NewEndpoint(addr, tc.podKey, tc.hostname)
+		if e.Address() != addr.Unmap() || e.PodKey() != tc.wantKey || e.Hostname() != tc.hostname {
+			t.Errorf("NewEndpoint(%v, %.20q, %q) holds %v, %.20q, %q", addr, tc.podKey, tc.hostname, e.Address(), e.PodKey(), e.Hostname())
+		}
+		wantLen := 0
+		switch {
+		case addr.Unmap().Is4():
+			wantLen = 4
+		case addr.IsValid():
+			wantLen = 16
+		}
+		if got := len(e.ip()); got != wantLen {
+			t.Errorf("%v: %d address bytes, want %d", addr, got, wantLen)
+		}
 	}
 }

@@ -136,7 +136,7 @@ func TestShrunkObjectsPackTheirStrings(t *testing.T) {
 	sl := slices[0]
 	strs := []string{sl.Namespace, sl.Name, sl.Service, sl.ResourceVersion, sl.Ports[0].Name}
 	for _, e := range sl.Endpoints {
-		strs = append(strs, e.PodKey, e.Hostname)
+		strs = append(strs, e.ids)
 	}
 	inOneBlock("EndpointSlice", strs...)
 

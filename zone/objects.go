@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"math"
 	"net/netip"
 	"strings"
 	"sync"
@@ -67,28 +68,77 @@ type Service struct {
 	ResourceVersion string
 }
 
-// Endpoint is one endpoint of an EndpointSlice.
+// Endpoint is one endpoint of an EndpointSlice, in 48 bytes: the
+// informers keep one per endpoint of the cluster.
 type Endpoint struct {
-	// Address is the endpoint's first address that parses; invalid when
-	// none does. The API makes all of an endpoint's addresses fungible
-	// and has clients use the first, so DNS never names the others.
-	Address  netip.Addr
-	Hostname string
-	// PodKey is "namespace/name" of the Pod the endpoint's targetRef
-	// names, "" when it names no Pod: the endpoint's key in the ledger
-	// and in the policies' hashing (policy.Endpoint.Key).
-	PodKey string
+	// ids is PodKey followed by Hostname, in one string.
+	ids string
 	// Topology is where the endpoint runs, shared with the other
 	// endpoints of its node; nil when the slice does not say.
-	Topology    *Topology
+	Topology *Topology
+	// addr holds the address's 4 or 16 bytes, as family says.
+	addr        [16]byte
+	podKeyLen   uint16
+	family      uint8 // 0 (no address), 4 or 6
 	Ready       bool
 	Serving     bool
 	Terminating bool
 }
 
+// NewEndpoint returns an endpoint with these identities, not yet ready
+// (the conditions are its fields). hostname must be lower case.
+func NewEndpoint(addr netip.Addr, podKey, hostname string) Endpoint {
+	if len(podKey) > math.MaxUint16 {
+		podKey = "" // no Pod's: namespace/name is at most 317 octets
+	}
+	e := Endpoint{ids: podKey + hostname, podKeyLen: uint16(len(podKey))}
+	switch addr = addr.Unmap(); {
+	case addr.Is4():
+		a := addr.As4()
+		copy(e.addr[:], a[:])
+		e.family = 4
+	case addr.Is6():
+		e.addr, e.family = addr.As16(), 6
+	}
+	return e
+}
+
+// Address is the endpoint's first address that parses; invalid when none
+// does. The API makes all of an endpoint's addresses fungible and has
+// clients use the first, so DNS never names the others.
+func (e *Endpoint) Address() netip.Addr {
+	switch e.family {
+	case 4:
+		return netip.AddrFrom4([4]byte(e.addr[:4]))
+	case 6:
+		return netip.AddrFrom16(e.addr)
+	}
+	return netip.Addr{}
+}
+
+// ip returns the address's 4 or 16 bytes (nil without one), which are
+// the endpoint's own and must not be modified.
+func (e *Endpoint) ip() []byte {
+	switch e.family {
+	case 4:
+		return e.addr[:4:4]
+	case 6:
+		return e.addr[:16:16]
+	}
+	return nil
+}
+
+// Hostname is the endpoint's hostname, in lower case, or "".
+func (e *Endpoint) Hostname() string { return e.ids[e.podKeyLen:] }
+
+// PodKey is "namespace/name" of the Pod the endpoint's targetRef names, ""
+// when it names no Pod: the endpoint's key in the ledger and in the
+// policies' hashing (policy.Endpoint.Key).
+func (e *Endpoint) PodKey() string { return e.ids[:e.podKeyLen] }
+
 // PodName is the name of the Pod the endpoint's targetRef names, or "".
 func (e *Endpoint) PodName() string {
-	_, name, _ := strings.Cut(e.PodKey, "/")
+	_, name, _ := strings.Cut(e.PodKey(), "/")
 	return name
 }
 
@@ -178,25 +228,26 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 	}
 	out.Endpoints = make([]Endpoint, 0, len(s.Endpoints))
 	for _, e := range s.Endpoints {
-		ep := Endpoint{
-			// nil conditions mean "unknown", which the API says to treat
-			// as ready/serving and not terminating.
-			Ready:       e.Conditions.Ready == nil || *e.Conditions.Ready,
-			Serving:     e.Conditions.Serving == nil || *e.Conditions.Serving,
-			Terminating: e.Conditions.Terminating != nil && *e.Conditions.Terminating,
-		}
+		var addr netip.Addr
 		for _, a := range e.Addresses {
 			if ip, err := netip.ParseAddr(a); err == nil {
-				ep.Address = ip.Unmap()
+				addr = ip.WithZone("")
 				break
 			}
 		}
-		if e.Hostname != nil {
-			ep.Hostname = strings.ToLower(*e.Hostname)
-		}
+		podKey, hostname := "", ""
 		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && e.TargetRef.Name != "" {
-			ep.PodKey = s.Namespace + "/" + e.TargetRef.Name
+			podKey = s.Namespace + "/" + e.TargetRef.Name
 		}
+		if e.Hostname != nil {
+			hostname = strings.ToLower(*e.Hostname)
+		}
+		ep := NewEndpoint(addr, podKey, hostname)
+		// nil conditions mean "unknown", which the API says to treat as
+		// ready/serving and not terminating.
+		ep.Ready = e.Conditions.Ready == nil || *e.Conditions.Ready
+		ep.Serving = e.Conditions.Serving == nil || *e.Conditions.Serving
+		ep.Terminating = e.Conditions.Terminating != nil && *e.Conditions.Terminating
 		var t Topology
 		if e.NodeName != nil {
 			t.NodeName = *e.NodeName
@@ -215,7 +266,7 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		strs.add(&out.Ports[i].Name)
 	}
 	for i := range out.Endpoints {
-		strs.add(&out.Endpoints[i].PodKey, &out.Endpoints[i].Hostname)
+		strs.add(&out.Endpoints[i].ids)
 	}
 	strs.pack()
 	return out

@@ -127,7 +127,7 @@ func TestKubeSourceShrinksAndGates(t *testing.T) {
 	if !ok || len(svcs) != 1 || svcs[0].Name != "web" || svcs[0].Kind != KindHeadless {
 		t.Fatalf("List after sync: %+v complete=%v; want only the selected headless Service", svcs, ok)
 	}
-	if len(slices) != 1 || len(slices[0].Endpoints) != 1 || slices[0].Endpoints[0].Address.String() != "10.0.0.1" {
+	if len(slices) != 1 || len(slices[0].Endpoints) != 1 || slices[0].Endpoints[0].Address().String() != "10.0.0.1" {
 		t.Fatalf("slices %+v", slices)
 	}
 	before := changes.Load()

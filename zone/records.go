@@ -2,7 +2,6 @@ package zone
 
 import (
 	"cmp"
-	"net"
 	"net/netip"
 	"slices"
 	"unsafe"
@@ -12,8 +11,7 @@ import (
 
 // RRBuf holds the records and nodes a Snapshot makes for one answer: a
 // Choice's records (AppendRRs, AppendGlue) and the node of an endpoint's
-// own name or of a reverse name (LookupInto), with the names and address
-// bytes they hold. What it makes stays valid until Reset, which reuses its
+// own name or of a reverse name (LookupInto), with the names they hold. What it makes stays valid until Reset, which reuses its
 // space: a caller must be done with every record and string it made (pack
 // the answer, format the records) before the next Reset. A goroutine that
 // answers queries keeps one and resets it for each; it must not be shared.
@@ -29,7 +27,7 @@ type RRBuf struct {
 	ptr  []dns.PTR
 	node Node
 	rrs  []dns.RR // the node's records
-	// data holds the bytes of the names and addresses made since Reset.
+	// data holds the bytes of the names made since Reset.
 	// It only grows by appending: when full, a new array takes over and
 	// what was cut from the old one stays there.
 	data []byte
@@ -58,20 +56,6 @@ func (b *RRBuf) room(n int) {
 	}
 }
 
-// ip returns ip's 4 or 16 bytes, held in b.
-func (b *RRBuf) ip(ip netip.Addr) net.IP {
-	b.room(net.IPv6len)
-	start := len(b.data)
-	if ip.Is4() {
-		a := ip.As4()
-		b.data = append(b.data, a[:]...)
-	} else {
-		a := ip.As16()
-		b.data = append(b.data, a[:]...)
-	}
-	return b.data[start:len(b.data):len(b.data)]
-}
-
 // ownName returns m's own name (set.appendOwnName), held in b.
 func (b *RRBuf) ownName(set *EndpointSet, m *member) string {
 	b.room(maxLabel + 1 + len(set.owner))
@@ -82,13 +66,13 @@ func (b *RRBuf) ownName(set *EndpointSet, m *member) string {
 	return unsafe.String(&b.data[start], len(b.data)-start)
 }
 
-func (b *RRBuf) newA(owner string, ttl uint32, ip netip.Addr) *dns.A {
-	b.a = append(b.a, dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: b.ip(ip)})
+func (b *RRBuf) newA(owner string, ttl uint32, ip []byte) *dns.A {
+	b.a = append(b.a, dns.A{Hdr: hdrTTL(owner, dns.TypeA, ttl), A: ip})
 	return &b.a[len(b.a)-1]
 }
 
-func (b *RRBuf) newAAAA(owner string, ttl uint32, ip netip.Addr) *dns.AAAA {
-	b.aaaa = append(b.aaaa, dns.AAAA{Hdr: hdrTTL(owner, dns.TypeAAAA, ttl), AAAA: b.ip(ip)})
+func (b *RRBuf) newAAAA(owner string, ttl uint32, ip []byte) *dns.AAAA {
+	b.aaaa = append(b.aaaa, dns.AAAA{Hdr: hdrTTL(owner, dns.TypeAAAA, ttl), AAAA: ip})
 	return &b.aaaa[len(b.aaaa)-1]
 }
 
@@ -102,11 +86,11 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	switch c.Qtype {
 	case dns.TypeA:
 		if m.flags&has4 != 0 {
-			dst = append(dst, buf.newA(c.Owner, set.TTL, m.addr(false)))
+			dst = append(dst, buf.newA(c.Owner, set.TTL, m.ip(false)))
 		}
 	case dns.TypeAAAA:
 		if m.flags&has6 != 0 {
-			dst = append(dst, buf.newAAAA(c.Owner, set.TTL, m.addr(true)))
+			dst = append(dst, buf.newAAAA(c.Owner, set.TTL, m.ip(true)))
 		}
 	case dns.TypeSRV:
 		target := ""
@@ -124,17 +108,18 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	return dst
 }
 
-// Addr returns the address of candidate i of an A or AAAA choice; invalid
-// when it has none of c's family.
-func (c *Choice) Addr(i int) netip.Addr {
+// Addr returns the address of candidate i of an A or AAAA choice, as the
+// record's 4 or 16 bytes of data; nil when it has none of c's family. The
+// bytes are the snapshot's and must not be modified.
+func (c *Choice) Addr(i int) []byte {
 	m := &c.Set.members[i]
 	switch {
 	case c.Qtype == dns.TypeA && m.flags&has4 != 0:
-		return m.addr(false)
+		return m.ip(false)
 	case c.Qtype == dns.TypeAAAA && m.flags&has6 != 0:
-		return m.addr(true)
+		return m.ip(true)
 	}
-	return netip.Addr{}
+	return nil
 }
 
 // AppendGlue appends the address records of candidate i's own name, the
@@ -152,10 +137,10 @@ func (c *Choice) AppendGlue(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 func (s *EndpointSet) appendOwn(dst []dns.RR, i int, owner string, buf *RRBuf) []dns.RR {
 	m := &s.members[i]
 	if m.flags&has4 != 0 {
-		dst = append(dst, buf.newA(owner, s.TTL, m.addr(false)))
+		dst = append(dst, buf.newA(owner, s.TTL, m.ip(false)))
 	}
 	if m.flags&has6 != 0 {
-		dst = append(dst, buf.newAAAA(owner, s.TTL, m.addr(true)))
+		dst = append(dst, buf.newAAAA(owner, s.TTL, m.ip(true)))
 	}
 	return dst
 }
@@ -228,7 +213,7 @@ func (m *member) appendHostname(b []byte) []byte {
 	case hostFrom6:
 		return appendDashed(b, m.addr(true))
 	}
-	return append(b, m.src.Hostname...)
+	return append(b, m.src.Hostname()...)
 }
 
 // appendOwnName appends m's own name: hostname.owner, or the bare

@@ -176,15 +176,22 @@ const (
 	hostFrom         memberFlags = 3 << 3 // the mask
 )
 
-// addr returns the candidate's address of one family.
-func (m *member) addr(v6 bool) netip.Addr {
-	if m.src.Address.Is6() == v6 {
-		return m.src.Address
+// ip returns the 4 or 16 bytes of the candidate's address of one family,
+// nil when it has none; they are its endpoint's and must not be modified.
+func (m *member) ip(v6 bool) []byte {
+	if (m.src.family == 6) == v6 {
+		return m.src.ip()
 	}
 	if m.alt != nil {
-		return m.alt.Address
+		return m.alt.ip()
 	}
-	return netip.Addr{}
+	return nil
+}
+
+// addr is ip as a netip.Addr.
+func (m *member) addr(v6 bool) netip.Addr {
+	a, _ := netip.AddrFromSlice(m.ip(v6))
+	return a
 }
 
 // Choice is one question that a policy answers: which candidates, among In,
