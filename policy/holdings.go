@@ -27,13 +27,18 @@ import (
 // address count as one.
 //
 // The holds live in bounded LRUs sharded by client, each with its own lock
-// (like sticky's assignments); an expired hold is dropped from the oldest
-// end of its shard by the next move into that shard or the one before it,
-// and from every shard at each snapshot build (Compiler.Sweep), so a count
-// is stale only while its Service gets no questions, and not past the next
-// build.
+// (like sticky's assignments). Expired holds are dropped from the oldest
+// end of every shard by the first question of each ledger tick
+// (expireDue), and at each snapshot build (Compiler.Sweep): a count is at
+// most a tick stale while its Service gets questions, and not past the
+// next build when it gets none. Counts that lagged further would steer
+// answers away from endpoints no client holds any more: behind a cache
+// whose clients take turns asking, the hold of the client that asked last
+// time expires with the cache's answer, and nothing else of that client's
+// moves its shard.
 type holdings struct {
 	shards [holdShards]holdShard
+	swept  atomic.Uint32 // the ledger tick of the last expireDue sweep
 }
 
 const (
@@ -132,6 +137,26 @@ func (s *holdShard) expire(now uint32) {
 			return
 		}
 		s.holds.RemoveOldest()
+	}
+}
+
+// expireDue drops the holds that ended by now from every shard, once per
+// ledger tick: the first question of a tick pays for one pass, the others
+// for an atomic load. A shard that another question has locked is skipped;
+// that question's move expires it.
+func (h *holdings) expireDue(now uint32) {
+	last := h.swept.Load()
+	if last == now || !h.swept.CompareAndSwap(last, now) {
+		return
+	}
+	for i := range h.shards {
+		s := &h.shards[i]
+		if s.mu.TryLock() {
+			if s.holds != nil {
+				s.expire(now)
+			}
+			s.mu.Unlock()
+		}
 	}
 }
 

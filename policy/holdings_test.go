@@ -73,6 +73,31 @@ func TestHoldingsCount(t *testing.T) {
 	}
 }
 
+// TestHoldingsExpireEachTick: an expired hold stops counting at the next
+// tick's first question, even when no later question moves its client's
+// shard (behind a cache, the client that asked last time need not ask
+// again).
+func TestHoldingsExpireEachTick(t *testing.T) {
+	cands := liveCands(time.Now(), []float64{0, 0}, []float64{1, 1})
+	a, b := cands[0].Load, cands[1].Load
+	var h holdings
+	t.Cleanup(h.close)
+	now := nowTicks()
+	gone, stays := clientAddr(1), clientAddr(2)
+	h.move(holdShardOf(gone), gone, a, now, now+100)
+	h.move(holdShardOf(stays), stays, b, now, now+300)
+	h.expireDue(now + 100)
+	if got := fmt.Sprint(clientCounts(cands)); got != "[0 1]" {
+		t.Errorf("a tick after one hold ended: counts %s, want [0 1]", got)
+	}
+	h.move(holdShardOf(gone), gone, a, now+100, now+200)
+	h.expireDue(now + 100) // the same tick: no second pass
+	h.expireDue(now + 200)
+	if got := fmt.Sprint(clientCounts(cands)); got != "[0 1]" {
+		t.Errorf("after the second hold ended too: counts %s, want [0 1]", got)
+	}
+}
+
 func TestHoldingsBounded(t *testing.T) {
 	cands := liveCands(time.Now(), []float64{0}, []float64{1})
 	var h holdings

@@ -146,6 +146,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	var own *Load
 	var shard int
 	if holds {
+		ll.holds.expireDue(now)
 		shard = holdShardOf(req.Client)
 		own = ll.holds.current(shard, req.Client, now)
 	}

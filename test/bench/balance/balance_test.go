@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +87,7 @@ type config struct {
 	glibcThreadsPerC   int           // glibc client threads behind each cache
 	goPause, gaiPause  time.Duration // pause between two connections of a client
 	window             time.Duration // sliding window of the scale-up measure
+	only               []string      // policy keys to run; nil runs all
 }
 
 func benchConfig(t *testing.T) config {
@@ -93,6 +95,21 @@ func benchConfig(t *testing.T) config {
 		sizes: []int{3, 10, 50}, warm: 3 * time.Second, steady: 20 * time.Second, tail: 15 * time.Second,
 		ttl: 1, caches: 16, goHostsPerCache: 2, glibcThreadsPerC: 1,
 		goPause: 100 * time.Millisecond, gaiPause: 100 * time.Millisecond, window: 5 * time.Second,
+	}
+	// For a quicker look at some rows: HDNS_BENCH_SIZES=10 and
+	// HDNS_BENCH_ONLY=ll1,k8s (policy keys: ordered rr random ll ll1 k8s).
+	if v := os.Getenv("HDNS_BENCH_SIZES"); v != "" {
+		c.sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				t.Fatalf("HDNS_BENCH_SIZES=%q: want backend counts ≥ 1", v)
+			}
+			c.sizes = append(c.sizes, n)
+		}
+	}
+	if v := os.Getenv("HDNS_BENCH_ONLY"); v != "" {
+		c.only = strings.Split(v, ",")
 	}
 	if os.Getenv("HDNS_BENCH_SMOKE") != "" || testing.Short() {
 		c.sizes = []int{3}
@@ -443,6 +460,9 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, ga
 	begin := time.Now()
 	var combos []*combo
 	for _, sp := range specs(p, s, n) {
+		if cfg.only != nil && !slices.Contains(cfg.only, sp.policyKey) {
+			continue
+		}
 		c := &combo{spec: sp, server: h.DNS}
 		if sp.policyKey == "k8s" {
 			c.server = k8sAddr + ":" + dnsPort

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -275,6 +276,12 @@ func goClient(ctx context.Context, src netip.Addr, server, name string, port int
 		return d.DialContext(ctx, network, server)
 	}}
 	dialer := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+	// Hosts start out of step, as real ones are: started together, every
+	// host would ask at the same instants for the whole run.
+	select {
+	case <-ctx.Done():
+	case <-time.After(rand.N(pause)):
+	}
 	for ctx.Err() == nil {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		addrs, err := r.LookupNetIP(lctx, "ip", name)
