@@ -137,11 +137,13 @@ their dialer: a Pod with a 127.0.0.x IP is accepted, but its endpoint never reac
 empty; EndpointSlice validation rejects loopback addresses). Each accepted connection is counted there, never in hdns.
 Clients connect to the FIRST address their resolver returns (Go: net.Resolver PreferGo, "ip" lookup, RFC 6724 sorted as
 net.Dial sees it; glibc: getaddrinfo AF_UNSPEC/SOCK_STREAM in a C program, name server set through _res), then close and pause
-(Go %v, glibc %v). Populations: %d Go client hosts, each with its own source address 127.1.x.y (hdns sees it, or CoreDNS puts it
-into ECS with "rewrite edns0 subnet set 32 128"); %d glibc threads (glibc cannot choose its query source: all are 127.0.0.1).
+(Go %v, glibc %v). Populations: %d Go client hosts, each with its own source address 127.1.x.y, starting out of step; %d glibc
+threads (glibc cannot choose its query source: all are 127.0.0.1).
 direct: every client asks the authoritative server (hdns, or CoreDNS kubernetes) itself.
 cache paths: %d CoreDNS caches per style (a node's NodeLocal DNSCache, or a CoreDNS replica), each with its own client population
-(%d Go hosts, %d glibc threads), "cache 30" (+ "loadbalance" for kubeadm), forwarding to hdns / to CoreDNS kubernetes.
+(%d Go hosts, %d glibc threads), "cache 30" (+ "loadbalance" for kubeadm), forwarding to hdns / to CoreDNS kubernetes from its own
+address (forward's source_address 127.53.s.c, as each node's cache or replica has its own), without ECS: like those caches
+in a cluster, and because a cache replays one answer to all its clients, an ECS option would name one client for all of them.
 Time is compressed: answers have TTL %d s (hdns --ttl, kubernetes plugin ttl) and the caches' minimum TTL is lowered from 5 s
 to the same (success 9984 30 %d), so every cache holds one answer for one TTL, as NodeLocal DNSCache holds a 5 s hdns answer
 for 5 s; the %v steady window is %d TTL periods, i.e. %d cached answers per cache. hdns's ledger decays with a fixed 30 s time
@@ -390,9 +392,8 @@ func cacheAddr(style, c int) string { return fmt.Sprintf("127.53.%d.%d", style, 
 
 // corefile is one CoreDNS serving cluster.local with the kubernetes
 // plugin on k8sAddr, and cfg.caches caches per style, each a pair of
-// blocks on its own address: lb.cluster.local forwarded to hdns (with the
-// stub-domain example's ECS rewrite), cluster.local to the kubernetes
-// plugin.
+// blocks on its own address, from which it also forwards: lb.cluster.local
+// to hdns, cluster.local to the kubernetes plugin.
 func corefile(cfg config, kubeconfig, hdnsAddr string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n    kubernetes cluster.local {\n        kubeconfig %s\n        ttl %d\n    }\n}\n", dnsPort, k8sAddr, kubeconfig, cfg.ttl)
@@ -407,8 +408,8 @@ func corefile(cfg config, kubeconfig, hdnsAddr string) string {
 		cache := fmt.Sprintf("    cache 30 {\n        success 9984 30 %d\n    }\n", cfg.ttl)
 		for c := range cfg.caches {
 			addr := cacheAddr(p.style, c)
-			fmt.Fprintf(&b, "lb.cluster.local:%s {\n    bind %s\n%s%s    rewrite edns0 subnet set 32 128\n    forward . %s\n}\n", dnsPort, addr, cache, lb, hdnsAddr)
-			fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n%s%s    forward . %s:%s\n}\n", dnsPort, addr, cache, lb, k8sAddr, dnsPort)
+			fmt.Fprintf(&b, "lb.cluster.local:%s {\n    bind %s\n%s%s    forward . %s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, hdnsAddr, addr)
+			fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n%s%s    forward . %s:%s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, k8sAddr, dnsPort, addr)
 		}
 	}
 	return b.String()
