@@ -295,7 +295,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		loadQuery = cmp.Or(svc.LoadQuery, b.opts.LoadQuery)
 	}
 	keys := candidateKeys(cands)
-	setPTRs := ptrTarget{set: fixedTarget} // set, once it has PTR records
+	ptrSet := -1 // set's index among the PTR targets, once it has one
 	for i, c := range cands {
 		c.ep.Key = keys[i]
 		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
@@ -333,13 +333,13 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		if c.ep.Ready {
 			set.hosts = append(set.hosts, int32(i))
 			if primary {
-				if setPTRs.set == fixedTarget {
-					setPTRs.set = uint32(len(b.snap.ptrs.sets))
+				if ptrSet < 0 {
+					ptrSet = len(b.snap.ptrs.sets)
 					b.snap.ptrs.sets = append(b.snap.ptrs.sets, set)
 				}
 				for _, ip := range []netip.Addr{c.v4, c.v6} {
 					if ip.IsValid() {
-						b.addPTR(ip, ptrTarget{set: setPTRs.set, idx: uint32(i)})
+						b.addPTR(ip, ptrTarget{set: uint32(ptrSet), idx: uint32(i)})
 					}
 				}
 			}

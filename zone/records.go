@@ -11,9 +11,11 @@ import (
 
 // RRBuf holds the records and nodes a Snapshot makes for one answer: a
 // Choice's records (AppendRRs, AppendGlue) and the node of an endpoint's
-// own name or of a reverse name (LookupInto), with the names they hold. What it makes stays valid until Reset, which reuses its
-// space: a caller must be done with every record and string it made (pack
-// the answer, format the records) before the next Reset. A goroutine that
+// own name or of a reverse name (LookupInto), with the names they hold.
+// The records' addresses point into the snapshot's endpoints, which never
+// change. What it makes stays valid until Reset, which reuses its space: a
+// caller must be done with every record and string it made (pack the
+// answer, format the records) before the next Reset. A goroutine that
 // answers queries keeps one and resets it for each; it must not be shared.
 //
 // Records are kept in slices that grow to the largest answer and are then
