@@ -107,13 +107,8 @@ func NewEndpoint(addr netip.Addr, podKey, hostname string) Endpoint {
 // does. The API makes all of an endpoint's addresses fungible and has
 // clients use the first, so DNS never names the others.
 func (e *Endpoint) Address() netip.Addr {
-	switch e.family {
-	case 4:
-		return netip.AddrFrom4([4]byte(e.addr[:4]))
-	case 6:
-		return netip.AddrFrom16(e.addr)
-	}
-	return netip.Addr{}
+	a, _ := netip.AddrFromSlice(e.ip())
+	return a
 }
 
 // ip returns the address's 4 or 16 bytes (nil without one), which are
