@@ -49,7 +49,7 @@ const (
 )
 
 // maxHoldsTotal bounds the clients remembered by all Services together
-// (≈ 175 B each): any client can name any address in an ECS option, and
+// (≈ 190 B each): any client can name any address in an ECS option, and
 // one per-Service bound times many Services is no bound. Past it, clients
 // not remembered yet are not; the others keep moving. A variable for
 // tests.
@@ -67,8 +67,19 @@ type holdShard struct {
 
 type hold struct {
 	load  *Load
+	start uint32 // ledger ticks: the answer that began the hold
 	until uint32 // ledger ticks
+	// fresh is set when the hold began with a question from a quiet
+	// client (see move) and no second question has repeated it yet.
+	fresh bool
 }
+
+// repeatTicks is how soon after a quiet client's answer a second question
+// of the same client is taken for a copy of the first (10–20 ms at the
+// ledger's resolution): a cache forwards each client that asks while its
+// own question for the expired answer is in flight (CoreDNS's cache does),
+// and those copies come within its round trip to hdns.
+const repeatTicks = 2
 
 // holdShardOf is the shard of client's hold. A query computes it once for
 // its current and its move.
@@ -77,22 +88,47 @@ func holdShardOf(client netip.Addr) int { return int(Rendezvous(client, "") % ho
 // current returns the ledger entry of the endpoint client holds at now
 // (ledger ticks), or nil when it holds none; shard is holdShardOf(client).
 func (h *holdings) current(shard int, client netip.Addr, now uint32) *Load {
+	own, _ := h.recall(shard, client, now, false)
+	return own
+}
+
+// recall is current, and also reports whether this question repeats the
+// one that began the hold: the hold is fresh and began less than
+// repeatTicks ago. With claim, a repeat uses the hold's freshness up, so
+// that a hold is repeated at most once: many questions at once from one
+// new address are more likely many clients than one cache's copies.
+func (h *holdings) recall(shard int, client netip.Addr, now uint32, claim bool) (own *Load, repeat bool) {
 	s := &h.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holds == nil {
-		return nil
+		return nil, false
 	}
-	if hd, ok := s.holds.Peek(client); ok && before(now, hd.until) {
-		return hd.load
+	hd, ok := s.holds.Peek(client)
+	if !ok || !before(now, hd.until) {
+		return nil, false
 	}
-	return nil
+	if hd.fresh && now-hd.start < repeatTicks {
+		if claim {
+			// Add makes it the newest hold; holds begun since end at
+			// most repeatTicks after it, so expire drops it that late.
+			hd.fresh = false
+			s.holds.Add(client, hd)
+		}
+		return hd.load, true
+	}
+	return hd.load, false
 }
 
 // move ends client's hold, if any, and, when to is not nil, starts one on
 // to until until (ledger ticks, like now); it also drops the expired holds
 // at the oldest end of the client's shard and of the next one; shard is
 // holdShardOf(client).
+//
+// The new hold is fresh when the client was quiet: it held nothing, or
+// its hold was past half its time. A cache asks once per TTL, so each of
+// its questions is quiet; a client that asks before every connection is
+// quiet only when it connects less often than every half TTL.
 func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint32) {
 	s := &h.shards[shard]
 	s.mu.Lock()
@@ -101,18 +137,20 @@ func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint3
 			s.holds = newHolds()
 		}
 		s.expire(now)
-		switch old, ok := s.holds.Peek(client); {
+		old, ok := s.holds.Peek(client)
+		next := hold{load: to, start: now, until: until, fresh: !ok || now-old.start >= (old.until-old.start)/2}
+		switch {
 		case to == nil:
 			s.holds.Remove(client) // the eviction callback counts it out
 		case ok:
 			// Replacing a value does not call the eviction callback.
 			old.load.held.Add(-1)
 			to.held.Add(1)
-			s.holds.Add(client, hold{load: to, until: until})
+			s.holds.Add(client, next)
 		case holdsTotal.Load() < maxHoldsTotal:
 			holdsTotal.Add(1)
 			to.held.Add(1)
-			s.holds.Add(client, hold{load: to, until: until})
+			s.holds.Add(client, next)
 		default:
 			holdsRefused.Add(1)
 		}

@@ -375,3 +375,84 @@ func TestSweepExpiresHolds(t *testing.T) {
 		t.Errorf("after a build's Sweep: counts %s, total %d; want [0 0], %d", got, holdsTotal.Load(), before)
 	}
 }
+
+// TestHoldingsRepeatOnce: a hold begun by a quiet client's question is
+// repeated to one more question of that client within repeatTicks, and to
+// no other; a client that asked within half its TTL is not quiet.
+func TestHoldingsRepeatOnce(t *testing.T) {
+	cands := candidates(2)
+	a, b := cands[0].Load, cands[1].Load
+	var h holdings
+	const now = 1000
+	recall := func(i int, at uint32, claim bool) (*Load, bool) {
+		return h.recall(holdShardOf(clientAddr(i)), clientAddr(i), at, claim)
+	}
+	move := func(i int, to *Load, at, until uint32) {
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), to, at, until)
+	}
+
+	move(0, a, now, now+100) // a new client is quiet
+	if own, rep := recall(0, now+1, false); own != a || !rep {
+		t.Fatalf("unclaimed look within the window: %p %v, want a's entry and a repeat", own, rep)
+	}
+	if own, rep := recall(0, now+1, true); own != a || !rep {
+		t.Fatalf("second question within the window: %p %v, want a's entry and a repeat", own, rep)
+	}
+	if own, rep := recall(0, now+1, true); own != a || rep {
+		t.Errorf("third question: %p %v, want a's entry and no repeat (once only)", own, rep)
+	}
+
+	move(1, a, now, now+100)
+	if _, rep := recall(1, now+repeatTicks, true); rep {
+		t.Error("a question repeatTicks after the answer was taken for a copy")
+	}
+
+	move(2, a, now, now+100)
+	move(2, b, now+49, now+149) // asked again before half its TTL: busy, not quiet
+	if own, rep := recall(2, now+49, true); own != b || rep {
+		t.Errorf("busy client: %p %v, want b's entry and no repeat", own, rep)
+	}
+	move(2, a, now+99, now+199) // half a TTL after its last question: quiet again
+	if own, rep := recall(2, now+100, true); own != a || !rep {
+		t.Errorf("client quiet for half a TTL: %p %v, want a's entry and a repeat", own, rep)
+	}
+	move(3, a, now, now+100)
+	if own, rep := recall(3, now+100, true); own != nil || rep {
+		t.Errorf("expired hold: %p %v, want none", own, rep)
+	}
+}
+
+// TestLeastLoadedAnswersACopyAlike: a cache forwards a second copy of its
+// question while its first is in flight, and keeps one of the two answers
+// for all its clients. Both get the same first place and only one is
+// counted, so the ledger counts what the cache holds.
+func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
+	chain := mustChain(t, "least-loaded, first=1")
+	var s Scratch
+	for attempt := range 20 {
+		cands := candidates(10)
+		req := &Request{Client: clientAddr(attempt), TTL: 5}
+		start := nowTicks()
+		first := chain.Pick(req, cands, indices(10), nil, &s)[0]
+		counted := cands[first].Load.Value()
+		explained, _ := chain.Explain(req, cands, indices(10))
+		chain.Pick(req, cands, nil, nil, &s) // its AAAA question: no IPv6 endpoints
+		second := chain.Pick(req, cands, indices(10), nil, &s)[0]
+		after := cands[first].Load.Value()
+		third := chain.Pick(req, cands, indices(10), nil, &s)[0]
+		if nowTicks()-start >= repeatTicks {
+			continue // too slow to be a copy; try again
+		}
+		if explained[0] != first || second != first {
+			t.Fatalf("copy answered %d (explained %d), first answer %d", second, explained[0], first)
+		}
+		if after > counted*1.01 {
+			t.Errorf("the copy was counted: %d's ledger went from %.3f to %.3f", first, counted, after)
+		}
+		if third == first {
+			t.Errorf("a third question got %d again; only one copy is repeated", third)
+		}
+		return
+	}
+	t.Fatal("no three answers within repeatTicks in 20 attempts")
+}

@@ -63,6 +63,10 @@ type Request struct {
 	// DryRun asks steps to leave their state alone (sticky assignments,
 	// round-robin counters): the choice is only being explained.
 	DryRun bool
+
+	// repeat is set by a step whose answer repeats one already counted
+	// (see leastLoaded); Chain.Pick then records no handouts for it.
+	repeat bool
 }
 
 // Step reorders or filters candidates for one query.
@@ -233,13 +237,15 @@ type Scratch struct{ a, b []int }
 
 // Pick runs every step of the chain, each on the previous step's output,
 // follows the Step contract (out is extended with the chosen indices), and
-// records the handouts in the candidates' ledger entries.
+// records the handouts in the candidates' ledger entries, unless a step
+// took the question for a copy of one already answered (leastLoaded).
 func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) []int {
 	start := len(out)
+	req.repeat = false
 	out = c.run(req, cands, in, out, s, nil)
 	now := nowTicks()
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
-		if cands[i].Load != nil {
+		if cands[i].Load != nil && !req.repeat {
 			cands[i].Load.addAt(handoutWeight(pos, req.TTL), now)
 		}
 		if cands[i].Handouts != nil {

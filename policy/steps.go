@@ -126,6 +126,16 @@ func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 //
 // The step also remembers which endpoint each client holds (see holdings),
 // and Scores counts those clients per endpoint.
+//
+// A second question from a quiet client within repeatTicks of its answer
+// gets that answer's first place again, and its handouts are not counted
+// (Request.repeat): it is most likely a copy of the first question, sent
+// by a cache for a client that asked while the cache's own question was
+// in flight. The cache keeps one of the two answers and hands it to all
+// its clients, so answering both alike and counting one is what keeps
+// the ledger true; two different answers counted would leave one endpoint
+// counted for a cache it never got. The same goes for a dual-stack
+// client's A and AAAA questions asked together.
 type leastLoaded struct {
 	holds holdings
 }
@@ -134,6 +144,9 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	start := len(out)
 	out = append(out, in...)
 	left := out[start:]
+	if len(left) == 0 {
+		return out // nothing to hold: leave the client's hold as it is
+	}
 	// Scores are read once, at one instant, in the order of left: the
 	// first place on scores+clients, later places on scores (scoreParts).
 	var buf, cbuf [64]float64
@@ -145,14 +158,27 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	holds := req.Client.IsValid()
 	var own *Load
 	var shard int
+	repeat := false
 	if holds {
 		ll.holds.expireDue(now)
 		shard = holdShardOf(req.Client)
-		own = ll.holds.current(shard, req.Client, now)
+		own, repeat = ll.holds.recall(shard, req.Client, now, !req.DryRun)
 	}
 	scores, clients = scoreParts(cands, left, now, wallNow(cands, left), own, scores, clients)
 	r := req.rand()
-	if len(left) > 1 {
+	if repeat {
+		repeat = false
+		for k, i := range left {
+			if cands[i].Load == own {
+				left[0], left[k] = left[k], left[0]
+				scores[0], scores[k] = scores[k], scores[0]
+				left, scores = left[1:], scores[1:]
+				repeat, req.repeat = true, true
+				break
+			}
+		}
+	}
+	if !repeat && len(left) > 1 {
 		best, ties := 0, 1
 		for k := 1; k < len(left); k++ {
 			sk, sb := scores[k]+clients[k], scores[best]+clients[best]
@@ -170,7 +196,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 		scores[0], scores[best] = scores[best], scores[0]
 		left, scores = left[1:], scores[1:]
 	}
-	if holds && !req.DryRun && len(out) > start {
+	if holds && !repeat && !req.DryRun && len(out) > start {
 		ttl := time.Duration(max(req.TTL, 1)) * time.Second
 		ll.holds.move(shard, req.Client, cands[out[start]].Load, now, now+uint32(ttl/tick))
 	}
