@@ -154,8 +154,9 @@ controller, informers, cache TTL), "within 10%%" the first time its connections 
 N+1 (a policy that gives it exactly its share at once reads ≈ 1st conn + 0.9 × window; earlier means it overshot), and "share/mean,
 last window" where it stands at the end (> 1: still catching up past its share). Every scenario has its own Service over its own
 pods, backends and clients: hdns keeps one handout ledger per pod, shared by all Services and policies that hand the pod out.
-"hdns answers max/mean" (first=1 only) is hdns's own count of handouts per pod over the steady window (hdns_policy_endpoint_handouts_total),
-a diagnostic beside the ground truth: what hdns balanced, against what the clients then did.`,
+"hdns answers max/mean" (first=1 only) is hdns's own count of first places per pod over the steady window (hdns_policy_endpoint_handouts_total),
+a diagnostic beside the ground truth: what hdns answered, against what the clients then did. It counts a cache's copies of one
+question too, which hdns answers alike and counts once in its ledger, so through caches it reads above what hdns balanced.`,
 		c.goPause, c.gaiPause, c.caches*c.goHostsPerCache, c.caches*c.glibcThreadsPerC, c.caches, c.goHostsPerCache, c.glibcThreadsPerC,
 		c.ttl, c.ttl, c.steady, int(c.steady.Seconds())/c.ttl, int(c.steady.Seconds())/c.ttl,
 		c.warm, c.steady, c.tail, c.window)
