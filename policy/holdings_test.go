@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hdns-dev/hdns/internal/memtest"
 )
 
 func clientAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}) }
@@ -275,21 +277,14 @@ func BenchmarkHoldingsMemory(b *testing.B) {
 	cands := liveCands(time.Now(), []float64{0}, []float64{math.NaN()})
 	h := new(holdings)
 	defer h.close()
-	before := heapInUse()
+	before := memtest.LiveHeap()
 	now := nowTicks()
 	for i := range maxHolders {
 		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+6000)
 	}
-	b.ReportMetric(float64(heapInUse()-before)/maxHolders, "B/client")
+	b.ReportMetric(float64(memtest.LiveHeap()-before)/maxHolders, "B/client")
 	b.ReportMetric(0, "ns/op") // not a speed
 	runtime.KeepAlive(h)
-}
-
-func heapInUse() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 // TestHoldingsBudget: past maxHoldsTotal, clients not remembered yet are

@@ -13,6 +13,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/memtest"
 	"github.com/hdns-dev/hdns/policy"
 )
 
@@ -29,16 +30,16 @@ func BenchmarkSnapshotMemory(b *testing.B) {
 		const pods = 20
 		b.Run(fmt.Sprintf("endpoints=%d", services*pods), func(b *testing.B) {
 			for b.Loop() {
-				h0 := liveHeap()
+				h0 := memtest.LiveHeap()
 				svcs, slices := memoryFixture(services, pods)
-				h1 := liveHeap()
+				h1 := memtest.LiveHeap()
 				c, err := policy.NewCompiler("ordered")
 				if err != nil {
 					b.Fatal(err)
 				}
 				opts := &Options{Zones: []string{"cluster.local."}, ReverseZones: []string{"in-addr.arpa.", "ip6.arpa."}, TTL: 5, Policies: c}
 				snap := Build(opts, 1, svcs, slices)
-				h2 := liveHeap()
+				h2 := memtest.LiveHeap()
 				if snap.Stats.Endpoints != services*pods {
 					b.Fatalf("snapshot holds %d endpoints, want %d", snap.Stats.Endpoints, services*pods)
 				}
@@ -51,13 +52,6 @@ func BenchmarkSnapshotMemory(b *testing.B) {
 			}
 		})
 	}
-}
-
-func liveHeap() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 // memoryFixture makes headless Services of pods ready Pods each, named and
@@ -157,10 +151,10 @@ func TestSnapshotKeepsNoRoomForOtherServices(t *testing.T) {
 	slices[1].Endpoints = slices[1].Endpoints[:1]
 	opts := testOptions(t)
 	opts.Zones = []string{"cluster.local.", "cluster.example."}
-	h0 := liveHeap()
+	h0 := memtest.LiveHeap()
 	snap := Build(opts, 1, svcs, slices)
 	slices[0] = nil // the ClusterIP Service's endpoints; the snapshot does not need them
-	if grown := liveHeap() - h0; grown > 1<<20 {
+	if grown := memtest.LiveHeap() - h0; grown > 1<<20 {
 		t.Errorf("a snapshot of one headless endpoint beside a ClusterIP Service of 25,000 endpoints holds %d KB", grown>>10)
 	}
 	runtime.KeepAlive(snap)
