@@ -61,8 +61,9 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 
 // RegisterMetrics makes the Compiler's chains count their answers in
 // hdns_policy_handouts_total{service}, exposes least-loaded's client holds
-// (hdns_policy_client_holds, hdns_policy_client_holds_refused_total: one
-// process-wide count, so one Compiler per registry), and with perEndpoint also each
+// (hdns_policy_client_holds, hdns_policy_client_holds_refused_total,
+// hdns_policy_copies_total: process-wide counts, so one Compiler per
+// registry), and with perEndpoint also each
 // endpoint's places in answers in
 // hdns_policy_endpoint_handouts_total{service,endpoint} (a series per
 // endpoint: mind the cardinality). Call it before the first Compile.
@@ -79,7 +80,11 @@ func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) 
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "hdns_policy_client_holds_refused_total",
 			Help: "Clients least-loaded did not remember because the process-wide bound on holds was reached.",
-		}, func() float64 { return float64(holdsRefused.Load()) }))
+		}, func() float64 { return float64(holdsRefused.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hdns_policy_copies_total",
+			Help: "Questions least-loaded took for a copy of the same client's question just answered (a cache forwarding concurrent misses): answered alike and not counted in the ledger again.",
+		}, func() float64 { return float64(holdsRepeated.Load()) }))
 	if perEndpoint {
 		c.perEndpoint = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hdns_policy_endpoint_handouts_total",

@@ -56,8 +56,9 @@ const (
 var maxHoldsTotal int64 = 1 << 18
 
 // holdsTotal counts the holds of every holdings in the process;
-// holdsRefused the clients not remembered because of maxHoldsTotal.
-var holdsTotal, holdsRefused atomic.Int64
+// holdsRefused the clients not remembered because of maxHoldsTotal;
+// holdsRepeated the questions answered as copies (recall with claim).
+var holdsTotal, holdsRefused, holdsRepeated atomic.Int64
 
 type holdShard struct {
 	mu     sync.Mutex
@@ -114,6 +115,7 @@ func (h *holdings) recall(shard int, client netip.Addr, now uint32, claim bool) 
 			// most repeatTicks after it, so expire drops it that late.
 			hd.fresh = false
 			s.holds.Add(client, hd)
+			holdsRepeated.Add(1)
 		}
 		return hd.load, true
 	}

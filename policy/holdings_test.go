@@ -378,6 +378,7 @@ func TestHoldingsRepeatOnce(t *testing.T) {
 	cands := candidates(2)
 	a, b := cands[0].Load, cands[1].Load
 	var h holdings
+	repeated := holdsRepeated.Load()
 	const now = 1000
 	recall := func(i int, at uint32, claim bool) (*Load, bool) {
 		return h.recall(holdShardOf(clientAddr(i)), clientAddr(i), at, claim)
@@ -414,6 +415,9 @@ func TestHoldingsRepeatOnce(t *testing.T) {
 	move(3, a, now, now+100)
 	if own, rep := recall(3, now+100, true); own != nil || rep {
 		t.Errorf("expired hold: %p %v, want none", own, rep)
+	}
+	if got := holdsRepeated.Load() - repeated; got != 2 {
+		t.Errorf("hdns_policy_copies_total grew by %d, want 2 (the claimed repeats)", got)
 	}
 }
 

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +41,9 @@ const (
 	// resolv.conf cannot name a port, so it is port 53 on a loopback
 	// address of its own.
 	corednsAddr = "127.0.0.77"
+	// nodeCacheAddr is where the same CoreDNS acts as a node cache for
+	// lb.cluster.local: cache, no ECS rewrite, forwarding to hdns.
+	nodeCacheAddr = "127.0.0.78"
 	// outOfZoneName and outOfZoneAddr are what CoreDNS serves from a file
 	// zone (example.test), the name hdns forwards in the pod-nameserver
 	// scenario.
@@ -62,7 +67,10 @@ func corednsBinary(t *testing.T) string {
 // stubCorefile turns deploy/examples/Corefile.stub-domain into a Corefile
 // for this machine: its block, bound to corednsAddr, forwarding to hdnsAddr
 // instead of the example's Service address, plus a block serving
-// example.test (with outOfZoneName) from exampleZoneFile. Everything else of the example is kept as written.
+// example.test (with outOfZoneName) from exampleZoneFile, and a node-cache
+// block for lb.cluster.local on nodeCacheAddr (cache with a 1 s minimum
+// TTL, forwarding to hdnsAddr from CoreDNS's own address, as NodeLocal
+// DNSCache does). Everything else of the example is kept as written.
 func stubCorefile(t *testing.T, hdnsAddr string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(deployDir, "examples", "Corefile.stub-domain"))
@@ -78,6 +86,7 @@ func stubCorefile(t *testing.T, hdnsAddr string) string {
 	cf := block.ReplaceAllString(example, "$1\n    bind "+corednsAddr)
 	cf = strings.Replace(cf, "forward . 10.96.0.53", "forward . "+hdnsAddr, 1)
 	cf += fmt.Sprintf("\nexample.test:53 {\n    bind %s\n    file %s\n}\n", corednsAddr, exampleZoneFile)
+	cf += fmt.Sprintf("\nlb.cluster.local:53 {\n    bind %s\n    cache 30 {\n        success 9984 30 1\n    }\n    forward . %s\n}\n", nodeCacheAddr, hdnsAddr)
 	return cf
 }
 
@@ -133,6 +142,39 @@ func startCoreDNS(t *testing.T, bin, corefile string) {
 		}
 		time.Sleep(answerPoll)
 	}
+}
+
+// askTogether sends n A questions for name to server at once, each from
+// its own UDP socket, and returns each reply's first address.
+func askTogether(server, name string, n int) ([]string, error) {
+	start := make(chan struct{})
+	firsts := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			c := &dns.Client{Timeout: 2 * time.Second}
+			<-start
+			r, _, err := c.Exchange(m, server)
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("client %d: %w", i, err)
+			case len(r.Answer) == 0:
+				errs[i] = fmt.Errorf("client %d: no answer: %s", i, r)
+			default:
+				if a, ok := r.Answer[0].(*dns.A); ok {
+					firsts[i] = a.A.String()
+				} else {
+					errs[i] = fmt.Errorf("client %d: first answer %s is not an A record", i, r.Answer[0])
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return firsts, errors.Join(errs...)
 }
 
 // goLookup resolves name's IPv4 addresses with Go's own resolver
@@ -289,6 +331,72 @@ func (e *env) coreDNS(t *testing.T) {
 		got, err := goLookup(e.ctx, netip.MustParseAddr("127.0.0.1"), corednsAddr+":53", lbName)
 		if err != nil || len(got) != 1 || podOf[got[0]] != self {
 			t.Errorf("Go resolver from 127.0.0.1 via CoreDNS: %v (error %v), want the address of %s", got, err, self)
+		}
+	})
+
+	t.Run("CacheCopies", func(t *testing.T) {
+		// A node cache forwards every client that misses while its own
+		// question for the name is in flight (CoreDNS's cache does not
+		// merge them), then keeps one of the answers for all its
+		// clients. hdns answers such copies alike: two clients asking
+		// the cache at once get the same first address. One fresh
+		// least-loaded Service per trial, so that each starts with an
+		// empty cache and nothing held, all over four pods of their own,
+		// whose shared ledger entries then stay within a handout of each
+		// other: a second answer counted would put another pod first.
+		const trials = 8
+		selector := map[string]string{"app": "copies"}
+		var copyPods []harness.PodOptions
+		for i := range 4 {
+			copyPods = append(copyPods, harness.PodOptions{Name: fmt.Sprintf("cp-%d", i), Labels: selector, IPv4: fmt.Sprintf("10.244.61.%d", 10+i)})
+		}
+		if err := createPods(e.ctx, e.cp, ns, copyPods, 4); err != nil {
+			t.Fatal(err)
+		}
+		for k := range trials {
+			s := headless(fmt.Sprintf("copies-%d", k), corev1.ServicePort{Name: "http", Port: 80})
+			s.Spec.Selector = selector
+			s.Annotations = map[string]string{policyAnnotation: "least-loaded, first=1"}
+			createService(e.ctx, t, e.cp, ns, s)
+		}
+		for k := range trials {
+			name := fmt.Sprintf("copies-%d.%s.svc.lb.cluster.local.", k, ns)
+			awaitCond(t, name+" with 4 candidates in hdns", answerTimeout, func() (bool, string) {
+				ex, err := lb.explain(name, "A", "")
+				return err == nil && ex.Rcode == "NOERROR" && len(ex.Candidates) == 4, fmt.Sprintf("%+v (error %v)", ex, err)
+			})
+		}
+		copies, err := lb.metric("hdns_policy_copies_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conclusive := 0
+		for k := range trials {
+			name := fmt.Sprintf("copies-%d.%s.svc.lb.cluster.local.", k, ns)
+			series := fmt.Sprintf(`hdns_policy_handouts_total{service="%s/copies-%d"}`, ns, k)
+			before, _ := lb.metric(series) // absent until the Service's first answer
+			firsts, err := askTogether(nodeCacheAddr+":53", name, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, err := lb.metric(series)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after-before < 2 {
+				continue // the cache answered the second client itself
+			}
+			conclusive++
+			if firsts[0] != firsts[1] {
+				t.Errorf("trial %d: hdns got both clients' questions from the cache and put %s and %s first; the cache keeps one answer for all its clients, so both should name the same pod", k, firsts[0], firsts[1])
+			}
+		}
+		t.Logf("%d of %d trials reached hdns twice", conclusive, trials)
+		if after, err := lb.metric("hdns_policy_copies_total"); err != nil || after-copies < float64(conclusive) {
+			t.Errorf("hdns_policy_copies_total went from %v to %v (error %v), want it up by at least %d", copies, after, err, conclusive)
+		}
+		if conclusive < 2 {
+			t.Fatalf("only %d of %d trials had the cache forward both questions; nothing was shown", conclusive, trials)
 		}
 	})
 
