@@ -83,7 +83,7 @@ func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) 
 		}, func() float64 { return float64(holdsRefused.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "hdns_policy_copies_total",
-			Help: "Questions least-loaded took for a copy of the same client's question just answered (a cache forwarding concurrent misses): answered alike and not counted in the ledger again.",
+			Help: "Questions least-loaded took for a copy of the same client's question just answered (a cache forwarding concurrent misses, a dual-stack client's A and AAAA): answered with the same first place and not counted in the ledger again.",
 		}, func() float64 { return float64(holdsRepeated.Load()) }))
 	if perEndpoint {
 		c.perEndpoint = prometheus.NewCounterVec(prometheus.CounterOpts{

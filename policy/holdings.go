@@ -57,7 +57,7 @@ var maxHoldsTotal int64 = 1 << 18
 
 // holdsTotal counts the holds of every holdings in the process;
 // holdsRefused the clients not remembered because of maxHoldsTotal;
-// holdsRepeated the questions answered as copies (recall with claim).
+// holdsRepeated the questions move took for copies.
 var holdsTotal, holdsRefused, holdsRepeated atomic.Int64
 
 type holdShard struct {
@@ -89,37 +89,16 @@ func holdShardOf(client netip.Addr) int { return int(Rendezvous(client, "") % ho
 // current returns the ledger entry of the endpoint client holds at now
 // (ledger ticks), or nil when it holds none; shard is holdShardOf(client).
 func (h *holdings) current(shard int, client netip.Addr, now uint32) *Load {
-	own, _ := h.recall(shard, client, now, false)
-	return own
-}
-
-// recall is current, and also reports whether this question repeats the
-// one that began the hold: the hold is fresh and began less than
-// repeatTicks ago. With claim, a repeat uses the hold's freshness up, so
-// that a hold is repeated at most once: many questions at once from one
-// new address are more likely many clients than one cache's copies.
-func (h *holdings) recall(shard int, client netip.Addr, now uint32, claim bool) (own *Load, repeat bool) {
 	s := &h.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.holds == nil {
-		return nil, false
+		return nil
 	}
-	hd, ok := s.holds.Peek(client)
-	if !ok || !before(now, hd.until) {
-		return nil, false
+	if hd, ok := s.holds.Peek(client); ok && before(now, hd.until) {
+		return hd.load
 	}
-	if hd.fresh && now-hd.start < repeatTicks {
-		if claim {
-			// Add makes it the newest hold; holds begun since end at
-			// most repeatTicks after it, so expire drops it that late.
-			hd.fresh = false
-			s.holds.Add(client, hd)
-			holdsRepeated.Add(1)
-		}
-		return hd.load, true
-	}
-	return hd.load, false
+	return nil
 }
 
 // move ends client's hold, if any, and, when to is not nil, starts one on
@@ -131,7 +110,14 @@ func (h *holdings) recall(shard int, client netip.Addr, now uint32, claim bool) 
 // its hold was past half its time. A cache asks once per TTL, so each of
 // its questions is quiet; a client that asks before every connection is
 // quiet only when it connects less often than every half TTL.
-func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint32) {
+//
+// Unless the question is a copy: the client's hold is fresh, began less
+// than repeatTicks before now, and offered finds its endpoint among this
+// question's candidates (at index k, ≥ 0). Then move keeps that hold,
+// marks it repeated (a hold has at most one copy: many questions at once
+// from one new address are more likely many clients than one cache's
+// copies), and returns its endpoint and k instead of moving to to.
+func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint32, offered func(*Load) int) (copyOf *Load, k int) {
 	s := &h.shards[shard]
 	s.mu.Lock()
 	if !s.closed {
@@ -140,7 +126,21 @@ func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint3
 		}
 		s.expire(now)
 		old, ok := s.holds.Peek(client)
-		next := hold{load: to, start: now, until: until, fresh: !ok || now-old.start >= (old.until-old.start)/2}
+		// Signed differences: now was read before the lock, so a hold
+		// begun by a question handled at the same instant may start a
+		// tick after it.
+		if ok && old.fresh && int32(now-old.start) < repeatTicks && offered != nil {
+			if k = offered(old.load); k >= 0 {
+				// Add makes it the newest hold; holds begun since end at
+				// most repeatTicks after it, so expire drops it that late.
+				old.fresh = false
+				s.holds.Add(client, old)
+				holdsRepeated.Add(1)
+				s.mu.Unlock()
+				return old.load, k
+			}
+		}
+		next := hold{load: to, start: now, until: until, fresh: !ok || int32(now-old.start) >= int32(old.until-old.start)/2}
 		switch {
 		case to == nil:
 			s.holds.Remove(client) // the eviction callback counts it out
@@ -165,6 +165,7 @@ func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint3
 		}
 		next.mu.Unlock()
 	}
+	return nil, -1
 }
 
 // expire drops the holds that ended by now from the oldest end. Holds are

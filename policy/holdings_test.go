@@ -30,9 +30,9 @@ func TestHoldingsCount(t *testing.T) {
 	now := nowTicks()
 	until := now + 100 // a second
 	for i := range 3 {
-		h.move(holdShardOf(clientAddr(i)), clientAddr(i), a, now, until)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), a, now, until, nil)
 	}
-	h.move(holdShardOf(clientAddr(3)), clientAddr(3), b, now, until)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), b, now, until, nil)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[3 1]" {
 		t.Fatalf("3 clients on a, 1 on b: counts %s", got)
 	}
@@ -40,13 +40,13 @@ func TestHoldingsCount(t *testing.T) {
 		t.Errorf("client 0 holds %p, want a (%p)", got, a)
 	}
 	// A client's next answer moves its hold; it never counts twice.
-	h.move(holdShardOf(clientAddr(0)), clientAddr(0), b, now, until)
-	h.move(holdShardOf(clientAddr(0)), clientAddr(0), b, now, until)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), b, now, until, nil)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), b, now, until, nil)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[2 2]" {
 		t.Errorf("client 0 moved to b (twice): counts %s, want [2 2]", got)
 	}
 	// An answer without a ledger entry ends the hold.
-	h.move(holdShardOf(clientAddr(3)), clientAddr(3), nil, now, until)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), nil, now, until, nil)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[2 1]" {
 		t.Errorf("client 3 moved to an endpoint without an entry: counts %s, want [2 1]", got)
 	}
@@ -56,16 +56,16 @@ func TestHoldingsCount(t *testing.T) {
 		t.Errorf("client 1's hold has expired, current = %p", got)
 	}
 	for i := range 2 * holdShards {
-		h.move(holdShardOf(clientAddr(100+i)), clientAddr(100+i), nil, later, later)
+		h.move(holdShardOf(clientAddr(100+i)), clientAddr(100+i), nil, later, later, nil)
 	}
 	if got := fmt.Sprint(clientCounts(cands)); got != "[0 0]" {
 		t.Errorf("after every hold expired: counts %s, want [0 0]", got)
 	}
 	// Closing (the chain was dropped) releases every hold and takes no
 	// more.
-	h.move(holdShardOf(clientAddr(1)), clientAddr(1), a, later, later+100)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), a, later, later+100, nil)
 	h.close()
-	h.move(holdShardOf(clientAddr(2)), clientAddr(2), a, later, later+100)
+	h.move(holdShardOf(clientAddr(2)), clientAddr(2), a, later, later+100, nil)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[0 0]" {
 		t.Errorf("after close: counts %s, want [0 0]", got)
 	}
@@ -86,13 +86,13 @@ func TestHoldingsExpireEachTick(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	gone, stays := clientAddr(1), clientAddr(2)
-	h.move(holdShardOf(gone), gone, a, now, now+100)
-	h.move(holdShardOf(stays), stays, b, now, now+300)
+	h.move(holdShardOf(gone), gone, a, now, now+100, nil)
+	h.move(holdShardOf(stays), stays, b, now, now+300, nil)
 	h.expireDue(now + 100)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[0 1]" {
 		t.Errorf("a tick after one hold ended: counts %s, want [0 1]", got)
 	}
-	h.move(holdShardOf(gone), gone, a, now+100, now+200)
+	h.move(holdShardOf(gone), gone, a, now+100, now+200, nil)
 	h.expireDue(now + 100) // the same tick: no second pass
 	h.expireDue(now + 200)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[0 1]" {
@@ -106,7 +106,7 @@ func TestHoldingsBounded(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	for i := range maxHolders + 1000 {
-		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+360000)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+360000, nil)
 	}
 	n := 0
 	for i := range h.shards {
@@ -127,9 +127,9 @@ func TestScoresClients(t *testing.T) {
 	var h holdings
 	tk := nowTicks()
 	until := tk + 100
-	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[0].Load, tk, until)
-	h.move(holdShardOf(clientAddr(1)), clientAddr(1), cands[0].Load, tk, until)
-	h.move(holdShardOf(clientAddr(2)), clientAddr(2), cands[1].Load, tk, until)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[0].Load, tk, until, nil)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), cands[0].Load, tk, until, nil)
+	h.move(holdShardOf(clientAddr(2)), clientAddr(2), cands[1].Load, tk, until, nil)
 	in := []int{0, 1, 2}
 	// clients [2 1 0], mean 1: terms [2 1 0] on top of live 1 + since 0.
 	if got := Scores(cands, in, tk, now, nil, nil); !approx(got, []float64{3, 2, 1}) {
@@ -143,7 +143,7 @@ func TestScoresClients(t *testing.T) {
 	// With live load the count is over the share weight: a Pod with half
 	// the share holding one client looks as busy as one holding two.
 	cands[2].Live.share.Store(&share{from: cands[2].Live.Sample(), weight: 0.5})
-	h.move(holdShardOf(clientAddr(3)), clientAddr(3), cands[2].Load, tk, until)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), cands[2].Load, tk, until, nil)
 	// clients/w [2 1 2], mean 5/3.
 	if got := Scores(cands, in, tk, now, nil, nil); !approx(got, []float64{1 + 1.2, 1 + 0.6, 1 + 1.2}) {
 		t.Errorf("clients [2 1 1], c at share 0.5: Scores = %v, want [2.2 1.6 2.2]", got)
@@ -152,8 +152,8 @@ func TestScoresClients(t *testing.T) {
 	// clients over theirs (no share weights).
 	stale := liveCands(now, []float64{1, 1, 2}, []float64{-1, -1, -1})
 	stale[2].Live.share.Store(&share{weight: 0.5})
-	h.move(holdShardOf(clientAddr(4)), clientAddr(4), stale[0].Load, tk, until)
-	h.move(holdShardOf(clientAddr(5)), clientAddr(5), stale[2].Load, tk, until)
+	h.move(holdShardOf(clientAddr(4)), clientAddr(4), stale[0].Load, tk, until, nil)
+	h.move(holdShardOf(clientAddr(5)), clientAddr(5), stale[2].Load, tk, until, nil)
 	// ledger [1 1 2]/(4/3), clients [1 0 1]/(2/3).
 	if got := Scores(stale, in, tk, now, nil, nil); !approx(got, []float64{0.75 + 1.5, 0.75, 1.5 + 1.5}) {
 		t.Errorf("stale live values, clients [1 0 1]: Scores = %v, want [2.25 0.75 3]", got)
@@ -250,7 +250,7 @@ func TestLeastLoadedHoldsRankFirstPlaceOnly(t *testing.T) {
 	ll := chain.steps[0].(*leastLoaded)
 	tk := nowTicks()
 	for c := range 3 {
-		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, tk, tk+6000)
+		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, tk, tk+6000, nil)
 	}
 	second := 0
 	for range 200 {
@@ -280,7 +280,7 @@ func BenchmarkHoldingsMemory(b *testing.B) {
 	before := memtest.LiveHeap()
 	now := nowTicks()
 	for i := range maxHolders {
-		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+6000)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+6000, nil)
 	}
 	b.ReportMetric(float64(memtest.LiveHeap()-before)/maxHolders, "B/client")
 	b.ReportMetric(0, "ns/op") // not a speed
@@ -305,7 +305,7 @@ func TestHoldingsBudget(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	for c := range 5 {
-		h.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, now, now+100)
+		h.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, now, now+100, nil)
 	}
 	if got := fmt.Sprint(clientCounts(cands)); got != "[3 0]" {
 		t.Fatalf("5 clients with room for 3: counts %s, want [3 0]", got)
@@ -313,9 +313,9 @@ func TestHoldingsBudget(t *testing.T) {
 	if got := gathered(t, reg, "hdns_policy_client_holds"); got != float64(maxHoldsTotal) {
 		t.Errorf("hdns_policy_client_holds %v, want %d", got, maxHoldsTotal)
 	}
-	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[1].Load, now, now+100)
-	h.move(holdShardOf(clientAddr(1)), clientAddr(1), nil, now, now+100)
-	h.move(holdShardOf(clientAddr(4)), clientAddr(4), cands[1].Load, now, now+100)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[1].Load, now, now+100, nil)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), nil, now, now+100, nil)
+	h.move(holdShardOf(clientAddr(4)), clientAddr(4), cands[1].Load, now, now+100, nil)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[1 2]" {
 		t.Errorf("client 0 moved, client 1 released, client 4 took its room: counts %s, want [1 2]", got)
 	}
@@ -359,7 +359,7 @@ func TestSweepExpiresHolds(t *testing.T) {
 	before := holdsTotal.Load()
 	past := nowTicks() - 200
 	for c := range 4 {
-		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[c%2].Load, past, past+100) // ended a second ago
+		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[c%2].Load, past, past+100, nil) // ended a second ago
 	}
 	if holdsTotal.Load() != before+4 {
 		t.Fatalf("4 holds: total %d, want %d", holdsTotal.Load(), before+4)
@@ -372,52 +372,78 @@ func TestSweepExpiresHolds(t *testing.T) {
 }
 
 // TestHoldingsRepeatOnce: a hold begun by a quiet client's question is
-// repeated to one more question of that client within repeatTicks, and to
-// no other; a client that asked within half its TTL is not quiet.
+// repeated to one more question of that client within repeatTicks, when
+// its endpoint is offered, and to no other; a client that asked within
+// half its TTL is not quiet. Differences of ticks hold across the clock's
+// wrap and for a question whose clock was read just before the hold began.
 func TestHoldingsRepeatOnce(t *testing.T) {
-	cands := candidates(2)
-	a, b := cands[0].Load, cands[1].Load
+	cands := candidates(3)
+	a, b, c := cands[0].Load, cands[1].Load, cands[2].Load
 	var h holdings
 	repeated := holdsRepeated.Load()
+	all := func(l *Load) int {
+		for k := range cands {
+			if cands[k].Load == l {
+				return k
+			}
+		}
+		return -1
+	}
+	none := func(*Load) int { return -1 }
+	move := func(i int, to *Load, at, until uint32, offered func(*Load) int) *Load {
+		held, k := h.move(holdShardOf(clientAddr(i)), clientAddr(i), to, at, until, offered)
+		if held != nil && cands[k].Load != held {
+			t.Fatalf("client %d: copy of %p at index %d, which is %p", i, held, k, cands[k].Load)
+		}
+		return held
+	}
+	holds := func(i int, at uint32) *Load { return h.current(holdShardOf(clientAddr(i)), clientAddr(i), at) }
+
+	for _, now := range []uint32{1000, math.MaxUint32 - 1} {
+		move(0, a, now, now+100, all) // a new client is quiet
+		if held := move(0, b, now+1, now+101, all); held != a {
+			t.Fatalf("now %d: second question within the window: copy of %p, want a's entry", now, held)
+		}
+		if holds(0, now+1) != a {
+			t.Errorf("now %d: the copy moved the hold", now)
+		}
+		if held := move(0, b, now+1, now+101, all); held != nil || holds(0, now+1) != b {
+			t.Errorf("now %d: third question: copy of %p, holds %p; want no copy and a hold on b", now, held, holds(0, now+1))
+		}
+		h.close()
+		h = holdings{}
+	}
+
 	const now = 1000
-	recall := func(i int, at uint32, claim bool) (*Load, bool) {
-		return h.recall(holdShardOf(clientAddr(i)), clientAddr(i), at, claim)
-	}
-	move := func(i int, to *Load, at, until uint32) {
-		h.move(holdShardOf(clientAddr(i)), clientAddr(i), to, at, until)
-	}
-
-	move(0, a, now, now+100) // a new client is quiet
-	if own, rep := recall(0, now+1, false); own != a || !rep {
-		t.Fatalf("unclaimed look within the window: %p %v, want a's entry and a repeat", own, rep)
-	}
-	if own, rep := recall(0, now+1, true); own != a || !rep {
-		t.Fatalf("second question within the window: %p %v, want a's entry and a repeat", own, rep)
-	}
-	if own, rep := recall(0, now+1, true); own != a || rep {
-		t.Errorf("third question: %p %v, want a's entry and no repeat (once only)", own, rep)
-	}
-
-	move(1, a, now, now+100)
-	if _, rep := recall(1, now+repeatTicks, true); rep {
+	move(1, a, now, now+100, all)
+	if held := move(1, b, now+repeatTicks, now+repeatTicks+100, all); held != nil {
 		t.Error("a question repeatTicks after the answer was taken for a copy")
 	}
 
-	move(2, a, now, now+100)
-	move(2, b, now+49, now+149) // asked again before half its TTL: busy, not quiet
-	if own, rep := recall(2, now+49, true); own != b || rep {
-		t.Errorf("busy client: %p %v, want b's entry and no repeat", own, rep)
+	move(2, a, now, now+100, all)
+	if held := move(2, b, now-1, now+99, all); held != a { // its clock read just before the hold began
+		t.Errorf("a copy handled at the same instant: copy of %p, want a's entry", held)
 	}
-	move(2, a, now+99, now+199) // half a TTL after its last question: quiet again
-	if own, rep := recall(2, now+100, true); own != a || !rep {
-		t.Errorf("client quiet for half a TTL: %p %v, want a's entry and a repeat", own, rep)
+
+	move(3, a, now, now+100, all)
+	if held := move(3, b, now+1, now+101, none); held != nil || holds(3, now+1) != b {
+		t.Errorf("a's endpoint not offered: copy of %p, holds %p; want no copy and a hold on b", held, holds(3, now+1))
 	}
-	move(3, a, now, now+100)
-	if own, rep := recall(3, now+100, true); own != nil || rep {
-		t.Errorf("expired hold: %p %v, want none", own, rep)
+	if held := move(3, c, now+1, now+101, all); held != nil {
+		t.Error("the hold that replaced a fresh one within the window was fresh")
 	}
-	if got := holdsRepeated.Load() - repeated; got != 2 {
-		t.Errorf("hdns_policy_copies_total grew by %d, want 2 (the claimed repeats)", got)
+
+	move(4, a, now, now+100, all)
+	move(4, b, now+49, now+149, all) // asked again before half its TTL: busy, not quiet
+	if held := move(4, c, now+49, now+149, all); held != nil {
+		t.Errorf("busy client: copy of %p, want none", held)
+	}
+	move(4, a, now+99, now+199, all) // half a TTL after its last question: quiet again
+	if held := move(4, b, now+100, now+200, all); held != a {
+		t.Errorf("client quiet for half a TTL: copy of %p, want a's entry", held)
+	}
+	if got := holdsRepeated.Load() - repeated; got != 4 {
+		t.Errorf("hdns_policy_copies_total grew by %d, want 4 (the copies taken)", got)
 	}
 }
 
@@ -434,16 +460,16 @@ func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
 		start := nowTicks()
 		first := chain.Pick(req, cands, indices(10), nil, &s)[0]
 		counted := cands[first].Load.Value()
-		explained, _ := chain.Explain(req, cands, indices(10))
-		chain.Pick(req, cands, nil, nil, &s) // its AAAA question: no IPv6 endpoints
+		chain.Explain(req, cands, indices(10))
+		chain.Pick(req, cands, nil, nil, &s) // nothing to offer: holds nothing
 		second := chain.Pick(req, cands, indices(10), nil, &s)[0]
 		after := cands[first].Load.Value()
 		third := chain.Pick(req, cands, indices(10), nil, &s)[0]
 		if nowTicks()-start >= repeatTicks {
 			continue // too slow to be a copy; try again
 		}
-		if explained[0] != first || second != first {
-			t.Fatalf("copy answered %d (explained %d), first answer %d", second, explained[0], first)
+		if second != first {
+			t.Fatalf("copy answered %d, first answer %d", second, first)
 		}
 		if after > counted*1.01 {
 			t.Errorf("the copy was counted: %d's ledger went from %.3f to %.3f", first, counted, after)
@@ -451,7 +477,49 @@ func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
 		if third == first {
 			t.Errorf("a third question got %d again; only one copy is repeated", third)
 		}
+		if cands[third].Load.Value() == 0 {
+			t.Errorf("the third question's answer (%d first) was not counted", third)
+		}
 		return
 	}
 	t.Fatal("no three answers within repeatTicks in 20 attempts")
+}
+
+// markCopy is a step that answers in a fixed order and says its question
+// copies an answer that put of first.
+type markCopy struct {
+	of    *Load
+	order []int
+}
+
+func (m markCopy) Pick(req *Request, _ []Endpoint, _, out []int) []int {
+	req.repeat = m.of
+	return append(out, m.order...)
+}
+
+// TestPickCountsACopyOnlyWhileItStaysFirst: Chain.Pick leaves a copy's
+// handouts out of the ledger only while the copied endpoint is still first
+// in the chain's answer; a later step that reorders makes it another
+// answer, counted like any.
+func TestPickCountsACopyOnlyWhileItStaysFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		order   []int
+		counted bool
+	}{
+		{name: "copied endpoint first", order: []int{1, 0, 2}, counted: false},
+		{name: "moved by a later step", order: []int{0, 1, 2}, counted: true},
+	} {
+		cands := candidates(3)
+		c := &Chain{steps: []Step{markCopy{of: cands[1].Load, order: tc.order}}, names: []string{"mark"}}
+		var s Scratch
+		c.Pick(&Request{TTL: 5}, cands, indices(3), nil, &s)
+		total := 0.0
+		for _, e := range cands {
+			total += e.Load.Value()
+		}
+		if got := total > 0; got != tc.counted {
+			t.Errorf("%s: ledger total %.2f after the answer, counted = %v, want %v", tc.name, total, got, tc.counted)
+		}
+	}
 }

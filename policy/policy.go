@@ -64,9 +64,11 @@ type Request struct {
 	// round-robin counters): the choice is only being explained.
 	DryRun bool
 
-	// repeat is set by a step whose answer repeats one already counted
-	// (see leastLoaded); Chain.Pick then records no handouts for it.
-	repeat bool
+	// repeat is set by a step that put first the endpoint of an answer
+	// already counted, taking the question for a copy of that one (see
+	// leastLoaded); when the chain's answer still puts it first, Chain.Pick
+	// records no handouts for it.
+	repeat *Load
 }
 
 // Step reorders or filters candidates for one query.
@@ -238,14 +240,16 @@ type Scratch struct{ a, b []int }
 // Pick runs every step of the chain, each on the previous step's output,
 // follows the Step contract (out is extended with the chosen indices), and
 // records the handouts in the candidates' ledger entries, unless a step
-// took the question for a copy of one already answered (leastLoaded).
+// took the question for a copy of one already answered and its endpoint
+// stayed first (leastLoaded).
 func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) []int {
 	start := len(out)
-	req.repeat = false
+	req.repeat = nil
 	out = c.run(req, cands, in, out, s, nil)
 	now := nowTicks()
+	counted := len(out) == start || req.repeat == nil || cands[out[start]].Load != req.repeat
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
-		if cands[i].Load != nil && !req.repeat {
+		if cands[i].Load != nil && counted {
 			cands[i].Load.addAt(handoutWeight(pos, req.TTL), now)
 		}
 		if cands[i].Handouts != nil {

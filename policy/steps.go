@@ -128,14 +128,16 @@ func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 // and Scores counts those clients per endpoint.
 //
 // A second question from a quiet client within repeatTicks of its answer
-// gets that answer's first place again, and its handouts are not counted
-// (Request.repeat): it is most likely a copy of the first question, sent
-// by a cache for a client that asked while the cache's own question was
-// in flight. The cache keeps one of the two answers and hands it to all
-// its clients, so answering both alike and counting one is what keeps
-// the ledger true; two different answers counted would leave one endpoint
-// counted for a cache it never got. The same goes for a dual-stack
-// client's A and AAAA questions asked together.
+// gets that answer's first place again, when that endpoint is among the
+// candidates, and its handouts are not counted (Request.repeat): it is
+// most likely a copy of the first question, sent by a cache for a client
+// that asked while the cache's own question was in flight. The cache
+// keeps one of the two answers and hands it to all its clients, so
+// answering both alike and counting one is what keeps the ledger true;
+// two different answers counted would leave one endpoint counted for a
+// cache it never got. The same goes for a dual-stack client's A and AAAA
+// questions asked together. Later places are drawn again, as for any
+// question.
 type leastLoaded struct {
 	holds holdings
 }
@@ -158,27 +160,14 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	holds := req.Client.IsValid()
 	var own *Load
 	var shard int
-	repeat := false
 	if holds {
 		ll.holds.expireDue(now)
 		shard = holdShardOf(req.Client)
-		own, repeat = ll.holds.recall(shard, req.Client, now, !req.DryRun)
+		own = ll.holds.current(shard, req.Client, now)
 	}
 	scores, clients = scoreParts(cands, left, now, wallNow(cands, left), own, scores, clients)
 	r := req.rand()
-	if repeat {
-		repeat = false
-		for k, i := range left {
-			if cands[i].Load == own {
-				left[0], left[k] = left[k], left[0]
-				scores[0], scores[k] = scores[k], scores[0]
-				left, scores = left[1:], scores[1:]
-				repeat, req.repeat = true, true
-				break
-			}
-		}
-	}
-	if !repeat && len(left) > 1 {
+	if len(left) > 1 {
 		best, ties := 0, 1
 		for k := 1; k < len(left); k++ {
 			sk, sb := scores[k]+clients[k], scores[best]+clients[best]
@@ -194,12 +183,27 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 		}
 		left[0], left[best] = left[best], left[0]
 		scores[0], scores[best] = scores[best], scores[0]
-		left, scores = left[1:], scores[1:]
 	}
-	if holds && !repeat && !req.DryRun && len(out) > start {
+	if holds && !req.DryRun {
 		ttl := time.Duration(max(req.TTL, 1)) * time.Second
-		ll.holds.move(shard, req.Client, cands[out[start]].Load, now, now+uint32(ttl/tick))
+		offered := func(l *Load) int {
+			for k, i := range left {
+				if cands[i].Load == l {
+					return k
+				}
+			}
+			return -1
+		}
+		// The check for a copy is move's, under its lock: a copy handled
+		// at the same instant as the question it copies found no hold
+		// above, but finds it there.
+		if held, k := ll.holds.move(shard, req.Client, cands[left[0]].Load, now, now+uint32(ttl/tick), offered); held != nil {
+			left[0], left[k] = left[k], left[0]
+			scores[0], scores[k] = scores[k], scores[0]
+			req.repeat = held
+		}
 	}
+	left, scores = left[1:], scores[1:]
 	for len(left) > 1 {
 		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
 		if b >= a {
