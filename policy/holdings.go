@@ -14,7 +14,8 @@ import (
 // the clients holding it (Load.Clients), which Scores reads without a
 // lock.
 //
-// A client's next question ends its hold: it asks again because its answer
+// A client's next question ends its hold, unless move takes it for a copy
+// of the question that began the hold: it asks again because its answer
 // expired, or, for clients that resolve before each request or connection
 // (Go's resolver, glibc without nscd), because its previous one is done.
 // For such clients the count is their in-flight work as of this instant,
