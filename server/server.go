@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -76,6 +77,7 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("server: listen on UDP %s: %w", s.Addr, err)
 		}
 		s.tcp, s.udp = tl.(*net.TCPListener), ul
+		setDontFragment(ul)
 		s.forwarding = make(chan struct{}, maxForwarding)
 		if tcpAddr.IP.IsUnspecified() {
 			// Ask for each packet's destination address. One of the two
@@ -144,10 +146,32 @@ func (s *Server) serveUDPPlain() {
 			}
 			continue
 		}
-		if _, _, err := s.udp.WriteMsgUDPAddrPort(out, replySource(oob[:oobn]), from); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.logError("udp write", err)
+		s.writeUDP(out, replySource(oob[:oobn]), from)
+	}
+}
+
+// writeUDP sends a reply to to from src. One the kernel refuses as over
+// the interface MTU (setDontFragment) goes again as shrinkOverMTU cuts it.
+func (s *Server) writeUDP(out, src []byte, to netip.AddrPort) {
+	_, _, err := s.udp.WriteMsgUDPAddrPort(out, src, to)
+	if errors.Is(err, syscall.EMSGSIZE) {
+		if short, ok := shrinkOverMTU(out); ok {
+			_, _, err = s.udp.WriteMsgUDPAddrPort(short, src, to)
 		}
 	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		s.logError("udp write", err)
+	}
+}
+
+// shrinkOverMTU cuts a reply that does not fit the interface MTU to its
+// header, question and OPT record, with TC set, so that the client asks
+// again over TCP (RFC 9715 R4). It reuses out's bytes; ok is false when
+// there was nothing left to cut.
+func shrinkOverMTU(out []byte) (_ []byte, ok bool) {
+	n := len(out)
+	short, err := truncate(out, 0)
+	return short, err == nil && len(short) < n
 }
 
 // maxForwarding bounds the UDP queries being forwarded at once; past it,
@@ -168,9 +192,7 @@ func (s *Server) forwardUDP(pkt, src []byte, to netip.AddrPort) {
 		if out == nil {
 			return
 		}
-		if _, _, err := s.udp.WriteMsgUDPAddrPort(out, src, to); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.logError("udp write", err)
-		}
+		s.writeUDP(out, src, to)
 	}()
 }
 

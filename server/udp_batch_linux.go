@@ -100,6 +100,16 @@ func newBatchConn(c *net.UDPConn, oobLen int) (*batchConn, error) {
 	return b, nil
 }
 
+// shrink cuts reply i as shrinkOverMTU does; false when it cannot be cut.
+func (b *batchConn) shrink(i int) bool {
+	short, ok := shrinkOverMTU(b.outs[i])
+	if ok {
+		b.outs[i] = short
+		b.wiov[i].SetLen(len(short))
+	}
+	return ok
+}
+
 // serveUDP answers UDP queries in batches: one recvmmsg takes up to
 // udpBatch queries that are waiting, and one sendmmsg sends their replies.
 // Under load this divides the system calls (on virtual machines the
@@ -170,7 +180,11 @@ func (s *Server) serveUDP() {
 				break
 			}
 			if b.errno != 0 {
-				// Only the first message failed: skip it.
+				// Only the first message failed: send it cut when it was
+				// over the MTU, else skip it.
+				if b.errno == syscall.EMSGSIZE && b.shrink(b.from) {
+					continue
+				}
 				s.logError("udp write", b.errno)
 				b.n = 1
 			}
