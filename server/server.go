@@ -13,12 +13,12 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/hdns-dev/hdns/server/udpio"
 )
 
 // Server serves DNS over UDP and TCP on one address. The zero value of each
@@ -45,11 +45,8 @@ type Server struct {
 	// Log receives I/O errors; nil logs nowhere.
 	Log *slog.Logger
 
-	udp *net.UDPConn
+	udp *udpio.Conn
 	tcp *net.TCPListener
-	// pktinfo is set when the UDP socket is bound to a wildcard address:
-	// each reply must then leave from the address its query came to.
-	pktinfo bool
 	// forwarding holds a token per UDP query being forwarded.
 	forwarding chan struct{}
 }
@@ -76,8 +73,9 @@ func (s *Server) Listen() error {
 			}
 			return fmt.Errorf("server: listen on UDP %s: %w", s.Addr, err)
 		}
-		s.tcp, s.udp = tl.(*net.TCPListener), ul
-		setDontFragment(ul)
+		s.tcp = tl.(*net.TCPListener)
+		s.udp = &udpio.Conn{UDP: ul, Shrink: shrinkOverMTU, LogError: s.logError}
+		udpio.DontFragment(ul)
 		s.forwarding = make(chan struct{}, maxForwarding)
 		if tcpAddr.IP.IsUnspecified() {
 			// Ask for each packet's destination address. One of the two
@@ -89,14 +87,14 @@ func (s *Server) Listen() error {
 				tl.Close()
 				return fmt.Errorf("server: UDP destination addresses on %s: %w", s.Addr, errors.Join(err4, err6))
 			}
-			s.pktinfo = true
+			s.udp.PacketInfo = true
 		}
 		return nil
 	}
 }
 
 // UDPAddr is the bound UDP address; valid after Listen.
-func (s *Server) UDPAddr() netip.AddrPort { return s.udp.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (s *Server) UDPAddr() netip.AddrPort { return s.udp.UDP.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 // TCPAddr is the bound TCP address; valid after Listen.
 func (s *Server) TCPAddr() netip.AddrPort { return s.tcp.Addr().(*net.TCPAddr).AddrPort() }
@@ -114,53 +112,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	wg.Go(func() { s.serveTCP(ctx) })
 	<-ctx.Done()
-	s.udp.Close()
+	s.udp.UDP.Close()
 	s.tcp.Close()
 	wg.Wait()
 	return nil
 }
 
-// serveUDPPlain answers UDP queries one datagram at a time (the batched
-// serveUDP falls back to it).
-func (s *Server) serveUDPPlain() {
-	var scratch Scratch
-	buf := make([]byte, dns.MaxMsgSize)
-	var oob []byte
-	if s.pktinfo {
-		// A dual-stack socket may deliver both kinds for one packet.
-		oob = make([]byte, len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface))+len(ipv6.NewControlMessage(ipv6.FlagDst|ipv6.FlagInterface)))
-	}
-	for {
-		n, oobn, _, from, err := s.udp.ReadMsgUDPAddrPort(buf, oob)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.logError("udp read", err)
-			continue
-		}
-		out := s.respond(buf[:n], from.Addr().Unmap(), false, &scratch)
-		if out == nil {
-			if scratch.forward {
-				s.forwardUDP(bytes.Clone(buf[:n]), replySource(oob[:oobn]), from)
-			}
-			continue
-		}
-		s.writeUDP(out, replySource(oob[:oobn]), from)
-	}
-}
+// serveUDP answers UDP queries until the socket is closed; Serve runs
+// UDPWorkers of it.
+func (s *Server) serveUDP() { s.udp.Serve(s.answerUDP(new(Scratch))) }
 
-// writeUDP sends a reply to to from src. One the kernel refuses as over
-// the interface MTU (setDontFragment) goes again as shrinkOverMTU cuts it.
-func (s *Server) writeUDP(out, src []byte, to netip.AddrPort) {
-	_, _, err := s.udp.WriteMsgUDPAddrPort(out, src, to)
-	if errors.Is(err, syscall.EMSGSIZE) {
-		if short, ok := shrinkOverMTU(out); ok {
-			_, _, err = s.udp.WriteMsgUDPAddrPort(short, src, to)
+// answerUDP answers with scratch, which the returned function owns, and
+// hands queries that go upstream to forwardUDP.
+func (s *Server) answerUDP(scratch *Scratch) udpio.Answer {
+	return func(pkt []byte, from netip.AddrPort, src []byte) []byte {
+		out := s.respond(pkt, from.Addr().Unmap(), false, scratch)
+		if out == nil && scratch.forward {
+			s.forwardUDP(bytes.Clone(pkt), bytes.Clone(src), from)
 		}
-	}
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		s.logError("udp write", err)
+		return out
 	}
 }
 
@@ -192,28 +162,8 @@ func (s *Server) forwardUDP(pkt, src []byte, to netip.AddrPort) {
 		if out == nil {
 			return
 		}
-		s.writeUDP(out, src, to)
+		s.udp.Write(out, src, to)
 	}()
-}
-
-// replySource turns the control message of a received packet into one that
-// sends the reply from the address the query came to; nil when there is
-// none.
-func replySource(oob []byte) []byte {
-	if len(oob) == 0 {
-		return nil
-	}
-	// IPv4 sources go in an IPv4 control message, also on a dual-stack
-	// socket.
-	var cm6 ipv6.ControlMessage
-	if cm6.Parse(oob) == nil && cm6.Dst != nil && cm6.Dst.To4() == nil {
-		return (&ipv6.ControlMessage{Src: cm6.Dst}).Marshal()
-	}
-	var cm4 ipv4.ControlMessage
-	if cm4.Parse(oob) == nil && cm4.Dst != nil {
-		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
-	}
-	return nil
 }
 
 // respond answers one query. A panic while answering (a bug) drops that

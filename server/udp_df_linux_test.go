@@ -73,9 +73,9 @@ func TestReplyOverInterfaceMTU(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { plain.serveUDPPlain(); close(done) }()
+	go func() { plain.udp.ServeOneByOne(plain.answerUDP(new(Scratch))); close(done) }()
 	go plain.serveTCP(t.Context())
-	t.Cleanup(func() { plain.udp.Close(); plain.tcp.Close(); <-done })
+	t.Cleanup(func() { plain.udp.UDP.Close(); plain.tcp.Close(); <-done })
 	check("plain", plain)
 }
 

@@ -1,9 +1,8 @@
 //go:build linux && (amd64 || arm64)
 
-package server
+package udpio
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -15,6 +14,10 @@ import (
 
 // udpBatch is how many datagrams one recvmmsg or sendmmsg call moves.
 const udpBatch = 32
+
+// replyCapacity is the room first made for each reply: hdns's largest UDP
+// reply (1232 bytes, the EDNS buffer it offers). A larger one grows it.
+const replyCapacity = 1232
 
 // mmsghdr is struct mmsghdr of <sys/socket.h> on 64-bit Linux.
 type mmsghdr struct {
@@ -58,7 +61,7 @@ func newBatchConn(c *net.UDPConn, oobLen int) (*batchConn, error) {
 	for i := range n {
 		b.bufs[i] = make([]byte, 65536)
 		b.names[i] = make([]byte, syscall.SizeofSockaddrInet6)
-		b.outs[i] = make([]byte, 0, maxUDPSize)
+		b.outs[i] = make([]byte, 0, replyCapacity)
 		b.riov[i].Base = &b.bufs[i][0]
 		b.riov[i].SetLen(len(b.bufs[i]))
 		h := &b.rh[i].hdr
@@ -100,9 +103,12 @@ func newBatchConn(c *net.UDPConn, oobLen int) (*batchConn, error) {
 	return b, nil
 }
 
-// shrink cuts reply i as shrinkOverMTU does; false when it cannot be cut.
-func (b *batchConn) shrink(i int) bool {
-	short, ok := shrinkOverMTU(b.outs[i])
+// shrink cuts reply i with Shrink; false when it cannot be cut.
+func (b *batchConn) shrink(c *Conn, i int) bool {
+	if c.Shrink == nil {
+		return false
+	}
+	short, ok := c.Shrink(b.outs[i])
 	if ok {
 		b.outs[i] = short
 		b.wiov[i].SetLen(len(short))
@@ -110,33 +116,34 @@ func (b *batchConn) shrink(i int) bool {
 	return ok
 }
 
-// serveUDP answers UDP queries in batches: one recvmmsg takes up to
-// udpBatch queries that are waiting, and one sendmmsg sends their replies.
-// Under load this divides the system calls (on virtual machines the
-// largest cost of a query after the network stack itself) by the batch
-// size; when queries come one by one it is one call each way, as before.
-func (s *Server) serveUDP() {
+// Serve reads and answers datagrams until the socket is closed, in
+// batches: one recvmmsg takes up to udpBatch datagrams that are waiting,
+// and one sendmmsg sends their replies. Under load this divides the
+// system calls (on virtual machines the largest cost of a query after the
+// network stack itself) by the batch size; when datagrams come one by one
+// it is one call each way. Each Serve owns its buffers: run one per
+// worker goroutine, each with its own answer.
+func (c *Conn) Serve(answer Answer) {
 	var oobLen int
-	if s.pktinfo {
+	if c.PacketInfo {
 		oobLen = pktinfoOOBLen()
 	}
-	b, err := newBatchConn(s.udp, oobLen)
+	b, err := newBatchConn(c.UDP, oobLen)
 	if err != nil {
-		s.logError("udp batch", err)
-		s.serveUDPPlain()
+		c.logError("udp batch", err)
+		c.ServeOneByOne(answer)
 		return
 	}
-	var scratch Scratch
 	for {
 		if err := b.rc.Read(b.read); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.logError("udp read", err)
+			c.logError("udp read", err)
 			continue
 		}
 		if b.errno != 0 {
-			s.logError("udp read", b.errno)
+			c.logError("udp read", b.errno)
 			continue
 		}
 		replies := 0
@@ -146,16 +153,12 @@ func (s *Server) serveUDP() {
 			if !ok || h.hdr.Flags&syscall.MSG_TRUNC != 0 {
 				continue
 			}
-			pkt := b.bufs[i][:h.len]
-			out := s.respond(pkt, from.Addr().Unmap(), false, &scratch)
-			var ctl []byte
-			if s.pktinfo {
-				ctl = appendReplySource(b.ctls[replies][:0], b.oobs[i][:h.hdr.Controllen])
+			var src []byte
+			if c.PacketInfo {
+				src = appendReplySource(b.ctls[replies][:0], b.oobs[i][:h.hdr.Controllen])
 			}
+			out := answer(b.bufs[i][:h.len], from, src)
 			if out == nil {
-				if scratch.forward {
-					s.forwardUDP(bytes.Clone(pkt), bytes.Clone(ctl), from)
-				}
 				continue
 			}
 			b.outs[replies] = append(b.outs[replies][:0], out...)
@@ -165,27 +168,27 @@ func (s *Server) serveUDP() {
 			b.wiov[replies].SetLen(len(out))
 			w.hdr.Control = nil
 			w.hdr.SetControllen(0)
-			if len(ctl) > 0 {
-				b.ctls[replies] = ctl
-				w.hdr.Control = &ctl[0]
-				w.hdr.SetControllen(len(ctl))
+			if len(src) > 0 {
+				b.ctls[replies] = src
+				w.hdr.Control = &src[0]
+				w.hdr.SetControllen(len(src))
 			}
 			replies++
 		}
 		for b.from, b.count = 0, replies; b.count > 0; {
 			if err := b.rc.Write(b.write); err != nil {
 				if !errors.Is(err, net.ErrClosed) {
-					s.logError("udp write", err)
+					c.logError("udp write", err)
 				}
 				break
 			}
 			if b.errno != 0 {
 				// Only the first message failed: send it cut when it was
 				// over the MTU, else skip it.
-				if b.errno == syscall.EMSGSIZE && b.shrink(b.from) {
+				if b.errno == syscall.EMSGSIZE && b.shrink(c, b.from) {
 					continue
 				}
-				s.logError("udp write", b.errno)
+				c.logError("udp write", b.errno)
 				b.n = 1
 			}
 			b.from += b.n

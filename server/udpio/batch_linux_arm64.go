@@ -1,4 +1,4 @@
-package server
+package udpio
 
 const (
 	sysRecvmmsg = 243
