@@ -105,6 +105,7 @@ var hdnsBuild = harness.Binary{Pkg: harness.HDNS}
 func TestMain(m *testing.M) {
 	code := m.Run()
 	hdnsBuild.Remove()
+	floorBuild.Remove()
 	os.Exit(code)
 }
 

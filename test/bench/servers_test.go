@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/internal/testproc"
+	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
 const (
@@ -226,6 +228,21 @@ func startKnot(t testing.TB, zoneText, core string, ready func(addr string) erro
 	}
 	p := startProc(t, "Knot", dir, core, "knotd", "-c", filepath.Join(dir, "knot.conf"))
 	s := &server{name: "Knot", addr: "127.0.0.1:" + strconv.Itoa(port), p: p}
+	waitReady(t, s, ready)
+	return s
+}
+
+// floorBuild is test/bench/udpfloor, built at most once per test binary.
+var floorBuild = harness.Binary{Pkg: "github.com/hdns-dev/hdns/test/bench/udpfloor", Tags: []string{"bench"}}
+
+// startFloor runs udpfloor pinned to core, answering every query with
+// reply, and waits until ready succeeds.
+func startFloor(t testing.TB, reply []byte, core string, ready func(addr string) error) *server {
+	t.Helper()
+	port := freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	p := startProc(t, "udpfloor", "", core, floorBuild.Path(t), "--listen", addr, "--reply", hex.EncodeToString(reply))
+	s := &server{name: "udpfloor", addr: addr, p: p}
 	waitReady(t, s, ready)
 	return s
 }
