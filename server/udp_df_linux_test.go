@@ -60,7 +60,7 @@ func TestReplyOverInterfaceMTU(t *testing.T) {
 			t.Errorf("%s TCP: TC=%v with %d answers, want all 60", path, tcp.Truncated, len(tcp.Answer))
 		}
 		// Replies under the MTU are unchanged.
-		if r := exchange(t, s, query("sixty.awx.svc.cluster.local.", dns.TypeA), "udp"); !r.Truncated || len(r.Answer) == 0 {
+		if r := exchange(t, s, query(name, dns.TypeA), "udp"); !r.Truncated || len(r.Answer) == 0 {
 			t.Errorf("%s 512-byte UDP: TC=%v with %d answers, want a partial answer", path, r.Truncated, len(r.Answer))
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"syscall"
 
-	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
@@ -48,7 +47,7 @@ func (c *Conn) logError(op string, err error) {
 // ServeOneByOne is Serve without batching: one read and one write per
 // datagram. Serve falls back to it where batching fails.
 func (c *Conn) ServeOneByOne(answer Answer) {
-	buf := make([]byte, dns.MaxMsgSize)
+	buf := make([]byte, 65535) // the largest UDP payload
 	var oob []byte
 	if c.PacketInfo {
 		// A dual-stack socket may deliver both kinds for one packet.
