@@ -348,7 +348,7 @@ func TestThroughput(t *testing.T) {
 		return 0
 	}
 	if f := cpu(floorLabel); f > 0 {
-		fmt.Fprintf(&b, "\n%s: hdns's UDP loop (server/udpio) answering every query with hdns's own 3-record reply (test/bench/udpfloor). On the 3-record mix, CPU per query over the floor's: hdns %.2f (above 1 is its answer path; runs here vary by about ±5%%), Knot %.2f, CoreDNS %.2f. An answer path that cost nothing would make hdns %.2f× cheaper than CoreDNS on this machine.\n",
+		fmt.Fprintf(&b, "\n%s: hdns's UDP loop (server/udpio) answering every query with hdns's own 3-record reply (test/bench/udpfloor). On the 3-record mix, CPU per query over the floor's: hdns %.2f (above 1 is its answer path; on this machine one server's medians move by 5–15%% between runs), Knot %.2f, CoreDNS %.2f. An answer path that cost nothing would make hdns %.2f× cheaper than CoreDNS on this machine.\n",
 			floorLabel, cpu("hdns")/f, cpu("Knot")/f, cpu("CoreDNS")/f, cpu("CoreDNS")/f)
 	}
 	fmt.Fprintf(&b, "\nVersions: %s.\n", versions(t, true))
