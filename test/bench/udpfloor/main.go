@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -44,8 +45,7 @@ func main() {
 	conn := &udpio.Conn{UDP: c}
 	var wg sync.WaitGroup
 	for range 2 * runtime.GOMAXPROCS(0) { // as hdns's default UDPWorkers
-		out := make([]byte, len(reply))
-		copy(out, reply)
+		out := bytes.Clone(reply) // each worker writes its own ID into it
 		wg.Go(func() {
 			conn.Serve(func(pkt []byte, _ netip.AddrPort, _ []byte) []byte {
 				if len(pkt) < 12 || pkt[2]&0x80 != 0 {
