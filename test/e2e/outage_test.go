@@ -23,6 +23,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -116,18 +117,11 @@ func TestAPIOutage(t *testing.T) {
 	}
 	// manual-e has a hand-written EndpointSlice: its changes reach hdns
 	// without the EndpointSlice controller.
-	createService(ctx, t, cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "manual-e"},
-		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone},
-	})
-	sliceE, err := cp.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "manual-e", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "manual-e",
-			discoveryv1.LabelManagedBy:   "hdns-e2e.hdns.dev",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.60"}}},
-	}, metav1.CreateOptions{})
+	createService(ctx, t, cp, ns, fixture.Service{Namespace: ns, Name: "manual-e", Headless: true}.API())
+	sliceE, err := cp.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, fixture.EndpointSlice{
+		Namespace: ns, Name: "manual-e", Service: "manual-e", Labels: manualSlice,
+		Endpoints: []fixture.Endpoint{{Address: "192.0.2.60"}},
+	}.API(), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create EndpointSlice manual-e: %v", err)
 	}
