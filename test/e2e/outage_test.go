@@ -98,14 +98,9 @@ func TestAPIOutage(t *testing.T) {
 	// hdns's Service informer saw the deletion, not that slices went away.
 	svcA := headless("svc-a", corev1.ServicePort{Name: "http", Port: 80})
 	createService(ctx, t, cp, ns, svcA)
-	createService(ctx, t, cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "ext-b"},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "b.example.com"},
-	})
-	cipC, err := cp.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "cip-c"},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-	}, metav1.CreateOptions{})
+	createService(ctx, t, cp, ns, fixture.Service{Namespace: ns, Name: "ext-b", ExternalName: "b.example.com"}.API())
+	cipC, err := cp.Client.CoreV1().Services(ns).Create(ctx,
+		fixture.Service{Namespace: ns, Name: "cip-c", Ports: []fixture.Port{{Name: "http", Port: 80}}}.API(), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create service cip-c: %v", err)
 	}
@@ -237,10 +232,7 @@ func TestAPIOutage(t *testing.T) {
 	if err := cp.Client.CoreV1().Services(ns).Delete(ctx, "cip-c", metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("delete cip-c: %v", err)
 	}
-	createService(ctx, t, cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "ext-d"},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "d.example.com"},
-	})
+	createService(ctx, t, cp, ns, fixture.Service{Namespace: ns, Name: "ext-d", ExternalName: "d.example.com"}.API())
 	sliceE.Endpoints = append(sliceE.Endpoints, discoveryv1.Endpoint{Addresses: []string{"192.0.2.61"}})
 	if _, err := cp.Client.DiscoveryV1().EndpointSlices(ns).Update(ctx, sliceE, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("update EndpointSlice manual-e: %v", err)

@@ -228,10 +228,7 @@ func (e *env) selectorLess(t *testing.T) {
 func (e *env) externalName(t *testing.T) {
 	const ns = "extname"
 	e.namespace(t, ns)
-	createService(e.ctx, t, e.cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "search"},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "search.example.com"},
-	})
+	createService(e.ctx, t, e.cp, ns, fixture.Service{Namespace: ns, Name: "search", ExternalName: "search.example.com"}.API())
 	const name = "search.extname.svc.cluster.local."
 	cname := answers(name + " CNAME search.example.com.")
 	e.h.awaitDig(t, cname, name, "A")
