@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/internal/promtest"
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
@@ -103,24 +104,23 @@ func BenchmarkClosedLoop(b *testing.B) {
 	}
 	prom := promtest.Start(b, scrapeInterval, targets...)
 
-	manifest := ""
+	var svcs []*zone.Service
+	var sl []*zone.EndpointSlice
 	for _, p := range []string{"ordered", "round-robin", "least-loaded"} {
-		manifest += fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: ns, annotations: {hdns.dev/policy: \"%s, first=1\"}}\nspec: {clusterIP: None}\n---\n", p, p)
-		manifest += fmt.Sprintf("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: %s-1, namespace: ns, labels: {kubernetes.io/service-name: %s}}\naddressType: IPv4\nendpoints:\n", p, p)
+		svc := fixture.Service{Namespace: "ns", Name: p, Headless: true,
+			Annotations: map[string]string{zone.AnnotationPolicy: p + ", first=1"}}
+		slice := fixture.EndpointSlice{Namespace: "ns", Name: p + "-1", Service: p}
 		for _, be := range backends {
-			manifest += fmt.Sprintf("- {addresses: [%s], targetRef: {kind: Pod, namespace: ns, name: %s}}\n", be.addr, be.pod)
+			slice.Endpoints = append(slice.Endpoints, fixture.Endpoint{Address: be.addr.String(), Pod: be.pod})
 		}
-		manifest += "---\n"
+		svcs = append(svcs, zone.ServiceFromAPI(svc.API()))
+		sl = append(sl, zone.EndpointSliceFromAPI(slice.API()))
 	}
 	compiler, err := policy.NewCompiler("ordered")
 	if err != nil {
 		b.Fatal(err)
 	}
 	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 1, Policies: compiler, LoadQuery: loopQuery}
-	svcs, sl, err := zone.ParseManifest("loop.yaml", []byte(manifest))
-	if err != nil {
-		b.Fatal(err)
-	}
 	snap := zone.Build(opts, 1, svcs, sl)
 	src, err := loadsource.New(loadsource.Config{URL: prom.URL, Query: loopQuery, Interval: 500 * time.Millisecond}, compiler, nil, nil)
 	if err != nil {

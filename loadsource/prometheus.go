@@ -2,9 +2,13 @@
 // publishes it into the live load cells that the policy Compiler hands to
 // endpoints (policy.Live), where least-loaded reads it without locks.
 //
-// It is a package of its own so that policy, which runs on the query path,
+// It owns the polling goroutine, the PromQL client, the parsing of query
+// results into per-Pod values, and the load source's logs and metrics. It
+// is a package of its own so that policy, which runs on the query path,
 // carries no HTTP or PromQL client and no polling goroutine, and so that
-// another load source can write the same cells through the same Sink.
+// another load source can write the same cells through the same Sink. It
+// must not import any hdns package (zone, policy, server): it reaches the
+// cells only through Sink, and policy must never import it.
 package loadsource
 
 import (
@@ -67,11 +71,10 @@ type Prometheus struct {
 	metrics *Metrics
 
 	// Poll state, owned by the polling goroutine.
-	state       sourceState
-	failures    int       // failed polls since the last error log
-	lastErrLog  time.Time // when a failure was last logged
-	lastBadLog  map[string]time.Time
-	nowForTests func() time.Time
+	state      sourceState
+	failures   int       // failed polls since the last error log
+	lastErrLog time.Time // when a failure was last logged
+	lastBadLog map[string]time.Time
 }
 
 type sourceState uint8
@@ -145,6 +148,12 @@ func (p *Prometheus) Run(ctx context.Context) {
 // those that succeed, and returns the failures joined. It must not be
 // called concurrently with itself or Run.
 func (p *Prometheus) Poll(ctx context.Context) error {
+	return p.poll(ctx, time.Now)
+}
+
+// poll is Poll reading the time from now: the instant each query asks
+// for, and when failures and invalid samples were last logged.
+func (p *Prometheus) poll(ctx context.Context, now func() time.Time) error {
 	queries := append(p.sink.LiveQueries(), p.cfg.Query)
 	slices.Sort(queries)
 	queries = slices.Compact(queries)
@@ -153,7 +162,7 @@ func (p *Prometheus) Poll(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err := p.pollOne(ctx, q); err != nil {
+		if err := p.pollOne(ctx, q, now); err != nil {
 			errs = append(errs, fmt.Errorf("load query %q: %w", q, err))
 		}
 	}
@@ -161,18 +170,11 @@ func (p *Prometheus) Poll(ctx context.Context) error {
 		return ctx.Err() // shutting down: not the source's fault
 	}
 	err := errors.Join(errs...)
-	p.report(err)
+	p.report(err, now())
 	return err
 }
 
-func (p *Prometheus) now() time.Time {
-	if p.nowForTests != nil {
-		return p.nowForTests()
-	}
-	return time.Now()
-}
-
-func (p *Prometheus) pollOne(ctx context.Context, query string) error {
+func (p *Prometheus) pollOne(ctx context.Context, query string, now func() time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 	var opts []v1.Option
@@ -180,7 +182,7 @@ func (p *Prometheus) pollOne(ctx context.Context, query string) error {
 		// Prometheus parses "500ms" and "2s" but not Go's "1.5s".
 		opts = append(opts, v1.WithTimeout(t.Truncate(time.Millisecond)))
 	}
-	at := p.now()
+	at := now()
 	v, warnings, _, err := p.api.Query(ctx, query, at, opts...)
 	if err != nil {
 		p.metrics.queryFailed()
@@ -196,8 +198,8 @@ func (p *Prometheus) pollOne(ctx context.Context, query string) error {
 	}
 	if len(bad) > 0 {
 		p.metrics.invalid(len(bad))
-		if last, ok := p.lastBadLog[query]; !ok || p.now().Sub(last) >= errorLogEvery {
-			p.lastBadLog[query] = p.now()
+		if last, ok := p.lastBadLog[query]; !ok || now().Sub(last) >= errorLogEvery {
+			p.lastBadLog[query] = now()
 			p.log.Warn("load query returned samples that match no Pod or carry no usable value; those Pods use the handout ledger alone",
 				"query", query, "invalid", len(bad), "first", bad[0], "next_report_in", errorLogEvery)
 		}
@@ -206,10 +208,10 @@ func (p *Prometheus) pollOne(ctx context.Context, query string) error {
 	return nil
 }
 
-// report logs and counts a poll's outcome: a change of state once, and a
-// source that stays down at most once per errorLogEvery.
-func (p *Prometheus) report(err error) {
-	now := p.now()
+// report logs and counts the outcome of a poll that ended at now: a
+// change of state once, and a source that stays down at most once per
+// errorLogEvery.
+func (p *Prometheus) report(err error, now time.Time) {
 	if err == nil {
 		p.metrics.setUp(true)
 		if p.state != stateUp {

@@ -219,16 +219,16 @@ func TestLogsStateChangesNotEveryFailure(t *testing.T) {
 	sink := &fakeSink{got: map[string]map[string]float64{}}
 	p := newTestSource(t, f, sink, &logs)
 	now := time.Now()
-	p.nowForTests = func() time.Time { return now }
+	clock := func() time.Time { return now }
 	for range 10 {
-		p.Poll(context.Background())
+		p.poll(context.Background(), clock)
 		now = now.Add(time.Second)
 	}
 	if n := strings.Count(logs.String(), "load source down"); n != 1 {
 		t.Errorf("10 failed polls in 10s logged %d times, want once:\n%s", n, logs.String())
 	}
 	now = now.Add(errorLogEvery)
-	p.Poll(context.Background())
+	p.poll(context.Background(), clock)
 	if n := strings.Count(logs.String(), "load source down"); n != 2 {
 		t.Errorf("a source down for over %v logged %d times, want a reminder", errorLogEvery, n)
 	}
@@ -236,7 +236,7 @@ func TestLogsStateChangesNotEveryFailure(t *testing.T) {
 		return 200, vector(sample(`"pod":"a"`, "1"), sample(`"namespace":"ns","pod":"b"`, "-3"))
 	})
 	for range 5 {
-		p.Poll(context.Background())
+		p.poll(context.Background(), clock)
 	}
 	out := logs.String()
 	if strings.Count(out, "load source up") != 1 || strings.Count(out, "carry no usable value") != 1 {

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/internal/promtest"
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
@@ -48,20 +49,18 @@ func (b *backends) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-const realZone = `apiVersion: v1
-kind: Service
-metadata: {name: app, namespace: ns, annotations: {hdns.dev/policy: "least-loaded, first=1"}}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: app-1, namespace: ns, labels: {kubernetes.io/service-name: app}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.10], targetRef: {kind: Pod, namespace: ns, name: p-0}}
-- {addresses: [10.0.0.11], targetRef: {kind: Pod, namespace: ns, name: p-1}}
-- {addresses: [10.0.0.12], targetRef: {kind: Pod, namespace: ns, name: p-2}}
-`
+// realZone is a least-loaded Service over the three pods the backends
+// report.
+func realZone() ([]*zone.Service, []*zone.EndpointSlice) {
+	svc := fixture.Service{Namespace: "ns", Name: "app", Headless: true,
+		Annotations: map[string]string{zone.AnnotationPolicy: "least-loaded, first=1"}}
+	slice := fixture.EndpointSlice{Namespace: "ns", Name: "app-1", Service: "app", Endpoints: []fixture.Endpoint{
+		{Address: "10.0.0.10", Pod: "p-0"},
+		{Address: "10.0.0.11", Pod: "p-1"},
+		{Address: "10.0.0.12", Pod: "p-2"},
+	}}
+	return []*zone.Service{zone.ServiceFromAPI(svc.API())}, []*zone.EndpointSlice{zone.EndpointSliceFromAPI(slice.API())}
+}
 
 // TestRealPrometheusSteersLeastLoaded runs a real Prometheus that scrapes
 // three "pods", polls it with the load source, and asks a real hdns server
@@ -84,10 +83,7 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 5, Policies: compiler, LoadQuery: "inflight"}
-	svcs, slices, err := zone.ParseManifest("real.yaml", []byte(realZone))
-	if err != nil {
-		t.Fatal(err)
-	}
+	svcs, slices := realZone()
 	snap := zone.Build(opts, 1, svcs, slices)
 
 	reg := prometheus.NewRegistry()

@@ -12,7 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/policy"
 )
 
@@ -39,56 +41,86 @@ func mustParse(t testing.TB, yaml string) ([]*Service, []*EndpointSlice) {
 	return svcs, slices
 }
 
+// shrunk shrinks API objects (from package fixture) as KubeSource's
+// informers do.
+func shrunk(t testing.TB, objects ...runtime.Object) ([]*Service, []*EndpointSlice) {
+	t.Helper()
+	var svcs []*Service
+	var slices []*EndpointSlice
+	for _, o := range objects {
+		small, err := shrink(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch small := small.(type) {
+		case *Service:
+			svcs = append(svcs, small)
+		case *EndpointSlice:
+			slices = append(slices, small)
+		default:
+			t.Fatalf("shrunk: %T is neither a Service nor an EndpointSlice", o)
+		}
+	}
+	return svcs, slices
+}
+
+// policyAnnotation returns the annotations that choose a policy chain.
+func policyAnnotation(chain string) map[string]string {
+	return map[string]string{AnnotationPolicy: chain}
+}
+
 // chosen lists a choice's candidates' records in spec order.
 func chosen(c *Choice) []string {
-	var out []string
+	var rrs []dns.RR
 	var buf RRBuf
 	for _, i := range c.In {
-		for _, rr := range c.AppendRRs(nil, i, &buf) {
-			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
-		}
+		rrs = c.AppendRRs(rrs, i, &buf)
+	}
+	return rrStrings(rrs)
+}
+
+// rrStrings renders records in presentation format, one space between
+// fields, as the zone-file strings the tests compare with.
+func rrStrings(rrs []dns.RR) []string {
+	var out []string
+	for _, rr := range rrs {
+		out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
 	}
 	return out
 }
 
-const dualStack = `
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: data, annotations: {hdns.dev/policy: "no-such-step"}}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-b, namespace: data, labels: {kubernetes.io/service-name: db}}
-addressType: IPv6
-endpoints:
-- {addresses: ["fd00::1"], targetRef: {kind: Pod, name: db-0}, hostname: db-0}
-- {addresses: ["fd00::2"], targetRef: {kind: Pod, name: pod-two}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-a, namespace: data, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: db-0}, hostname: db-0}
-- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: pod-two}}
-- {addresses: [10.0.0.3], targetRef: {kind: Pod, name: Pod.With.Dots}}
----
-# The same address in a second slice (as during a slice migration) is one
-# candidate.
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-c, namespace: data, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: pod-two}}
-`
+// dualStack is a headless Service (with an invalid policy annotation)
+// over a Pod of each kind: named by hostname, by a Pod name that is a
+// label, and by a Pod name that is not, in an IPv6 and an IPv4 slice.
+func dualStack(t testing.TB) ([]*Service, []*EndpointSlice) {
+	return shrunk(t, dualStackObjects()...)
+}
+
+func dualStackObjects() []runtime.Object {
+	return []runtime.Object{
+		fixture.Service{Namespace: "data", Name: "db", Headless: true, Annotations: policyAnnotation("no-such-step")}.API(),
+		fixture.EndpointSlice{Namespace: "data", Name: "db-b", Service: "db", Endpoints: []fixture.Endpoint{
+			{Address: "fd00::1", Pod: "db-0", Hostname: "db-0"},
+			{Address: "fd00::2", Pod: "pod-two"},
+		}}.API(),
+		fixture.EndpointSlice{Namespace: "data", Name: "db-a", Service: "db", Endpoints: []fixture.Endpoint{
+			{Address: "10.0.0.1", Pod: "db-0", Hostname: "db-0"},
+			{Address: "10.0.0.2", Pod: "pod-two"},
+			{Address: "10.0.0.3", Pod: "Pod.With.Dots"},
+		}}.API(),
+		// The same address in a second slice (as during a slice
+		// migration) is one candidate.
+		fixture.EndpointSlice{Namespace: "data", Name: "db-c", Service: "db", Endpoints: []fixture.Endpoint{
+			{Address: "10.0.0.2", Pod: "pod-two"},
+		}}.API(),
+	}
+}
 
 func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
 	for _, podNames := range []bool{false, true} {
 		opts := testOptions(t)
 		opts.EndpointPodNames = podNames
-		svcs, sl := mustParse(t, dualStack)
+		svcs, sl := dualStack(t)
 		snap := Build(opts, 7, svcs, sl)
 		_, n := snap.Lookup("db.data.svc.cluster.local.")
 		if n == nil || n.A4 == nil || n.A6 == nil {
@@ -128,7 +160,7 @@ func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
 }
 
 func TestBuildEmptyNonTerminals(t *testing.T) {
-	svcs, sl := mustParse(t, dualStack)
+	svcs, sl := dualStack(t)
 	snap := Build(testOptions(t), 1, svcs, sl)
 	for _, name := range []string{"svc.cluster.local.", "data.svc.cluster.local.", "dns.cluster.local.",
 		"ns.dns.cluster.local.", "0.0.10.in-addr.arpa.", "arpa." /* not in a zone */} {
@@ -151,7 +183,7 @@ func TestBuildEmptyNonTerminals(t *testing.T) {
 }
 
 func TestBuildIsIndependentOfInputOrder(t *testing.T) {
-	svcs, sl := mustParse(t, dualStack)
+	svcs, sl := dualStack(t)
 	a := Build(testOptions(t), 1, svcs, sl)
 	slices.Reverse(sl)
 	b := Build(testOptions(t), 1, svcs, sl)
@@ -165,7 +197,7 @@ func TestBuildIsIndependentOfInputOrder(t *testing.T) {
 func TestReverseZonesLimitPTR(t *testing.T) {
 	opts := testOptions(t)
 	opts.ReverseZones = []string{"10.in-addr.arpa."}
-	svcs, sl := mustParse(t, dualStack)
+	svcs, sl := dualStack(t)
 	snap := Build(opts, 1, svcs, sl)
 	if _, n := snap.Lookup("1.0.0.10.in-addr.arpa."); n == nil || len(n.PTR) != 1 || n.PTR[0].(*dns.PTR).Ptr != "db-0.db.data.svc.cluster.local." {
 		t.Errorf("PTR for 10.0.0.1: %+v", n)
@@ -188,19 +220,10 @@ func TestCanonicalZone(t *testing.T) {
 }
 
 func TestDashed(t *testing.T) {
-	svcs, sl := mustParse(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: s, namespace: ns6}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: s6, namespace: ns6, labels: {kubernetes.io/service-name: s}}
-addressType: IPv6
-endpoints:
-- {addresses: ["fd00:10::1"]}
-`)
+	svcs, sl := shrunk(t,
+		fixture.Service{Namespace: "ns6", Name: "s", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "ns6", Name: "s6", Service: "s", Endpoints: []fixture.Endpoint{{Address: "fd00:10::1"}}}.API(),
+	)
 	snap := Build(testOptions(t), 1, svcs, sl)
 	if _, n := snap.Lookup("fd00-0010-0000-0000-0000-0000-0000-0001.s.ns6.svc.cluster.local."); n == nil || len(n.AAAA) != 1 {
 		t.Errorf("IPv6 endpoint without hostname: no dashed name, got %+v", n)
@@ -233,20 +256,14 @@ func TestNamesFitWireFormat(t *testing.T) {
 	label := strings.Repeat("a", 63)
 	opts := testOptions(t)
 	opts.Zones = []string{strings.Repeat("z", 30) + "." + strings.Repeat("y", 37) + "."}
-	yaml := fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: %[1]s, namespace: %[2]s}
-spec: {clusterIP: None, ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: s, namespace: %[2]s, labels: {kubernetes.io/service-name: %[1]s}}
-addressType: IPv4
-ports: [{name: http, port: 80, protocol: TCP}]
-endpoints:
-- {addresses: [10.0.0.1], hostname: %[3]s}
-`, "s"+label[:62], "n"+label[:62], label)
-	svcs, sl := mustParse(t, yaml)
+	name, namespace := "s"+label[:62], "n"+label[:62]
+	svcs, sl := shrunk(t,
+		fixture.Service{Namespace: namespace, Name: name, Headless: true, Ports: []fixture.Port{{Name: "http", Port: 80}}}.API(),
+		fixture.EndpointSlice{Namespace: namespace, Name: "s", Service: name,
+			Ports:     []fixture.Port{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+			Endpoints: []fixture.Endpoint{{Address: "10.0.0.1", Hostname: label}},
+		}.API(),
+	)
 	snap := Build(opts, 1, svcs, sl)
 	snap.ptrs.each(func(addr netip.Addr, target string) {
 		if !fits(target) {
@@ -282,24 +299,12 @@ endpoints:
 func TestPolicyErrorsAreReportedOncePerService(t *testing.T) {
 	opts := testOptions(t)
 	opts.Zones = []string{"cluster.local.", "lb.cluster.local."}
-	svcs, sl := mustParse(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: noendpoints, namespace: p, annotations: {hdns.dev/policy: fastest}}
-spec: {clusterIP: None}
----
-apiVersion: v1
-kind: Service
-metadata: {name: weights, namespace: p, annotations: {hdns.dev/policy: weighted, hdns.dev/weights: "web-0=lots"}}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: w, namespace: p, labels: {kubernetes.io/service-name: weights}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1]}
-`)
+	svcs, sl := shrunk(t,
+		fixture.Service{Namespace: "p", Name: "noendpoints", Headless: true, Annotations: policyAnnotation("fastest")}.API(),
+		fixture.Service{Namespace: "p", Name: "weights", Headless: true,
+			Annotations: map[string]string{AnnotationPolicy: "weighted", AnnotationWeights: "web-0=lots"}}.API(),
+		fixture.EndpointSlice{Namespace: "p", Name: "w", Service: "weights", Endpoints: []fixture.Endpoint{{Address: "10.0.0.1"}}}.API(),
+	)
 	snap := Build(opts, 1, svcs, sl)
 	got := map[string]string{}
 	for _, pe := range snap.PolicyErrors {
@@ -323,19 +328,18 @@ endpoints:
 // gets its peers' mean handout count (policy.SeedNew), not 0.
 func TestJoiningPodStartsLevel(t *testing.T) {
 	opts := testOptions(t)
-	manifest := func(pods ...string) string {
-		y := "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns, annotations: {hdns.dev/policy: least-loaded}}\nspec: {clusterIP: None}\n---\n" +
-			"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: ns, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints:\n"
+	objects := func(pods ...string) ([]*Service, []*EndpointSlice) {
+		slice := fixture.EndpointSlice{Namespace: "ns", Name: "web-1", Service: "web"}
 		for i, p := range pods {
-			y += fmt.Sprintf("- {addresses: [10.0.0.%d], targetRef: {kind: Pod, name: %s}}\n", i+1, p)
+			slice.Endpoints = append(slice.Endpoints, fixture.Endpoint{Address: fmt.Sprintf("10.0.0.%d", i+1), Pod: p})
 		}
-		return y
+		return shrunk(t, fixture.Service{Namespace: "ns", Name: "web", Headless: true, Annotations: policyAnnotation("least-loaded")}.API(), slice.API())
 	}
-	svcs, sl := mustParse(t, manifest("web-a", "web-b"))
+	svcs, sl := objects("web-a", "web-b")
 	Build(opts, 1, svcs, sl)
 	opts.Policies.Load("ns/web-a").Add(10)
 	opts.Policies.Load("ns/web-b").Add(20)
-	svcs, sl = mustParse(t, manifest("web-a", "web-b", "web-c"))
+	svcs, sl = objects("web-a", "web-b", "web-c")
 	Build(opts, 2, svcs, sl)
 	if v := opts.Policies.Load("ns/web-c").Value(); math.Abs(v-15) > 0.5 {
 		t.Errorf("joining Pod's handout count %v, want its peers' mean 15", v)
@@ -348,24 +352,19 @@ func TestJoiningPodStartsLevel(t *testing.T) {
 // has both; a terminating endpoint offered to the Service name by drain
 // has no name; and every such name counts in Stats.Names.
 func TestOwnNames(t *testing.T) {
-	svcs, eps := mustParse(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: ns, annotations: {hdns.dev/policy: "drain"}}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-a, namespace: ns, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 80}]
-endpoints:
-- {addresses: [10.0.0.1], hostname: web-0}
-- {addresses: [10.0.0.2], hostname: twin}
-- {addresses: [10.0.0.3], hostname: twin}
-- {addresses: [10.0.0.4], hostname: leaving, conditions: {ready: false, serving: true, terminating: true}}
-- {addresses: [10.0.0.5]}
-`)
+	svcs, eps := shrunk(t,
+		fixture.Service{Namespace: "ns", Name: "web", Headless: true, Annotations: policyAnnotation("drain")}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "web-a", Service: "web",
+			Ports: []fixture.Port{{Name: "http", Port: 80}},
+			Endpoints: []fixture.Endpoint{
+				{Address: "10.0.0.1", Hostname: "web-0"},
+				{Address: "10.0.0.2", Hostname: "twin"},
+				{Address: "10.0.0.3", Hostname: "twin"},
+				{Address: "10.0.0.4", Hostname: "leaving", Ready: new(false), Serving: new(true), Terminating: new(true)},
+				{Address: "10.0.0.5"},
+			},
+		}.API(),
+	)
 	snap := Build(testOptions(t), 1, svcs, eps)
 	const svc = ".web.ns.svc.cluster.local."
 	want := map[string][]string{
@@ -388,10 +387,7 @@ endpoints:
 			t.Errorf("%s does not exist", name)
 			continue
 		}
-		var got []string
-		for _, rr := range n.A {
-			got = append(got, strings.ReplaceAll(rr.String(), "\t", " "))
-		}
+		got := rrStrings(n.A)
 		if !slices.Equal(got, records) || len(n.AAAA) != 0 || n.A4 != nil || n.SRVs != nil {
 			t.Errorf("%s: A %q AAAA %v, want A %q and nothing else", name, got, n.AAAA, records)
 		}
@@ -411,21 +407,13 @@ endpoints:
 // TestRepeatedPortsAnswerOnce: a slice that lists a port twice (manifests
 // allow it) still gives one SRV record per endpoint and port.
 func TestRepeatedPortsAnswerOnce(t *testing.T) {
-	svcs, eps := mustParse(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: ns}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-a, namespace: ns, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-ports: [{name: http, port: 80}, {name: http, port: 80}]
-endpoints:
-- {addresses: [10.0.0.1]}
-- {addresses: [10.0.0.2]}
-`)
+	svcs, eps := shrunk(t,
+		fixture.Service{Namespace: "ns", Name: "web", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "web-a", Service: "web",
+			Ports:     []fixture.Port{{Name: "http", Port: 80}, {Name: "http", Port: 80}},
+			Endpoints: []fixture.Endpoint{{Address: "10.0.0.1"}, {Address: "10.0.0.2"}},
+		}.API(),
+	)
 	snap := Build(testOptions(t), 1, svcs, eps)
 	for _, name := range []string{"web.ns.svc.cluster.local.", "_http._tcp.web.ns.svc.cluster.local."} {
 		_, n := snap.Lookup(name)
@@ -460,28 +448,12 @@ func TestPodTargetWithoutName(t *testing.T) {
 // own name (spelled from its IPv4 address) and its PTR records take each
 // address from the endpoint that holds it.
 func TestRecordsFromEitherFamilysEndpoint(t *testing.T) {
-	svcs, eps := mustParse(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: ns}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-a, namespace: ns, labels: {kubernetes.io/service-name: db}}
-addressType: IPv6
-ports: [{name: pg, port: 5432}]
-endpoints:
-- {addresses: ["fd00::9"], targetRef: {kind: Pod, name: db-0}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: db-b, namespace: ns, labels: {kubernetes.io/service-name: db}}
-addressType: IPv4
-ports: [{name: pg, port: 5432}]
-endpoints:
-- {addresses: [10.0.0.9], targetRef: {kind: Pod, name: db-0}}
-`)
+	pg := []fixture.Port{{Name: "pg", Port: 5432}}
+	svcs, eps := shrunk(t,
+		fixture.Service{Namespace: "ns", Name: "db", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "db-a", Service: "db", Ports: pg, Endpoints: []fixture.Endpoint{{Address: "fd00::9", Pod: "db-0"}}}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "db-b", Service: "db", Ports: pg, Endpoints: []fixture.Endpoint{{Address: "10.0.0.9", Pod: "db-0"}}}.API(),
+	)
 	snap := Build(testOptions(t), 1, svcs, eps)
 	const own = "10-0-0-9.db.ns.svc.cluster.local."
 	records := func(name string, qtype uint16) []string {
@@ -506,11 +478,7 @@ endpoints:
 		case qtype == dns.TypePTR:
 			rrs = n.PTR
 		}
-		var out []string
-		for _, rr := range rrs {
-			out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
-		}
-		return out
+		return rrStrings(rrs)
 	}
 	for _, tc := range []struct {
 		name  string
@@ -561,21 +529,15 @@ func TestRRBufNamesOutliveGrowth(t *testing.T) {
 // TestWeightsKeepTheirSign: weights outside float32's range stay finite
 // and positive, and a zero weight stays zero (last).
 func TestWeightsKeepTheirSign(t *testing.T) {
-	svcs, eps := mustParse(t, `
-apiVersion: v1
-kind: Service
-metadata: {name: w, namespace: p, annotations: {hdns.dev/policy: weighted, hdns.dev/weights: "huge=1e300, tiny=1e-60, none=0"}}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: w-a, namespace: p, labels: {kubernetes.io/service-name: w}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1], hostname: huge}
-- {addresses: [10.0.0.2], hostname: tiny}
-- {addresses: [10.0.0.3], hostname: none}
-`)
+	svcs, eps := shrunk(t,
+		fixture.Service{Namespace: "p", Name: "w", Headless: true,
+			Annotations: map[string]string{AnnotationPolicy: "weighted", AnnotationWeights: "huge=1e300, tiny=1e-60, none=0"}}.API(),
+		fixture.EndpointSlice{Namespace: "p", Name: "w-a", Service: "w", Endpoints: []fixture.Endpoint{
+			{Address: "10.0.0.1", Hostname: "huge"},
+			{Address: "10.0.0.2", Hostname: "tiny"},
+			{Address: "10.0.0.3", Hostname: "none"},
+		}}.API(),
+	)
 	snap := Build(testOptions(t), 1, svcs, eps)
 	_, n := snap.Lookup("w.p.svc.cluster.local.")
 	c := n.A4.Set.Candidates

@@ -3,49 +3,27 @@ package zone
 import (
 	"slices"
 	"testing"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
 )
 
-const loadZone = `
-apiVersion: v1
-kind: Service
-metadata: {name: ll, namespace: lo, annotations: {hdns.dev/policy: least-loaded}}
-spec: {clusterIP: None}
----
-apiVersion: v1
-kind: Service
-metadata: {name: own, namespace: lo, annotations: {hdns.dev/policy: least-loaded, hdns.dev/load-query: " own_query "}}
-spec: {clusterIP: None}
----
-apiVersion: v1
-kind: Service
-metadata: {name: ord, namespace: lo}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ll-1, namespace: lo, labels: {kubernetes.io/service-name: ll}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: p-0}}
-- {addresses: [10.0.0.2]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: own-1, namespace: lo, labels: {kubernetes.io/service-name: own}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: p-0}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ord-1, namespace: lo, labels: {kubernetes.io/service-name: ord}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: p-0}}
-`
+// loadZone has a Service of each kind of load query over Pod p-0: the
+// server-wide one (ll), its own (own, padded with spaces) and none (ord).
+func loadZone(t testing.TB) ([]*Service, []*EndpointSlice) {
+	p0 := []fixture.Endpoint{{Address: "10.0.0.1", Pod: "p-0"}}
+	return shrunk(t,
+		fixture.Service{Namespace: "lo", Name: "ll", Headless: true, Annotations: policyAnnotation("least-loaded")}.API(),
+		fixture.Service{Namespace: "lo", Name: "own", Headless: true,
+			Annotations: map[string]string{AnnotationPolicy: "least-loaded", AnnotationLoadQuery: " own_query "}}.API(),
+		fixture.Service{Namespace: "lo", Name: "ord", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "lo", Name: "ll-1", Service: "ll", Endpoints: append(p0, fixture.Endpoint{Address: "10.0.0.2"})}.API(),
+		fixture.EndpointSlice{Namespace: "lo", Name: "own-1", Service: "own", Endpoints: p0}.API(),
+		fixture.EndpointSlice{Namespace: "lo", Name: "ord-1", Service: "ord", Endpoints: p0}.API(),
+	)
+}
 
 func TestLiveLoadCells(t *testing.T) {
-	svcs, sl := mustParse(t, loadZone)
+	svcs, sl := loadZone(t)
 	cands := func(snap *Snapshot, svc string) []bool {
 		_, n := snap.Lookup(svc + ".lo.svc.cluster.local.")
 		var live []bool

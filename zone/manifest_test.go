@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
 )
 
 func TestParseManifestErrors(t *testing.T) {
@@ -230,7 +232,7 @@ func TestManifestSourceMissingPath(t *testing.T) {
 // parser, and that whatever it accepts builds a snapshot.
 func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte(oneService))
-	f.Add([]byte(dualStack))
+	f.Add([]byte(fixture.YAML(f, dualStackObjects()...)))
 	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: List, items: [null]}]\n"))
 	f.Add([]byte("---\n--- \n{}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

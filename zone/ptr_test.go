@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
 )
 
 func TestParseReverse(t *testing.T) {
@@ -80,40 +82,21 @@ func TestParseReverse(t *testing.T) {
 // in the order they were added and once each; each ancestor down to the
 // reverse zone exists, empty (RFC 8020); other reverse names do not.
 func TestPTRIndex(t *testing.T) {
-	yaml := `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: ns}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-1, namespace: ns, labels: {kubernetes.io/service-name: web}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.1.2.3], hostname: a}
-- {addresses: [10.1.2.4], hostname: b}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: web-2, namespace: ns, labels: {kubernetes.io/service-name: web}}
-addressType: IPv6
-endpoints:
-- {addresses: ["fd00::3"], hostname: a}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: ns}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: api-1, namespace: ns, labels: {kubernetes.io/service-name: api}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.1.2.3], hostname: z}
-- {addresses: [10.1.2.3], hostname: z}
-`
-	svcs, sl := mustParse(t, yaml)
+	svcs, sl := shrunk(t,
+		fixture.Service{Namespace: "ns", Name: "web", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{
+			{Address: "10.1.2.3", Hostname: "a"},
+			{Address: "10.1.2.4", Hostname: "b"},
+		}}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "web-2", Service: "web", Endpoints: []fixture.Endpoint{
+			{Address: "fd00::3", Hostname: "a"},
+		}}.API(),
+		fixture.Service{Namespace: "ns", Name: "api", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "ns", Name: "api-1", Service: "api", Endpoints: []fixture.Endpoint{
+			{Address: "10.1.2.3", Hostname: "z"},
+			{Address: "10.1.2.3", Hostname: "z"},
+		}}.API(),
+	)
 	opts := testOptions(t)
 	snap := Build(opts, 1, svcs, sl)
 	ptrs := func(name string) (exists bool, targets []string) {
@@ -174,7 +157,7 @@ endpoints:
 func TestPTRAtApex(t *testing.T) {
 	opts := testOptions(t)
 	opts.ReverseZones = []string{"1.0.0.10.in-addr.arpa."}
-	svcs, sl := mustParse(t, dualStack)
+	svcs, sl := dualStack(t)
 	snap := Build(opts, 1, svcs, sl)
 	_, n := snap.Lookup("1.0.0.10.in-addr.arpa.")
 	if n == nil || len(n.PTR) != 1 || len(n.Other().SOA) != 1 {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -105,14 +105,12 @@ func waitFor(t testing.TB, cond func() bool) {
 // TestKubeSourceShrinksAndGates is a narrow test of the watch layer on
 // client-go's fake clientset; test/e2e proves it on a real API server.
 func TestKubeSourceShrinksAndGates(t *testing.T) {
-	ready := true
+	web := fixture.Service{Namespace: "awx", Name: "web", Headless: true, Labels: map[string]string{"tier": "front"}}.API()
+	web.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
 	client := fake.NewClientset(
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "awx", Labels: map[string]string{"tier": "front"},
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}, Spec: corev1.ServiceSpec{ClusterIP: "None"}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: "awx"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}},
-		&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "awx", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
-			AddressType: discoveryv1.AddressTypeIPv4,
-			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}},
+		web,
+		fixture.Service{Namespace: "awx", Name: "other", Headless: true}.API(),
+		fixture.EndpointSlice{Namespace: "awx", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{{Address: "10.0.0.1", Ready: new(true)}}}.API(),
 	)
 	src := &KubeSource{Client: client, LabelSelector: "tier=front"}
 	if _, _, ok := src.List(); ok {
@@ -142,7 +140,7 @@ func TestKubeSourceShrinksAndGates(t *testing.T) {
 // source reports the outage, then starts fresh informers and switches to
 // them once synced, still serving throughout.
 func TestKubeSourceRelistsAfterOutage(t *testing.T) {
-	client := fake.NewClientset(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "awx"}, Spec: corev1.ServiceSpec{ClusterIP: "None"}})
+	client := fake.NewClientset(fixture.Service{Namespace: "awx", Name: "web", Headless: true}.API())
 	var down atomic.Bool
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
@@ -176,7 +174,7 @@ func TestKubeSourceRelistsAfterOutage(t *testing.T) {
 	if src.sets.Load() != 2 || changes.Load() <= before {
 		t.Errorf("after the outage: %d watch sets, %d changes signalled; want a fresh set and a rebuild", src.sets.Load(), changes.Load()-before)
 	}
-	if _, err := client.CoreV1().Services("awx").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "awx"}}, metav1.CreateOptions{}); err != nil {
+	if _, err := client.CoreV1().Services("awx").Create(ctx, fixture.Service{Namespace: "awx", Name: "new"}.API(), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { s, _, _ := src.List(); return len(s) == 2 })

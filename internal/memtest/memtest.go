@@ -1,6 +1,8 @@
 // Package memtest measures the Go heap for benchmarks that report bytes
-// per object (zone's snapshot, policy's client holds). It is its own
-// package so that those test files share one definition of "live heap".
+// per object (zone's snapshot, policy's client holds). It owns one
+// definition of "live heap", which those test files share. It is
+// test-only: no production package may import it. It imports only the
+// standard library.
 package memtest
 
 import "runtime"

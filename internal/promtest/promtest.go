@@ -1,7 +1,16 @@
 // Package promtest runs a real Prometheus server, the Debian package's
 // prometheus binary, on loopback for tests: the load source's tests and the
-// e2e suite both scrape real backends with it. It is a package of its own,
-// not a _test file, so that both can import it; nothing else should.
+// e2e suite both scrape real backends with it.
+//
+// It owns finding the binary, its configuration and its lifetime within a
+// test. It is a package of its own, not a _test file, so that both can
+// import it; no production package may import it. It imports only the
+// standard library and internal/testproc.
+//
+// Without a prometheus binary on PATH the tests that need one skip, so
+// that `go test ./...` runs anywhere; with RequireEnv set (scripts/test
+// sets it) they fail instead, so that the full run never passes without
+// them.
 package promtest
 
 import (
@@ -30,14 +39,12 @@ type Server struct {
 // temporary directory of t, scraping targets (host:port) every scrape with
 // honor_labels (so that the targets' own namespace and pod labels are kept
 // as they are), and waits until it is ready. It stops the server at the end
-// of t and reports there an exit that Stop did not cause. It fails t when
-// prometheus is not installed or does not get ready within 15 s.
+// of t and reports there an exit that Stop did not cause. It skips t when
+// prometheus is not installed (fails it when RequireEnv is set; see
+// Binary), and fails t when it does not get ready within 15 s.
 func Start(t testing.TB, scrape time.Duration, targets ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus is not installed (%v): run scripts/setup (it installs the Debian package prometheus)", err)
-	}
+	bin := Binary(t)
 	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, target := range targets {
@@ -80,6 +87,28 @@ scrape_configs:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// RequireEnv names the environment variable that, set to anything but ""
+// or "0", makes a missing prometheus binary fail the tests that need it
+// instead of skipping them.
+const RequireEnv = "HDNS_REQUIRE_PROMETHEUS"
+
+// Binary returns the path of the prometheus binary on PATH. Without one
+// it skips t, or fails it when RequireEnv is set; either way it does not
+// return.
+func Binary(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err == nil {
+		return bin
+	}
+	const install = "run scripts/setup (it installs the Debian package prometheus)"
+	if v := os.Getenv(RequireEnv); v != "" && v != "0" {
+		t.Fatalf("prometheus is not installed (%v) and %s is set: %s", err, RequireEnv, install)
+	}
+	t.Skipf("this test needs a real Prometheus server and prometheus is not installed (%v); %s, or set %s=1 to make this a failure", err, install, RequireEnv)
+	return ""
 }
 
 // Exited reports whether the process has exited.

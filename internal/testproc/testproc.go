@@ -1,8 +1,10 @@
 // Package testproc runs the child processes of tests: hdns, CoreDNS, Knot,
 // Prometheus, test backends and clients. The e2e suite, the benchmarks and
 // the load source's tests all start processes the same way, so they share
-// this; it is not a _test file so that all of them can import it, and
-// nothing else should. (test/e2e/harness supervises the control plane's
+// this. It owns a child's start, output capture, liveness and stop within
+// a test. It is not a _test file so that all of them can import it, but it
+// is test-only: no production package may import it. It imports only the
+// standard library. (test/e2e/harness supervises the control plane's
 // processes differently: log files, restarts, process groups.)
 package testproc
 

@@ -1,6 +1,6 @@
 //go:build bench
 
-// Package bench measures hdns against CoreDNS and Knot DNS (issue 6):
+// Package bench measures hdns against CoreDNS and Knot DNS:
 // throughput and latency under dnsperf (TestThroughput), memory per
 // endpoint (TestMemory) and propagation of a pod status change to the
 // answer (TestPropagation). Every test runs on a real control plane

@@ -20,7 +20,7 @@ import (
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
-// Memory (issue 6 part 2): the RSS of hdns and of CoreDNS, each started
+// Memory: the RSS of hdns and of CoreDNS, each started
 // fresh on a control plane holding 1k, 10k and 50k endpoints, less their
 // RSS on an empty control plane, per endpoint.
 

@@ -20,7 +20,7 @@ import (
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
-// Propagation (issue 6 part 3): the time from a pod status write (Ready
+// Propagation: the time from a pod status write (Ready
 // flipped through the status subresource, as a kubelet does) to the first
 // changed answer, for hdns and for CoreDNS (kubernetes plugin, no cache)
 // watching the same control plane, polled every millisecond. The real

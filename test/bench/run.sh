@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh runs hdns's benchmark suite (issue 6): throughput and latency
+# run.sh runs hdns's benchmark suite: throughput and latency
 # under dnsperf against hdns, CoreDNS and Knot DNS; memory per endpoint;
 # propagation of a pod status change to the answer (./test/bench); and the
 # balance-quality benchmark (./test/bench/balance), one package after the

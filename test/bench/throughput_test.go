@@ -21,7 +21,7 @@ import (
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
-// Throughput (issue 6 part 1): dnsperf against hdns, CoreDNS (kubernetes
+// Throughput: dnsperf against hdns, CoreDNS (kubernetes
 // plugin on the same control plane) and Knot DNS (a zone file with the
 // same records), each server pinned to CPU 0 and dnsperf to CPU 1, runs
 // interleaved server by server, medians reported.

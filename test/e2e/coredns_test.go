@@ -27,7 +27,8 @@ import (
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
-// The scenarios of this file prove issue 7 on the real control plane: a
+// The scenarios of this file prove hdns behind CoreDNS, and hdns as a
+// pod's nameserver, on the real control plane: a
 // real CoreDNS (built by tools/build-coredns.sh, path in HDNS_E2E_COREDNS)
 // running the Corefile of deploy/examples/Corefile.stub-domain forwards
 // lb.cluster.local to hdns, and a Go-resolver client and a glibc
@@ -231,7 +232,7 @@ func getentAhosts(t *testing.T, nameserver, name string) ([]string, error) {
 	return addrs, nil
 }
 
-// coreDNS runs the issue 7 scenarios: StubDomain (hdns behind CoreDNS) and
+// coreDNS runs the scenarios with a real CoreDNS: StubDomain (hdns behind CoreDNS) and
 // PodNameserver (hdns as a pod's only nameserver, CoreDNS as its upstream).
 func (e *env) coreDNS(t *testing.T) {
 	bin := corednsBinary(t)

@@ -24,7 +24,7 @@ import (
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
-// This file proves issue 5 (live load from Prometheus) end to end: a real
+// This file proves live load from Prometheus end to end: a real
 // Prometheus (the Debian package) on 127.0.0.1 scrapes real backend
 // processes (loadsource_backend, one per Pod, each on its own loopback
 // address) whose in-flight gauges are labelled with the namespace and name

@@ -23,6 +23,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -97,14 +98,9 @@ func TestAPIOutage(t *testing.T) {
 	// hdns's Service informer saw the deletion, not that slices went away.
 	svcA := headless("svc-a", corev1.ServicePort{Name: "http", Port: 80})
 	createService(ctx, t, cp, ns, svcA)
-	createService(ctx, t, cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "ext-b"},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "b.example.com"},
-	})
-	cipC, err := cp.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "cip-c"},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-	}, metav1.CreateOptions{})
+	createService(ctx, t, cp, ns, fixture.Service{Namespace: ns, Name: "ext-b", ExternalName: "b.example.com"}.API())
+	cipC, err := cp.Client.CoreV1().Services(ns).Create(ctx,
+		fixture.Service{Namespace: ns, Name: "cip-c", Ports: []fixture.Port{{Name: "http", Port: 80}}}.API(), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create service cip-c: %v", err)
 	}
@@ -116,18 +112,11 @@ func TestAPIOutage(t *testing.T) {
 	}
 	// manual-e has a hand-written EndpointSlice: its changes reach hdns
 	// without the EndpointSlice controller.
-	createService(ctx, t, cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "manual-e"},
-		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone},
-	})
-	sliceE, err := cp.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "manual-e", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "manual-e",
-			discoveryv1.LabelManagedBy:   "hdns-e2e.hdns.dev",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.60"}}},
-	}, metav1.CreateOptions{})
+	createService(ctx, t, cp, ns, fixture.Service{Namespace: ns, Name: "manual-e", Headless: true}.API())
+	sliceE, err := cp.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, fixture.EndpointSlice{
+		Namespace: ns, Name: "manual-e", Service: "manual-e", Labels: manualSlice,
+		Endpoints: []fixture.Endpoint{{Address: "192.0.2.60"}},
+	}.API(), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create EndpointSlice manual-e: %v", err)
 	}
@@ -243,10 +232,7 @@ func TestAPIOutage(t *testing.T) {
 	if err := cp.Client.CoreV1().Services(ns).Delete(ctx, "cip-c", metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("delete cip-c: %v", err)
 	}
-	createService(ctx, t, cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "ext-d"},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "d.example.com"},
-	})
+	createService(ctx, t, cp, ns, fixture.Service{Namespace: ns, Name: "ext-d", ExternalName: "d.example.com"}.API())
 	sliceE.Endpoints = append(sliceE.Endpoints, discoveryv1.Endpoint{Addresses: []string{"192.0.2.61"}})
 	if _, err := cp.Client.DiscoveryV1().EndpointSlices(ns).Update(ctx, sliceE, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("update EndpointSlice manual-e: %v", err)

@@ -24,7 +24,7 @@ import (
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
-// The scenarios of this file prove issue 4 (per-Service policies) on the
+// The scenarios of this file prove per-Service policies on the
 // real control plane: the hdns.dev/policy annotation of a live Service
 // changes hdns's answers within a second, a broken one falls back to the
 // default and says so, and sessionAffinity: ClientIP keeps a client on one

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -70,24 +71,22 @@ func (e *env) barrier(t *testing.T, ns string) {
 	t.Helper()
 	e.barriers++
 	name := fmt.Sprintf("barrier-%d", e.barriers)
-	createService(e.ctx, t, e.cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone},
-	})
-	_, err := e.cp.Client.DiscoveryV1().EndpointSlices(ns).Create(e.ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-			discoveryv1.LabelServiceName: name,
-			discoveryv1.LabelManagedBy:   "hdns-e2e.hdns.dev",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"192.0.2.1"}}},
-	}, metav1.CreateOptions{})
+	createService(e.ctx, t, e.cp, ns, fixture.Service{Namespace: ns, Name: name, Headless: true}.API())
+	_, err := e.cp.Client.DiscoveryV1().EndpointSlices(ns).Create(e.ctx, fixture.EndpointSlice{
+		Namespace: ns, Name: name, Service: name, Labels: manualSlice,
+		Endpoints: []fixture.Endpoint{{Address: "192.0.2.1"}},
+	}.API(), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create barrier EndpointSlice: %v", err)
 	}
 	fqdn := name + "." + ns + ".svc.cluster.local."
 	e.h.await(t, q(fqdn, dns.TypeA), answers(rrs(fqdn, "A", "192.0.2.1")...))
 }
+
+// manualSlice labels the EndpointSlices the tests write by hand as managed
+// by someone other than the EndpointSlice controller, which then leaves
+// them alone.
+var manualSlice = map[string]string{discoveryv1.LabelManagedBy: "hdns-e2e.hdns.dev"}
 
 // srvRdata renders SRV rdata "0 WEIGHT PORT TARGET" for each target.
 func srvRdata(weight, port int, targets ...string) []string {
@@ -185,28 +184,17 @@ func (e *env) realistic(t *testing.T) {
 func (e *env) selectorLess(t *testing.T) {
 	const ns = "manual"
 	e.namespace(t, ns)
-	createService(e.ctx, t, e.cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "external-db"},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: corev1.ClusterIPNone,
-			Ports:     []corev1.ServicePort{{Name: "postgres", Port: 5432}},
+	createService(e.ctx, t, e.cp, ns, fixture.Service{Namespace: ns, Name: "external-db", Headless: true,
+		Ports: []fixture.Port{{Name: "postgres", Port: 5432}}}.API())
+	slice, err := e.cp.Client.DiscoveryV1().EndpointSlices(ns).Create(e.ctx, fixture.EndpointSlice{
+		Namespace: ns, Name: "external-db-manual", Service: "external-db", Labels: manualSlice,
+		Ports: []fixture.Port{{Name: "postgres", Port: 5432, Protocol: corev1.ProtocolTCP}},
+		Endpoints: []fixture.Endpoint{
+			{Address: "192.0.2.50", Hostname: "db-a", Ready: new(true)},
+			{Address: "192.0.2.51"}, // no conditions: ready
+			{Address: "192.0.2.52", Ready: new(false)},
 		},
-	})
-	const managedBy = "hdns-e2e.hdns.dev"
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "external-db-manual", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "external-db",
-			discoveryv1.LabelManagedBy:   managedBy, // not the controller's: it leaves the slice alone
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: new("postgres"), Port: new(int32(5432)), Protocol: new(corev1.ProtocolTCP)}},
-		Endpoints: []discoveryv1.Endpoint{
-			{Addresses: []string{"192.0.2.50"}, Hostname: new("db-a"), Conditions: discoveryv1.EndpointConditions{Ready: new(true)}},
-			{Addresses: []string{"192.0.2.51"}}, // no conditions: ready
-			{Addresses: []string{"192.0.2.52"}, Conditions: discoveryv1.EndpointConditions{Ready: new(false)}},
-		},
-	}
-	slice, err := e.cp.Client.DiscoveryV1().EndpointSlices(ns).Create(e.ctx, slice, metav1.CreateOptions{})
+	}.API(), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create EndpointSlice: %v", err)
 	}
@@ -231,7 +219,7 @@ func (e *env) selectorLess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Items) != 1 || list.Items[0].Labels[discoveryv1.LabelManagedBy] != managedBy {
+	if len(list.Items) != 1 || list.Items[0].Labels[discoveryv1.LabelManagedBy] != manualSlice[discoveryv1.LabelManagedBy] {
 		t.Errorf("EndpointSlices in %s: %s, want only ours", ns, harness.DescribeSlices(list.Items))
 	}
 }
@@ -240,10 +228,7 @@ func (e *env) selectorLess(t *testing.T) {
 func (e *env) externalName(t *testing.T) {
 	const ns = "extname"
 	e.namespace(t, ns)
-	createService(e.ctx, t, e.cp, ns, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "search"},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "search.example.com"},
-	})
+	createService(e.ctx, t, e.cp, ns, fixture.Service{Namespace: ns, Name: "search", ExternalName: "search.example.com"}.API())
 	const name = "search.extname.svc.cluster.local."
 	cname := answers(name + " CNAME search.example.com.")
 	e.h.awaitDig(t, cname, name, "A")

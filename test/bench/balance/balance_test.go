@@ -1,6 +1,6 @@
 //go:build bench
 
-// Package balance is issue 6's balance-quality benchmark: real backends
+// Package balance is the balance-quality benchmark: real backends
 // count the connections that real resolver clients (Go's pure resolver,
 // glibc getaddrinfo) open to the first address of their answers, directly
 // and through real CoreDNS caches, with hdns's policies and, for
@@ -303,7 +303,7 @@ func TestBalance(t *testing.T) {
 		}
 	}
 
-	report := fmt.Sprintf("# hdns balance quality (issue 6 part 4)\n\n%s\n\n%s\n%s", cfg.model(), table(results), verdict(cfg, results))
+	report := fmt.Sprintf("# hdns balance quality\n\n%s\n\n%s\n%s", cfg.model(), table(results), verdict(cfg, results))
 	t.Logf("\n%s", report)
 	if dir := os.Getenv("HDNS_BENCH_OUT"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
 )
 
 const (
@@ -72,39 +74,28 @@ func (cp *ControlPlane) EnsureNode(ctx context.Context) error {
 	if cp.nodeReady {
 		return nil
 	}
-	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:   NodeName,
-			Labels: map[string]string{corev1.LabelHostname: NodeName},
+	node := fixture.Node{
+		Name:       NodeName,
+		Labels:     map[string]string{corev1.LabelHostname: NodeName},
+		InternalIP: NodeIP,
+		Capacity: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("64"),
+			corev1.ResourceMemory: resource.MustParse("256Gi"),
+			corev1.ResourcePods:   resource.MustParse("1000"),
 		},
-		Status: corev1.NodeStatus{
-			Capacity: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("64"),
-				corev1.ResourceMemory: resource.MustParse("256Gi"),
-				corev1.ResourcePods:   resource.MustParse("1000"),
-			},
-		},
-	}
+	}.API()
 	_, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create node %s: %w", NodeName, err)
 	}
-	// Give the node an address and a Ready condition, as a kubelet would.
+	// Write the addresses, the Ready condition and the capacity through
+	// the status subresource, as a kubelet would.
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := cp.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		now := metav1.Now()
-		n.Status.Addresses = []corev1.NodeAddress{
-			{Type: corev1.NodeInternalIP, Address: NodeIP},
-			{Type: corev1.NodeHostName, Address: NodeName},
-		}
-		n.Status.Conditions = []corev1.NodeCondition{{
-			Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-			Reason: "HdnsE2E", LastHeartbeatTime: now, LastTransitionTime: now,
-		}}
-		n.Status.Allocatable = n.Status.Capacity
+		n.Status = node.Status
 		_, err = cp.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 		return err
 	})

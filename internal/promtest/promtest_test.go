@@ -1,0 +1,57 @@
+package promtest
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+)
+
+// outcomeTB records how a test ended. Fatalf and Skipf end the calling
+// goroutine as testing.T's do, so that Binary's own control flow is what
+// is tested.
+type outcomeTB struct {
+	testing.TB
+	failed, skipped bool
+	msg             string
+}
+
+func (o *outcomeTB) Fatalf(format string, args ...any) {
+	o.failed, o.msg = true, fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (o *outcomeTB) Skipf(format string, args ...any) {
+	o.skipped, o.msg = true, fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// binaryOutcome runs Binary on a recorder in a goroutine of its own.
+func binaryOutcome(t *testing.T) *outcomeTB {
+	o := &outcomeTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Binary(o)
+	}()
+	<-done
+	return o
+}
+
+func TestMissingPrometheusSkipsUnlessRequired(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // an empty directory: no prometheus
+	for _, tc := range []struct {
+		require     string
+		wantFailure bool
+	}{
+		{require: "", wantFailure: false},
+		{require: "0", wantFailure: false},
+		{require: "1", wantFailure: true},
+	} {
+		t.Setenv(RequireEnv, tc.require)
+		o := binaryOutcome(t)
+		if o.failed != tc.wantFailure || o.skipped == tc.wantFailure {
+			t.Errorf("%s=%q without prometheus: failed %v, skipped %v; want failed %v (%s)",
+				RequireEnv, tc.require, o.failed, o.skipped, tc.wantFailure, o.msg)
+		}
+	}
+}
