@@ -1,0 +1,210 @@
+package zone
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hdns-dev/hdns/policy"
+)
+
+// candidate is an endpoint of a headless Service while it is being built:
+// the same Pod's IPv4 and IPv6 slices merge into one candidate.
+type candidate struct {
+	ep       policy.Endpoint
+	src      *Endpoint // the first of its endpoints
+	alt      *Endpoint // the one of the other family, if any
+	hostname string    // the label of its own name
+	host     memberFlags
+	v4, v6   netip.Addr
+	ports    []Port // may share its array with a slice's Ports
+}
+
+// candidateKeys returns each candidate's Key, which identifies it across
+// replicas and snapshots: its Pod's namespace/name (the source's string),
+// else its first address.
+func candidateKeys(cands []*candidate) []string {
+	keys := packed(cands, func(c *candidate, b []byte) []byte {
+		switch {
+		case c.src.PodKey() != "":
+			return b
+		case c.v4.IsValid():
+			return c.v4.AppendTo(b)
+		default:
+			return c.v6.AppendTo(b)
+		}
+	})
+	for i, c := range cands {
+		if c.src.PodKey() != "" {
+			keys[i] = c.src.PodKey()
+		}
+	}
+	return keys
+}
+
+// packed returns the strings that write appends for each candidate, cut
+// from one string: one allocation per Service where there were one per
+// endpoint, and one block of memory that the snapshot's lifetime alone
+// decides, not scattered among the build's garbage.
+func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []string {
+	var b []byte
+	ends := make([]int, len(cands))
+	for i, c := range cands {
+		b = write(c, b)
+		ends[i] = len(b)
+	}
+	all := string(b)
+	out := make([]string, len(cands))
+	start := 0
+	for i, end := range ends {
+		out[i], start = all[start:end], end
+	}
+	return out
+}
+
+// weight32 is a weight from the annotation as policy.Endpoint holds it: a
+// positive weight stays positive and finite.
+func weight32(w float64) float32 {
+	if w <= 0 {
+		return 0
+	}
+	return float32(min(max(w, math.SmallestNonzeroFloat32), math.MaxFloat32))
+}
+
+// parseWeights reads the hdns.dev/weights annotation: "name=weight, ...".
+func parseWeights(s string) (map[string]float64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	w := make(map[string]float64)
+	for _, part := range strings.Split(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if !ok || err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("%s %q: want name=weight pairs with weights ≥ 0, got %q", AnnotationWeights, s, part)
+		}
+		w[strings.TrimSpace(name)] = f
+	}
+	return w, nil
+}
+
+// candidateScratch is what headlessCandidates reuses from one Service to
+// the next. A build's temporary data, allocated afresh per Service, would
+// scatter among the snapshot's and leave its memory spans part-used once
+// collected.
+type candidateScratch struct {
+	slices []*EndpointSlice
+	cands  []candidate
+	ptrs   []*candidate
+	byKey  map[candidateKey]int // index into cands
+	seen   map[netip.Addr]bool
+}
+
+// candidateKey merges the endpoints of one Pod, or of one hostname, across
+// slices.
+type candidateKey struct {
+	pod  bool
+	name string
+}
+
+// headlessCandidates merges the ready endpoints of a Service's slices into
+// candidates, in a stable order: slices by name, endpoints as listed.
+// Candidates are the ready endpoints, and with offerTerminating also those
+// that are terminating but still serving. They live in b's scratch until
+// the next call.
+func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
+	sc := &b.scratch
+	if sc.byKey == nil {
+		sc.byKey, sc.seen = make(map[candidateKey]int), make(map[netip.Addr]bool)
+	}
+	clear(sc.byKey)
+	clear(sc.seen)
+	sc.slices = append(sc.slices[:0], ss...)
+	slices.SortFunc(sc.slices, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+	sc.cands = sc.cands[:0]
+	for _, s := range sc.slices {
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
+			ip := e.Address()
+			if !usable || !ip.IsValid() {
+				continue
+			}
+			if sc.seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
+				continue
+			}
+			sc.seen[ip] = true
+			var key candidateKey
+			switch {
+			case e.PodKey() != "":
+				key = candidateKey{pod: true, name: e.PodKey()}
+			case e.Hostname() != "":
+				key = candidateKey{name: e.Hostname()}
+			}
+			k, ok := sc.byKey[key]
+			if !ok || key.name == "" || (ip.Is4() && sc.cands[k].v4.IsValid()) || (ip.Is6() && sc.cands[k].v6.IsValid()) {
+				k = len(sc.cands)
+				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname(), ep: policy.Endpoint{
+					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
+				}})
+				if key.name != "" {
+					sc.byKey[key] = k
+				}
+			}
+			c := &sc.cands[k]
+			if c.src != e {
+				c.alt = e
+			}
+			if ip.Is4() {
+				c.v4 = ip
+			} else {
+				c.v6 = ip
+			}
+			c.ports = mergePorts(c.ports, s.Ports)
+		}
+	}
+	sc.ptrs = sc.ptrs[:0]
+	for i := range sc.cands {
+		c := &sc.cands[i]
+		switch {
+		case isLabel(c.hostname):
+			c.host = hostFromHostname
+		case podNames && isLabel(strings.ToLower(c.src.PodName())):
+			c.hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
+		case c.v4.IsValid():
+			c.hostname, c.host = dashed(c.v4), hostFrom4
+		default:
+			c.hostname, c.host = dashed(c.v6), hostFrom6
+		}
+		sc.ptrs = append(sc.ptrs, c)
+	}
+	return sc.ptrs
+}
+
+// repeats reports whether a port appears twice in ports.
+func repeats(ports []Port) bool {
+	for i, p := range ports {
+		if slices.Contains(ports[:i], p) {
+			return true
+		}
+	}
+	return false
+}
+
+// mergePorts adds the ports of more that have lacks. The result may share
+// its array with either argument: it is clipped, so that appending to it
+// copies.
+func mergePorts(have, more []Port) []Port {
+	if len(have) == 0 && !repeats(more) {
+		return slices.Clip(more)
+	}
+	for _, p := range more {
+		if !slices.Contains(have, p) {
+			have = append(slices.Clip(have), p)
+		}
+	}
+	return have
+}
