@@ -116,7 +116,8 @@ func BenchmarkClosedLoop(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 1, Policies: compiler, LoadQuery: loopQuery}
+	compiler.SetDefaultLoadQuery(loopQuery)
+	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 1, Policies: compiler}
 	svcs, sl, err := zone.ParseManifest("loop.yaml", []byte(manifest))
 	if err != nil {
 		b.Fatal(err)

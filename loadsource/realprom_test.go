@@ -83,7 +83,8 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 5, Policies: compiler, LoadQuery: "inflight"}
+	compiler.SetDefaultLoadQuery("inflight")
+	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 5, Policies: compiler}
 	svcs, slices, err := zone.ParseManifest("real.yaml", []byte(realZone))
 	if err != nil {
 		t.Fatal(err)

@@ -21,9 +21,10 @@ type Compiler struct {
 	handouts    *prometheus.CounterVec // may be nil
 	perEndpoint *prometheus.CounterVec // may be nil
 
-	mu     sync.Mutex
-	gen    uint64
-	chains map[chainKey]*chainEntry
+	mu        sync.Mutex
+	loadQuery string // the default load query; "" without a load source
+	gen       uint64
+	chains    map[chainKey]*chainEntry
 	// loads holds the ledger entries by the hash of their endpoint key:
 	// the keys themselves would cost a string each. Two keys of one hash
 	// (at 50,000 endpoints, odds of about 1 in 10^10) share an entry.
@@ -94,24 +95,44 @@ func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) 
 	}
 }
 
+// SetDefaultLoadQuery sets the load query (--load-query) of Services
+// whose chain reads load and that have no load-query annotation; "" (the
+// default) when no load source is configured: no endpoint then gets a
+// live load cell. It applies from the next CompileService.
+func (c *Compiler) SetDefaultLoadQuery(query string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loadQuery = query
+}
+
 // EndpointCounter returns the per-endpoint handout counter of an endpoint
 // of service, or nil when per-endpoint metrics are off.
 func (c *Compiler) EndpointCounter(service, key string) *Handouts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endpointCounter(service, key)
+}
+
+// endpointCounter is EndpointCounter with c.mu held.
+func (c *Compiler) endpointCounter(service, key string) *Handouts {
 	if c.perEndpoint == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.series[[2]string{service, key}] = c.gen
 	return &Handouts{c.perEndpoint.WithLabelValues(service, key)}
 }
 
-// ServicePolicy is what decides a Service's chain.
+// ServicePolicy is what decides a Service's policy: its policy
+// annotations and session affinity.
 type ServicePolicy struct {
 	// Service is "namespace/name".
 	Service string
 	// Annotation is the hdns.dev/policy annotation, "" when absent.
 	Annotation string
+	// Weights is the hdns.dev/weights annotation, "" when absent.
+	Weights string
+	// LoadQuery is the hdns.dev/load-query annotation, "" when absent.
+	LoadQuery string
 	// AffinityTimeout is the ClientIP sessionAffinity timeout; 0 when the
 	// Service has no session affinity.
 	AffinityTimeout time.Duration
@@ -181,6 +202,11 @@ func withAffinity(spec string, timeout time.Duration) string {
 func (c *Compiler) Load(key string) *Load {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.load(key)
+}
+
+// load is Load with c.mu held.
+func (c *Compiler) load(key string) *Load {
 	h := c.keyHash(key)
 	l := c.loads[h]
 	if l == nil {
@@ -191,9 +217,11 @@ func (c *Compiler) Load(key string) *Load {
 	return l
 }
 
-// Sweep forgets the chains, ledger entries and live cells that no Compile,
-// Load or Live asked for since the previous Sweep. The zone builder calls
-// it after each build.
+// Sweep forgets the chains, ledger entries, live cells and per-endpoint
+// series that no Compile, Bind, Load, Live or EndpointCounter asked for
+// since the previous Sweep, and expires what the kept chains' steps hold
+// past its use. Whoever publishes snapshots calls it after each build
+// (zone.Publisher), so that what the published snapshot uses survives.
 func (c *Compiler) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -100,7 +100,7 @@ func handoutWeight(pos int, ttl uint32) float32 {
 // weights are negligible.
 const recordedPositions = 8
 
-// SeedNew gives each candidate whose ledger entry has never counted a
+// seedNew gives each candidate whose ledger entry has never counted a
 // handout the mean of the other candidates' entries, so that a Pod joining
 // a Service starts level with its peers. Left at 0, least-loaded would
 // send it every answer it is drawn into until its count caught up with
@@ -108,8 +108,8 @@ const recordedPositions = 8
 // saw a new Pod still at 1.7 times its share 15 s after a scale-up.
 // Entries that already counted something are left alone, so seeding
 // happens once per entry; with no counted peer there is nothing to seed.
-// The zone builder calls it for each Service's candidates.
-func SeedNew(cands []Endpoint) {
+// Bind calls it for each Service's endpoints.
+func seedNew(cands []Endpoint) {
 	var sum float64
 	counted, fresh := 0, 0
 	now := nowTicks()

@@ -121,6 +121,11 @@ type liveEntry struct {
 func (c *Compiler) Live(query, key string) *Live {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.live(query, key)
+}
+
+// live is Live with c.mu held.
+func (c *Compiler) live(query, key string) *Live {
 	k := liveKey{query, key}
 	e := c.lives[k]
 	if e == nil {

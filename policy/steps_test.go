@@ -400,11 +400,11 @@ func TestSeedNewLevelsAJoiningPod(t *testing.T) {
 	for i := range 3 {
 		cands[i].Load.Add(30)
 	}
-	SeedNew(cands)
+	seedNew(cands)
 	if v := cands[3].Load.Value(); math.Abs(v-30) > 0.5 {
 		t.Fatalf("joining Pod's ledger %v, want its peers' mean 30", v)
 	}
-	SeedNew(cands) // once per entry
+	seedNew(cands) // once per entry
 	if v := cands[3].Load.Value(); math.Abs(v-30) > 0.5 {
 		t.Fatalf("seeded twice: ledger %v, want 30", v)
 	}
@@ -426,9 +426,9 @@ func TestSeedNewLevelsAJoiningPod(t *testing.T) {
 	}
 	// Nothing counted anywhere: nothing to seed.
 	fresh := candidates(2)
-	SeedNew(fresh)
+	seedNew(fresh)
 	if !fresh[0].Load.fresh() || !fresh[1].Load.fresh() {
-		t.Error("SeedNew seeded a Service with no counted handouts")
+		t.Error("seedNew seeded a Service with no counted handouts")
 	}
 }
 

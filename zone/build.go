@@ -29,14 +29,11 @@ type Options struct {
 	// NSAddrs are the addresses answered for the apexes' NS target
 	// ns.dns.<zone>; without them that name exists with no records.
 	NSAddrs []netip.Addr
-	// Policies compiles each headless Service's policy chain and keeps
-	// the handout ledger across snapshots.
+	// Policies compiles each headless Service's policy annotations and
+	// binds its endpoints (weights, ledger, live load, counters); it keeps
+	// their state across snapshots. Build asks it once per headless
+	// Service and zone; the Publisher sweeps it after each build.
 	Policies *policy.Compiler
-	// LoadQuery is the default load query (--load-query) of Services whose
-	// chain reads load; "" when no load source is configured. With it, the
-	// Pod endpoints of such Services get live load cells from Policies,
-	// under the Service's hdns.dev/load-query annotation or else this.
-	LoadQuery string
 }
 
 const (
@@ -47,12 +44,14 @@ const (
 
 // Build makes a Snapshot of services and their slices. It does not retain
 // its arguments' slices but shares the objects, which must not change.
+// Its only effect beyond the Snapshot is on opts.Policies, which hands out
+// the policy state of the Snapshot's endpoints; the caller sweeps what no
+// build asked for since (policy.Compiler.Sweep), as Publisher does.
 func Build(opts *Options, serial uint32, services []*Service, slices []*EndpointSlice) *Snapshot {
 	b := builder{
 		opts: opts,
 		snap: &Snapshot{Serial: serial, names: make(map[string]*Node)},
 	}
-	defer opts.Policies.Sweep()
 	for _, z := range opts.Zones {
 		b.addApex(z, true)
 	}

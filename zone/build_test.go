@@ -320,7 +320,7 @@ endpoints:
 }
 
 // TestJoiningPodStartsLevel: a Pod that joins a Service in a later build
-// gets its peers' mean handout count (policy.SeedNew), not 0.
+// gets its peers' mean handout count (policy's seeding in Bind), not 0.
 func TestJoiningPodStartsLevel(t *testing.T) {
 	opts := testOptions(t)
 	manifest := func(pods ...string) string {

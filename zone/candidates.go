@@ -1,11 +1,8 @@
 package zone
 
 import (
-	"fmt"
-	"math"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/hdns-dev/hdns/policy"
@@ -14,13 +11,27 @@ import (
 // candidate is an endpoint of a headless Service while it is being built:
 // the same Pod's IPv4 and IPv6 slices merge into one candidate.
 type candidate struct {
-	ep       policy.Endpoint
-	src      *Endpoint // the first of its endpoints
-	alt      *Endpoint // the one of the other family, if any
-	hostname string    // the label of its own name
+	id       policy.EndpointID // Key is set by endpointIDs
+	src      *Endpoint         // the first of its endpoints
+	alt      *Endpoint         // the one of the other family, if any
+	hostname string            // the label of its own name
 	host     memberFlags
 	v4, v6   netip.Addr
 	ports    []Port // may share its array with a slice's Ports
+}
+
+// endpointIDs returns the candidates' identities for policy.Bind, in b's
+// scratch until the next call.
+func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
+	keys := candidateKeys(cands)
+	ids := b.scratch.ids[:0]
+	for i, c := range cands {
+		id := c.id
+		id.Key, id.PodName, id.Hostname = keys[i], c.src.PodName(), c.hostname
+		ids = append(ids, id)
+	}
+	b.scratch.ids = ids
+	return ids
 }
 
 // candidateKeys returns each candidate's Key, which identifies it across
@@ -65,32 +76,6 @@ func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []str
 	return out
 }
 
-// weight32 is a weight from the annotation as policy.Endpoint holds it: a
-// positive weight stays positive and finite.
-func weight32(w float64) float32 {
-	if w <= 0 {
-		return 0
-	}
-	return float32(min(max(w, math.SmallestNonzeroFloat32), math.MaxFloat32))
-}
-
-// parseWeights reads the hdns.dev/weights annotation: "name=weight, ...".
-func parseWeights(s string) (map[string]float64, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	w := make(map[string]float64)
-	for _, part := range strings.Split(s, ",") {
-		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if !ok || err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || strings.TrimSpace(name) == "" {
-			return nil, fmt.Errorf("%s %q: want name=weight pairs with weights ≥ 0, got %q", AnnotationWeights, s, part)
-		}
-		w[strings.TrimSpace(name)] = f
-	}
-	return w, nil
-}
-
 // candidateScratch is what headlessCandidates reuses from one Service to
 // the next. A build's temporary data, allocated afresh per Service, would
 // scatter among the snapshot's and leave its memory spans part-used once
@@ -99,6 +84,7 @@ type candidateScratch struct {
 	slices []*EndpointSlice
 	cands  []candidate
 	ptrs   []*candidate
+	ids    []policy.EndpointID  // endpointIDs's
 	byKey  map[candidateKey]int // index into cands
 	seen   map[netip.Addr]bool
 }
@@ -147,7 +133,7 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 			k, ok := sc.byKey[key]
 			if !ok || key.name == "" || (ip.Is4() && sc.cands[k].v4.IsValid()) || (ip.Is6() && sc.cands[k].v6.IsValid()) {
 				k = len(sc.cands)
-				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname(), ep: policy.Endpoint{
+				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname(), id: policy.EndpointID{
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
 				}})
 				if key.name != "" {

@@ -1,9 +1,6 @@
 package zone
 
 import (
-	"cmp"
-	"errors"
-	"fmt"
 	"math"
 	"net/netip"
 	"slices"
@@ -14,131 +11,145 @@ import (
 	"github.com/hdns-dev/hdns/policy"
 )
 
+// addHeadless adds a headless Service's names in one zone: its
+// EndpointSet, the choices of its name and ports, its endpoints' own names
+// and, in the primary zone, their PTR records. The Service's policy
+// compiles and binds its endpoints in the Compiler; the zone only lists
+// them.
 func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
 	key := svc.Namespace + "/" + svc.Name
-	chain, perr := b.opts.Policies.Compile(policy.ServicePolicy{Service: key, Annotation: svc.Policy, AffinityTimeout: svc.AffinityTimeout})
-	if chain == nil {
+	sp := b.opts.Policies.CompileService(policy.ServicePolicy{Service: key, Annotation: svc.Policy,
+		Weights: svc.Weights, LoadQuery: svc.LoadQuery, AffinityTimeout: svc.AffinityTimeout})
+	if sp.Chain == nil {
 		return // only when the default policy itself is broken, which flags prevent
 	}
-	weights, werr := parseWeights(svc.Weights)
-	if werr != nil {
-		werr = fmt.Errorf("%w; every endpoint weighs 1", werr)
-	}
-	policyErr := errors.Join(perr, werr)
-	if policyErr != nil && primary {
+	if sp.Err != nil && primary {
 		// Reported whether or not the Service has endpoints now, so that a
 		// Service going to zero endpoints and back is not news; once, not
 		// once per zone.
-		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: policyErr})
+		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: sp.Err})
 	}
-	cands := b.headlessCandidates(ss, b.opts.EndpointPodNames, chain.OfferTerminating())
+	cands := b.headlessCandidates(ss, b.opts.EndpointPodNames, sp.Chain.OfferTerminating())
 	if len(cands) == 0 {
 		return // no ready endpoint: the name does not exist
 	}
 	ttl := b.opts.TTL
-	if t := chain.TTL(); t != 0 {
+	if t := sp.Chain.TTL(); t != 0 {
 		ttl = t
 	}
-	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: chain, PolicyErr: policyErr, TTL: ttl,
+	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: sp.Chain, PolicyErr: sp.Err, TTL: ttl,
 		owner: owner, srvWeight: uint16(max(1, 100/len(cands)))}
-	n := b.node(owner, apex)
-	a4 := &Choice{Set: set, Owner: owner, Qtype: dns.TypeA}
-	a6 := &Choice{Set: set, Owner: owner, Qtype: dns.TypeAAAA}
-	all := &Choice{Set: set, Owner: owner, Qtype: dns.TypeSRV}
-	portChoices := map[Port]*Choice{} // by Name and Protocol
-	var portOrder []*Choice
-	var ports portFilter
 	set.Candidates = cut(&b.cands, len(cands))
 	set.members = cut(&b.members, len(cands))
-	loadQuery := ""
-	if b.opts.LoadQuery != "" && chain.UsesLoad() {
-		loadQuery = cmp.Or(svc.LoadQuery, b.opts.LoadQuery)
-	}
-	keys := candidateKeys(cands)
-	ptrSet := -1 // set's index among the PTR targets, once it has one
+	sp.Bind(b.endpointIDs(cands), set.Candidates)
+	ch := newSetChoices(set, len(cands))
 	for i, c := range cands {
-		c.ep.Key = keys[i]
-		c.ep.Load = b.opts.Policies.Load(c.ep.Key)
-		if loadQuery != "" && c.src.PodKey() != "" {
-			// Load sources match values by namespace and Pod name, the
-			// Key of a Pod endpoint.
-			c.ep.Live = b.opts.Policies.Live(loadQuery, c.ep.Key)
-		}
-		c.ep.Handouts = b.opts.Policies.EndpointCounter(key, c.ep.Key)
-		c.ep.Weight = 1
-		if w, ok := weights[c.src.PodName()]; ok {
-			c.ep.Weight = weight32(w)
-		} else if w, ok := weights[c.hostname]; ok {
-			c.ep.Weight = weight32(w)
-		}
-		set.Candidates[i] = c.ep
-		m := &set.members[i]
-		m.src, m.alt, m.flags = c.src, c.alt, c.host
-		if c.v4.IsValid() {
-			m.flags |= has4
-			a4.add(i, len(cands))
-		}
-		if c.v6.IsValid() {
-			m.flags |= has6
-			a6.add(i, len(cands))
-		}
-		// An endpoint whose name would pass 255 octets answers under the
-		// Service name only: no name, SRV or PTR records of its own.
-		if !fitsLen(len(c.hostname) + 1 + len(owner)) {
-			continue
-		}
-		m.flags |= named
-		// Own names and PTR records name ready endpoints only; a drain
-		// step may also offer terminating ones to the Service name.
-		if c.ep.Ready {
-			set.hosts = append(set.hosts, int32(i))
-			if primary {
-				if ptrSet < 0 {
-					ptrSet = len(b.snap.ptrs.sets)
-					b.snap.ptrs.sets = append(b.snap.ptrs.sets, set)
-				}
-				for _, ip := range []netip.Addr{c.v4, c.v6} {
-					if ip.IsValid() {
-						b.addPTR(ip, ptrTarget{set: uint32(ptrSet), idx: uint32(i)})
-					}
-				}
-			}
-		}
-		m.ports = ports.named(c.ports, owner, set)
-		mports := set.ports(m)
-		for k, p := range mports {
-			pk := Port{Name: p.Name, Protocol: p.Protocol}
-			pc := portChoices[pk]
-			if pc == nil {
-				pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + owner, Qtype: dns.TypeSRV, Port: &mports[k]}
-				portChoices[pk] = pc
-				portOrder = append(portOrder, pc)
-			}
-			pc.add(i, len(cands))
-		}
-		if m.ports != 0 {
-			all.add(i, len(cands))
-		}
+		b.addMember(set, &ch, i, c, primary)
 	}
 	b.addOwnNames(set, cands, apex)
-	for _, c := range append([]*Choice{a4, a6, all}, portOrder...) {
-		c.In = b.shareIn(c.In, len(cands))
-	}
-	policy.SeedNew(set.Candidates)
-	if len(a4.In) > 0 {
-		n.A4 = a4
-	}
-	if len(a6.In) > 0 {
-		n.A6 = a6
-	}
-	if len(all.In) > 0 {
-		n.SRVs = all
-	}
-	for _, pc := range portOrder {
-		b.node(pc.Owner, apex).SRVs = pc
-	}
+	ch.publish(b, apex)
 	if primary {
 		b.snap.Stats.Endpoints += len(cands)
+	}
+}
+
+// setChoices are the choices a headless Service's candidates answer: its
+// name's A, AAAA and SRV questions, and each named port's SRV question.
+type setChoices struct {
+	n           int // candidates
+	a4, a6, all *Choice
+	portChoices map[Port]*Choice // by Name and Protocol
+	portOrder   []*Choice
+	ports       portFilter
+	ptrSet      int // the set's index among the PTR targets, once it has one
+}
+
+func newSetChoices(set *EndpointSet, n int) setChoices {
+	return setChoices{
+		n:           n,
+		a4:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeA},
+		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA},
+		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV},
+		portChoices: map[Port]*Choice{},
+		ptrSet:      -1,
+	}
+}
+
+// addMember fills in candidate i's member and adds it to the choices it
+// answers; in the primary zone, also its PTR records.
+func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidate, primary bool) {
+	m := &set.members[i]
+	m.src, m.alt, m.flags = c.src, c.alt, c.host
+	if c.v4.IsValid() {
+		m.flags |= has4
+		ch.a4.add(i, ch.n)
+	}
+	if c.v6.IsValid() {
+		m.flags |= has6
+		ch.a6.add(i, ch.n)
+	}
+	// An endpoint whose name would pass 255 octets answers under the
+	// Service name only: no name, SRV or PTR records of its own.
+	if !fitsLen(len(c.hostname) + 1 + len(set.owner)) {
+		return
+	}
+	m.flags |= named
+	// Own names and PTR records name ready endpoints only; a drain
+	// step may also offer terminating ones to the Service name.
+	if c.id.Ready {
+		set.hosts = append(set.hosts, int32(i))
+		if primary {
+			b.addMemberPTRs(set, ch, i, c)
+		}
+	}
+	m.ports = ch.ports.named(c.ports, set.owner, set)
+	mports := set.ports(m)
+	for k, p := range mports {
+		pk := Port{Name: p.Name, Protocol: p.Protocol}
+		pc := ch.portChoices[pk]
+		if pc == nil {
+			pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + set.owner, Qtype: dns.TypeSRV, Port: &mports[k]}
+			ch.portChoices[pk] = pc
+			ch.portOrder = append(ch.portOrder, pc)
+		}
+		pc.add(i, ch.n)
+	}
+	if m.ports != 0 {
+		ch.all.add(i, ch.n)
+	}
+}
+
+// addMemberPTRs adds the PTR records of candidate i's addresses.
+func (b *builder) addMemberPTRs(set *EndpointSet, ch *setChoices, i int, c *candidate) {
+	if ch.ptrSet < 0 {
+		ch.ptrSet = len(b.snap.ptrs.sets)
+		b.snap.ptrs.sets = append(b.snap.ptrs.sets, set)
+	}
+	for _, ip := range []netip.Addr{c.v4, c.v6} {
+		if ip.IsValid() {
+			b.addPTR(ip, ptrTarget{set: uint32(ch.ptrSet), idx: uint32(i)})
+		}
+	}
+}
+
+// publish shares the choices' candidate lists and puts the choices that
+// answer anything on their nodes.
+func (ch *setChoices) publish(b *builder, apex *Apex) {
+	for _, c := range append([]*Choice{ch.a4, ch.a6, ch.all}, ch.portOrder...) {
+		c.In = b.shareIn(c.In, ch.n)
+	}
+	n := b.node(ch.a4.Owner, apex)
+	if len(ch.a4.In) > 0 {
+		n.A4 = ch.a4
+	}
+	if len(ch.a6.In) > 0 {
+		n.A6 = ch.a6
+	}
+	if len(ch.all.In) > 0 {
+		n.SRVs = ch.all
+	}
+	for _, pc := range ch.portOrder {
+		b.node(pc.Owner, apex).SRVs = pc
 	}
 }
 

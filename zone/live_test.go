@@ -60,7 +60,7 @@ func TestLiveLoadCells(t *testing.T) {
 	if got := cands(snap, "ll"); !slices.Equal(got, []bool{false, false}) {
 		t.Errorf("no load query: live cells %v", got)
 	}
-	opts.LoadQuery = "default_query"
+	opts.Policies.SetDefaultLoadQuery("default_query")
 	snap = Build(opts, 2, svcs, sl)
 	// Pod endpoints of Services whose chain reads load get one; the
 	// address-only endpoint and the ordered Service's do not.
