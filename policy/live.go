@@ -296,6 +296,28 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 		return out, appendMeanNormalised(clientsOut, clients)
 	}
 	meanLive := sumLive / float64(nLive)
+	meanRatio := applyShares(cands, in, samples, live, since, clients, meanLive)
+	for k := range scores {
+		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
+		if live[k] >= 0 {
+			liveTerm = live[k] / meanLive
+		}
+		switch {
+		case meanRatio == 0:
+			ratioTerm = 0
+		case since[k] >= 0:
+			ratioTerm = since[k] / meanRatio
+		}
+		scores[k] = liveTerm + ratioTerm
+	}
+	return out, appendMeanNormalised(clientsOut, clients)
+}
+
+// applyShares divides each candidate's since and clients terms by its
+// share weight, folding its fresh sample (samples[k], nil for none) into
+// the weight first, and returns the mean of since over the candidates
+// with a fresh sample.
+func applyShares(cands []Endpoint, in []int, samples []*Sample, live, since, clients []float64, meanLive float64) float64 {
 	var sumRatio float64
 	nRatio := 0
 	for k, i := range in {
@@ -315,21 +337,7 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 		}
 		clients[k] /= w
 	}
-	meanRatio := sumRatio / float64(nRatio)
-	for k := range scores {
-		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
-		if live[k] >= 0 {
-			liveTerm = live[k] / meanLive
-		}
-		switch {
-		case meanRatio == 0:
-			ratioTerm = 0
-		case since[k] >= 0:
-			ratioTerm = since[k] / meanRatio
-		}
-		scores[k] = liveTerm + ratioTerm
-	}
-	return out, appendMeanNormalised(clientsOut, clients)
+	return sumRatio / float64(nRatio)
 }
 
 // appendMeanNormalised appends each of term over the mean of term to out;
@@ -351,12 +359,8 @@ func appendMeanNormalised(out, term []float64) []float64 {
 	return out
 }
 
-// close ends the step's holds: its chain is no longer any Service's.
-func (ll *leastLoaded) close() { ll.holds.close() }
+// Close ends the step's holds: its chain is no longer any Service's.
+func (ll *leastLoaded) Close() { ll.holds.close() }
 
-// expire drops the step's expired holds.
-func (ll *leastLoaded) expire(now uint32) { ll.holds.expireAll(now) }
-
-// usesLoad marks steps that read load: the zone gives their Services'
-// endpoints live load cells.
-func (*leastLoaded) usesLoad() {}
+// Expire drops the step's expired holds.
+func (ll *leastLoaded) Expire() { ll.holds.expireAll(nowTicks()) }

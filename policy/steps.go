@@ -15,11 +15,12 @@ import (
 )
 
 func init() {
-	Register(simpleBuilder{name: "round-robin", build: func() Step { return &roundRobin{} }})
-	Register(simpleBuilder{name: "random", build: func() Step { return randomStep{} }})
-	Register(simpleBuilder{name: "weighted", build: func() Step { return weighted{} }})
-	Register(simpleBuilder{name: "least-loaded", build: func() Step { return new(leastLoaded) }})
-	Register(simpleBuilder{name: "drain", build: func() Step { return drain{} }})
+	Register(simpleBuilder{name: "round-robin", traits: Reorders, build: func() Step { return &roundRobin{} }})
+	Register(simpleBuilder{name: "random", traits: Reorders, build: func() Step { return randomStep{} }})
+	Register(simpleBuilder{name: "weighted", traits: Reorders, build: func() Step { return weighted{} }})
+	Register(simpleBuilder{name: "least-loaded", traits: Reorders | ReadsLoad | NeedsUpkeep, build: func() Step { return new(leastLoaded) }})
+	// drain only drops candidates: the terminating ones, or all but them.
+	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return drain{} }})
 	Register(firstBuilder{})
 	Register(ttlBuilder{})
 	Register(stickyBuilder{})
@@ -27,11 +28,13 @@ func init() {
 
 // simpleBuilder builds steps that take no arguments.
 type simpleBuilder struct {
-	name  string
-	build func() Step
+	name   string
+	traits Traits
+	build  func() Step
 }
 
-func (b simpleBuilder) Name() string { return b.name }
+func (b simpleBuilder) Name() string   { return b.name }
+func (b simpleBuilder) Traits() Traits { return b.traits }
 func (b simpleBuilder) Build(args string) (Step, error) {
 	if args != "" {
 		return nil, fmt.Errorf("takes no arguments, got %q", args)
@@ -256,13 +259,10 @@ func (drain) Pick(_ *Request, cands []Endpoint, in, out []int) []int {
 	return out
 }
 
-// terminatingAllowed lets the zone offer terminating endpoints to chains
-// that have a drain step.
-func (drain) terminatingAllowed() {}
-
 type firstBuilder struct{}
 
-func (firstBuilder) Name() string { return "first" }
+func (firstBuilder) Name() string   { return "first" }
+func (firstBuilder) Traits() Traits { return 0 }
 func (firstBuilder) Build(args string) (Step, error) {
 	n, err := strconv.Atoi(args)
 	if err != nil || n < 1 {
@@ -280,7 +280,8 @@ func (f first) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
 
 type ttlBuilder struct{}
 
-func (ttlBuilder) Name() string { return "ttl" }
+func (ttlBuilder) Name() string   { return "ttl" }
+func (ttlBuilder) Traits() Traits { return 0 }
 func (ttlBuilder) Build(args string) (Step, error) {
 	d, err := parseSeconds(args)
 	if err != nil || d < 1 || d > 86400 {
@@ -314,7 +315,8 @@ const maxStickyClients = 65536
 
 type stickyBuilder struct{}
 
-func (stickyBuilder) Name() string { return "sticky" }
+func (stickyBuilder) Name() string   { return "sticky" }
+func (stickyBuilder) Traits() Traits { return Reorders | ReadsClient }
 func (stickyBuilder) Build(args string) (Step, error) {
 	timeout := DefaultAffinityTimeout
 	if args != "" {
@@ -360,9 +362,6 @@ func newSticky(timeout time.Duration) *sticky {
 	}
 	return s
 }
-
-// usesClient marks steps whose answer depends on the client.
-func (*sticky) usesClient() {}
 
 func (s *sticky) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	if len(in) == 0 {
