@@ -210,10 +210,10 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 func lookup(t *testing.T, snap *zone.Snapshot) *zone.Choice {
 	t.Helper()
 	_, n := snap.Lookup("app.ns.svc.cluster.local.")
-	if n == nil || n.A4 == nil {
+	if n == nil || n.ChosenA == nil {
 		t.Fatal("no A choice for app.ns.svc.cluster.local.")
 	}
-	return n.A4
+	return n.ChosenA
 }
 
 // gauge reads an unlabelled gauge from reg.

@@ -90,7 +90,7 @@ func (sc *ServiceChain) Bind(ids []EndpointID, out []Endpoint) {
 	c.mu.Lock()
 	for i := range ids {
 		id := &ids[i]
-		ep := Endpoint{Key: id.Key, Load: c.load(id.Key), Weight: sc.weight(id),
+		ep := Endpoint{Key: id.Key, Ledger: c.ledger(id.Key), Weight: sc.weight(id),
 			Ready: id.Ready, Serving: id.Serving, Terminating: id.Terminating}
 		if sc.loadQuery != "" && id.PodName != "" {
 			ep.Live = c.live(sc.loadQuery, id.Key)

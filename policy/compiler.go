@@ -28,10 +28,10 @@ type Compiler struct {
 	// loads holds the ledger entries by the hash of their endpoint key:
 	// the keys themselves would cost a string each. Two keys of one hash
 	// (at 50,000 endpoints, odds of about 1 in 10^10) share an entry.
-	loads  map[uint64]*Load
-	seed   maphash.Seed
-	lives  map[liveKey]*liveEntry
-	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
+	ledgers map[uint64]*Ledger
+	seed    maphash.Seed
+	lives   map[liveKey]*liveEntry
+	series  map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
 
 type chainKey struct {
@@ -53,7 +53,7 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 	return &Compiler{
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
-		loads:       make(map[uint64]*Load),
+		ledgers:     make(map[uint64]*Ledger),
 		seed:        maphash.MakeSeed(),
 		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
@@ -197,28 +197,28 @@ func withAffinity(spec string, timeout time.Duration) string {
 	return strings.TrimSpace(strings.Join(parts, ","))
 }
 
-// Load returns the ledger entry of the endpoint key, creating it. Entries
+// Ledger returns the ledger entry of the endpoint key, creating it. Entries
 // survive as long as some snapshot build asks for them.
-func (c *Compiler) Load(key string) *Load {
+func (c *Compiler) Ledger(key string) *Ledger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.load(key)
+	return c.ledger(key)
 }
 
-// load is Load with c.mu held.
-func (c *Compiler) load(key string) *Load {
+// ledger is Ledger with c.mu held.
+func (c *Compiler) ledger(key string) *Ledger {
 	h := c.keyHash(key)
-	l := c.loads[h]
+	l := c.ledgers[h]
 	if l == nil {
-		l = new(Load)
-		c.loads[h] = l
+		l = new(Ledger)
+		c.ledgers[h] = l
 	}
 	l.gen = uint32(c.gen)
 	return l
 }
 
 // Sweep forgets the chains, ledger entries, live cells and per-endpoint
-// series that no Compile, Bind, Load, Live or EndpointCounter asked for
+// series that no Compile, Bind, Ledger, Live or EndpointCounter asked for
 // since the previous Sweep, and expires what the kept chains' steps hold
 // past its use. Whoever publishes snapshots calls it after each build
 // (zone.Publisher), so that what the published snapshot uses survives.
@@ -245,9 +245,9 @@ func (c *Compiler) Sweep() {
 			c.handouts.DeleteLabelValues(svc)
 		}
 	}
-	for k, l := range c.loads {
+	for k, l := range c.ledgers {
 		if l.gen != uint32(c.gen) {
-			delete(c.loads, k)
+			delete(c.ledgers, k)
 		}
 	}
 	for k, e := range c.lives {

@@ -19,7 +19,7 @@ type Sample struct {
 	// At is when the source read the value.
 	At time.Time
 	// Until is when the sample goes stale: past it, least-loaded ignores
-	// it (see Scores).
+	// it (see BlendedScores).
 	Until time.Time
 	// Ledger is the endpoint's handout ledger value at LedgerTicks (when
 	// the poll was published), so that least-loaded can tell the
@@ -114,7 +114,7 @@ type liveEntry struct {
 }
 
 // Live returns the live load cell of the endpoint key (a Pod's
-// "namespace/name") under the load query, creating it. Like Load, cells
+// "namespace/name") under the load query, creating it. Like ledger entries, cells
 // survive as long as some snapshot build asks for them; the same (query,
 // key) gets the same cell build after build, so a value polled before a
 // rebuild stays visible after it.
@@ -169,7 +169,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 			continue
 		}
 		s := &Sample{At: at, Until: until, LedgerTicks: now}
-		if l := c.loads[c.keyHash(k.key)]; l != nil {
+		if l := c.ledgers[c.keyHash(k.key)]; l != nil {
 			s.Ledger = l.valueAt(now)
 		}
 		if v, ok := values[k.key]; ok {
@@ -181,7 +181,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 	}
 }
 
-// Scores computes the least-loaded score of each candidate in, appending
+// BlendedScores computes the least-loaded score of each candidate in, appending
 // to out in the order of in, at the instant now (ledger ticks and wall
 // time read once by the caller).
 //
@@ -229,7 +229,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 // with a fresh sample whose value is Missing it still ranks by its own
 // handouts since the poll, at its last weight. A term whose mean is 0 is
 // 0 for everyone.
-func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, out []float64) []float64 {
+func BlendedScores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Ledger, out []float64) []float64 {
 	start := len(out)
 	var buf [64]float64
 	clients := buf[:0]
@@ -243,14 +243,14 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, o
 	return out
 }
 
-// scoreParts is Scores in two parts: it appends to out the scores without
+// scoreParts is BlendedScores in two parts: it appends to out the scores without
 // the clients term, and to clients that term alone (0s when no client
 // holds a candidate). least-loaded ranks its first place on their sum and
 // its later places on out alone: the holds are what the first place's
 // clients use, and later places that shunned held endpoints would leave
 // those endpoints the lowest ledger, so that they kept winning first
 // places on it.
-func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, out, clientsOut []float64) ([]float64, []float64) {
+func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Ledger, out, clientsOut []float64) ([]float64, []float64) {
 	start := len(out)
 	// Each sample is read once, so that a poll landing meanwhile cannot
 	// make one candidate's terms disagree.
@@ -263,7 +263,7 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 	var sumLedger, sumLive float64
 	nLive := 0
 	for _, i := range in {
-		l := cands[i].Load.valueAt(now)
+		l := cands[i].Ledger.valueAt(now)
 		sumLedger += l
 		out = append(out, l)
 		v, d := -1.0, -1.0 // no fresh value, no handout count since a poll
@@ -278,8 +278,8 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 		} else {
 			s = nil
 		}
-		held := float64(cands[i].Load.Clients())
-		if own != nil && cands[i].Load == own && held > 0 {
+		held := float64(cands[i].Ledger.Clients())
+		if own != nil && cands[i].Ledger == own && held > 0 {
 			held-- // the asker's hold ends with this question
 		}
 		live, since, clients, samples = append(live, v), append(since, d), append(clients, held), append(samples, s)

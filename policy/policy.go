@@ -2,9 +2,19 @@
 // names, and in which order.
 //
 // A policy is a chain of steps. Each step comes from a Builder registered by
-// name; the builder parses and validates the step's own arguments once, when a
-// snapshot is built, and returns a Step that runs on every query. Steps are
-// immutable after Build and are shared by every goroutine serving queries.
+// name; the builder declares its steps' Traits, parses and validates the
+// step's own arguments once, when a snapshot is built, and returns a Step
+// that runs on every query. Steps are immutable after Build and are shared
+// by every goroutine serving queries.
+//
+// The package owns everything a choice depends on: the meaning of a
+// Service's policy annotations (policy, weights, load query, session
+// affinity), the Chains compiled from them, and the per-endpoint state
+// that outlives a snapshot (handout ledger, live load cells, per-endpoint
+// counters), which the Compiler hands out (CompileService, Bind) and
+// sweeps. It knows endpoints only by the identities Bind is given: it must
+// not import zone (the snapshot and its records), server (the wire) or
+// loadsource (which writes live load through Compiler.UpdateLive).
 package policy
 
 import (
@@ -19,17 +29,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Endpoint is what a step may know about one candidate. It is built once per
-// snapshot and never mutated afterwards (Load is shared and atomic). Every
-// endpoint of every headless Service has one, so it holds only what steps
-// read, in 48 bytes; the zone keeps the endpoint's names.
+// Endpoint is what a step may know about one candidate. Bind makes it once
+// per snapshot and it never changes afterwards (what Ledger and Live point
+// to is shared and atomic). Every endpoint of every headless Service has
+// one, so it holds only what steps read, in 48 bytes; the zone keeps the
+// endpoint's addresses and names in its own records, which steps never
+// read.
 type Endpoint struct {
 	// Key identifies the endpoint the same way in every replica and
 	// snapshot: its Pod's namespace/name, else its first address.
 	Key string
-	// Load is the endpoint's handout ledger entry; never nil in a built
+	// Ledger is the endpoint's handout ledger entry; never nil in a built
 	// snapshot.
-	Load *Load
+	Ledger *Ledger
 	// Live is the endpoint's live load under its Service's load query;
 	// nil when no load source is configured, the chain reads no load, or
 	// the endpoint is not a Pod.
@@ -68,7 +80,7 @@ type Request struct {
 	// already counted, taking the question for a copy of that one (see
 	// leastLoaded); when the chain's answer still puts it first, Chain.Pick
 	// records no handouts for it.
-	repeat *Load
+	repeat *Ledger
 }
 
 // Step reorders or filters candidates for one query.
@@ -284,10 +296,10 @@ func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) 
 	req.repeat = nil
 	out = c.run(req, cands, in, out, s, nil)
 	now := nowTicks()
-	counted := len(out) == start || req.repeat == nil || cands[out[start]].Load != req.repeat
+	counted := len(out) == start || req.repeat == nil || cands[out[start]].Ledger != req.repeat
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
-		if cands[i].Load != nil && counted {
-			cands[i].Load.addAt(handoutWeight(pos, req.TTL), now)
+		if cands[i].Ledger != nil && counted {
+			cands[i].Ledger.addAt(handoutWeight(pos, req.TTL), now)
 		}
 		if cands[i].Handouts != nil {
 			cands[i].Handouts.Inc()

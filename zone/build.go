@@ -150,8 +150,8 @@ func (b *builder) addApex(zone string, forward bool) {
 
 	apex.empty, apex.reverse = &Node{Apex: apex}, !forward
 	n := b.node(zone, apex)
-	n.others().SOA = []dns.RR{soa}
-	n.others().NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
+	n.mutableRare().SOA = []dns.RR{soa}
+	n.mutableRare().NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
 	if !forward {
 		return
 	}
@@ -159,26 +159,26 @@ func (b *builder) addApex(zone string, forward bool) {
 	for _, ip := range b.opts.NSAddrs {
 		ns.addAddr(soa.Ns, ip, b.opts.TTL)
 	}
-	b.node("dns-version."+zone, apex).others().TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
+	b.node("dns-version."+zone, apex).mutableRare().TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
+}
+
+// mutableRare returns the node's rare records for the builder to fill in.
+func (n *Node) mutableRare() *RareRecords {
+	if n.rare == nil {
+		n.rare = new(RareRecords)
+	}
+	return n.rare
 }
 
 // addAddr appends a fixed A or AAAA record for ip.
-// others returns the node's other records for the builder to fill in.
-func (n *Node) others() *OtherRecords {
-	if n.other == nil {
-		n.other = new(OtherRecords)
-	}
-	return n.other
-}
-
 func (n *Node) addAddr(owner string, ip netip.Addr, ttl uint32) { n.addRR(addrRR(owner, ip, ttl)) }
 
 // addRR adds an A or AAAA record to the node.
 func (n *Node) addRR(rr dns.RR) {
 	if rr.Header().Rrtype == dns.TypeA {
-		n.A = append(n.A, rr)
+		n.FixedA = append(n.FixedA, rr)
 	} else {
-		n.AAAA = append(n.AAAA, rr)
+		n.FixedAAAA = append(n.FixedAAAA, rr)
 	}
 }
 
@@ -200,7 +200,7 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 		if svc.ExternalName == "" {
 			return
 		}
-		b.node(owner, apex).others().CNAME = &dns.CNAME{Hdr: b.hdr(owner, dns.TypeCNAME), Target: dns.Fqdn(svc.ExternalName)}
+		b.node(owner, apex).mutableRare().CNAME = &dns.CNAME{Hdr: b.hdr(owner, dns.TypeCNAME), Target: dns.Fqdn(svc.ExternalName)}
 	case KindClusterIP:
 		if len(svc.ClusterIPs) == 0 {
 			return
@@ -225,11 +225,11 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 			srv := &dns.SRV{Hdr: b.hdr("", dns.TypeSRV), Priority: 0, Weight: 100, Port: p.Port, Target: owner}
 			pn := b.node("_"+p.Name+"._"+p.Protocol+"."+owner, apex)
 			srv.Hdr.Name = "_" + p.Name + "._" + p.Protocol + "." + owner
-			po := pn.others()
+			po := pn.mutableRare()
 			po.SRV, po.Extra = []dns.RR{srv}, glue
 			all := *srv
 			all.Hdr.Name = owner
-			no := n.others()
+			no := n.mutableRare()
 			no.SRV, no.Extra = append(no.SRV, &all), glue
 		}
 	case KindHeadless:

@@ -8,16 +8,21 @@ import (
 	"github.com/hdns-dev/hdns/policy"
 )
 
-// candidate is an endpoint of a headless Service while it is being built:
-// the same Pod's IPv4 and IPv6 slices merge into one candidate.
+// candidate is an endpoint of a headless Service while the Service is
+// being built, and only then: it merges the EndpointSlice endpoints of one
+// Pod (its IPv4 and IPv6 addresses come in two slices), and holds what
+// the build derives from them (the label of its own name, its identity
+// for policy.Bind) in the plain fields that deriving needs. The snapshot
+// keeps the compact member and policy.Endpoint made from it instead.
 type candidate struct {
-	id       policy.EndpointID // Key is set by endpointIDs
-	src      *Endpoint         // the first of its endpoints
-	alt      *Endpoint         // the one of the other family, if any
-	hostname string            // the label of its own name
-	host     memberFlags
-	v4, v6   netip.Addr
-	ports    []Port // may share its array with a slice's Ports
+	// id is its identity for policy.Bind: Hostname is the label of its
+	// own name; Key is set by endpointIDs.
+	id     policy.EndpointID
+	src    *Endpoint // the first of its endpoints
+	alt    *Endpoint // the one of the other family, if any
+	host   memberFlags
+	v4, v6 netip.Addr
+	ports  []Port // may share its array with a slice's Ports
 }
 
 // endpointIDs returns the candidates' identities for policy.Bind, in b's
@@ -27,7 +32,7 @@ func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
 	ids := b.scratch.ids[:0]
 	for i, c := range cands {
 		id := c.id
-		id.Key, id.PodName, id.Hostname = keys[i], c.src.PodName(), c.hostname
+		id.Key = keys[i]
 		ids = append(ids, id)
 	}
 	b.scratch.ids = ids
@@ -133,7 +138,7 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 			k, ok := sc.byKey[key]
 			if !ok || key.name == "" || (ip.Is4() && sc.cands[k].v4.IsValid()) || (ip.Is6() && sc.cands[k].v6.IsValid()) {
 				k = len(sc.cands)
-				sc.cands = append(sc.cands, candidate{src: e, hostname: e.Hostname(), id: policy.EndpointID{
+				sc.cands = append(sc.cands, candidate{src: e, id: policy.EndpointID{PodName: e.PodName(), Hostname: e.Hostname(),
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
 				}})
 				if key.name != "" {
@@ -156,14 +161,14 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 	for i := range sc.cands {
 		c := &sc.cands[i]
 		switch {
-		case isLabel(c.hostname):
+		case isLabel(c.id.Hostname):
 			c.host = hostFromHostname
 		case podNames && isLabel(strings.ToLower(c.src.PodName())):
-			c.hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
+			c.id.Hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
 		case c.v4.IsValid():
-			c.hostname, c.host = dashed(c.v4), hostFrom4
+			c.id.Hostname, c.host = dashed(c.v4), hostFrom4
 		default:
-			c.hostname, c.host = dashed(c.v6), hostFrom6
+			c.id.Hostname, c.host = dashed(c.v6), hostFrom6
 		}
 		sc.ptrs = append(sc.ptrs, c)
 	}

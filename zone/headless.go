@@ -90,7 +90,7 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 	}
 	// An endpoint whose name would pass 255 octets answers under the
 	// Service name only: no name, SRV or PTR records of its own.
-	if !fitsLen(len(c.hostname) + 1 + len(set.owner)) {
+	if !fitsLen(len(c.id.Hostname) + 1 + len(set.owner)) {
 		return
 	}
 	m.flags |= named
@@ -140,16 +140,16 @@ func (ch *setChoices) publish(b *builder, apex *Apex) {
 	}
 	n := b.node(ch.a4.Owner, apex)
 	if len(ch.a4.In) > 0 {
-		n.A4 = ch.a4
+		n.ChosenA = ch.a4
 	}
 	if len(ch.a6.In) > 0 {
-		n.A6 = ch.a6
+		n.ChosenAAAA = ch.a6
 	}
 	if len(ch.all.In) > 0 {
-		n.SRVs = ch.all
+		n.ChosenSRV = ch.all
 	}
 	for _, pc := range ch.portOrder {
-		b.node(pc.Owner, apex).SRVs = pc
+		b.node(pc.Owner, apex).ChosenSRV = pc
 	}
 }
 
@@ -167,7 +167,7 @@ func (c *Choice) add(i, n int) {
 // Lookup. A hostname that two candidates share gets a stored node with
 // both their addresses instead.
 func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) {
-	host := func(i int32) string { return cands[i].hostname }
+	host := func(i int32) string { return cands[i].id.Hostname }
 	slices.SortStableFunc(set.hosts, func(x, y int32) int { return strings.Compare(host(x), host(y)) })
 	unique := set.hosts[:0]
 	for k := 0; k < len(set.hosts); {

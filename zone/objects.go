@@ -65,7 +65,9 @@ type Service struct {
 }
 
 // Endpoint is one endpoint of an EndpointSlice, in 48 bytes: the
-// informers keep one per endpoint of the cluster.
+// informers keep one per endpoint of the cluster. It is the source's
+// record, and snapshots share it rather than copy it: a member points at
+// it for the endpoint's address, Pod and hostname.
 type Endpoint struct {
 	// ids is PodKey followed by Hostname, in one string.
 	ids string
