@@ -14,8 +14,9 @@ import (
 // must outlive one snapshot: Chains whose steps hold state (sticky
 // assignments, round-robin counters), the handout ledger and the live load
 // cells a load source writes (see Live and UpdateLive). The zone
-// builder calls it while building a snapshot; queries never do, so its
-// lock is off the query path.
+// builder calls it while building a snapshot (CompileService, then Bind
+// for each headless Service), and the snapshot's publisher sweeps it after
+// (Sweep); queries never do, so its lock is off the query path.
 type Compiler struct {
 	defaultSpec string
 	handouts    *prometheus.CounterVec // may be nil
