@@ -120,7 +120,8 @@ func BenchmarkClosedLoop(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 1, Policies: compiler, LoadQuery: loopQuery}
+	compiler.SetDefaultLoadQuery(loopQuery)
+	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 1, Policies: compiler}
 	snap := zone.Build(opts, 1, svcs, sl)
 	src, err := loadsource.New(loadsource.Config{URL: prom.URL, Query: loopQuery, Interval: 500 * time.Millisecond}, compiler, nil, nil)
 	if err != nil {

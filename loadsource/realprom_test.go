@@ -82,7 +82,8 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 5, Policies: compiler, LoadQuery: "inflight"}
+	compiler.SetDefaultLoadQuery("inflight")
+	opts := &zone.Options{Zones: []string{"cluster.local."}, TTL: 5, Policies: compiler}
 	svcs, slices := realZone()
 	snap := zone.Build(opts, 1, svcs, slices)
 
@@ -205,10 +206,10 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 func lookup(t *testing.T, snap *zone.Snapshot) *zone.Choice {
 	t.Helper()
 	_, n := snap.Lookup("app.ns.svc.cluster.local.")
-	if n == nil || n.A4 == nil {
+	if n == nil || n.ChosenA == nil {
 		t.Fatal("no A choice for app.ns.svc.cluster.local.")
 	}
-	return n.A4
+	return n.ChosenA
 }
 
 // gauge reads an unlabelled gauge from reg.

@@ -14,23 +14,25 @@ import (
 // must outlive one snapshot: Chains whose steps hold state (sticky
 // assignments, round-robin counters), the handout ledger and the live load
 // cells a load source writes (see Live and UpdateLive). The zone
-// builder calls it while building a snapshot; queries never do, so its
-// lock is off the query path.
+// builder calls it while building a snapshot (CompileService, then Bind
+// for each headless Service), and the snapshot's publisher sweeps it after
+// (Sweep); queries never do, so its lock is off the query path.
 type Compiler struct {
 	defaultSpec string
 	handouts    *prometheus.CounterVec // may be nil
 	perEndpoint *prometheus.CounterVec // may be nil
 
-	mu     sync.Mutex
-	gen    uint64
-	chains map[chainKey]*chainEntry
+	mu        sync.Mutex
+	loadQuery string // the default load query; "" without a load source
+	gen       uint64
+	chains    map[chainKey]*chainEntry
 	// loads holds the ledger entries by the hash of their endpoint key:
 	// the keys themselves would cost a string each. Two keys of one hash
 	// (at 50,000 endpoints, odds of about 1 in 10^10) share an entry.
-	loads  map[uint64]*Load
-	seed   maphash.Seed
-	lives  map[liveKey]*liveEntry
-	series map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
+	ledgers map[uint64]*Ledger
+	seed    maphash.Seed
+	lives   map[liveKey]*liveEntry
+	series  map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
 }
 
 type chainKey struct {
@@ -52,7 +54,7 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 	return &Compiler{
 		defaultSpec: defaultSpec,
 		chains:      make(map[chainKey]*chainEntry),
-		loads:       make(map[uint64]*Load),
+		ledgers:     make(map[uint64]*Ledger),
 		seed:        maphash.MakeSeed(),
 		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
@@ -94,24 +96,44 @@ func (c *Compiler) RegisterMetrics(reg prometheus.Registerer, perEndpoint bool) 
 	}
 }
 
+// SetDefaultLoadQuery sets the load query (--load-query) of Services
+// whose chain reads load and that have no load-query annotation; "" (the
+// default) when no load source is configured: no endpoint then gets a
+// live load cell. It applies from the next CompileService.
+func (c *Compiler) SetDefaultLoadQuery(query string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loadQuery = query
+}
+
 // EndpointCounter returns the per-endpoint handout counter of an endpoint
 // of service, or nil when per-endpoint metrics are off.
 func (c *Compiler) EndpointCounter(service, key string) *Handouts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endpointCounter(service, key)
+}
+
+// endpointCounter is EndpointCounter with c.mu held.
+func (c *Compiler) endpointCounter(service, key string) *Handouts {
 	if c.perEndpoint == nil {
 		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.series[[2]string{service, key}] = c.gen
 	return &Handouts{c.perEndpoint.WithLabelValues(service, key)}
 }
 
-// ServicePolicy is what decides a Service's chain.
+// ServicePolicy is what decides a Service's policy: its policy
+// annotations and session affinity.
 type ServicePolicy struct {
 	// Service is "namespace/name".
 	Service string
 	// Annotation is the hdns.dev/policy annotation, "" when absent.
 	Annotation string
+	// Weights is the hdns.dev/weights annotation, "" when absent.
+	Weights string
+	// LoadQuery is the hdns.dev/load-query annotation, "" when absent.
+	LoadQuery string
 	// AffinityTimeout is the ClientIP sessionAffinity timeout; 0 when the
 	// Service has no session affinity.
 	AffinityTimeout time.Duration
@@ -176,24 +198,31 @@ func withAffinity(spec string, timeout time.Duration) string {
 	return strings.TrimSpace(strings.Join(parts, ","))
 }
 
-// Load returns the ledger entry of the endpoint key, creating it. Entries
+// Ledger returns the ledger entry of the endpoint key, creating it. Entries
 // survive as long as some snapshot build asks for them.
-func (c *Compiler) Load(key string) *Load {
+func (c *Compiler) Ledger(key string) *Ledger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.ledger(key)
+}
+
+// ledger is Ledger with c.mu held.
+func (c *Compiler) ledger(key string) *Ledger {
 	h := c.keyHash(key)
-	l := c.loads[h]
+	l := c.ledgers[h]
 	if l == nil {
-		l = new(Load)
-		c.loads[h] = l
+		l = new(Ledger)
+		c.ledgers[h] = l
 	}
 	l.gen = uint32(c.gen)
 	return l
 }
 
-// Sweep forgets the chains, ledger entries and live cells that no Compile,
-// Load or Live asked for since the previous Sweep. The zone builder calls
-// it after each build.
+// Sweep forgets the chains, ledger entries, live cells and per-endpoint
+// series that no Compile, Bind, Ledger, Live or EndpointCounter asked for
+// since the previous Sweep, and expires what the kept chains' steps hold
+// past its use. Whoever publishes snapshots calls it after each build
+// (zone.Publisher), so that what the published snapshot uses survives.
 func (c *Compiler) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -217,9 +246,9 @@ func (c *Compiler) Sweep() {
 			c.handouts.DeleteLabelValues(svc)
 		}
 	}
-	for k, l := range c.loads {
+	for k, l := range c.ledgers {
 		if l.gen != uint32(c.gen) {
-			delete(c.loads, k)
+			delete(c.ledgers, k)
 		}
 	}
 	for k, e := range c.lives {

@@ -11,7 +11,7 @@ import (
 // holdings is a least-loaded step's memory of who uses which endpoint now:
 // for each client, the endpoint its latest answer put first and until when
 // that answer may be used (its TTL). Each endpoint's ledger entry counts
-// the clients holding it (Load.Clients), which Scores reads without a
+// the clients holding it (Ledger.Clients), which BlendedScores reads without a
 // lock.
 //
 // A client's next question ends its hold, unless move takes it for a copy
@@ -68,9 +68,9 @@ type holdShard struct {
 }
 
 type hold struct {
-	load  *Load
-	start uint32 // ledger ticks: the answer that began the hold
-	until uint32 // ledger ticks
+	ledger *Ledger
+	start  uint32 // ledger ticks: the answer that began the hold
+	until  uint32 // ledger ticks
 	// fresh is set when the hold began with a question from a quiet
 	// client (see move) and no second question has repeated it yet.
 	fresh bool
@@ -89,7 +89,7 @@ func holdShardOf(client netip.Addr) int { return int(Rendezvous(client, "") % ho
 
 // current returns the ledger entry of the endpoint client holds at now
 // (ledger ticks), or nil when it holds none; shard is holdShardOf(client).
-func (h *holdings) current(shard int, client netip.Addr, now uint32) *Load {
+func (h *holdings) current(shard int, client netip.Addr, now uint32) *Ledger {
 	s := &h.shards[shard]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -97,7 +97,7 @@ func (h *holdings) current(shard int, client netip.Addr, now uint32) *Load {
 		return nil
 	}
 	if hd, ok := s.holds.Peek(client); ok && before(now, hd.until) {
-		return hd.load
+		return hd.ledger
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func (h *holdings) current(shard int, client netip.Addr, now uint32) *Load {
 // marks it repeated (a hold has at most one copy: many questions at once
 // from one new address are more likely many clients than one cache's
 // copies), and returns its endpoint and k instead of moving to to.
-func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint32, offered func(*Load) int) (copyOf *Load, k int) {
+func (h *holdings) move(shard int, client netip.Addr, to *Ledger, now, until uint32, offered func(*Ledger) int) (copyOf *Ledger, k int) {
 	s := &h.shards[shard]
 	s.mu.Lock()
 	if !s.closed {
@@ -131,23 +131,23 @@ func (h *holdings) move(shard int, client netip.Addr, to *Load, now, until uint3
 		// begun by a question handled at the same instant may start a
 		// tick after it.
 		if ok && old.fresh && int32(now-old.start) < repeatTicks && offered != nil {
-			if k = offered(old.load); k >= 0 {
+			if k = offered(old.ledger); k >= 0 {
 				// Add makes it the newest hold; holds begun since end at
 				// most repeatTicks after it, so expire drops it that late.
 				old.fresh = false
 				s.holds.Add(client, old)
 				holdsRepeated.Add(1)
 				s.mu.Unlock()
-				return old.load, k
+				return old.ledger, k
 			}
 		}
-		next := hold{load: to, start: now, until: until, fresh: !ok || int32(now-old.start) >= int32(old.until-old.start)/2}
+		next := hold{ledger: to, start: now, until: until, fresh: !ok || int32(now-old.start) >= int32(old.until-old.start)/2}
 		switch {
 		case to == nil:
 			s.holds.Remove(client) // the eviction callback counts it out
 		case ok:
 			// Replacing a value does not call the eviction callback.
-			old.load.held.Add(-1)
+			old.ledger.held.Add(-1)
 			to.held.Add(1)
 			s.holds.Add(client, next)
 		case holdsTotal.Load() < maxHoldsTotal:
@@ -236,7 +236,7 @@ func before(a, b uint32) bool { return int32(a-b) < 0 }
 
 func newHolds() *simplelru.LRU[netip.Addr, hold] {
 	l, err := simplelru.NewLRU(maxHolders/holdShards, func(_ netip.Addr, hd hold) {
-		hd.load.held.Add(-1)
+		hd.ledger.held.Add(-1)
 		holdsTotal.Add(-1)
 	})
 	if err != nil {

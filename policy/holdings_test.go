@@ -18,14 +18,14 @@ func clientAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 1, byte(i
 func clientCounts(cands []Endpoint) []int {
 	var n []int
 	for _, c := range cands {
-		n = append(n, c.Load.Clients())
+		n = append(n, c.Ledger.Clients())
 	}
 	return n
 }
 
 func TestHoldingsCount(t *testing.T) {
 	cands := liveCands(time.Now(), []float64{0, 0}, []float64{1, 1})
-	a, b := cands[0].Load, cands[1].Load
+	a, b := cands[0].Ledger, cands[1].Ledger
 	var h holdings
 	now := nowTicks()
 	until := now + 100 // a second
@@ -81,7 +81,7 @@ func TestHoldingsCount(t *testing.T) {
 // again).
 func TestHoldingsExpireEachTick(t *testing.T) {
 	cands := liveCands(time.Now(), []float64{0, 0}, []float64{1, 1})
-	a, b := cands[0].Load, cands[1].Load
+	a, b := cands[0].Ledger, cands[1].Ledger
 	var h holdings
 	t.Cleanup(h.close)
 	now := nowTicks()
@@ -106,14 +106,14 @@ func TestHoldingsBounded(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	for i := range maxHolders + 1000 {
-		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+360000, nil)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Ledger, now, now+360000, nil)
 	}
 	n := 0
 	for i := range h.shards {
 		n += h.shards[i].holds.Len()
 	}
-	if n > maxHolders || cands[0].Load.Clients() != n {
-		t.Errorf("%d clients: %d holds remembered (bound %d), counted %d", maxHolders+1000, n, maxHolders, cands[0].Load.Clients())
+	if n > maxHolders || cands[0].Ledger.Clients() != n {
+		t.Errorf("%d clients: %d holds remembered (bound %d), counted %d", maxHolders+1000, n, maxHolders, cands[0].Ledger.Clients())
 	}
 }
 
@@ -127,40 +127,40 @@ func TestScoresClients(t *testing.T) {
 	var h holdings
 	tk := nowTicks()
 	until := tk + 100
-	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[0].Load, tk, until, nil)
-	h.move(holdShardOf(clientAddr(1)), clientAddr(1), cands[0].Load, tk, until, nil)
-	h.move(holdShardOf(clientAddr(2)), clientAddr(2), cands[1].Load, tk, until, nil)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[0].Ledger, tk, until, nil)
+	h.move(holdShardOf(clientAddr(1)), clientAddr(1), cands[0].Ledger, tk, until, nil)
+	h.move(holdShardOf(clientAddr(2)), clientAddr(2), cands[1].Ledger, tk, until, nil)
 	in := []int{0, 1, 2}
 	// clients [2 1 0], mean 1: terms [2 1 0] on top of live 1 + since 0.
-	if got := Scores(cands, in, tk, now, nil, nil); !approx(got, []float64{3, 2, 1}) {
-		t.Errorf("clients [2 1 0], asked by a new client: Scores = %v, want [3 2 1]", got)
+	if got := BlendedScores(cands, in, tk, now, nil, nil); !approx(got, []float64{3, 2, 1}) {
+		t.Errorf("clients [2 1 0], asked by a new client: BlendedScores = %v, want [3 2 1]", got)
 	}
 	// Client 2 asks again: its hold on b ends; clients [2 0 0], mean 2/3.
 	own := h.current(holdShardOf(clientAddr(2)), clientAddr(2), tk)
-	if got := Scores(cands, in, tk, now, own, nil); !approx(got, []float64{1 + 3, 1, 1}) {
-		t.Errorf("clients [2 1 0], asked by b's holder: Scores = %v, want [4 1 1]", got)
+	if got := BlendedScores(cands, in, tk, now, own, nil); !approx(got, []float64{1 + 3, 1, 1}) {
+		t.Errorf("clients [2 1 0], asked by b's holder: BlendedScores = %v, want [4 1 1]", got)
 	}
 	// With live load the count is over the share weight: a Pod with half
 	// the share holding one client looks as busy as one holding two.
 	cands[2].Live.share.Store(&share{from: cands[2].Live.Sample(), weight: 0.5})
-	h.move(holdShardOf(clientAddr(3)), clientAddr(3), cands[2].Load, tk, until, nil)
+	h.move(holdShardOf(clientAddr(3)), clientAddr(3), cands[2].Ledger, tk, until, nil)
 	// clients/w [2 1 2], mean 5/3.
-	if got := Scores(cands, in, tk, now, nil, nil); !approx(got, []float64{1 + 1.2, 1 + 0.6, 1 + 1.2}) {
-		t.Errorf("clients [2 1 1], c at share 0.5: Scores = %v, want [2.2 1.6 2.2]", got)
+	if got := BlendedScores(cands, in, tk, now, nil, nil); !approx(got, []float64{1 + 1.2, 1 + 0.6, 1 + 1.2}) {
+		t.Errorf("clients [2 1 1], c at share 0.5: BlendedScores = %v, want [2.2 1.6 2.2]", got)
 	}
 	// Without a fresh live value: the ledger over its mean, plus the
 	// clients over theirs (no share weights).
 	stale := liveCands(now, []float64{1, 1, 2}, []float64{-1, -1, -1})
 	stale[2].Live.share.Store(&share{weight: 0.5})
-	h.move(holdShardOf(clientAddr(4)), clientAddr(4), stale[0].Load, tk, until, nil)
-	h.move(holdShardOf(clientAddr(5)), clientAddr(5), stale[2].Load, tk, until, nil)
+	h.move(holdShardOf(clientAddr(4)), clientAddr(4), stale[0].Ledger, tk, until, nil)
+	h.move(holdShardOf(clientAddr(5)), clientAddr(5), stale[2].Ledger, tk, until, nil)
 	// ledger [1 1 2]/(4/3), clients [1 0 1]/(2/3).
-	if got := Scores(stale, in, tk, now, nil, nil); !approx(got, []float64{0.75 + 1.5, 0.75, 1.5 + 1.5}) {
-		t.Errorf("stale live values, clients [1 0 1]: Scores = %v, want [2.25 0.75 3]", got)
+	if got := BlendedScores(stale, in, tk, now, nil, nil); !approx(got, []float64{0.75 + 1.5, 0.75, 1.5 + 1.5}) {
+		t.Errorf("stale live values, clients [1 0 1]: BlendedScores = %v, want [2.25 0.75 3]", got)
 	}
 	// Nobody holding anything: the ledger alone, as before holds.
-	if got := Scores(liveCands(now, []float64{1, 1, 2}, []float64{-1, -1, -1}), in, tk, now, nil, nil); !approx(got, []float64{0.75, 0.75, 1.5}) {
-		t.Errorf("no holds: Scores = %v, want the ledger alone [0.75 0.75 1.5]", got)
+	if got := BlendedScores(liveCands(now, []float64{1, 1, 2}, []float64{-1, -1, -1}), in, tk, now, nil, nil); !approx(got, []float64{0.75, 0.75, 1.5}) {
+		t.Errorf("no holds: BlendedScores = %v, want the ledger alone [0.75 0.75 1.5]", got)
 	}
 }
 
@@ -184,7 +184,7 @@ func TestLeastLoadedHolds(t *testing.T) {
 			// holds order the candidates.
 			for i := range cands {
 				smp := *cands[i].Live.Sample()
-				smp.Ledger, smp.LedgerTicks = cands[i].Load.Value(), nowTicks()
+				smp.Ledger, smp.LedgerTicks = cands[i].Ledger.Value(), nowTicks()
 				cands[i].Live.Set(&smp)
 			}
 			chain.Pick(req, cands, in, nil, &s)
@@ -223,7 +223,7 @@ func TestDroppedChainReleasesHolds(t *testing.T) {
 	for c := range 4 {
 		chain.Pick(&Request{Client: clientAddr(c), TTL: 30}, cands, []int{0, 1}, nil, &s)
 	}
-	if got := cands[0].Load.Clients() + cands[1].Load.Clients(); got != 4 {
+	if got := cands[0].Ledger.Clients() + cands[1].Ledger.Clients(); got != 4 {
 		t.Fatalf("4 clients answered: %d holds counted", got)
 	}
 	comp.Sweep() // the build that compiled n/a
@@ -250,7 +250,7 @@ func TestLeastLoadedHoldsRankFirstPlaceOnly(t *testing.T) {
 	ll := chain.steps[0].(*leastLoaded)
 	tk := nowTicks()
 	for c := range 3 {
-		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, tk, tk+6000, nil)
+		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Ledger, tk, tk+6000, nil)
 	}
 	second := 0
 	for range 200 {
@@ -280,7 +280,7 @@ func BenchmarkHoldingsMemory(b *testing.B) {
 	before := memtest.LiveHeap()
 	now := nowTicks()
 	for i := range maxHolders {
-		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Load, now, now+6000, nil)
+		h.move(holdShardOf(clientAddr(i)), clientAddr(i), cands[0].Ledger, now, now+6000, nil)
 	}
 	b.ReportMetric(float64(memtest.LiveHeap()-before)/maxHolders, "B/client")
 	b.ReportMetric(0, "ns/op") // not a speed
@@ -305,7 +305,7 @@ func TestHoldingsBudget(t *testing.T) {
 	t.Cleanup(h.close)
 	now := nowTicks()
 	for c := range 5 {
-		h.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Load, now, now+100, nil)
+		h.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[0].Ledger, now, now+100, nil)
 	}
 	if got := fmt.Sprint(clientCounts(cands)); got != "[3 0]" {
 		t.Fatalf("5 clients with room for 3: counts %s, want [3 0]", got)
@@ -313,9 +313,9 @@ func TestHoldingsBudget(t *testing.T) {
 	if got := gathered(t, reg, "hdns_policy_client_holds"); got != float64(maxHoldsTotal) {
 		t.Errorf("hdns_policy_client_holds %v, want %d", got, maxHoldsTotal)
 	}
-	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[1].Load, now, now+100, nil)
+	h.move(holdShardOf(clientAddr(0)), clientAddr(0), cands[1].Ledger, now, now+100, nil)
 	h.move(holdShardOf(clientAddr(1)), clientAddr(1), nil, now, now+100, nil)
-	h.move(holdShardOf(clientAddr(4)), clientAddr(4), cands[1].Load, now, now+100, nil)
+	h.move(holdShardOf(clientAddr(4)), clientAddr(4), cands[1].Ledger, now, now+100, nil)
 	if got := fmt.Sprint(clientCounts(cands)); got != "[1 2]" {
 		t.Errorf("client 0 moved, client 1 released, client 4 took its room: counts %s, want [1 2]", got)
 	}
@@ -359,7 +359,7 @@ func TestSweepExpiresHolds(t *testing.T) {
 	before := holdsTotal.Load()
 	past := nowTicks() - 200
 	for c := range 4 {
-		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[c%2].Load, past, past+100, nil) // ended a second ago
+		ll.holds.move(holdShardOf(clientAddr(c)), clientAddr(c), cands[c%2].Ledger, past, past+100, nil) // ended a second ago
 	}
 	if holdsTotal.Load() != before+4 {
 		t.Fatalf("4 holds: total %d, want %d", holdsTotal.Load(), before+4)
@@ -378,26 +378,26 @@ func TestSweepExpiresHolds(t *testing.T) {
 // wrap and for a question whose clock was read just before the hold began.
 func TestHoldingsRepeatOnce(t *testing.T) {
 	cands := candidates(3)
-	a, b, c := cands[0].Load, cands[1].Load, cands[2].Load
+	a, b, c := cands[0].Ledger, cands[1].Ledger, cands[2].Ledger
 	var h holdings
 	repeated := holdsRepeated.Load()
-	all := func(l *Load) int {
+	all := func(l *Ledger) int {
 		for k := range cands {
-			if cands[k].Load == l {
+			if cands[k].Ledger == l {
 				return k
 			}
 		}
 		return -1
 	}
-	none := func(*Load) int { return -1 }
-	move := func(i int, to *Load, at, until uint32, offered func(*Load) int) *Load {
+	none := func(*Ledger) int { return -1 }
+	move := func(i int, to *Ledger, at, until uint32, offered func(*Ledger) int) *Ledger {
 		held, k := h.move(holdShardOf(clientAddr(i)), clientAddr(i), to, at, until, offered)
-		if held != nil && cands[k].Load != held {
-			t.Fatalf("client %d: copy of %p at index %d, which is %p", i, held, k, cands[k].Load)
+		if held != nil && cands[k].Ledger != held {
+			t.Fatalf("client %d: copy of %p at index %d, which is %p", i, held, k, cands[k].Ledger)
 		}
 		return held
 	}
-	holds := func(i int, at uint32) *Load { return h.current(holdShardOf(clientAddr(i)), clientAddr(i), at) }
+	holds := func(i int, at uint32) *Ledger { return h.current(holdShardOf(clientAddr(i)), clientAddr(i), at) }
 
 	for _, now := range []uint32{1000, math.MaxUint32 - 1} {
 		move(0, a, now, now+100, all) // a new client is quiet
@@ -459,11 +459,11 @@ func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
 		req := &Request{Client: clientAddr(attempt), TTL: 5}
 		start := nowTicks()
 		first := chain.Pick(req, cands, indices(10), nil, &s)[0]
-		counted := cands[first].Load.Value()
+		counted := cands[first].Ledger.Value()
 		chain.Explain(req, cands, indices(10))
 		chain.Pick(req, cands, nil, nil, &s) // nothing to offer: holds nothing
 		second := chain.Pick(req, cands, indices(10), nil, &s)[0]
-		after := cands[first].Load.Value()
+		after := cands[first].Ledger.Value()
 		third := chain.Pick(req, cands, indices(10), nil, &s)[0]
 		if nowTicks()-start >= repeatTicks {
 			continue // too slow to be a copy; try again
@@ -477,7 +477,7 @@ func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
 		if third == first {
 			t.Errorf("a third question got %d again; only one copy is repeated", third)
 		}
-		if cands[third].Load.Value() == 0 {
+		if cands[third].Ledger.Value() == 0 {
 			t.Errorf("the third question's answer (%d first) was not counted", third)
 		}
 		return
@@ -488,7 +488,7 @@ func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
 // markCopy is a step that answers in a fixed order and says its question
 // copies an answer that put of first.
 type markCopy struct {
-	of    *Load
+	of    *Ledger
 	order []int
 }
 
@@ -511,12 +511,12 @@ func TestPickCountsACopyOnlyWhileItStaysFirst(t *testing.T) {
 		{name: "moved by a later step", order: []int{0, 1, 2}, counted: true},
 	} {
 		cands := candidates(3)
-		c := &Chain{steps: []Step{markCopy{of: cands[1].Load, order: tc.order}}, names: []string{"mark"}}
+		c := &Chain{steps: []Step{markCopy{of: cands[1].Ledger, order: tc.order}}, names: []string{"mark"}}
 		var s Scratch
 		c.Pick(&Request{TTL: 5}, cands, indices(3), nil, &s)
 		total := 0.0
 		for _, e := range cands {
-			total += e.Load.Value()
+			total += e.Ledger.Value()
 		}
 		if got := total > 0; got != tc.counted {
 			t.Errorf("%s: ledger total %.2f after the answer, counted = %v, want %v", tc.name, total, got, tc.counted)

@@ -6,33 +6,33 @@ import (
 	"time"
 )
 
-// loadTimeConstant is how fast handouts are forgotten: a handout's weight
+// ledgerTimeConstant is how fast handouts are forgotten: a handout's weight
 // falls to 1/e after this long.
-const loadTimeConstant = 30 * time.Second
+const ledgerTimeConstant = 30 * time.Second
 
-// tick is the resolution of a Load's timestamp.
+// tick is the resolution of a Ledger's timestamp.
 const tick = 10 * time.Millisecond
 
-// ledgerEpoch is the origin of Load timestamps; uint32 ticks of 10ms last
+// ledgerEpoch is the origin of Ledger timestamps; uint32 ticks of 10ms last
 // 497 days from it.
 var ledgerEpoch = time.Now()
 
 func nowTicks() uint32 { return uint32(time.Since(ledgerEpoch) / tick) }
 
-// NowTicks is the ledger's clock now, for Scores.
+// NowTicks is the ledger's clock now, for BlendedScores.
 func NowTicks() uint32 { return nowTicks() }
 
-// Load is one endpoint's exponentially decayed count of handouts. The zero
+// Ledger is one endpoint's exponentially decayed count of handouts. The zero
 // value is an empty count. It is safe for concurrent use without locks: the
 // value and the time it was last decayed to share one atomic word.
-type Load struct {
+type Ledger struct {
 	bits atomic.Uint64 // float32 value << 32 | uint32 ticks
 	// held counts the clients whose latest answer put the endpoint first
 	// and is not yet expired (see holdings); the least-loaded steps of
 	// every Service the endpoint is in write it.
 	held atomic.Int32
 	// gen is the last Compiler generation that asked for the entry
-	// (Compiler.Load); only the Compiler uses it, under its lock. It
+	// (Compiler.Ledger or Bind); only the Compiler uses it, under its lock. It
 	// lives here, not in the Compiler's map, to save an allocation per
 	// endpoint.
 	gen uint32
@@ -40,8 +40,8 @@ type Load struct {
 
 // Clients is how many clients hold the endpoint now: their latest answer
 // from a least-loaded Service put it first and has not expired. A nil
-// Load has none.
-func (l *Load) Clients() int {
+// Ledger has none.
+func (l *Ledger) Clients() int {
 	if l == nil {
 		return 0
 	}
@@ -52,12 +52,12 @@ func decay(v float32, from, to uint32) float32 {
 	if to <= from || v == 0 {
 		return v
 	}
-	dt := float64(to-from) * float64(tick) / float64(loadTimeConstant)
+	dt := float64(to-from) * float64(tick) / float64(ledgerTimeConstant)
 	return float32(float64(v) * math.Exp(-dt))
 }
 
-// Add counts a handout of weight w now. Adding to a nil Load does nothing.
-func (l *Load) Add(w float32) {
+// Add counts a handout of weight w now. Adding to a nil Ledger does nothing.
+func (l *Ledger) Add(w float32) {
 	if l == nil {
 		return
 	}
@@ -66,7 +66,7 @@ func (l *Load) Add(w float32) {
 
 // addAt is Add at ledger time now, for callers that count several
 // handouts at one instant and read the clock once.
-func (l *Load) addAt(w float32, now uint32) {
+func (l *Ledger) addAt(w float32, now uint32) {
 	for {
 		old := l.bits.Load()
 		v := decay(math.Float32frombits(uint32(old>>32)), uint32(old), now)
@@ -77,10 +77,10 @@ func (l *Load) addAt(w float32, now uint32) {
 	}
 }
 
-// Value is the decayed count now. A nil Load is empty.
-func (l *Load) Value() float64 { return l.valueAt(nowTicks()) }
+// Value is the decayed count now. A nil Ledger is empty.
+func (l *Ledger) Value() float64 { return l.valueAt(nowTicks()) }
 
-func (l *Load) valueAt(now uint32) float64 {
+func (l *Ledger) valueAt(now uint32) float64 {
 	if l == nil {
 		return 0
 	}
@@ -100,7 +100,7 @@ func handoutWeight(pos int, ttl uint32) float32 {
 // weights are negligible.
 const recordedPositions = 8
 
-// SeedNew gives each candidate whose ledger entry has never counted a
+// seedNew gives each candidate whose ledger entry has never counted a
 // handout the mean of the other candidates' entries, so that a Pod joining
 // a Service starts level with its peers. Left at 0, least-loaded would
 // send it every answer it is drawn into until its count caught up with
@@ -108,17 +108,17 @@ const recordedPositions = 8
 // saw a new Pod still at 1.7 times its share 15 s after a scale-up.
 // Entries that already counted something are left alone, so seeding
 // happens once per entry; with no counted peer there is nothing to seed.
-// The zone builder calls it for each Service's candidates.
-func SeedNew(cands []Endpoint) {
+// Bind calls it for each Service's endpoints.
+func seedNew(cands []Endpoint) {
 	var sum float64
 	counted, fresh := 0, 0
 	now := nowTicks()
 	for i := range cands {
-		if cands[i].Load.fresh() {
+		if cands[i].Ledger.fresh() {
 			fresh++
 			continue
 		}
-		sum += cands[i].Load.valueAt(now)
+		sum += cands[i].Ledger.valueAt(now)
 		counted++
 	}
 	if fresh == 0 || counted == 0 || sum <= 0 {
@@ -126,17 +126,17 @@ func SeedNew(cands []Endpoint) {
 	}
 	mean := float32(sum / float64(counted))
 	for i := range cands {
-		if cands[i].Load.fresh() {
-			cands[i].Load.seed(mean)
+		if cands[i].Ledger.fresh() {
+			cands[i].Ledger.seed(mean)
 		}
 	}
 }
 
 // fresh reports whether the entry has never counted a handout.
-func (l *Load) fresh() bool { return l != nil && l.bits.Load() == 0 }
+func (l *Ledger) fresh() bool { return l != nil && l.bits.Load() == 0 }
 
 // seed sets a fresh entry to v; an entry that counted something meanwhile
 // is left alone.
-func (l *Load) seed(v float32) {
+func (l *Ledger) seed(v float32) {
 	l.bits.CompareAndSwap(0, uint64(math.Float32bits(v))<<32|uint64(nowTicks()))
 }

@@ -19,7 +19,7 @@ type Sample struct {
 	// At is when the source read the value.
 	At time.Time
 	// Until is when the sample goes stale: past it, least-loaded ignores
-	// it (see Scores).
+	// it (see BlendedScores).
 	Until time.Time
 	// Ledger is the endpoint's handout ledger value at LedgerTicks (when
 	// the poll was published), so that least-loaded can tell the
@@ -114,13 +114,18 @@ type liveEntry struct {
 }
 
 // Live returns the live load cell of the endpoint key (a Pod's
-// "namespace/name") under the load query, creating it. Like Load, cells
+// "namespace/name") under the load query, creating it. Like ledger entries, cells
 // survive as long as some snapshot build asks for them; the same (query,
 // key) gets the same cell build after build, so a value polled before a
 // rebuild stays visible after it.
 func (c *Compiler) Live(query, key string) *Live {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.live(query, key)
+}
+
+// live is Live with c.mu held.
+func (c *Compiler) live(query, key string) *Live {
 	k := liveKey{query, key}
 	e := c.lives[k]
 	if e == nil {
@@ -164,7 +169,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 			continue
 		}
 		s := &Sample{At: at, Until: until, LedgerTicks: now}
-		if l := c.loads[c.keyHash(k.key)]; l != nil {
+		if l := c.ledgers[c.keyHash(k.key)]; l != nil {
 			s.Ledger = l.valueAt(now)
 		}
 		if v, ok := values[k.key]; ok {
@@ -176,7 +181,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 	}
 }
 
-// Scores computes the least-loaded score of each candidate in, appending
+// BlendedScores computes the least-loaded score of each candidate in, appending
 // to out in the order of in, at the instant now (ledger ticks and wall
 // time read once by the caller).
 //
@@ -224,7 +229,7 @@ func (c *Compiler) UpdateLive(query string, values map[string]float64, at, until
 // with a fresh sample whose value is Missing it still ranks by its own
 // handouts since the poll, at its last weight. A term whose mean is 0 is
 // 0 for everyone.
-func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, out []float64) []float64 {
+func BlendedScores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Ledger, out []float64) []float64 {
 	start := len(out)
 	var buf [64]float64
 	clients := buf[:0]
@@ -238,14 +243,14 @@ func Scores(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, o
 	return out
 }
 
-// scoreParts is Scores in two parts: it appends to out the scores without
+// scoreParts is BlendedScores in two parts: it appends to out the scores without
 // the clients term, and to clients that term alone (0s when no client
 // holds a candidate). least-loaded ranks its first place on their sum and
 // its later places on out alone: the holds are what the first place's
 // clients use, and later places that shunned held endpoints would leave
 // those endpoints the lowest ledger, so that they kept winning first
 // places on it.
-func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Load, out, clientsOut []float64) ([]float64, []float64) {
+func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Ledger, out, clientsOut []float64) ([]float64, []float64) {
 	start := len(out)
 	// Each sample is read once, so that a poll landing meanwhile cannot
 	// make one candidate's terms disagree.
@@ -258,7 +263,7 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 	var sumLedger, sumLive float64
 	nLive := 0
 	for _, i := range in {
-		l := cands[i].Load.valueAt(now)
+		l := cands[i].Ledger.valueAt(now)
 		sumLedger += l
 		out = append(out, l)
 		v, d := -1.0, -1.0 // no fresh value, no handout count since a poll
@@ -273,8 +278,8 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 		} else {
 			s = nil
 		}
-		held := float64(cands[i].Load.Clients())
-		if own != nil && cands[i].Load == own && held > 0 {
+		held := float64(cands[i].Ledger.Clients())
+		if own != nil && cands[i].Ledger == own && held > 0 {
 			held-- // the asker's hold ends with this question
 		}
 		live, since, clients, samples = append(live, v), append(since, d), append(clients, held), append(samples, s)
@@ -291,6 +296,28 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 		return out, appendMeanNormalised(clientsOut, clients)
 	}
 	meanLive := sumLive / float64(nLive)
+	meanRatio := applyShares(cands, in, samples, live, since, clients, meanLive)
+	for k := range scores {
+		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
+		if live[k] >= 0 {
+			liveTerm = live[k] / meanLive
+		}
+		switch {
+		case meanRatio == 0:
+			ratioTerm = 0
+		case since[k] >= 0:
+			ratioTerm = since[k] / meanRatio
+		}
+		scores[k] = liveTerm + ratioTerm
+	}
+	return out, appendMeanNormalised(clientsOut, clients)
+}
+
+// applyShares divides each candidate's since and clients terms by its
+// share weight, folding its fresh sample (samples[k], nil for none) into
+// the weight first, and returns the mean of since over the candidates
+// with a fresh sample.
+func applyShares(cands []Endpoint, in []int, samples []*Sample, live, since, clients []float64, meanLive float64) float64 {
 	var sumRatio float64
 	nRatio := 0
 	for k, i := range in {
@@ -310,21 +337,7 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Loa
 		}
 		clients[k] /= w
 	}
-	meanRatio := sumRatio / float64(nRatio)
-	for k := range scores {
-		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
-		if live[k] >= 0 {
-			liveTerm = live[k] / meanLive
-		}
-		switch {
-		case meanRatio == 0:
-			ratioTerm = 0
-		case since[k] >= 0:
-			ratioTerm = since[k] / meanRatio
-		}
-		scores[k] = liveTerm + ratioTerm
-	}
-	return out, appendMeanNormalised(clientsOut, clients)
+	return sumRatio / float64(nRatio)
 }
 
 // appendMeanNormalised appends each of term over the mean of term to out;
@@ -346,12 +359,8 @@ func appendMeanNormalised(out, term []float64) []float64 {
 	return out
 }
 
-// close ends the step's holds: its chain is no longer any Service's.
-func (ll *leastLoaded) close() { ll.holds.close() }
+// Close ends the step's holds: its chain is no longer any Service's.
+func (ll *leastLoaded) Close() { ll.holds.close() }
 
-// expire drops the step's expired holds.
-func (ll *leastLoaded) expire(now uint32) { ll.holds.expireAll(now) }
-
-// usesLoad marks steps that read load: the zone gives their Services'
-// endpoints live load cells.
-func (*leastLoaded) usesLoad() {}
+// Expire drops the step's expired holds.
+func (ll *leastLoaded) Expire() { ll.holds.expireAll(nowTicks()) }

@@ -14,8 +14,8 @@ func liveCands(now time.Time, ledger, live []float64) []Endpoint {
 	cands := make([]Endpoint, len(ledger))
 	for i := range cands {
 		cands[i].Key = string(rune('a' + i))
-		cands[i].Load = new(Load)
-		cands[i].Load.Add(float32(ledger[i]))
+		cands[i].Ledger = new(Ledger)
+		cands[i].Ledger.Add(float32(ledger[i]))
 		cands[i].Live = new(Live)
 		switch v := live[i]; {
 		case math.IsNaN(v):
@@ -60,9 +60,9 @@ func TestScoresBlend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cands := liveCands(now, tt.ledger, tt.live)
-		got := Scores(cands, []int{0, 1, 2}, nowTicks(), now, nil, []float64{-1})
+		got := BlendedScores(cands, []int{0, 1, 2}, nowTicks(), now, nil, []float64{-1})
 		if got[0] != -1 || !approx(got[1:], tt.want) {
-			t.Errorf("%s: Scores = %v, want [-1 (kept)] + %v", tt.name, got, tt.want)
+			t.Errorf("%s: BlendedScores = %v, want [-1 (kept)] + %v", tt.name, got, tt.want)
 		}
 	}
 	// The second term counts handouts since the sample was read, not the
@@ -74,20 +74,20 @@ func TestScoresBlend(t *testing.T) {
 		s.Ledger, s.LedgerTicks = l, tk
 		cands[i].Live.Set(&s)
 	}
-	if got := Scores(cands, []int{0, 1, 2}, tk, now, nil, nil); !approx(got, []float64{1, 1 + 3, 1}) {
-		t.Errorf("handouts since the poll [0 2 0]: Scores = %v, want [1 4 1]", got)
+	if got := BlendedScores(cands, []int{0, 1, 2}, tk, now, nil, nil); !approx(got, []float64{1, 1 + 3, 1}) {
+		t.Errorf("handouts since the poll [0 2 0]: BlendedScores = %v, want [1 4 1]", got)
 	}
 	// A fresh sample with no value: the mean live term, its own handouts.
 	s := *cands[1].Live.Sample()
 	s.Missing = true
 	cands[1].Live.Set(&s)
-	if got := Scores(cands, []int{0, 1, 2}, tk, now, nil, nil); !approx(got, []float64{1, 1 + 3, 1}) {
-		t.Errorf("missing value: Scores = %v, want [1 4 1]", got)
+	if got := BlendedScores(cands, []int{0, 1, 2}, tk, now, nil, nil); !approx(got, []float64{1, 1 + 3, 1}) {
+		t.Errorf("missing value: BlendedScores = %v, want [1 4 1]", got)
 	}
-	// Scores covers only the candidates asked about, in their order.
+	// BlendedScores covers only the candidates asked about, in their order.
 	cands = liveCands(now, []float64{1, 2, 3}, []float64{1, 1, 4})
-	if got := Scores(cands, []int{2, 0}, nowTicks(), now, nil, nil); !approx(got, []float64{1.5 + 1.6, 0.5 + 0.4}) {
-		t.Errorf("Scores of [2 0] = %v", got)
+	if got := BlendedScores(cands, []int{2, 0}, nowTicks(), now, nil, nil); !approx(got, []float64{1.5 + 1.6, 0.5 + 0.4}) {
+		t.Errorf("BlendedScores of [2 0] = %v", got)
 	}
 }
 
@@ -136,7 +136,7 @@ func TestCompilerLiveCells(t *testing.T) {
 		t.Errorf("LiveQueries = %v", got)
 	}
 	at := time.Now()
-	c.Load("ns/a").Add(4)
+	c.Ledger("ns/a").Add(4)
 	c.UpdateLive("q1", map[string]float64{"ns/a": 7, "ns/zz": 1}, at, at.Add(time.Second))
 	if s := a.Sample(); s == nil || s.Missing || s.Value != 7 || !s.Fresh(at) || s.Fresh(at.Add(time.Second)) || math.Abs(s.Ledger-4) > 0.01 {
 		t.Errorf("a: %+v, want 7, fresh for 1s, with the ledger (4) at the poll", s)
@@ -177,7 +177,7 @@ func TestChainUsesLoad(t *testing.T) {
 	}
 }
 
-// TestShareWeights checks the integral term of Scores: each polled sample
+// TestShareWeights checks the integral term of BlendedScores: each polled sample
 // moves the share weights against the live values' deviation from their
 // mean, once per sample, within bounds, keeping their product 1; and
 // between polls least-loaded hands out in proportion to the weights.
@@ -193,7 +193,7 @@ func TestShareWeights(t *testing.T) {
 			}
 			cands[i].Live.Set(s)
 		}
-		Scores(cands, in, nowTicks(), now, nil, nil)
+		BlendedScores(cands, in, nowTicks(), now, nil, nil)
 	}
 	weights := func() []float64 {
 		return []float64{cands[0].Live.Weight(), cands[1].Live.Weight(), cands[2].Live.Weight()}
@@ -203,7 +203,7 @@ func TestShareWeights(t *testing.T) {
 	if got := weights(); !approx(got, want) {
 		t.Fatalf("after one poll of [4 1 1]: weights %v, want %v", got, want)
 	}
-	Scores(cands, in, nowTicks(), now, nil, nil)
+	BlendedScores(cands, in, nowTicks(), now, nil, nil)
 	if got := weights(); !approx(got, want) {
 		t.Fatalf("the same sample scored again moved the weights: %v, want %v", got, want)
 	}

@@ -9,7 +9,8 @@ func init() { Register(orderedBuilder{}) }
 // StatefulSet peer discovery sees every peer.
 type orderedBuilder struct{}
 
-func (orderedBuilder) Name() string { return "ordered" }
+func (orderedBuilder) Name() string   { return "ordered" }
+func (orderedBuilder) Traits() Traits { return 0 }
 
 func (orderedBuilder) Build(args string) (Step, error) {
 	if args != "" {

@@ -2,9 +2,19 @@
 // names, and in which order.
 //
 // A policy is a chain of steps. Each step comes from a Builder registered by
-// name; the builder parses and validates the step's own arguments once, when a
-// snapshot is built, and returns a Step that runs on every query. Steps are
-// immutable after Build and are shared by every goroutine serving queries.
+// name; the builder declares its steps' Traits, parses and validates the
+// step's own arguments once, when a snapshot is built, and returns a Step
+// that runs on every query. Steps are immutable after Build and are shared
+// by every goroutine serving queries.
+//
+// The package owns everything a choice depends on: the meaning of a
+// Service's policy annotations (policy, weights, load query, session
+// affinity), the Chains compiled from them, and the per-endpoint state
+// that outlives a snapshot (handout ledger, live load cells, per-endpoint
+// counters), which the Compiler hands out (CompileService, Bind) and
+// sweeps. It knows endpoints only by the identities Bind is given: it must
+// not import zone (the snapshot and its records), server (the wire) or
+// loadsource (which writes live load through Compiler.UpdateLive).
 package policy
 
 import (
@@ -19,17 +29,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Endpoint is what a step may know about one candidate. It is built once per
-// snapshot and never mutated afterwards (Load is shared and atomic). Every
-// endpoint of every headless Service has one, so it holds only what steps
-// read, in 48 bytes; the zone keeps the endpoint's names.
+// Endpoint is what a step may know about one candidate. Bind makes it once
+// per snapshot and it never changes afterwards (what Ledger and Live point
+// to is shared and atomic). Every endpoint of every headless Service has
+// one, so it holds only what steps read, in 48 bytes; the zone keeps the
+// endpoint's addresses and names in its own records, which steps never
+// read.
 type Endpoint struct {
 	// Key identifies the endpoint the same way in every replica and
 	// snapshot: its Pod's namespace/name, else its first address.
 	Key string
-	// Load is the endpoint's handout ledger entry; never nil in a built
+	// Ledger is the endpoint's handout ledger entry; never nil in a built
 	// snapshot.
-	Load *Load
+	Ledger *Ledger
 	// Live is the endpoint's live load under its Service's load query;
 	// nil when no load source is configured, the chain reads no load, or
 	// the endpoint is not a Pod.
@@ -68,7 +80,7 @@ type Request struct {
 	// already counted, taking the question for a copy of that one (see
 	// leastLoaded); when the chain's answer still puts it first, Chain.Pick
 	// records no handouts for it.
-	repeat *Load
+	repeat *Ledger
 }
 
 // Step reorders or filters candidates for one query.
@@ -86,9 +98,48 @@ type Step interface {
 type Builder interface {
 	// Name is the name the step is known by in a policy string.
 	Name() string
+	// Traits declares what the builder's steps do beyond choosing; a
+	// Chain has the union of its steps' traits. 0 declares a step that
+	// keeps or drops candidates in the order it is given them.
+	Traits() Traits
 	// Build validates args (the text after "name=" in a policy string, or
 	// "" when there is none) and returns the Step.
 	Build(args string) (Step, error)
+}
+
+// Traits are what a step does beyond choosing, as its Builder declares
+// them: the zone and the server act on a Chain's traits, never on its
+// steps' types.
+type Traits uint8
+
+const (
+	// Reorders: the step may answer in an order other than the one it
+	// is given. SRV answers of a chain that reorders carry its order in
+	// their priorities.
+	Reorders Traits = 1 << iota
+	// ReadsClient: the step's answer depends on Request.Client; the
+	// reply's EDNS Client Subnet scope then covers the client's prefix.
+	ReadsClient
+	// WantsTerminating: endpoints that are terminating but still serving
+	// should be the step's candidates too.
+	WantsTerminating
+	// ReadsLoad: the step reads Endpoint.Live, so the Service's Pod
+	// endpoints get live load cells.
+	ReadsLoad
+	// NeedsUpkeep: the step holds state that must be expired at each
+	// sweep and released when its chain is dropped; its Step implements
+	// Upkeeper (Parse checks).
+	NeedsUpkeep
+)
+
+// Upkeeper is the upkeep of a step that declares NeedsUpkeep. The Compiler
+// calls Expire at each Sweep that keeps the step's chain and Close once
+// when it drops it; queries still running on an older snapshot may use
+// the step after Close, which must leave it answering but holding nothing.
+// Neither runs concurrently with the other for one step.
+type Upkeeper interface {
+	Expire()
+	Close()
 }
 
 var (
@@ -131,14 +182,11 @@ func Names() []string {
 // step's output. Its fields never change after Parse; steps may keep their
 // own concurrent-safe state (sticky assignments, round-robin counters).
 type Chain struct {
-	spec             string
-	steps            []Step
-	names            []string
-	ttl              uint32 // from a ttl step; 0 means the server's
-	usesClient       bool   // some step's choice depends on the client
-	offerTerminating bool   // a drain step wants terminating endpoints
-	reorders         bool   // some step may answer in other than spec order
-	usesLoad         bool   // some step reads load (least-loaded)
+	spec   string
+	steps  []Step
+	names  []string
+	ttl    uint32 // from a ttl step; 0 means the server's
+	traits Traits // the union of its steps' builders' traits
 	// handouts counts the chain's answers; nil counts nothing. Set by the
 	// Compiler before the chain is shared.
 	handouts prometheus.Counter
@@ -164,45 +212,41 @@ func Parse(spec string) (*Chain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy: step %q: %w", name, err)
 		}
+		traits := b.Traits()
+		if _, ok := s.(Upkeeper); traits&NeedsUpkeep != 0 && !ok {
+			return nil, fmt.Errorf("policy: step %q declares NeedsUpkeep but is no Upkeeper", name)
+		}
 		c.steps = append(c.steps, s)
 		c.names = append(c.names, part)
-		switch s.(type) {
-		case ordered, ttlStep, first:
-		default:
-			c.reorders = true
-		}
-		switch s := s.(type) {
-		case ttlStep:
-			c.ttl = uint32(s)
-		case interface{ usesClient() }:
-			c.usesClient = true
-		case interface{ terminatingAllowed() }:
-			c.offerTerminating = true
-		case interface{ usesLoad() }:
-			c.usesLoad = true
+		c.traits |= traits
+		if t, ok := s.(ttlStep); ok {
+			c.ttl = uint32(t)
 		}
 	}
 	return c, nil
 }
+
+// Traits is the union of the chain's steps' traits.
+func (c *Chain) Traits() Traits { return c.traits }
 
 // TTL is the TTL a ttl step sets for the Service's records, or 0.
 func (c *Chain) TTL() uint32 { return c.ttl }
 
 // UsesClient reports whether answers depend on who asks (the reply's EDNS
 // Client Subnet scope then covers the client's prefix).
-func (c *Chain) UsesClient() bool { return c.usesClient }
+func (c *Chain) UsesClient() bool { return c.traits&ReadsClient != 0 }
 
 // OfferTerminating reports whether endpoints that are terminating but still
 // serving should be candidates (the chain has a drain step).
-func (c *Chain) OfferTerminating() bool { return c.offerTerminating }
+func (c *Chain) OfferTerminating() bool { return c.traits&WantsTerminating != 0 }
 
 // Reorders reports whether the chain may answer in an order other than the
 // spec's; SRV answers then carry that order in their priorities.
-func (c *Chain) Reorders() bool { return c.reorders }
+func (c *Chain) Reorders() bool { return c.traits&Reorders != 0 }
 
 // UsesLoad reports whether some step reads endpoints' load, so that the
 // zone should give the Service's endpoints live load cells.
-func (c *Chain) UsesLoad() bool { return c.usesLoad }
+func (c *Chain) UsesLoad() bool { return c.traits&ReadsLoad != 0 }
 
 // Steps lists the chain's steps as written ("first=2").
 func (c *Chain) Steps() []string { return c.names }
@@ -211,24 +255,29 @@ func (c *Chain) Steps() []string { return c.names }
 func (c *Chain) String() string { return c.spec }
 
 // close releases what the chain's steps hold beyond their own memory
-// (least-loaded's client holds count in endpoints' Live cells). The
+// (least-loaded's client holds count in endpoints' ledger entries). The
 // Compiler calls it when it drops the chain; queries still running on an
 // older snapshot may use the chain after it, but no longer hold anything.
 func (c *Chain) close() {
+	if c.traits&NeedsUpkeep == 0 {
+		return
+	}
 	for _, s := range c.steps {
-		if s, ok := s.(interface{ close() }); ok {
-			s.close()
+		if s, ok := s.(Upkeeper); ok {
+			s.Close()
 		}
 	}
 }
 
 // expire drops the state its steps keep past its use (least-loaded's
-// expired client holds). The Compiler calls it at each snapshot build.
+// expired client holds). The Compiler calls it at each Sweep.
 func (c *Chain) expire() {
-	now := nowTicks()
+	if c.traits&NeedsUpkeep == 0 {
+		return
+	}
 	for _, s := range c.steps {
-		if s, ok := s.(interface{ expire(now uint32) }); ok {
-			s.expire(now)
+		if s, ok := s.(Upkeeper); ok {
+			s.Expire()
 		}
 	}
 }
@@ -247,10 +296,10 @@ func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) 
 	req.repeat = nil
 	out = c.run(req, cands, in, out, s, nil)
 	now := nowTicks()
-	counted := len(out) == start || req.repeat == nil || cands[out[start]].Load != req.repeat
+	counted := len(out) == start || req.repeat == nil || cands[out[start]].Ledger != req.repeat
 	for pos, i := range out[start:min(len(out), start+recordedPositions)] {
-		if cands[i].Load != nil && counted {
-			cands[i].Load.addAt(handoutWeight(pos, req.TTL), now)
+		if cands[i].Ledger != nil && counted {
+			cands[i].Ledger.addAt(handoutWeight(pos, req.TTL), now)
 		}
 		if cands[i].Handouts != nil {
 			cands[i].Handouts.Inc()

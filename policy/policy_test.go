@@ -3,6 +3,7 @@ package policy
 import (
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -62,4 +63,100 @@ func TestRegisterDuplicatePanics(t *testing.T) {
 		}
 	}()
 	Register(orderedBuilder{})
+}
+
+// testBuilder registers a step for the traits tests.
+type testBuilder struct {
+	name   string
+	traits Traits
+	step   func() Step
+}
+
+func (b testBuilder) Name() string               { return b.name }
+func (b testBuilder) Traits() Traits             { return b.traits }
+func (b testBuilder) Build(string) (Step, error) { return b.step(), nil }
+
+// evenFilter keeps the candidates of even index, in order.
+type evenFilter struct{}
+
+func (evenFilter) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
+	for _, i := range in {
+		if i%2 == 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// registerTestSteps registers the traits tests' steps once per process
+// (go test -count=N runs the test N times).
+var registerTestSteps sync.Once
+
+// upkeepCalls counts the Expire and Close calls of test-all's steps.
+var upkeepCalls [2]int
+
+// upkept counts its upkeep calls.
+type upkept struct {
+	ordered
+	expired, closed *int
+}
+
+func (u upkept) Expire() { *u.expired++ }
+func (u upkept) Close()  { *u.closed++ }
+
+// TestChainTraitsAreTheStepsDeclared: a chain has exactly the union of its
+// builders' declared traits. A filter that declares none does not make its
+// chain reorder (its SRV answers keep priority 0), a step that declares
+// several gives its chain all of them, and a step that declares upkeep
+// gets Expire at each Sweep and Close when its chain is dropped.
+func TestChainTraitsAreTheStepsDeclared(t *testing.T) {
+	var expired, closed int
+	registerTestSteps.Do(func() {
+		Register(testBuilder{name: "test-even", step: func() Step { return evenFilter{} }})
+		Register(testBuilder{name: "test-all", traits: Reorders | ReadsClient | WantsTerminating | ReadsLoad | NeedsUpkeep,
+			step: func() Step { return upkept{expired: &upkeepCalls[0], closed: &upkeepCalls[1]} }})
+		Register(testBuilder{name: "test-liar", traits: NeedsUpkeep, step: func() Step { return evenFilter{} }})
+	})
+	upkeepCalls = [2]int{}
+
+	for _, tc := range []struct {
+		spec string
+		want Traits
+	}{
+		{"test-even", 0},
+		{"test-even, first=1, ttl=5", 0},
+		{"drain, test-even", WantsTerminating},
+		{"test-even, round-robin", Reorders},
+		{"test-all", Reorders | ReadsClient | WantsTerminating | ReadsLoad | NeedsUpkeep},
+		{"sticky, least-loaded", Reorders | ReadsClient | ReadsLoad | NeedsUpkeep},
+	} {
+		c, err := Parse(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Traits() != tc.want {
+			t.Errorf("%s: traits %05b, want %05b", tc.spec, c.Traits(), tc.want)
+		}
+		got := [4]bool{c.Reorders(), c.UsesClient(), c.OfferTerminating(), c.UsesLoad()}
+		want := [4]bool{tc.want&Reorders != 0, tc.want&ReadsClient != 0, tc.want&WantsTerminating != 0, tc.want&ReadsLoad != 0}
+		if got != want {
+			t.Errorf("%s: Reorders, UsesClient, OfferTerminating, UsesLoad = %v, want %v", tc.spec, got, want)
+		}
+	}
+	if _, err := Parse("test-liar"); err == nil {
+		t.Error("a step that declares NeedsUpkeep without Expire and Close parsed")
+	}
+
+	comp, err := NewCompiler("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := comp.Compile(ServicePolicy{Service: "n/a", Annotation: "test-all"}); err != nil {
+		t.Fatal(err)
+	}
+	comp.Sweep() // keeps n/a's chain: expires it
+	comp.Sweep() // n/a was not compiled since: drops it
+	if expired, closed = upkeepCalls[0], upkeepCalls[1]; expired != 1 || closed != 1 {
+		t.Errorf("upkeep: %d Expire, %d Close; want 1 each", expired, closed)
+	}
 }

@@ -15,11 +15,12 @@ import (
 )
 
 func init() {
-	Register(simpleBuilder{name: "round-robin", build: func() Step { return &roundRobin{} }})
-	Register(simpleBuilder{name: "random", build: func() Step { return randomStep{} }})
-	Register(simpleBuilder{name: "weighted", build: func() Step { return weighted{} }})
-	Register(simpleBuilder{name: "least-loaded", build: func() Step { return new(leastLoaded) }})
-	Register(simpleBuilder{name: "drain", build: func() Step { return drain{} }})
+	Register(simpleBuilder{name: "round-robin", traits: Reorders, build: func() Step { return &roundRobin{} }})
+	Register(simpleBuilder{name: "random", traits: Reorders, build: func() Step { return randomStep{} }})
+	Register(simpleBuilder{name: "weighted", traits: Reorders, build: func() Step { return weighted{} }})
+	Register(simpleBuilder{name: "least-loaded", traits: Reorders | ReadsLoad | NeedsUpkeep, build: func() Step { return new(leastLoaded) }})
+	// drain only drops candidates: the terminating ones, or all but them.
+	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return drain{} }})
 	Register(firstBuilder{})
 	Register(ttlBuilder{})
 	Register(stickyBuilder{})
@@ -27,11 +28,13 @@ func init() {
 
 // simpleBuilder builds steps that take no arguments.
 type simpleBuilder struct {
-	name  string
-	build func() Step
+	name   string
+	traits Traits
+	build  func() Step
 }
 
-func (b simpleBuilder) Name() string { return b.name }
+func (b simpleBuilder) Name() string   { return b.name }
+func (b simpleBuilder) Traits() Traits { return b.traits }
 func (b simpleBuilder) Build(args string) (Step, error) {
 	if args != "" {
 		return nil, fmt.Errorf("takes no arguments, got %q", args)
@@ -111,7 +114,7 @@ func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 
 func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 
-// leastLoaded puts first the candidate with the lowest Scores (the handout
+// leastLoaded puts first the candidate with the lowest BlendedScores (the handout
 // ledger blended with fresh live load; ties broken at random), and orders
 // the rest by power of two choices: each later place goes to the lower
 // score of two candidates drawn at random from those left.
@@ -125,7 +128,7 @@ func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 // cost linear in the number of candidates.
 //
 // The step also remembers which endpoint each client holds (see holdings),
-// and Scores counts those clients per endpoint.
+// and BlendedScores counts those clients per endpoint.
 //
 // A second question from a quiet client within repeatTicks of its answer
 // gets that answer's first place again, when that endpoint is among the
@@ -149,7 +152,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	if len(left) == 0 {
 		return out // nothing to hold: leave the client's hold as it is
 	}
-	// Scores are read once, at one instant, in the order of left: the
+	// BlendedScores are read once, at one instant, in the order of left: the
 	// first place on scores+clients, later places on scores (scoreParts).
 	var buf, cbuf [64]float64
 	scores, clients := buf[:0], cbuf[:0]
@@ -158,7 +161,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	}
 	now := nowTicks()
 	holds := req.Client.IsValid()
-	var own *Load
+	var own *Ledger
 	var shard int
 	if holds {
 		ll.holds.expireDue(now)
@@ -186,9 +189,9 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	}
 	if holds && !req.DryRun {
 		ttl := time.Duration(max(req.TTL, 1)) * time.Second
-		offered := func(l *Load) int {
+		offered := func(l *Ledger) int {
 			for k, i := range left {
-				if cands[i].Load == l {
+				if cands[i].Ledger == l {
 					return k
 				}
 			}
@@ -197,7 +200,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 		// The check for a copy is move's, under its lock: a copy handled
 		// at the same instant as the question it copies found no hold
 		// above, but finds it there.
-		if held, k := ll.holds.move(shard, req.Client, cands[left[0]].Load, now, now+uint32(ttl/tick), offered); held != nil {
+		if held, k := ll.holds.move(shard, req.Client, cands[left[0]].Ledger, now, now+uint32(ttl/tick), offered); held != nil {
 			left[0], left[k] = left[k], left[0]
 			scores[0], scores[k] = scores[k], scores[0]
 			req.repeat = held
@@ -219,9 +222,9 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 	return out
 }
 
-// Score is the endpoint's handout ledger entry now; least-loaded blends
-// it with the live load (see Scores).
-func (e *Endpoint) Score() float64 { return e.Load.Value() }
+// LedgerValue is the endpoint's handout ledger value now, which
+// least-loaded blends with live load (see BlendedScores).
+func (e *Endpoint) LedgerValue() float64 { return e.Ledger.Value() }
 
 // wallNow is the time live samples are judged fresh at: time.Now when
 // some candidate has a live cell, else the zero time (no clock read).
@@ -256,13 +259,10 @@ func (drain) Pick(_ *Request, cands []Endpoint, in, out []int) []int {
 	return out
 }
 
-// terminatingAllowed lets the zone offer terminating endpoints to chains
-// that have a drain step.
-func (drain) terminatingAllowed() {}
-
 type firstBuilder struct{}
 
-func (firstBuilder) Name() string { return "first" }
+func (firstBuilder) Name() string   { return "first" }
+func (firstBuilder) Traits() Traits { return 0 }
 func (firstBuilder) Build(args string) (Step, error) {
 	n, err := strconv.Atoi(args)
 	if err != nil || n < 1 {
@@ -280,7 +280,8 @@ func (f first) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
 
 type ttlBuilder struct{}
 
-func (ttlBuilder) Name() string { return "ttl" }
+func (ttlBuilder) Name() string   { return "ttl" }
+func (ttlBuilder) Traits() Traits { return 0 }
 func (ttlBuilder) Build(args string) (Step, error) {
 	d, err := parseSeconds(args)
 	if err != nil || d < 1 || d > 86400 {
@@ -314,7 +315,8 @@ const maxStickyClients = 65536
 
 type stickyBuilder struct{}
 
-func (stickyBuilder) Name() string { return "sticky" }
+func (stickyBuilder) Name() string   { return "sticky" }
+func (stickyBuilder) Traits() Traits { return Reorders | ReadsClient }
 func (stickyBuilder) Build(args string) (Step, error) {
 	timeout := DefaultAffinityTimeout
 	if args != "" {
@@ -360,9 +362,6 @@ func newSticky(timeout time.Duration) *sticky {
 	}
 	return s
 }
-
-// usesClient marks steps whose answer depends on the client.
-func (*sticky) usesClient() {}
 
 func (s *sticky) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	if len(in) == 0 {

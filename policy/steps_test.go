@@ -18,7 +18,7 @@ import (
 func candidates(n int) []Endpoint {
 	cands := make([]Endpoint, n)
 	for i := range cands {
-		cands[i] = Endpoint{Key: fmt.Sprintf("ns/ep-%d", i), Ready: true, Serving: true, Weight: 1, Load: new(Load)}
+		cands[i] = Endpoint{Key: fmt.Sprintf("ns/ep-%d", i), Ready: true, Serving: true, Weight: 1, Ledger: new(Ledger)}
 	}
 	return cands
 }
@@ -142,7 +142,7 @@ func TestLeastLoadedPrefersLessLoaded(t *testing.T) {
 	c := mustChain(t, "least-loaded")
 	var s Scratch
 	cands := candidates(2)
-	cands[1].Load.Add(1000)
+	cands[1].Ledger.Add(1000)
 	for seed := range uint64(50) {
 		out, _ := c.Explain(seeded(seed), cands, indices(2))
 		if out[0] != 0 {
@@ -301,19 +301,19 @@ func TestCompilerKeepsStateAndFallsBack(t *testing.T) {
 	if !aff.UsesClient() {
 		t.Error("a sticky chain does not say it uses the client")
 	}
-	l := comp.Load("n/pod")
-	if comp.Load("n/pod") != l {
+	l := comp.Ledger("n/pod")
+	if comp.Ledger("n/pod") != l {
 		t.Error("the ledger entry changed between calls")
 	}
 }
 
-func TestLoadDecays(t *testing.T) {
-	var l Load
+func TestLedgerDecays(t *testing.T) {
+	var l Ledger
 	l.Add(10)
 	if v := l.Value(); v < 9.9 || v > 10 {
 		t.Fatalf("value %v right after adding 10", v)
 	}
-	oneTau := uint32(loadTimeConstant / tick)
+	oneTau := uint32(ledgerTimeConstant / tick)
 	if v := decay(10, 5, 5+oneTau); v < 3.6 || v > 3.8 {
 		t.Errorf("after one time constant: %v, want 10/e ≈ 3.68", v)
 	}
@@ -398,14 +398,14 @@ func TestExplainLeavesStateAlone(t *testing.T) {
 func TestSeedNewLevelsAJoiningPod(t *testing.T) {
 	cands := candidates(4)
 	for i := range 3 {
-		cands[i].Load.Add(30)
+		cands[i].Ledger.Add(30)
 	}
-	SeedNew(cands)
-	if v := cands[3].Load.Value(); math.Abs(v-30) > 0.5 {
+	seedNew(cands)
+	if v := cands[3].Ledger.Value(); math.Abs(v-30) > 0.5 {
 		t.Fatalf("joining Pod's ledger %v, want its peers' mean 30", v)
 	}
-	SeedNew(cands) // once per entry
-	if v := cands[3].Load.Value(); math.Abs(v-30) > 0.5 {
+	seedNew(cands) // once per entry
+	if v := cands[3].Ledger.Value(); math.Abs(v-30) > 0.5 {
 		t.Fatalf("seeded twice: ledger %v, want 30", v)
 	}
 	chain, err := Parse("least-loaded, first=1")
@@ -426,9 +426,9 @@ func TestSeedNewLevelsAJoiningPod(t *testing.T) {
 	}
 	// Nothing counted anywhere: nothing to seed.
 	fresh := candidates(2)
-	SeedNew(fresh)
-	if !fresh[0].Load.fresh() || !fresh[1].Load.fresh() {
-		t.Error("SeedNew seeded a Service with no counted handouts")
+	seedNew(fresh)
+	if !fresh[0].Ledger.fresh() || !fresh[1].Ledger.fresh() {
+		t.Error("seedNew seeded a Service with no counted handouts")
 	}
 }
 

@@ -59,10 +59,10 @@ type ExplainCandidate struct {
 	Share *float64 `json:"share,omitempty"`
 	// Clients is how many clients hold the endpoint: their latest answer
 	// from a least-loaded Service put it first and has not expired
-	// (policy.Load.Clients).
+	// (policy.Ledger.Clients).
 	Clients int `json:"clients"`
 	// Score is what least-loaded compares: the ledger blended with fresh
-	// live load, normalised over the question's candidates (policy.Scores),
+	// live load, normalised over the question's candidates (policy.BlendedScores),
 	// as for an asker that holds none of them.
 	Score   float64  `json:"score"`
 	Records []string `json:"records"`
@@ -78,14 +78,14 @@ func (e *Explanation) choice(c *zone.Choice) {
 	}
 	e.Candidates = e.Candidates[:0]
 	now := time.Now()
-	scores := policy.Scores(set.Candidates, c.In, policy.NowTicks(), now, nil, nil)
+	scores := policy.BlendedScores(set.Candidates, c.In, policy.NowTicks(), now, nil, nil)
 	var rrs zone.RRBuf
 	for k, i := range c.In {
 		ep, src := &set.Candidates[i], set.Endpoint(i)
 		e.Candidates = append(e.Candidates, ExplainCandidate{
 			Index: i, Key: ep.Key, Hostname: set.Hostname(i), Pod: src.PodName(),
-			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: float64(ep.Weight), Load: ep.Score(),
-			Score: scores[k], Clients: ep.Load.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
+			Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating, Weight: float64(ep.Weight), Load: ep.LedgerValue(),
+			Score: scores[k], Clients: ep.Ledger.Clients(), Records: rrStrings(c.AppendRRs(nil, i, &rrs)),
 		})
 		if t := src.Topology; t != nil {
 			ec := &e.Candidates[len(e.Candidates)-1]

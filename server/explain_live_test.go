@@ -17,7 +17,7 @@ import (
 // the blended score least-loaded compares.
 func TestExplainShowsLiveLoad(t *testing.T) {
 	opts := testOptions(t)
-	opts.LoadQuery = "inflight"
+	opts.Policies.SetDefaultLoadQuery("inflight")
 	svcs, sl, err := zone.ParseManifest("l.yaml", []byte(`apiVersion: v1
 kind: Service
 metadata: {name: app, namespace: lv, annotations: {hdns.dev/policy: least-loaded}}

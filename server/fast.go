@@ -238,16 +238,16 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 		}
 		switch q.qtype {
 		case dns.TypeA:
-			fixed, choice = node.A, node.A4
+			fixed, choice = node.FixedA, node.ChosenA
 		case dns.TypeAAAA:
-			fixed, choice = node.AAAA, node.A6
+			fixed, choice = node.FixedAAAA, node.ChosenAAAA
 		case dns.TypeSRV:
 			// A headless Service's chosen SRV records, or none; a
 			// ClusterIP Service's fixed ones take the general path.
-			if node.SRVs == nil && len(node.Other().SRV) > 0 {
+			if node.ChosenSRV == nil && len(node.Rare().SRV) > 0 {
 				return nil, false
 			}
-			choice = node.SRVs
+			choice = node.ChosenSRV
 		default:
 			return nil, false
 		}

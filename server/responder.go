@@ -442,19 +442,19 @@ var anyOrder = []uint16{dns.TypeCNAME, dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns
 func (r *Responder) records(m *dns.Msg, s *Scratch, node *zone.Node, qtype uint16, client netip.Addr) {
 	switch qtype {
 	case dns.TypeA:
-		r.fixedOrChosen(m, s, node.A, nil, node.A4, qtype, client)
+		r.fixedOrChosen(m, s, node.FixedA, nil, node.ChosenA, qtype, client)
 	case dns.TypeAAAA:
-		r.fixedOrChosen(m, s, node.AAAA, nil, node.A6, qtype, client)
+		r.fixedOrChosen(m, s, node.FixedAAAA, nil, node.ChosenAAAA, qtype, client)
 	case dns.TypeSRV:
-		r.fixedOrChosen(m, s, node.Other().SRV, node.Other().Extra, node.SRVs, qtype, client)
+		r.fixedOrChosen(m, s, node.Rare().SRV, node.Rare().Extra, node.ChosenSRV, qtype, client)
 	case dns.TypeTXT:
-		m.Answer = append(m.Answer, node.Other().TXT...)
+		m.Answer = append(m.Answer, node.Rare().TXT...)
 	case dns.TypePTR:
 		m.Answer = append(m.Answer, node.PTR...)
 	case dns.TypeSOA:
-		m.Answer = append(m.Answer, node.Other().SOA...)
+		m.Answer = append(m.Answer, node.Rare().SOA...)
 	case dns.TypeNS:
-		m.Answer = append(m.Answer, node.Other().NS...)
+		m.Answer = append(m.Answer, node.Rare().NS...)
 	case dns.TypeCNAME:
 		if node.CNAME() != nil {
 			m.Answer = append(m.Answer, node.CNAME())

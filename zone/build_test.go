@@ -123,10 +123,10 @@ func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
 		svcs, sl := dualStack(t)
 		snap := Build(opts, 7, svcs, sl)
 		_, n := snap.Lookup("db.data.svc.cluster.local.")
-		if n == nil || n.A4 == nil || n.A6 == nil {
+		if n == nil || n.ChosenA == nil || n.ChosenAAAA == nil {
 			t.Fatalf("podNames=%v: node %+v, want A and AAAA choices", podNames, n)
 		}
-		set := n.A4.Set
+		set := n.ChosenA.Set
 		var hosts []string
 		for i := range set.Candidates {
 			hosts = append(hosts, set.Hostname(i))
@@ -140,14 +140,14 @@ func TestBuildMergesFamiliesAndNamesEndpoints(t *testing.T) {
 		if !slices.Equal(hosts, want) {
 			t.Errorf("podNames=%v: hostnames %v, want %v", podNames, hosts, want)
 		}
-		if got := chosen(n.A4); len(got) != 3 {
+		if got := chosen(n.ChosenA); len(got) != 3 {
 			t.Errorf("A candidates %v, want 3 (duplicate address merged)", got)
 		}
-		if !slices.Equal(n.A6.In, []int{0, 1}) {
-			t.Errorf("AAAA candidates %v, want the first two (merged with their IPv4)", n.A6.In)
+		if !slices.Equal(n.ChosenAAAA.In, []int{0, 1}) {
+			t.Errorf("AAAA candidates %v, want the first two (merged with their IPv4)", n.ChosenAAAA.In)
 		}
 		_, h := snap.Lookup(want[1] + ".db.data.svc.cluster.local.")
-		if h == nil || len(h.A) != 1 || len(h.AAAA) != 1 {
+		if h == nil || len(h.FixedA) != 1 || len(h.FixedAAAA) != 1 {
 			t.Errorf("hostname %s: want one A and one AAAA, got %+v", want[1], h)
 		}
 		if set.PolicyErr == nil || set.Policy.String() != "ordered" {
@@ -173,7 +173,7 @@ func TestBuildEmptyNonTerminals(t *testing.T) {
 		}
 		if n == nil {
 			t.Errorf("%s does not exist; it has names below it (RFC 8020)", name)
-		} else if n.A != nil || n.A4 != nil || n.Other().TXT != nil || n.PTR != nil {
+		} else if n.FixedA != nil || n.ChosenA != nil || n.Rare().TXT != nil || n.PTR != nil {
 			t.Errorf("%s has records: %+v", name, n)
 		}
 	}
@@ -189,8 +189,8 @@ func TestBuildIsIndependentOfInputOrder(t *testing.T) {
 	b := Build(testOptions(t), 1, svcs, sl)
 	_, na := a.Lookup("db.data.svc.cluster.local.")
 	_, nb := b.Lookup("db.data.svc.cluster.local.")
-	if !slices.Equal(chosen(na.A4), chosen(nb.A4)) {
-		t.Errorf("order depends on slice order:\n%v\n%v", chosen(na.A4), chosen(nb.A4))
+	if !slices.Equal(chosen(na.ChosenA), chosen(nb.ChosenA)) {
+		t.Errorf("order depends on slice order:\n%v\n%v", chosen(na.ChosenA), chosen(nb.ChosenA))
 	}
 }
 
@@ -225,7 +225,7 @@ func TestDashed(t *testing.T) {
 		fixture.EndpointSlice{Namespace: "ns6", Name: "s6", Service: "s", Endpoints: []fixture.Endpoint{{Address: "fd00:10::1"}}}.API(),
 	)
 	snap := Build(testOptions(t), 1, svcs, sl)
-	if _, n := snap.Lookup("fd00-0010-0000-0000-0000-0000-0000-0001.s.ns6.svc.cluster.local."); n == nil || len(n.AAAA) != 1 {
+	if _, n := snap.Lookup("fd00-0010-0000-0000-0000-0000-0000-0001.s.ns6.svc.cluster.local."); n == nil || len(n.FixedAAAA) != 1 {
 		t.Errorf("IPv6 endpoint without hostname: no dashed name, got %+v", n)
 	}
 }
@@ -274,7 +274,7 @@ func TestNamesFitWireFormat(t *testing.T) {
 		if !fits(name) {
 			t.Errorf("owner name of %d octets: %s", len(name)+1, name)
 		}
-		for _, rr := range append(append([]dns.RR{}, n.Other().SRV...), n.PTR...) {
+		for _, rr := range append(append([]dns.RR{}, n.Rare().SRV...), n.PTR...) {
 			var target string
 			switch r := rr.(type) {
 			case *dns.SRV:
@@ -288,7 +288,7 @@ func TestNamesFitWireFormat(t *testing.T) {
 		}
 	}
 	owner := "s" + label[:62] + ".n" + label[:62] + ".svc." + opts.Zones[0]
-	if _, n := snap.Lookup(owner); n == nil || n.A4 == nil || len(n.A4.In) != 1 {
+	if _, n := snap.Lookup(owner); n == nil || n.ChosenA == nil || len(n.ChosenA.In) != 1 {
 		t.Errorf("the Service lost its address record: %+v", n)
 	}
 	if _, err := CanonicalZone("."); err == nil {
@@ -319,13 +319,13 @@ func TestPolicyErrorsAreReportedOncePerService(t *testing.T) {
 	if !strings.Contains(got["p/weights"], "every endpoint weighs 1") {
 		t.Errorf("bad weights: error %q, want it to say what is served", got["p/weights"])
 	}
-	if _, n := snap.Lookup("weights.p.svc.cluster.local."); n == nil || n.A4.Set.Policy.String() != "weighted" {
+	if _, n := snap.Lookup("weights.p.svc.cluster.local."); n == nil || n.ChosenA.Set.Policy.String() != "weighted" {
 		t.Error("bad weights replaced the Service's policy")
 	}
 }
 
 // TestJoiningPodStartsLevel: a Pod that joins a Service in a later build
-// gets its peers' mean handout count (policy.SeedNew), not 0.
+// gets its peers' mean handout count (policy's seeding in Bind), not 0.
 func TestJoiningPodStartsLevel(t *testing.T) {
 	opts := testOptions(t)
 	objects := func(pods ...string) ([]*Service, []*EndpointSlice) {
@@ -337,11 +337,11 @@ func TestJoiningPodStartsLevel(t *testing.T) {
 	}
 	svcs, sl := objects("web-a", "web-b")
 	Build(opts, 1, svcs, sl)
-	opts.Policies.Load("ns/web-a").Add(10)
-	opts.Policies.Load("ns/web-b").Add(20)
+	opts.Policies.Ledger("ns/web-a").Add(10)
+	opts.Policies.Ledger("ns/web-b").Add(20)
 	svcs, sl = objects("web-a", "web-b", "web-c")
 	Build(opts, 2, svcs, sl)
-	if v := opts.Policies.Load("ns/web-c").Value(); math.Abs(v-15) > 0.5 {
+	if v := opts.Policies.Ledger("ns/web-c").Value(); math.Abs(v-15) > 0.5 {
 		t.Errorf("joining Pod's handout count %v, want its peers' mean 15", v)
 	}
 }
@@ -387,13 +387,13 @@ func TestOwnNames(t *testing.T) {
 			t.Errorf("%s does not exist", name)
 			continue
 		}
-		got := rrStrings(n.A)
-		if !slices.Equal(got, records) || len(n.AAAA) != 0 || n.A4 != nil || n.SRVs != nil {
-			t.Errorf("%s: A %q AAAA %v, want A %q and nothing else", name, got, n.AAAA, records)
+		got := rrStrings(n.FixedA)
+		if !slices.Equal(got, records) || len(n.FixedAAAA) != 0 || n.ChosenA != nil || n.ChosenSRV != nil {
+			t.Errorf("%s: A %q AAAA %v, want A %q and nothing else", name, got, n.FixedAAAA, records)
 		}
 	}
 	_, n := snap.Lookup(strings.TrimPrefix(svc, "."))
-	if n == nil || n.A4 == nil || len(n.A4.In) != 5 {
+	if n == nil || n.ChosenA == nil || len(n.ChosenA.In) != 5 {
 		t.Fatalf("the Service name should offer all five endpoints: %+v", n)
 	}
 	// The forward apex, ns.dns. and dns.; dns-version.; the two reverse
@@ -417,10 +417,10 @@ func TestRepeatedPortsAnswerOnce(t *testing.T) {
 	snap := Build(testOptions(t), 1, svcs, eps)
 	for _, name := range []string{"web.ns.svc.cluster.local.", "_http._tcp.web.ns.svc.cluster.local."} {
 		_, n := snap.Lookup(name)
-		if n == nil || n.SRVs == nil {
+		if n == nil || n.ChosenSRV == nil {
 			t.Fatalf("%s: no SRV choice", name)
 		}
-		if got := chosen(n.SRVs); len(got) != 2 {
+		if got := chosen(n.ChosenSRV); len(got) != 2 {
 			t.Errorf("%s: SRV records %q, want one per endpoint", name, got)
 		}
 	}
@@ -464,17 +464,17 @@ func TestRecordsFromEitherFamilysEndpoint(t *testing.T) {
 		}
 		var rrs []dns.RR
 		switch {
-		case qtype == dns.TypeA && n.A4 != nil:
-			rrs = n.A4.AppendRRs(nil, n.A4.In[0], &buf)
-		case qtype == dns.TypeAAAA && n.A6 != nil:
-			rrs = n.A6.AppendRRs(nil, n.A6.In[0], &buf)
-		case qtype == dns.TypeSRV && n.SRVs != nil:
-			rrs = n.SRVs.AppendRRs(nil, n.SRVs.In[0], &buf)
-			rrs = n.SRVs.AppendGlue(rrs, n.SRVs.In[0], &buf)
+		case qtype == dns.TypeA && n.ChosenA != nil:
+			rrs = n.ChosenA.AppendRRs(nil, n.ChosenA.In[0], &buf)
+		case qtype == dns.TypeAAAA && n.ChosenAAAA != nil:
+			rrs = n.ChosenAAAA.AppendRRs(nil, n.ChosenAAAA.In[0], &buf)
+		case qtype == dns.TypeSRV && n.ChosenSRV != nil:
+			rrs = n.ChosenSRV.AppendRRs(nil, n.ChosenSRV.In[0], &buf)
+			rrs = n.ChosenSRV.AppendGlue(rrs, n.ChosenSRV.In[0], &buf)
 		case qtype == dns.TypeA:
-			rrs = n.A
+			rrs = n.FixedA
 		case qtype == dns.TypeAAAA:
-			rrs = n.AAAA
+			rrs = n.FixedAAAA
 		case qtype == dns.TypePTR:
 			rrs = n.PTR
 		}
@@ -509,15 +509,15 @@ func TestRRBufNamesOutliveGrowth(t *testing.T) {
 	_, n := snap.Lookup("svc-0.team-0.svc.cluster.local.")
 	var buf RRBuf
 	var rrs []dns.RR
-	for _, i := range n.SRVs.In {
-		rrs = n.SRVs.AppendRRs(rrs, i, &buf)
-		rrs = n.SRVs.AppendGlue(rrs, i, &buf)
+	for _, i := range n.ChosenSRV.In {
+		rrs = n.ChosenSRV.AppendRRs(rrs, i, &buf)
+		rrs = n.ChosenSRV.AppendGlue(rrs, i, &buf)
 	}
 	if len(rrs) != 400 {
 		t.Fatalf("%d records, want an SRV and an A for each of 200 endpoints", len(rrs))
 	}
 	for k := 0; k < len(rrs); k += 2 {
-		i := n.SRVs.In[k/2]
+		i := n.ChosenSRV.In[k/2]
 		want := fmt.Sprintf("10-0-0-%d.svc-0.team-0.svc.cluster.local.", i)
 		srv, a := rrs[k].(*dns.SRV), rrs[k+1].(*dns.A)
 		if srv.Target != want || a.Hdr.Name != want || a.A.String() != fmt.Sprintf("10.0.0.%d", i) {
@@ -540,7 +540,7 @@ func TestWeightsKeepTheirSign(t *testing.T) {
 	)
 	snap := Build(testOptions(t), 1, svcs, eps)
 	_, n := snap.Lookup("w.p.svc.cluster.local.")
-	c := n.A4.Set.Candidates
+	c := n.ChosenA.Set.Candidates
 	if w := float64(c[0].Weight); math.IsInf(w, 0) || w < 1e38 {
 		t.Errorf("weight 1e300 held as %g, want the largest finite float32", w)
 	}

@@ -27,7 +27,7 @@ func TestLiveLoadCells(t *testing.T) {
 	cands := func(snap *Snapshot, svc string) []bool {
 		_, n := snap.Lookup(svc + ".lo.svc.cluster.local.")
 		var live []bool
-		for _, ep := range n.A4.Set.Candidates {
+		for _, ep := range n.ChosenA.Set.Candidates {
 			live = append(live, ep.Live != nil)
 		}
 		return live
@@ -38,7 +38,7 @@ func TestLiveLoadCells(t *testing.T) {
 	if got := cands(snap, "ll"); !slices.Equal(got, []bool{false, false}) {
 		t.Errorf("no load query: live cells %v", got)
 	}
-	opts.LoadQuery = "default_query"
+	opts.Policies.SetDefaultLoadQuery("default_query")
 	snap = Build(opts, 2, svcs, sl)
 	// Pod endpoints of Services whose chain reads load get one; the
 	// address-only endpoint and the ordered Service's do not.
@@ -54,12 +54,12 @@ func TestLiveLoadCells(t *testing.T) {
 		t.Errorf("LiveQueries = %v", got)
 	}
 	_, n := snap.Lookup("ll.lo.svc.cluster.local.")
-	cell := n.A4.Set.Candidates[0].Live
+	cell := n.ChosenA.Set.Candidates[0].Live
 	if cell != opts.Policies.Live("default_query", "lo/p-0") {
 		t.Error("the endpoint's cell is not the Compiler's for its query and namespace/pod")
 	}
 	snap = Build(opts, 3, svcs, sl)
-	if _, n := snap.Lookup("ll.lo.svc.cluster.local."); n.A4.Set.Candidates[0].Live != cell {
+	if _, n := snap.Lookup("ll.lo.svc.cluster.local."); n.ChosenA.Set.Candidates[0].Live != cell {
 		t.Error("a rebuild replaced the live cell")
 	}
 }

@@ -169,7 +169,7 @@ func TestRRBufForgetsOldSnapshots(t *testing.T) {
 		svcs, slices := memoryFixture(1, 50)
 		snap := Build(testOptions(t), 1, svcs, slices)
 		_, n := snap.Lookup("svc-0.team-0.svc.cluster.local.")
-		return n.SRVs, weak.Make(&n.SRVs.Set.members[0])
+		return n.ChosenSRV, weak.Make(&n.ChosenSRV.Set.members[0])
 	}
 	old, gone := build()
 	buf.Reset()

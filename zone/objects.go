@@ -12,20 +12,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/hdns-dev/hdns/policy"
 )
 
 // Annotations hdns reads. Everything else on an object is dropped at the
-// informer.
+// informer. The policy annotations mean what package policy says.
 const (
-	// AnnotationPolicy selects a Service's policy chain, e.g. "ordered".
-	AnnotationPolicy = "hdns.dev/policy"
-	// AnnotationWeights gives endpoints static weights for the weighted
-	// step, by Pod name or hostname: "web-0=3, web-1=1" (others weigh 1).
-	AnnotationWeights = "hdns.dev/weights"
-	// AnnotationLoadQuery replaces the --load-query PromQL expression for
-	// one Service's endpoints; it must return the same namespace and pod
-	// labels.
-	AnnotationLoadQuery = "hdns.dev/load-query"
+	AnnotationPolicy    = policy.AnnotationPolicy
+	AnnotationWeights   = policy.AnnotationWeights
+	AnnotationLoadQuery = policy.AnnotationLoadQuery
 	// annotationTriggerTime is set by the EndpointSlice controller to the
 	// time of the change that caused the slice's last update.
 	annotationTriggerTime = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -69,7 +65,9 @@ type Service struct {
 }
 
 // Endpoint is one endpoint of an EndpointSlice, in 48 bytes: the
-// informers keep one per endpoint of the cluster.
+// informers keep one per endpoint of the cluster. It is the source's
+// record, and snapshots share it rather than copy it: a member points at
+// it for the endpoint's address, Pod and hostname.
 type Endpoint struct {
 	// ids is PodKey followed by Hostname, in one string.
 	ids string

@@ -143,7 +143,7 @@ func TestPTRIndex(t *testing.T) {
 			t.Errorf("%s: exists %v, PTR %v; want %v, %v", tt.name, exists, targets, tt.exists, tt.targets)
 		}
 	}
-	if _, n := snap.Lookup("in-addr.arpa."); n == nil || len(n.Other().SOA) != 1 {
+	if _, n := snap.Lookup("in-addr.arpa."); n == nil || len(n.Rare().SOA) != 1 {
 		t.Errorf("the reverse apex lost its SOA: %+v", n)
 	}
 	// Stats count each address's reverse name once.
@@ -160,7 +160,7 @@ func TestPTRAtApex(t *testing.T) {
 	svcs, sl := dualStack(t)
 	snap := Build(opts, 1, svcs, sl)
 	_, n := snap.Lookup("1.0.0.10.in-addr.arpa.")
-	if n == nil || len(n.PTR) != 1 || len(n.Other().SOA) != 1 {
+	if n == nil || len(n.PTR) != 1 || len(n.Rare().SOA) != 1 {
 		t.Fatalf("apex node %+v", n)
 	}
 }

@@ -107,6 +107,10 @@ func (p *Publisher) rebuild(list ListFunc) bool {
 	snap := Build(p.opts, p.serial, services, slices)
 	first := p.current.Load() == nil
 	p.current.Store(snap)
+	// What the new snapshot's Services asked for survives; what only
+	// replaced snapshots used goes. A build that changed one Service
+	// would release that Service's state alone.
+	p.opts.Policies.Sweep()
 	published := time.Now()
 	took := published.Sub(start)
 	if p.metrics != nil {

@@ -153,9 +153,9 @@ func (b *RRBuf) ownNode(apex *Apex, set *EndpointSet, i int, name string) *Node 
 	b.node = Node{Apex: apex}
 	for k, rr := range b.rrs {
 		if rr.Header().Rrtype == dns.TypeA {
-			b.node.A = b.rrs[k : k+1 : k+1]
+			b.node.FixedA = b.rrs[k : k+1 : k+1]
 		} else {
-			b.node.AAAA = b.rrs[k : k+1 : k+1]
+			b.node.FixedAAAA = b.rrs[k : k+1 : k+1]
 		}
 	}
 	return &b.node
@@ -164,10 +164,10 @@ func (b *RRBuf) ownNode(apex *Apex, set *EndpointSet, i int, name string) *Node 
 // endpointSet returns the EndpointSet of a headless Service's node, or nil.
 func (n *Node) endpointSet() *EndpointSet {
 	switch {
-	case n.A4 != nil:
-		return n.A4.Set
-	case n.A6 != nil:
-		return n.A6.Set
+	case n.ChosenA != nil:
+		return n.ChosenA.Set
+	case n.ChosenAAAA != nil:
+		return n.ChosenAAAA.Set
 	}
 	return nil
 }

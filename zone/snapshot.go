@@ -7,6 +7,14 @@
 // publishes a new Snapshot with an atomic pointer swap. Readers never lock: a
 // Snapshot and everything reachable from it is never modified after Build
 // returns.
+//
+// The package owns the sources' shrunk objects, the names and records of
+// the specification, and the lists of candidates each question chooses
+// among. It does not choose: for each headless Service it asks the policy
+// Compiler once (CompileService, then Bind with its endpoints' identities)
+// and stores the Chain and endpoints it gets back; it never reads
+// annotations' policy meaning, weights or load. It must not import server
+// (which reads Snapshots) or loadsource.
 package zone
 
 import (
@@ -71,27 +79,31 @@ type Apex struct {
 // Node holds the records of one owner name. A Node with no records is an
 // empty non-terminal: it exists (NODATA), because names exist below it.
 //
-// Records in fixed slices are answered as they are. Choices are answered with
+// Fixed records are answered as they are. Chosen records are answered with
 // the endpoints a policy picks for each query.
 //
 // Stored Nodes come per Service, not per endpoint: Services, their
 // ports, the apexes. An endpoint's own name and an address's reverse name have none;
 // Lookup makes their Node when asked, from the EndpointSet's members and
 // from the Snapshot's PTR index. Records only a few names have wait behind
-// Other.
+// Rare.
 type Node struct {
 	Apex *Apex
 
-	A, AAAA, PTR []dns.RR
+	// FixedA, FixedAAAA and PTR are answered as they are: a ClusterIP
+	// Service's addresses, an endpoint's own name, a reverse name.
+	FixedA, FixedAAAA, PTR []dns.RR
 
-	// A4, A6 and SRVs are the per-query choices of a headless Service.
-	A4, A6, SRVs *Choice
+	// ChosenA, ChosenAAAA and ChosenSRV are the per-query choices of a
+	// headless Service: its policy picks their records for each query.
+	ChosenA, ChosenAAAA, ChosenSRV *Choice
 
-	other *OtherRecords
+	rare *RareRecords
 }
 
-// OtherRecords are the records only a few names have.
-type OtherRecords struct {
+// RareRecords are the records only a few names have, kept out of Node so
+// that the many Nodes without them do not pay for their fields.
+type RareRecords struct {
 	SRV, TXT, NS, SOA []dns.RR
 	// Extra holds the addresses of fixed SRV targets, for the additional
 	// section.
@@ -101,19 +113,19 @@ type OtherRecords struct {
 	CNAME *dns.CNAME
 }
 
-var noOtherRecords OtherRecords
+var noRareRecords RareRecords
 
-// Other returns the node's other records; never nil, and never to be
+// Rare returns the node's rare records; never nil, and never to be
 // modified.
-func (n *Node) Other() *OtherRecords {
-	if n.other == nil {
-		return &noOtherRecords
+func (n *Node) Rare() *RareRecords {
+	if n.rare == nil {
+		return &noRareRecords
 	}
-	return n.other
+	return n.rare
 }
 
 // CNAME is the node's CNAME record, or nil.
-func (n *Node) CNAME() *dns.CNAME { return n.Other().CNAME }
+func (n *Node) CNAME() *dns.CNAME { return n.Rare().CNAME }
 
 // EndpointSet holds the candidates of one headless Service, in the spec's
 // stable order, and the policy that chooses among them.
@@ -148,6 +160,9 @@ type EndpointSet struct {
 // EndpointSlice endpoints it merges, which hold its addresses, and how its
 // own name is spelled. Names and records are made when asked (RRBuf), so
 // that a member is 24 bytes and the snapshot holds no string per endpoint.
+// It is apart from its policy.Endpoint (Candidates[i]) because each side
+// reads only its own: steps never make records, and making records needs
+// none of the policy's state.
 type member struct {
 	// src is the first EndpointSlice endpoint the candidate was made
 	// from, shared with the source: its Pod, node, zone and, unless alt

@@ -175,8 +175,8 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--default-policy: %w", err)
 	}
+	policies.SetDefaultLoadQuery(c.loadQuery)
 	opts.Policies = policies
-	opts.LoadQuery = c.loadQuery
 	return opts, nil
 }
 

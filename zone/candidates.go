@@ -1,0 +1,201 @@
+package zone
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/hdns-dev/hdns/policy"
+)
+
+// candidate is an endpoint of a headless Service while the Service is
+// being built, and only then: it merges the EndpointSlice endpoints of one
+// Pod (its IPv4 and IPv6 addresses come in two slices), and holds what
+// the build derives from them (the label of its own name, its identity
+// for policy.Bind) in the plain fields that deriving needs. The snapshot
+// keeps the compact member and policy.Endpoint made from it instead.
+type candidate struct {
+	// id is its identity for policy.Bind: Hostname is the label of its
+	// own name; Key is set by endpointIDs.
+	id     policy.EndpointID
+	src    *Endpoint // the first of its endpoints
+	alt    *Endpoint // the one of the other family, if any
+	host   memberFlags
+	v4, v6 netip.Addr
+	ports  []Port // may share its array with a slice's Ports
+}
+
+// endpointIDs returns the candidates' identities for policy.Bind, in b's
+// scratch until the next call.
+func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
+	keys := candidateKeys(cands)
+	ids := b.scratch.ids[:0]
+	for i, c := range cands {
+		id := c.id
+		id.Key = keys[i]
+		ids = append(ids, id)
+	}
+	b.scratch.ids = ids
+	return ids
+}
+
+// candidateKeys returns each candidate's Key, which identifies it across
+// replicas and snapshots: its Pod's namespace/name (the source's string),
+// else its first address.
+func candidateKeys(cands []*candidate) []string {
+	keys := packed(cands, func(c *candidate, b []byte) []byte {
+		switch {
+		case c.src.PodKey() != "":
+			return b
+		case c.v4.IsValid():
+			return c.v4.AppendTo(b)
+		default:
+			return c.v6.AppendTo(b)
+		}
+	})
+	for i, c := range cands {
+		if c.src.PodKey() != "" {
+			keys[i] = c.src.PodKey()
+		}
+	}
+	return keys
+}
+
+// packed returns the strings that write appends for each candidate, cut
+// from one string: one allocation per Service where there were one per
+// endpoint, and one block of memory that the snapshot's lifetime alone
+// decides, not scattered among the build's garbage.
+func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []string {
+	var b []byte
+	ends := make([]int, len(cands))
+	for i, c := range cands {
+		b = write(c, b)
+		ends[i] = len(b)
+	}
+	all := string(b)
+	out := make([]string, len(cands))
+	start := 0
+	for i, end := range ends {
+		out[i], start = all[start:end], end
+	}
+	return out
+}
+
+// candidateScratch is what headlessCandidates reuses from one Service to
+// the next. A build's temporary data, allocated afresh per Service, would
+// scatter among the snapshot's and leave its memory spans part-used once
+// collected.
+type candidateScratch struct {
+	slices []*EndpointSlice
+	cands  []candidate
+	ptrs   []*candidate
+	ids    []policy.EndpointID  // endpointIDs's
+	byKey  map[candidateKey]int // index into cands
+	seen   map[netip.Addr]bool
+}
+
+// candidateKey merges the endpoints of one Pod, or of one hostname, across
+// slices.
+type candidateKey struct {
+	pod  bool
+	name string
+}
+
+// headlessCandidates merges the ready endpoints of a Service's slices into
+// candidates, in a stable order: slices by name, endpoints as listed.
+// Candidates are the ready endpoints, and with offerTerminating also those
+// that are terminating but still serving. They live in b's scratch until
+// the next call.
+func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
+	sc := &b.scratch
+	if sc.byKey == nil {
+		sc.byKey, sc.seen = make(map[candidateKey]int), make(map[netip.Addr]bool)
+	}
+	clear(sc.byKey)
+	clear(sc.seen)
+	sc.slices = append(sc.slices[:0], ss...)
+	slices.SortFunc(sc.slices, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+	sc.cands = sc.cands[:0]
+	for _, s := range sc.slices {
+		for i := range s.Endpoints {
+			e := &s.Endpoints[i]
+			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
+			ip := e.Address()
+			if !usable || !ip.IsValid() {
+				continue
+			}
+			if sc.seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
+				continue
+			}
+			sc.seen[ip] = true
+			var key candidateKey
+			switch {
+			case e.PodKey() != "":
+				key = candidateKey{pod: true, name: e.PodKey()}
+			case e.Hostname() != "":
+				key = candidateKey{name: e.Hostname()}
+			}
+			k, ok := sc.byKey[key]
+			if !ok || key.name == "" || (ip.Is4() && sc.cands[k].v4.IsValid()) || (ip.Is6() && sc.cands[k].v6.IsValid()) {
+				k = len(sc.cands)
+				sc.cands = append(sc.cands, candidate{src: e, id: policy.EndpointID{PodName: e.PodName(), Hostname: e.Hostname(),
+					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
+				}})
+				if key.name != "" {
+					sc.byKey[key] = k
+				}
+			}
+			c := &sc.cands[k]
+			if c.src != e {
+				c.alt = e
+			}
+			if ip.Is4() {
+				c.v4 = ip
+			} else {
+				c.v6 = ip
+			}
+			c.ports = mergePorts(c.ports, s.Ports)
+		}
+	}
+	sc.ptrs = sc.ptrs[:0]
+	for i := range sc.cands {
+		c := &sc.cands[i]
+		switch {
+		case isLabel(c.id.Hostname):
+			c.host = hostFromHostname
+		case podNames && isLabel(strings.ToLower(c.src.PodName())):
+			c.id.Hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
+		case c.v4.IsValid():
+			c.id.Hostname, c.host = dashed(c.v4), hostFrom4
+		default:
+			c.id.Hostname, c.host = dashed(c.v6), hostFrom6
+		}
+		sc.ptrs = append(sc.ptrs, c)
+	}
+	return sc.ptrs
+}
+
+// repeats reports whether a port appears twice in ports.
+func repeats(ports []Port) bool {
+	for i, p := range ports {
+		if slices.Contains(ports[:i], p) {
+			return true
+		}
+	}
+	return false
+}
+
+// mergePorts adds the ports of more that have lacks. The result may share
+// its array with either argument: it is clipped, so that appending to it
+// copies.
+func mergePorts(have, more []Port) []Port {
+	if len(have) == 0 && !repeats(more) {
+		return slices.Clip(more)
+	}
+	for _, p := range more {
+		if !slices.Contains(have, p) {
+			have = append(slices.Clip(have), p)
+		}
+	}
+	return have
+}

@@ -1,0 +1,260 @@
+package zone
+
+import (
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
+)
+
+// addHeadless adds a headless Service's names in one zone: its
+// EndpointSet, the choices of its name and ports, its endpoints' own names
+// and, in the primary zone, their PTR records. The Service's policy
+// compiles and binds its endpoints in the Compiler; the zone only lists
+// them.
+func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
+	key := svc.Namespace + "/" + svc.Name
+	sp := b.opts.Policies.CompileService(policy.ServicePolicy{Service: key, Annotation: svc.Policy,
+		Weights: svc.Weights, LoadQuery: svc.LoadQuery, AffinityTimeout: svc.AffinityTimeout})
+	if sp.Chain == nil {
+		return // only when the default policy itself is broken, which flags prevent
+	}
+	if sp.Err != nil && primary {
+		// Reported whether or not the Service has endpoints now, so that a
+		// Service going to zero endpoints and back is not news; once, not
+		// once per zone.
+		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: sp.Err})
+	}
+	cands := b.headlessCandidates(ss, b.opts.EndpointPodNames, sp.Chain.OfferTerminating())
+	if len(cands) == 0 {
+		return // no ready endpoint: the name does not exist
+	}
+	ttl := b.opts.TTL
+	if t := sp.Chain.TTL(); t != 0 {
+		ttl = t
+	}
+	set := &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, Policy: sp.Chain, PolicyErr: sp.Err, TTL: ttl,
+		owner: owner, srvWeight: uint16(max(1, 100/len(cands)))}
+	set.Candidates = cut(&b.cands, len(cands))
+	set.members = cut(&b.members, len(cands))
+	sp.Bind(b.endpointIDs(cands), set.Candidates)
+	ch := newSetChoices(set, len(cands))
+	for i, c := range cands {
+		b.addMember(set, &ch, i, c, primary)
+	}
+	b.addOwnNames(set, cands, apex)
+	ch.publish(b, apex)
+	if primary {
+		b.snap.Stats.Endpoints += len(cands)
+	}
+}
+
+// setChoices are the choices a headless Service's candidates answer: its
+// name's A, AAAA and SRV questions, and each named port's SRV question.
+type setChoices struct {
+	n           int // candidates
+	a4, a6, all *Choice
+	portChoices map[Port]*Choice // by Name and Protocol
+	portOrder   []*Choice
+	ports       portFilter
+	ptrSet      int // the set's index among the PTR targets, once it has one
+}
+
+func newSetChoices(set *EndpointSet, n int) setChoices {
+	return setChoices{
+		n:           n,
+		a4:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeA},
+		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA},
+		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV},
+		portChoices: map[Port]*Choice{},
+		ptrSet:      -1,
+	}
+}
+
+// addMember fills in candidate i's member and adds it to the choices it
+// answers; in the primary zone, also its PTR records.
+func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidate, primary bool) {
+	m := &set.members[i]
+	m.src, m.alt, m.flags = c.src, c.alt, c.host
+	if c.v4.IsValid() {
+		m.flags |= has4
+		ch.a4.add(i, ch.n)
+	}
+	if c.v6.IsValid() {
+		m.flags |= has6
+		ch.a6.add(i, ch.n)
+	}
+	// An endpoint whose name would pass 255 octets answers under the
+	// Service name only: no name, SRV or PTR records of its own.
+	if !fitsLen(len(c.id.Hostname) + 1 + len(set.owner)) {
+		return
+	}
+	m.flags |= named
+	// Own names and PTR records name ready endpoints only; a drain
+	// step may also offer terminating ones to the Service name.
+	if c.id.Ready {
+		set.hosts = append(set.hosts, int32(i))
+		if primary {
+			b.addMemberPTRs(set, ch, i, c)
+		}
+	}
+	m.ports = ch.ports.named(c.ports, set.owner, set)
+	mports := set.ports(m)
+	for k, p := range mports {
+		pk := Port{Name: p.Name, Protocol: p.Protocol}
+		pc := ch.portChoices[pk]
+		if pc == nil {
+			pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + set.owner, Qtype: dns.TypeSRV, Port: &mports[k]}
+			ch.portChoices[pk] = pc
+			ch.portOrder = append(ch.portOrder, pc)
+		}
+		pc.add(i, ch.n)
+	}
+	if m.ports != 0 {
+		ch.all.add(i, ch.n)
+	}
+}
+
+// addMemberPTRs adds the PTR records of candidate i's addresses.
+func (b *builder) addMemberPTRs(set *EndpointSet, ch *setChoices, i int, c *candidate) {
+	if ch.ptrSet < 0 {
+		ch.ptrSet = len(b.snap.ptrs.sets)
+		b.snap.ptrs.sets = append(b.snap.ptrs.sets, set)
+	}
+	for _, ip := range []netip.Addr{c.v4, c.v6} {
+		if ip.IsValid() {
+			b.addPTR(ip, ptrTarget{set: uint32(ch.ptrSet), idx: uint32(i)})
+		}
+	}
+}
+
+// publish shares the choices' candidate lists and puts the choices that
+// answer anything on their nodes.
+func (ch *setChoices) publish(b *builder, apex *Apex) {
+	for _, c := range append([]*Choice{ch.a4, ch.a6, ch.all}, ch.portOrder...) {
+		c.In = b.shareIn(c.In, ch.n)
+	}
+	n := b.node(ch.a4.Owner, apex)
+	if len(ch.a4.In) > 0 {
+		n.ChosenA = ch.a4
+	}
+	if len(ch.a6.In) > 0 {
+		n.ChosenAAAA = ch.a6
+	}
+	if len(ch.all.In) > 0 {
+		n.ChosenSRV = ch.all
+	}
+	for _, pc := range ch.portOrder {
+		b.node(pc.Owner, apex).ChosenSRV = pc
+	}
+}
+
+// add makes candidate i (of n) answer c, once.
+func (c *Choice) add(i, n int) {
+	if c.In == nil {
+		c.In = make([]int, 0, n)
+	}
+	if len(c.In) == 0 || c.In[len(c.In)-1] != i {
+		c.In = append(c.In, i)
+	}
+}
+
+// addOwnNames indexes the own names of set's ready named candidates for
+// Lookup. A hostname that two candidates share gets a stored node with
+// both their addresses instead.
+func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) {
+	host := func(i int32) string { return cands[i].id.Hostname }
+	slices.SortStableFunc(set.hosts, func(x, y int32) int { return strings.Compare(host(x), host(y)) })
+	unique := set.hosts[:0]
+	for k := 0; k < len(set.hosts); {
+		run := k + 1
+		for run < len(set.hosts) && host(set.hosts[run]) == host(set.hosts[k]) {
+			run++
+		}
+		if run == k+1 {
+			unique = append(unique, set.hosts[k])
+		} else {
+			name := host(set.hosts[k]) + "." + set.owner
+			n := b.node(name, apex)
+			for _, i := range set.hosts[k:run] {
+				for _, ip := range []netip.Addr{cands[i].v4, cands[i].v6} {
+					if ip.IsValid() {
+						n.addAddr(name, ip, set.TTL)
+					}
+				}
+			}
+		}
+		k = run
+	}
+	set.hosts = cut(&b.hosts, len(unique))
+	copy(set.hosts, unique)
+	b.ownNames += len(set.hosts)
+}
+
+// portFilter keeps the ports that get SRV records: named, with owner names
+// that fit. Candidates of one slice share its ports, and so their entry in
+// the set's portSets.
+type portFilter struct {
+	in    []Port
+	index uint16
+}
+
+// named returns the index in set.portSets of ports' named ports, adding
+// them; 0 when there are none. The cache remembers the last list only: a
+// slice's candidates share one entry, and a dual-stack candidate whose
+// two slices list different ports gets one of its own. A Service with
+// more than 65,535 entries answers the candidates past them without SRV
+// records.
+func (f *portFilter) named(ports []Port, owner string, set *EndpointSet) uint16 {
+	if len(ports) == 0 {
+		return 0
+	}
+	if len(f.in) == len(ports) && &f.in[0] == &ports[0] {
+		return f.index
+	}
+	var out []Port
+	for _, p := range ports {
+		if isLabel(p.Name) && fits("_"+p.Name+"._"+p.Protocol+"."+owner) {
+			out = append(out, p)
+		}
+	}
+	if len(out) == len(ports) {
+		out = ports
+	}
+	f.in, f.index = ports, 0
+	if len(out) > 0 && len(set.portSets) <= math.MaxUint16 {
+		if len(set.portSets) == 0 {
+			set.portSets = append(set.portSets, nil)
+		}
+		f.index = uint16(len(set.portSets))
+		set.portSets = append(set.portSets, out)
+	}
+	return f.index
+}
+
+// cut returns the next n zero elements of *arena, extending it: a slice
+// whose capacity ends where it does, so that no append reaches the next.
+// Past the arena's capacity it continues in a new array; earlier cuts stay
+// valid in the old one.
+func cut[T any](arena *[]T, n int) []T {
+	start := len(*arena)
+	*arena = append(*arena, make([]T, n)...)
+	return (*arena)[start:len(*arena):len(*arena)]
+}
+
+// shareIn returns in, or, when it holds every one of n candidates (and so
+// is 0, 1, …, n-1), the builder's one such slice, read-only and shared by
+// every choice of that size.
+func (b *builder) shareIn(in []int, n int) []int {
+	if len(in) != n {
+		return in
+	}
+	for len(b.seq) < n {
+		b.seq = append(b.seq, len(b.seq))
+	}
+	return b.seq[:n:n]
+}
