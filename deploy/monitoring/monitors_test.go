@@ -116,3 +116,28 @@ func checkMonitor(t *testing.T, file string, m monitor, endpoints []endpoint, ta
 		}
 	}
 }
+
+// TestKustomizationListsTheBundle holds kustomization.yaml to the files
+// README.md says it applies: the PrometheusRule, one monitor (two would
+// scrape every replica twice) and the dashboard.
+func TestKustomizationListsTheBundle(t *testing.T) {
+	var k struct {
+		Resources          []string `json:"resources"`
+		ConfigMapGenerator []struct {
+			Files []string `json:"files"`
+		} `json:"configMapGenerator"`
+	}
+	readYAML(t, "kustomization.yaml", &k)
+	monitors := 0
+	for _, m := range []string{"servicemonitor.yaml", "podmonitor.yaml"} {
+		if slices.Contains(k.Resources, m) {
+			monitors++
+		}
+	}
+	if monitors != 1 || !slices.Contains(k.Resources, prometheusRuleFile) {
+		t.Errorf("kustomization.yaml lists %v; want %s and one of servicemonitor.yaml, podmonitor.yaml", k.Resources, prometheusRuleFile)
+	}
+	if len(k.ConfigMapGenerator) != 1 || !slices.Equal(k.ConfigMapGenerator[0].Files, []string{"dashboard.json"}) {
+		t.Errorf("kustomization.yaml generates %+v; want one ConfigMap of dashboard.json", k.ConfigMapGenerator)
+	}
+}
