@@ -1,16 +1,17 @@
 // Package promtest runs a real Prometheus server, the Debian package's
 // prometheus binary, on loopback for tests: the load source's tests and the
-// e2e suite both scrape real backends with it.
+// e2e suite both scrape real backends with it. It also finds that
+// package's promtool for the tests that check rule files and dashboards.
 //
-// It owns finding the binary, its configuration and its lifetime within a
-// test. It is a package of its own, not a _test file, so that both can
-// import it; no production package may import it. It imports only the
-// standard library and internal/testproc.
+// It owns finding the binaries, the server's configuration and its
+// lifetime within a test. It is a package of its own, not a _test file, so
+// that several test packages can import it; no production package may
+// import it. It imports only the standard library and internal/testproc.
 //
-// Without a prometheus binary on PATH the tests that need one skip, so
-// that `go test ./...` runs anywhere; with RequireEnv set (scripts/test
-// sets it) they fail instead, so that the full run never passes without
-// them.
+// Without a prometheus (or promtool) binary on PATH the tests that need
+// one skip, so that `go test ./...` runs anywhere; with RequireEnv set
+// (scripts/test sets it) they fail instead, so that the full run never
+// passes without them.
 package promtest
 
 import (
@@ -90,8 +91,8 @@ scrape_configs:
 }
 
 // RequireEnv names the environment variable that, set to anything but ""
-// or "0", makes a missing prometheus binary fail the tests that need it
-// instead of skipping them.
+// or "0", makes a missing prometheus or promtool binary fail the tests that
+// need it instead of skipping them.
 const RequireEnv = "HDNS_REQUIRE_PROMETHEUS"
 
 // Binary returns the path of the prometheus binary on PATH. Without one
@@ -99,15 +100,30 @@ const RequireEnv = "HDNS_REQUIRE_PROMETHEUS"
 // return.
 func Binary(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
+	return lookPath(t, "prometheus", "a real Prometheus server")
+}
+
+// Promtool returns the path of the promtool binary on PATH (the same
+// Debian package ships it), for tests that check rule files and PromQL
+// expressions. Without one it skips or fails t as Binary does.
+func Promtool(t testing.TB) string {
+	t.Helper()
+	return lookPath(t, "promtool", "promtool")
+}
+
+// lookPath finds name on PATH, or skips t (fails it when RequireEnv is
+// set) saying the test needs what.
+func lookPath(t testing.TB, name, what string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err == nil {
 		return bin
 	}
 	const install = "run scripts/setup (it installs the Debian package prometheus)"
 	if v := os.Getenv(RequireEnv); v != "" && v != "0" {
-		t.Fatalf("prometheus is not installed (%v) and %s is set: %s", err, RequireEnv, install)
+		t.Fatalf("%s is not installed (%v) and %s is set: %s", name, err, RequireEnv, install)
 	}
-	t.Skipf("this test needs a real Prometheus server and prometheus is not installed (%v); %s, or set %s=1 to make this a failure", err, install, RequireEnv)
+	t.Skipf("this test needs %s and %s is not installed (%v); %s, or set %s=1 to make this a failure", what, name, err, install, RequireEnv)
 	return ""
 }
 

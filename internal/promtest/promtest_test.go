@@ -25,13 +25,14 @@ func (o *outcomeTB) Skipf(format string, args ...any) {
 	runtime.Goexit()
 }
 
-// binaryOutcome runs Binary on a recorder in a goroutine of its own.
-func binaryOutcome(t *testing.T) *outcomeTB {
+// binaryOutcome runs find (Binary or Promtool) on a recorder in a
+// goroutine of its own.
+func binaryOutcome(t *testing.T, find func(testing.TB) string) *outcomeTB {
 	o := &outcomeTB{TB: t}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		Binary(o)
+		find(o)
 	}()
 	<-done
 	return o
@@ -48,10 +49,12 @@ func TestMissingPrometheusSkipsUnlessRequired(t *testing.T) {
 		{require: "1", wantFailure: true},
 	} {
 		t.Setenv(RequireEnv, tc.require)
-		o := binaryOutcome(t)
-		if o.failed != tc.wantFailure || o.skipped == tc.wantFailure {
-			t.Errorf("%s=%q without prometheus: failed %v, skipped %v; want failed %v (%s)",
-				RequireEnv, tc.require, o.failed, o.skipped, tc.wantFailure, o.msg)
+		for name, find := range map[string]func(testing.TB) string{"Binary": Binary, "Promtool": Promtool} {
+			o := binaryOutcome(t, find)
+			if o.failed != tc.wantFailure || o.skipped == tc.wantFailure {
+				t.Errorf("%s with %s=%q and an empty PATH: failed %v, skipped %v; want failed %v (%s)",
+					name, RequireEnv, tc.require, o.failed, o.skipped, tc.wantFailure, o.msg)
+			}
 		}
 	}
 }
