@@ -1,4 +1,4 @@
-package server
+package answer
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -16,7 +17,7 @@ import (
 // marked a response, and fit its transport; and the fast path must reply
 // with exactly the bytes of the general path.
 func FuzzRespond(f *testing.F) {
-	snap := fixtureSnapshot(f)
+	snap := fixture.Cluster(f)
 	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}}
 	for _, q := range []struct {
 		name  string
@@ -30,7 +31,7 @@ func FuzzRespond(f *testing.F) {
 		{"10.217.244.10.in-addr.arpa.", dns.TypePTR, 0},
 		{"nope.example.", dns.TypeTXT, 512},
 	} {
-		m := query(q.name, q.qtype)
+		m := fixture.Query(q.name, q.qtype)
 		if q.edns > 0 {
 			m.SetEdns0(q.edns, true)
 		}
@@ -44,9 +45,9 @@ func FuzzRespond(f *testing.F) {
 	f.Add([]byte{0, 1, 0x28, 0, 0, 1, 0, 0, 0, 0, 0, 0}, false) // UPDATE, no question
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
 		var s Scratch
-		out := r.Respond(pkt, netip.MustParseAddr("127.0.0.1"), tcp, &s)
+		out, _ := r.Respond(pkt, netip.MustParseAddr("127.0.0.1"), tcp, &s)
 		slow := Scratch{slowOnly: true}
-		if want := r.Respond(pkt, netip.MustParseAddr("127.0.0.1"), tcp, &slow); !bytes.Equal(out, want) {
+		if want, _ := r.Respond(pkt, netip.MustParseAddr("127.0.0.1"), tcp, &slow); !bytes.Equal(out, want) {
 			t.Fatalf("fast path (taken: %v) replied\n%x\ngeneral path\n%x", s.fastHit, out, want)
 		}
 		if out == nil {

@@ -1,4 +1,4 @@
-package server
+package answer
 
 import (
 	"encoding/binary"
@@ -371,7 +371,7 @@ func (r *Responder) respondFast(pkt []byte, client netip.Addr, tcp bool, s *Scra
 	}
 	out = b
 	if r.Metrics != nil {
-		r.Metrics.count(q.qtype, int(out[3]&0xF), time.Since(start).Seconds())
+		r.Metrics.Count(q.qtype, int(out[3]&0xF), time.Since(start).Seconds())
 	}
 	return out, true
 }

@@ -1,30 +1,44 @@
-// Package server is hdns's wire: the UDP and TCP listeners, the responder
-// that turns a query and the current zone snapshot into a reply by the RFCs,
-// and the HTTP side (metrics, health, readiness).
-package server
+// Package answer turns a query and the current zone snapshot into a reply
+// by the RFCs: parsing, the choice of records (through the Services'
+// policies), the packed reply with its truncation, the metrics of
+// answers, and the explanation of one answer.
+//
+// It says whether a query goes upstream but does not forward it, and it
+// knows nothing of sockets or HTTP: it must not import the server's
+// socket, forwarding or admin packages, nor net/http.
+package answer
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/server/wire"
 	"github.com/hdns-dev/hdns/zone"
 )
 
 const (
-	// maxUDPSize caps UDP replies whatever the client's EDNS buffer says,
-	// to stay clear of IP fragmentation (DNS Flag Day 2020, RFC 9715).
-	maxUDPSize = 1232
 	// maxCNAMEChain bounds how many in-zone CNAMEs one answer follows.
 	maxCNAMEChain = 8
-	headerLen     = 12
+	headerLen     = wire.HeaderLen
+	maxUDPSize    = wire.MaxUDPSize
+)
+
+// Result says what becomes of a query.
+type Result uint8
+
+const (
+	// Drop: the packet gets no reply.
+	Drop Result = iota
+	// Reply: the returned bytes are the reply.
+	Reply
+	// Forward: the query is for a name outside the zones, from a client
+	// allowed to forward; it is to be resolved upstream.
+	Forward
 )
 
 // SnapshotFunc returns the current zone snapshot, or nil before the first
@@ -42,9 +56,9 @@ type Responder struct {
 	Zones []string
 	// Metrics, when set, counts every reply.
 	Metrics *Metrics
-	// Forward, when set, resolves names outside the zones for clients
-	// whose source address is in ForwardAllow; everyone else gets REFUSED.
-	Forward      *Forwarder
+	// ForwardAllow lists the clients (by source address) whose queries
+	// for names outside the zones Respond hands to forwarding; everyone
+	// else gets REFUSED. Empty forwards nothing.
 	ForwardAllow []netip.Prefix
 	// PodRecords answers <dashed-ip>.<namespace>.pod.<zone> with that
 	// address, as CoreDNS's "pods insecure" does: without checking that
@@ -64,9 +78,6 @@ type Scratch struct {
 	// explain, when set, asks for a trace of the choice instead of a
 	// recorded handout.
 	explain *Explanation
-	// forward is set by Respond when the query must go upstream: Respond
-	// then returns nil and the server calls Forwarded off its read loop.
-	forward bool
 	// outOfZone is set by answer for an IN question outside every zone.
 	outOfZone bool
 	picked    []int
@@ -83,12 +94,13 @@ type Scratch struct {
 	slowOnly, fastHit bool
 }
 
-// Respond answers the query in pkt from client and returns the reply bytes,
-// or nil when the packet gets no reply (it is too short to carry an ID, or
-// it is itself a response). Over UDP the reply fits the client's EDNS
-// buffer (512 bytes without EDNS, at most 1232); over TCP, 65535 bytes.
-// The result aliases s and is valid until s is used again.
-func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch) []byte {
+// Respond answers the query in pkt from client. With Reply, out is the
+// reply: over UDP it fits the client's EDNS buffer (512 bytes without
+// EDNS, at most 1232); over TCP, 65535 bytes; it aliases s and is valid
+// until s is used again. Drop is for a packet that gets no reply (too
+// short to carry an ID, or itself a response); Forward for a query to
+// resolve upstream (ForwardAllow). out is nil for both.
+func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch) (out []byte, _ Result) {
 	var start time.Time
 	if r.Metrics != nil {
 		start = time.Now()
@@ -97,22 +109,22 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		if r.Metrics != nil {
 			r.Metrics.dropped.Inc()
 		}
-		return nil
+		return nil, Drop
 	}
 	// The common queries take the fast path (fast.go), which writes the
 	// same bytes as the rest of this function without dns.Msg.
-	s.forward, s.outOfZone, s.fastHit = false, false, false
+	s.outOfZone, s.fastHit = false, false
 	s.rrs.Reset()
 	if s.explain == nil && !s.slowOnly {
 		if out, ok := r.respondFast(pkt, client, tcp, s, start); ok {
 			s.fastHit = true
-			return out
+			return out, Reply
 		}
 	}
 	req, m := &s.req, &s.resp
 	resetMsg(m)
 	s.rrs.Reset()
-	s.forward, s.outOfZone = false, false
+	s.outOfZone = false
 	source := client
 	qtype := uint16(0)
 	limit := 512
@@ -126,7 +138,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		m.Response = true
 		m.Opcode = int(pkt[2]>>3) & 0xF
 		m.Rcode = dns.RcodeFormatError
-		return r.finish(m, s, limit, qtype, start)
+		return r.finish(m, s, limit, qtype, start), Reply
 	}
 	m.Id = req.Id
 	m.Response = true
@@ -140,7 +152,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		if o, ok := rr.(*dns.OPT); ok {
 			if reqOpt != nil {
 				m.Rcode = dns.RcodeFormatError
-				return r.finish(m, s, limit, qtype, start)
+				return r.finish(m, s, limit, qtype, start), Reply
 			}
 			reqOpt = o
 		}
@@ -156,7 +168,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		}
 		if reqOpt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
-			return r.finishEDNS(m, s, limit, qtype, start)
+			return r.finishEDNS(m, s, limit, qtype, start), Reply
 		}
 		for _, o := range reqOpt.Option {
 			if e, ok := o.(*dns.EDNS0_SUBNET); ok {
@@ -166,14 +178,14 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	}
 	if req.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeNotImplemented
-		return r.finishEDNS(m, s, limit, qtype, start)
+		return r.finishEDNS(m, s, limit, qtype, start), Reply
 	}
 	m.RecursionDesired = req.RecursionDesired
 	m.CheckingDisabled = req.CheckingDisabled
 	m.Question = req.Question
 	if len(req.Question) != 1 {
 		m.Rcode = dns.RcodeFormatError
-		return r.finishEDNS(m, s, limit, qtype, start)
+		return r.finishEDNS(m, s, limit, qtype, start), Reply
 	}
 	q := req.Question[0]
 	qtype = q.Qtype
@@ -182,7 +194,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		if !ok {
 			// RFC 7871 7.1.1: a malformed option is a format error.
 			m.Rcode = dns.RcodeFormatError
-			return r.finishEDNS(m, s, limit, qtype, start)
+			return r.finishEDNS(m, s, limit, qtype, start), Reply
 		}
 		// A /0 subnet names nobody: the asker stays the client.
 		if ecs.SourceNetmask > 0 {
@@ -193,8 +205,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	s.usedClient = false
 	r.answer(m, s, &q, client)
 	if s.outOfZone && r.forwards(source) {
-		s.forward = true
-		return nil
+		return nil, Forward
 	}
 	if ecs != nil {
 		// RFC 7871 7.2.1: echo family, address and source prefix; the
@@ -207,70 +218,17 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		}
 		s.opt.Option = append(s.opt.Option, &s.ecs)
 	}
-	return r.finishEDNS(m, s, limit, qtype, start)
+	return r.finishEDNS(m, s, limit, qtype, start), Reply
 }
 
 // forwards reports whether queries of client outside the zones go upstream.
 func (r *Responder) forwards(client netip.Addr) bool {
-	if r.Forward == nil {
-		return false
-	}
 	for _, p := range r.ForwardAllow {
 		if p.Contains(client) {
 			return true
 		}
 	}
 	return false
-}
-
-// Forwarded resolves upstream the query in pkt (which Respond marked for
-// forwarding) and returns the reply: the upstream's answer under the
-// client's ID, question and EDNS, with RA set and AA cleared, cut to the
-// transport's limit; SERVFAIL when no upstream answered. It blocks for up
-// to the upstreams' timeouts; it allocates its own buffers.
-func (r *Responder) Forwarded(ctx context.Context, pkt []byte, tcp bool) []byte {
-	start := time.Now()
-	var req dns.Msg
-	if err := req.Unpack(pkt); err != nil || len(req.Question) != 1 {
-		return nil // Respond accepted it: cannot happen
-	}
-	up, err := r.Forward.Exchange(ctx, &req)
-	m := new(dns.Msg)
-	if err == nil {
-		*m = *up
-		m.Extra = slices.DeleteFunc(slices.Clone(m.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
-	} else {
-		m.Rcode = dns.RcodeServerFailure
-	}
-	m.Id, m.Response, m.Opcode = req.Id, true, req.Opcode
-	m.Question = req.Question
-	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
-	m.RecursionAvailable, m.Authoritative, m.Truncated = true, false, false
-	m.Compress = true
-	limit := dns.MaxMsgSize
-	if !tcp {
-		limit = 512
-	}
-	if o := req.IsEdns0(); o != nil {
-		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		opt.SetUDPSize(maxUDPSize)
-		opt.SetDo(o.Do())
-		m.Extra = append(m.Extra, opt)
-		if !tcp {
-			limit = min(max(int(o.UDPSize()), 512), maxUDPSize)
-		}
-	}
-	out, err := m.Pack()
-	if err == nil && len(out) > limit {
-		out, err = truncate(out, limit)
-	}
-	if err != nil {
-		return nil
-	}
-	if r.Metrics != nil {
-		r.Metrics.count(req.Question[0].Qtype, m.Rcode, time.Since(start).Seconds())
-	}
-	return out
 }
 
 // finishEDNS adds the reply's OPT record when the query had one, then
@@ -326,7 +284,7 @@ func resetMsg(m *dns.Msg) {
 
 // answer fills m for one question of class IN.
 func (r *Responder) answer(m *dns.Msg, s *Scratch, q *dns.Question, client netip.Addr) {
-	name := lower(q.Name)
+	name := wire.Lower(q.Name)
 	snap := r.Snapshot()
 	if q.Qclass != dns.ClassINET {
 		m.Rcode = dns.RcodeRefused
@@ -507,7 +465,7 @@ func (r *Responder) fixedOrChosen(m *dns.Msg, s *Scratch, fixed, extra []dns.RR,
 func (r *Responder) finish(m *dns.Msg, s *Scratch, limit int, qtype uint16, start time.Time) []byte {
 	out, err := m.PackBuffer(s.buf)
 	if err == nil && len(out) > limit {
-		out, err = truncate(out, limit)
+		out, err = wire.Truncate(out, limit)
 	}
 	if err != nil {
 		// Only a bug packs badly: answer SERVFAIL with nothing else.
@@ -521,114 +479,7 @@ func (r *Responder) finish(m *dns.Msg, s *Scratch, limit int, qtype uint16, star
 		s.buf = out[:cap(out)]
 	}
 	if r.Metrics != nil {
-		r.Metrics.count(qtype, m.Rcode, time.Since(start).Seconds())
+		r.Metrics.Count(qtype, m.Rcode, time.Since(start).Seconds())
 	}
 	return out
-}
-
-// truncate cuts a packed reply to limit bytes in place. The additional
-// section goes first, and dropping only it does not set TC (RFC 2181 9);
-// if that is not enough, the answer keeps the records that fit, TC is set,
-// and the authority goes too. A trailing OPT record is always kept.
-//
-// It cuts at record boundaries of the packed bytes: compression pointers
-// only point backwards, so whatever stays remains valid.
-func truncate(out []byte, limit int) ([]byte, error) {
-	counts := [4]int{} // question, answer, authority, additional
-	for i := range counts {
-		counts[i] = int(binary.BigEndian.Uint16(out[4+2*i:]))
-	}
-	off := headerLen
-	var err error
-	for range counts[0] {
-		if off, err = skipName(out, off); err != nil {
-			return nil, err
-		}
-		off += 4
-	}
-	// ends[i] is the offset after the i-th record of answer and authority.
-	answerStart := off
-	var ends []int
-	for range counts[1] + counts[2] {
-		if off, err = skipRR(out, off); err != nil {
-			return nil, err
-		}
-		ends = append(ends, off)
-	}
-	var opt []byte
-	if counts[3] > 0 {
-		last := off
-		for range counts[3] {
-			last = off
-			if off, err = skipRR(out, off); err != nil {
-				return nil, err
-			}
-		}
-		if binary.BigEndian.Uint16(out[last+1:]) == dns.TypeOPT && out[last] == 0 {
-			opt = out[last:off]
-		}
-	}
-	keepAN, keepNS, end := counts[1], counts[2], answerStart
-	if len(ends) > 0 {
-		end = ends[len(ends)-1]
-	}
-	tc := false
-	if end+len(opt) > limit {
-		tc, keepNS = true, 0
-		keepAN = 0
-		end = answerStart
-		for i := 0; i < counts[1] && ends[i]+len(opt) <= limit; i++ {
-			keepAN, end = i+1, ends[i]
-		}
-	}
-	n := copy(out[end:], opt)
-	out = out[:end+n]
-	binary.BigEndian.PutUint16(out[6:], uint16(keepAN))
-	binary.BigEndian.PutUint16(out[8:], uint16(keepNS))
-	binary.BigEndian.PutUint16(out[10:], uint16(min(1, len(opt))))
-	if tc {
-		out[2] |= 0x02
-	}
-	return out, nil
-}
-
-var errShortReply = errors.New("server: packed reply ends inside a record")
-
-func skipName(b []byte, off int) (int, error) {
-	for {
-		if off >= len(b) {
-			return 0, errShortReply
-		}
-		l := int(b[off])
-		switch {
-		case l == 0:
-			return off + 1, nil
-		case l&0xC0 == 0xC0:
-			return off + 2, nil
-		default:
-			off += 1 + l
-		}
-	}
-}
-
-func skipRR(b []byte, off int) (int, error) {
-	off, err := skipName(b, off)
-	if err != nil || off+10 > len(b) {
-		return 0, errShortReply
-	}
-	off += 10 + int(binary.BigEndian.Uint16(b[off+8:]))
-	if off > len(b) {
-		return 0, errShortReply
-	}
-	return off, nil
-}
-
-// lower returns s in lower case, without allocating when it already is.
-func lower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
 }

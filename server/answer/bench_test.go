@@ -1,4 +1,4 @@
-package server
+package answer
 
 import (
 	"encoding/binary"
@@ -10,37 +10,13 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 )
 
-// benchZone builds a snapshot of services headless Services, each with
-// three endpoints, plus a 100-endpoint Service "big" in namespace awx.
-func benchZone(b testing.TB, services int) *zone.Snapshot {
-	b.Helper()
-	var svcs []*zone.Service
-	var slices []*zone.EndpointSlice
-	add := func(name string, n int) {
-		svcs = append(svcs, &zone.Service{Namespace: "awx", Name: name, Kind: zone.KindHeadless})
-		s := &zone.EndpointSlice{Namespace: "awx", Name: name + "-1", Service: name, AddressType: "IPv4",
-			Ports: []zone.Port{{Name: "http", Protocol: "tcp", Port: 80}}}
-		for i := range n {
-			base := len(svcs) * 128
-			e := zone.NewEndpoint(netip.AddrFrom4([4]byte{10, byte(base >> 16), byte(base >> 8), byte(i + 1)}), "", fmt.Sprintf("%s-%d", name, i))
-			e.Ready, e.Serving = true, true
-			s.Endpoints = append(s.Endpoints, e)
-		}
-		slices = append(slices, s)
-	}
-	add("big", 100)
-	for i := range services - 1 {
-		add(fmt.Sprintf("svc-%d", i), 3)
-	}
-	return zone.Build(testOptions(b), 1, svcs, slices)
-}
-
 func packedQuery(b testing.TB, name string, qtype uint16, edns uint16) []byte {
 	b.Helper()
-	m := query(name, qtype)
+	m := fixture.Query(name, qtype)
 	if edns > 0 {
 		m.SetEdns0(edns, false)
 	}
@@ -64,7 +40,7 @@ func benchRespond(b *testing.B, snap *zone.Snapshot, pkt []byte, tcp bool) {
 	var s Scratch
 	s.slowOnly = strings.HasSuffix(b.Name(), "general-path")
 	client := netip.MustParseAddr("127.0.0.1")
-	out := r.Respond(pkt, client, tcp, &s)
+	out, _ := r.Respond(pkt, client, tcp, &s)
 	if out == nil {
 		b.Fatal("no reply")
 	}
@@ -84,7 +60,7 @@ func benchRespond(b *testing.B, snap *zone.Snapshot, pkt []byte, tcp bool) {
 // Services.
 func BenchmarkRespond(b *testing.B) {
 	for _, services := range []int{10, 10000} {
-		snap := benchZone(b, services)
+		snap := fixture.Bench(b, services)
 		for _, tc := range []struct {
 			name string
 			pkt  []byte
@@ -119,7 +95,7 @@ func BenchmarkRespond(b *testing.B) {
 // near 1 means lookups do not cost in proportion to zone size.
 func BenchmarkZoneSizeRatio(b *testing.B) {
 	pkt := packedQuery(b, "svc-1.awx.svc.cluster.local.", dns.TypeA, 1232)
-	small, large := benchZone(b, 10), benchZone(b, 10000)
+	small, large := fixture.Bench(b, 10), fixture.Bench(b, 10000)
 	rs := &Responder{Snapshot: func() *zone.Snapshot { return small }}
 	rl := &Responder{Snapshot: func() *zone.Snapshot { return large }}
 	var s Scratch
@@ -136,25 +112,4 @@ func BenchmarkZoneSizeRatio(b *testing.B) {
 	b.ReportMetric(float64(inSmall.Nanoseconds())/float64(b.N), "ns/query-zone10")
 	b.ReportMetric(float64(inLarge.Nanoseconds())/float64(b.N), "ns/query-zone10000")
 	b.ReportMetric(float64(inLarge)/float64(inSmall), "ratio")
-}
-
-// BenchmarkServeUDP measures a whole exchange over loopback UDP with the
-// miekg/dns client, for comparison with the socket-free figures.
-func BenchmarkServeUDP(b *testing.B) {
-	s := startServer(b, benchZone(b, 10000))
-	c, err := dns.Dial("udp", s.UDPAddr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	m := query("svc-1.awx.svc.cluster.local.", dns.TypeA)
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := c.WriteMsg(m); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := c.ReadMsg(); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
