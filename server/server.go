@@ -5,7 +5,8 @@
 //
 // It decides nothing about replies: what a query gets is the answer
 // package's, how upstreams are asked the forward package's. It must not
-// import zone, policy, or the admin package.
+// import zone or policy itself (answering reads them), nor the admin
+// package.
 package server
 
 import (

@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/server/wire"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -113,8 +114,8 @@ func rrStrings(rrs []dns.RR) []string {
 func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Explanation, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
-	q.SetEdns0(maxUDPSize, false)
-	wire, err := q.Pack()
+	q.SetEdns0(wire.MaxUDPSize, false)
+	pkt, err := q.Pack()
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,7 @@ func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Expl
 	s := &Scratch{explain: e}
 	uncounted := *r
 	uncounted.Metrics = nil
-	out, _ := uncounted.Respond(wire, client, true, s)
+	out, _ := uncounted.Respond(pkt, client, true, s)
 	var reply dns.Msg
 	if err := reply.Unpack(out); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/server/internal/fixture"
+	"github.com/hdns-dev/hdns/server/wire"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -256,8 +257,8 @@ func TestEDNS(t *testing.T) {
 	switch {
 	case ropt == nil:
 		t.Fatal("no OPT in the reply to an EDNS query")
-	case ropt.Version() != 0 || ropt.UDPSize() != maxUDPSize || !ropt.Do():
-		t.Errorf("OPT version %d size %d DO %v, want 0, %d, true", ropt.Version(), ropt.UDPSize(), ropt.Do(), maxUDPSize)
+	case ropt.Version() != 0 || ropt.UDPSize() != wire.MaxUDPSize || !ropt.Do():
+		t.Errorf("OPT version %d size %d DO %v, want 0, %d, true", ropt.Version(), ropt.UDPSize(), ropt.Do(), wire.MaxUDPSize)
 	case len(ropt.Option) != 0:
 		t.Errorf("unknown options echoed: %v", ropt.Option)
 	case r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1:
