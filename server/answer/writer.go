@@ -172,25 +172,7 @@ func (w *writer) answerRR(rr dns.RR) bool {
 // priorities first).
 func (w *writer) picks(c *zone.Choice, picked []int, buf *zone.RRBuf) (n int, ok bool) {
 	if c.Qtype != dns.TypeSRV {
-		for _, i := range picked {
-			ip := c.Addr(i)
-			if ip == nil {
-				continue
-			}
-			end := len(w.b)
-			if !w.name(c.Owner, true) {
-				return 0, false
-			}
-			w.b = appendRRHeader(w.b, c.Qtype, dns.ClassINET, c.Set.TTL)
-			w.b = append(w.b, 0, byte(len(ip)))
-			w.b = append(w.b, ip...)
-			if n++; len(w.b) > w.room {
-				w.b, w.tc = w.b[:end], true
-				return n, true
-			}
-			w.an++
-		}
-		return n, true
+		return w.addrPicks(c, picked)
 	}
 	ordered := c.Set.Policy.Reorders()
 	for pos, i := range picked {
@@ -208,6 +190,37 @@ func (w *writer) picks(c *zone.Choice, picked []int, buf *zone.RRBuf) (n int, ok
 				return n, true
 			}
 		}
+	}
+	return n, true
+}
+
+// addrPicks is picks for an A or AAAA choice: the records are written
+// from the candidates' addresses, each after the same owner, type, class,
+// TTL and data length.
+func (w *writer) addrPicks(c *zone.Choice, picked []int) (n int, ok bool) {
+	size := byte(4)
+	if c.Qtype == dns.TypeAAAA {
+		size = 16
+	}
+	var fixed [10]byte
+	appendRRHeader(fixed[:0], c.Qtype, dns.ClassINET, c.Set.TTL)
+	fixed[9] = size
+	for _, i := range picked {
+		ip := c.Addr(i)
+		if ip == nil {
+			continue
+		}
+		end := len(w.b)
+		if !w.name(c.Owner, true) {
+			return 0, false
+		}
+		b := append(append(w.b, fixed[:]...), ip...)
+		if n++; len(b) > w.room {
+			w.b, w.tc = b[:end], true
+			return n, true
+		}
+		w.b = b
+		w.an++
 	}
 	return n, true
 }
