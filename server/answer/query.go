@@ -81,8 +81,8 @@ func (e *ecsOption) client() (netip.Addr, bool) {
 // hasOpt reports whether the query carries an OPT record.
 func (q *query) hasOpt() bool { return q.opts > 0 }
 
-// names holds the bytes of a plain question name.
-type names struct {
+// plainName holds the bytes of a plain question name.
+type plainName struct {
 	asked, lower []byte
 }
 
@@ -95,7 +95,7 @@ func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // query with one question of a plain name and nothing else but an
 // optional OPT record (options among ECS, NSID, cookie and padding). ok
 // is false for everything else, which parseMsg reads.
-func parseWire(pkt []byte, q *query, n *names) (ok bool) {
+func parseWire(pkt []byte, q *query, n *plainName) (ok bool) {
 	if len(pkt) < wire.HeaderLen || pkt[2]&0xF8 != 0 || // QR, opcode
 		binary.BigEndian.Uint16(pkt[4:]) != 1 || binary.BigEndian.Uint16(pkt[6:]) != 0 ||
 		binary.BigEndian.Uint16(pkt[8:]) != 0 {
@@ -124,7 +124,7 @@ func parseWire(pkt []byte, q *query, n *names) (ok bool) {
 
 // parsePlainName reads the question name at the header's end into n when
 // it is plain, and returns the offset after it.
-func parsePlainName(pkt []byte, n *names) (int, bool) {
+func parsePlainName(pkt []byte, n *plainName) (int, bool) {
 	n.asked, n.lower = n.asked[:0], n.lower[:0]
 	off := wire.HeaderLen
 	for {

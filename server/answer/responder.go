@@ -64,7 +64,7 @@ type Responder struct {
 // allocation. It must not be shared between goroutines.
 type Scratch struct {
 	q     query
-	names names
+	qname plainName
 	// req holds what miekg/dns unpacks of the queries parseWire does not
 	// read.
 	req  dns.Msg
@@ -98,7 +98,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 	}
 	s.rrs.Reset()
 	q := &s.q
-	if !parseWire(pkt, q, &s.names) {
+	if !parseWire(pkt, q, &s.qname) {
 		parseMsg(pkt, q, &s.req)
 	}
 	if r.planReply(q, client, s) == Forward {

@@ -163,7 +163,7 @@ func TestRespondMatchesOracle(t *testing.T) {
 	var s Scratch
 	var o oracle
 	var q query
-	var n names
+	var n plainName
 	compared, read := 0, 0
 	for pi, p := range pairs {
 		for _, name := range p.names {
@@ -231,7 +231,7 @@ func TestMixedCaseQuestion(t *testing.T) {
 	for _, name := range []string{"Web-Headless.awx.svc.cluster.local.", "web-headless.awx.svc.cluster.LOCAL.", "NOPE.AWX.SVC.CLUSTER.LOCAL."} {
 		pkt := packedQuery(t, name, dns.TypeA, 1232)
 		var q query
-		if !parseWire(pkt, &q, new(names)) {
+		if !parseWire(pkt, &q, new(plainName)) {
 			t.Fatalf("%s: not read by parseWire", name)
 		}
 		var m dns.Msg
