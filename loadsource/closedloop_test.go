@@ -18,6 +18,7 @@ import (
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
+	"github.com/hdns-dev/hdns/server/answer"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -135,7 +136,7 @@ func BenchmarkClosedLoop(b *testing.B) {
 	// serve answers from snap on a loopback port; resolversOf gives each
 	// client a Go resolver asking it from the client's own address.
 	serve := func(snap *zone.Snapshot) *server.Server {
-		srv := &server.Server{Addr: "127.0.0.1:0", Responder: &server.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}}
+		srv := &server.Server{Addr: "127.0.0.1:0", Responder: &answer.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}}
 		if err := srv.Listen(); err != nil {
 			b.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
+	"github.com/hdns-dev/hdns/server/answer"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -101,7 +102,7 @@ func TestRealPrometheusSteersLeastLoaded(t *testing.T) {
 	defer polling.Wait()
 	defer cancel()
 
-	responder := &server.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}
+	responder := &answer.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}
 	srv := &server.Server{Addr: "127.0.0.1:0", Responder: responder}
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)

@@ -1,3 +1,12 @@
+// Package server is hdns's DNS transport: the UDP and TCP sockets, their
+// read loops and limits (workers, TCP connections per client, idle
+// timeouts), and the hand-off of each query to answering, and of those it
+// sends upstream to forwarding, off the read loop.
+//
+// It decides nothing about replies: what a query gets is the answer
+// package's, how upstreams are asked the forward package's. It must not
+// import zone or policy itself (answering reads them), nor the admin
+// package.
 package server
 
 import (
@@ -18,7 +27,10 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/hdns-dev/hdns/server/answer"
+	"github.com/hdns-dev/hdns/server/forward"
 	"github.com/hdns-dev/hdns/server/udpio"
+	"github.com/hdns-dev/hdns/server/wire"
 )
 
 // Server serves DNS over UDP and TCP on one address. The zero value of each
@@ -28,7 +40,10 @@ type Server struct {
 	// same free port.
 	Addr string
 	// Responder answers every query.
-	Responder *Responder
+	Responder *answer.Responder
+	// Forward resolves the queries Responder hands to forwarding; nil
+	// drops them.
+	Forward *forward.Forwarder
 	// UDPWorkers is the number of goroutines reading the UDP socket;
 	// 0 means 2 × GOMAXPROCS.
 	UDPWorkers int
@@ -120,14 +135,14 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // serveUDP answers UDP queries until the socket is closed; Serve runs
 // UDPWorkers of it.
-func (s *Server) serveUDP() { s.udp.Serve(s.answerUDP(new(Scratch))) }
+func (s *Server) serveUDP() { s.udp.Serve(s.answerUDP(new(answer.Scratch))) }
 
 // answerUDP answers with scratch, which the returned function owns, and
 // hands queries that go upstream to forwardUDP.
-func (s *Server) answerUDP(scratch *Scratch) udpio.Answer {
+func (s *Server) answerUDP(scratch *answer.Scratch) udpio.Answer {
 	return func(pkt []byte, from netip.AddrPort, src []byte) []byte {
-		out := s.respond(pkt, from.Addr().Unmap(), false, scratch)
-		if out == nil && scratch.forward {
+		out, result := s.respond(pkt, from.Addr().Unmap(), false, scratch)
+		if result == answer.Forward {
 			s.forwardUDP(bytes.Clone(pkt), bytes.Clone(src), from)
 		}
 		return out
@@ -140,7 +155,7 @@ func (s *Server) answerUDP(scratch *Scratch) udpio.Answer {
 // there was nothing left to cut.
 func shrinkOverMTU(out []byte) (_ []byte, ok bool) {
 	n := len(out)
-	short, err := truncate(out, 0)
+	short, err := wire.Truncate(out, 0)
 	return short, err == nil && len(short) < n
 }
 
@@ -151,6 +166,9 @@ const maxForwarding = 1024
 // forwardUDP resolves a query upstream on its own goroutine, so that the
 // read loop never waits for an upstream, and sends the reply from src.
 func (s *Server) forwardUDP(pkt, src []byte, to netip.AddrPort) {
+	if s.Forward == nil {
+		return
+	}
 	select {
 	case s.forwarding <- struct{}{}:
 	default:
@@ -158,21 +176,33 @@ func (s *Server) forwardUDP(pkt, src []byte, to netip.AddrPort) {
 	}
 	go func() {
 		defer func() { <-s.forwarding }()
-		out := s.Responder.Forwarded(context.Background(), pkt, false)
-		if out == nil {
-			return
+		if out := s.forwarded(pkt, false); out != nil {
+			s.udp.Write(out, src, to)
 		}
-		s.udp.Write(out, src, to)
 	}()
+}
+
+// forwarded returns the reply to a query that goes upstream, counted with
+// the answers, or nil for none.
+func (s *Server) forwarded(pkt []byte, tcp bool) []byte {
+	if s.Forward == nil {
+		return nil
+	}
+	start := time.Now()
+	out, qtype, rcode := s.Forward.Reply(context.Background(), pkt, tcp)
+	if out != nil {
+		s.Responder.Metrics.Count(qtype, rcode, time.Since(start).Seconds())
+	}
+	return out
 }
 
 // respond answers one query. A panic while answering (a bug) drops that
 // query and is logged, instead of ending the process.
-func (s *Server) respond(pkt []byte, client netip.Addr, tcp bool, scratch *Scratch) (out []byte) {
+func (s *Server) respond(pkt []byte, client netip.Addr, tcp bool, scratch *answer.Scratch) (out []byte, result answer.Result) {
 	defer func() {
 		if p := recover(); p != nil {
-			out = nil
-			*scratch = Scratch{}
+			out, result = nil, answer.Drop
+			*scratch = answer.Scratch{}
 			if s.Log != nil {
 				s.Log.Error("panic answering a query; dropped it", "panic", p, "client", client)
 			}
@@ -273,7 +303,7 @@ func (s *Server) tcpLimits() tcpLimits {
 // client closes it, goes idle, or sends a malformed length. Pipelined
 // queries are read as they come; replies keep their order.
 func (s *Server) serveConn(c net.Conn, from netip.Addr, idle func() time.Duration) {
-	var scratch Scratch
+	var scratch answer.Scratch
 	var lenBuf [2]byte
 	buf := make([]byte, 0, 512)
 	for {
@@ -282,7 +312,7 @@ func (s *Server) serveConn(c net.Conn, from netip.Addr, idle func() time.Duratio
 			return
 		}
 		n := int(binary.BigEndian.Uint16(lenBuf[:]))
-		if n < headerLen {
+		if n < wire.HeaderLen {
 			return
 		}
 		if cap(buf) < n {
@@ -292,9 +322,9 @@ func (s *Server) serveConn(c net.Conn, from netip.Addr, idle func() time.Duratio
 		if _, err := io.ReadFull(c, buf); err != nil {
 			return
 		}
-		out := s.respond(buf, from, true, &scratch)
-		if out == nil && scratch.forward {
-			out = s.Responder.Forwarded(context.Background(), buf, true)
+		out, result := s.respond(buf, from, true, &scratch)
+		if result == answer.Forward {
+			out = s.forwarded(buf, true)
 		}
 		if out == nil {
 			continue

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/hdns-dev/hdns/server/answer"
+	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 	"github.com/miekg/dns"
 )
@@ -33,16 +35,16 @@ func TestReplyOverInterfaceMTU(t *testing.T) {
 	if err := loopbackUp(1000); err != nil {
 		t.Fatal(err)
 	}
-	svcs, slices, err := zone.ParseManifest("mtu.yaml", []byte(bigService("sixty", 5, 60)))
+	svcs, slices, err := zone.ParseManifest("mtu.yaml", []byte(fixture.BigService("sixty", 5, 60)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := zone.Build(testOptions(t), 1, svcs, slices)
+	snap := zone.Build(fixture.Options(t), 1, svcs, slices)
 	const name = "sixty.awx.svc.cluster.local."
 
 	check := func(path string, s *Server) {
 		t.Helper()
-		m := query(name, dns.TypeA)
+		m := fixture.Query(name, dns.TypeA)
 		m.SetEdns0(1232, false)
 		wire := rawExchange(t, s, m)
 		if wire == nil {
@@ -60,7 +62,7 @@ func TestReplyOverInterfaceMTU(t *testing.T) {
 			t.Errorf("%s TCP: TC=%v with %d answers, want all 60", path, tcp.Truncated, len(tcp.Answer))
 		}
 		// Replies under the MTU are unchanged.
-		if r := exchange(t, s, query(name, dns.TypeA), "udp"); !r.Truncated || len(r.Answer) == 0 {
+		if r := exchange(t, s, fixture.Query(name, dns.TypeA), "udp"); !r.Truncated || len(r.Answer) == 0 {
 			t.Errorf("%s 512-byte UDP: TC=%v with %d answers, want a partial answer", path, r.Truncated, len(r.Answer))
 		}
 	}
@@ -73,7 +75,7 @@ func TestReplyOverInterfaceMTU(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { plain.udp.ServeOneByOne(plain.answerUDP(new(Scratch))); close(done) }()
+	go func() { plain.udp.ServeOneByOne(plain.answerUDP(new(answer.Scratch))); close(done) }()
 	go plain.serveTCP(t.Context())
 	t.Cleanup(func() { plain.udp.UDP.Close(); plain.tcp.Close(); <-done })
 	check("plain", plain)

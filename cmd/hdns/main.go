@@ -35,6 +35,9 @@ import (
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
+	"github.com/hdns-dev/hdns/server/admin"
+	"github.com/hdns-dev/hdns/server/answer"
+	"github.com/hdns-dev/hdns/server/forward"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -181,7 +184,7 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 }
 
 // forwarding validates the forwarding flags; nil Forwarder when off.
-func (c *config) forwarding() (*server.Forwarder, []netip.Prefix, error) {
+func (c *config) forwarding() (*forward.Forwarder, []netip.Prefix, error) {
 	if c.pods != "disabled" && c.pods != "insecure" {
 		return nil, nil, fmt.Errorf("--pods %q: want insecure or disabled", c.pods)
 	}
@@ -196,7 +199,7 @@ func (c *config) forwarding() (*server.Forwarder, []netip.Prefix, error) {
 	if len(c.forward.values) == 0 {
 		return nil, allow, nil
 	}
-	f := &server.Forwarder{Timeout: c.forwardTimeout}
+	f := &forward.Forwarder{Timeout: c.forwardTimeout}
 	for _, u := range c.forward.values {
 		if u == "resolv.conf" {
 			rc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
@@ -229,7 +232,7 @@ func (c *config) forwarding() (*server.Forwarder, []netip.Prefix, error) {
 		return nil, nil, fmt.Errorf("--forward-timeout %v: want a positive duration", c.forwardTimeout)
 	}
 	if c.cacheSize > 0 {
-		f.Cache = server.NewCache(c.cacheSize, c.cacheMaxTTL)
+		f.Cache = forward.NewCache(c.cacheSize, c.cacheMaxTTL)
 	}
 	return f, allow, nil
 }
@@ -317,7 +320,7 @@ func (c *config) validateLoad() error {
 
 // forwarding is the validated forwarding configuration.
 type forwarding struct {
-	forwarder *server.Forwarder // nil: names outside the zones are refused
+	forwarder *forward.Forwarder // nil: names outside the zones are refused
 	allow     []netip.Prefix
 }
 
@@ -330,59 +333,28 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	zoneMetrics := zone.NewMetrics(reg)
 	opts.Policies.RegisterMetrics(reg, cfg.endpointMetrics)
 	pub := zone.NewPublisher(opts, log, zoneMetrics)
-	var loads *loadsource.Prometheus
-	if cfg.prometheusURL != "" {
-		var err error
-		loads, err = loadsource.New(loadsource.Config{
-			URL: cfg.prometheusURL, Query: cfg.loadQuery,
-			NamespaceLabel: cfg.loadNamespaceLabel, PodLabel: cfg.loadPodLabel,
-			Interval: cfg.loadInterval, MaxAge: cfg.loadMaxAge,
-		}, opts.Policies, log.With("component", "loadsource"), loadsource.NewMetrics(reg))
-		if err != nil {
-			return fmt.Errorf("--prometheus-url: %w", err)
-		}
+	loads, err := cfg.loadSource(opts.Policies, log, reg)
+	if err != nil {
+		return err
+	}
+	list, runSource, err := cfg.source(ctx, pub, log, zoneMetrics)
+	if err != nil {
+		return err
 	}
 
-	var list zone.ListFunc
-	var runSource func()
-	if cfg.manifests != "" {
-		src := &zone.ManifestSource{Path: cfg.manifests, Log: log, Metrics: zoneMetrics}
-		if err := src.Load(); err != nil {
-			return err
-		}
-		list = src.List
-		pub.Rebuild(list)
-		runSource = func() { src.Run(ctx, pub.Changed) }
-	} else {
-		client, err := kubeClient(cfg.kubeconfig)
-		if err != nil {
-			return err
-		}
-		if err := zone.CheckReachable(ctx, client, 10*time.Second); err != nil {
-			return err
-		}
-		src := &zone.KubeSource{Client: client, Namespace: cfg.namespace, LabelSelector: cfg.selector, Log: log, Metrics: zoneMetrics}
-		list = src.List
-		runSource = func() {
-			if err := src.Run(ctx, pub.Changed); err != nil && ctx.Err() == nil {
-				log.Error("kubernetes source stopped", "err", err)
-			}
-		}
-	}
-
-	responder := &server.Responder{
-		Snapshot:     pub.Snapshot,
-		Zones:        append(append([]string(nil), opts.Zones...), opts.ReverseZones...),
-		Metrics:      server.NewMetrics(reg),
-		Forward:      fwd.forwarder,
-		ForwardAllow: fwd.allow,
-		PodRecords:   cfg.pods == "insecure",
-	}
-	if fwd.forwarder != nil {
-		fwd.forwarder.Metrics = server.NewForwardMetrics(reg)
-		log.Info("forwarding names outside the zones", "upstreams", fwd.forwarder.Upstreams, "allow", fwd.allow)
+	responder := &answer.Responder{
+		Snapshot:   pub.Snapshot,
+		Zones:      append(append([]string(nil), opts.Zones...), opts.ReverseZones...),
+		Metrics:    answer.NewMetrics(reg),
+		PodRecords: cfg.pods == "insecure",
 	}
 	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log}
+	if fwd.forwarder != nil {
+		responder.ForwardAllow = fwd.allow
+		dnsServer.Forward = fwd.forwarder
+		fwd.forwarder.Metrics = forward.NewMetrics(reg)
+		log.Info("forwarding names outside the zones", "upstreams", fwd.forwarder.Upstreams, "allow", fwd.allow)
+	}
 	if err := dnsServer.Listen(); err != nil {
 		return err
 	}
@@ -390,7 +362,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	if err != nil {
 		return fmt.Errorf("listen on --http-listen %s: %w", cfg.httpListen, err)
 	}
-	httpServer := &http.Server{Handler: server.HTTPHandler(reg, responder, cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
+	httpServer := &http.Server{Handler: admin.HTTPHandler(reg, responder, cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	go runSource()
 	if loads != nil {
@@ -411,6 +383,49 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	defer cancelShutdown()
 	httpServer.Shutdown(shutdownCtx)
 	return err
+}
+
+// loadSource makes the Prometheus load source; nil without
+// --prometheus-url.
+func (c *config) loadSource(policies *policy.Compiler, log *slog.Logger, reg prometheus.Registerer) (*loadsource.Prometheus, error) {
+	if c.prometheusURL == "" {
+		return nil, nil
+	}
+	loads, err := loadsource.New(loadsource.Config{
+		URL: c.prometheusURL, Query: c.loadQuery,
+		NamespaceLabel: c.loadNamespaceLabel, PodLabel: c.loadPodLabel,
+		Interval: c.loadInterval, MaxAge: c.loadMaxAge,
+	}, policies, log.With("component", "loadsource"), loadsource.NewMetrics(reg))
+	if err != nil {
+		return nil, fmt.Errorf("--prometheus-url: %w", err)
+	}
+	return loads, nil
+}
+
+// source makes the zone's source of Services and EndpointSlices, manifests
+// or a cluster: list lists them all, run watches them until ctx is done.
+func (c *config) source(ctx context.Context, pub *zone.Publisher, log *slog.Logger, metrics *zone.Metrics) (list zone.ListFunc, run func(), err error) {
+	if c.manifests != "" {
+		src := &zone.ManifestSource{Path: c.manifests, Log: log, Metrics: metrics}
+		if err := src.Load(); err != nil {
+			return nil, nil, err
+		}
+		pub.Rebuild(src.List)
+		return src.List, func() { src.Run(ctx, pub.Changed) }, nil
+	}
+	client, err := kubeClient(c.kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := zone.CheckReachable(ctx, client, 10*time.Second); err != nil {
+		return nil, nil, err
+	}
+	src := &zone.KubeSource{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics}
+	return src.List, func() {
+		if err := src.Run(ctx, pub.Changed); err != nil && ctx.Err() == nil {
+			log.Error("kubernetes source stopped", "err", err)
+		}
+	}, nil
 }
 
 func sourceName(cfg *config) string {

@@ -1,10 +1,6 @@
-package server
+package answer
 
 import (
-	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,24 +8,25 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 )
 
 func TestPolicyAnnotationShapesAnswers(t *testing.T) {
-	s := startServer(t, balanceZone(t, "least-loaded, first=2, ttl=30"))
-	r := exchange(t, s, query("app.bal.svc.cluster.local.", dns.TypeA), "udp")
+	s := responderOf(fixture.Balance(t, "least-loaded, first=2, ttl=30"))
+	r := exchange(t, s, fixture.Query("app.bal.svc.cluster.local.", dns.TypeA), "udp")
 	if len(r.Answer) != 2 || r.Answer[0].Header().Ttl != 30 {
 		t.Fatalf("first=2, ttl=30: got %v", r.Answer)
 	}
 	// The hostname records of the Service carry its TTL too.
-	r = exchange(t, s, query("10-9-0-1.app.bal.svc.cluster.local.", dns.TypeA), "udp")
+	r = exchange(t, s, fixture.Query("10-9-0-1.app.bal.svc.cluster.local.", dns.TypeA), "udp")
 	if len(r.Answer) != 1 || r.Answer[0].Header().Ttl != 30 {
 		t.Errorf("hostname record: %v, want TTL 30", r.Answer)
 	}
 	// Least-loaded spreads first places over the endpoints.
 	firsts := map[string]bool{}
 	for range 20 {
-		r := exchange(t, s, query("app.bal.svc.cluster.local.", dns.TypeA), "udp")
+		r := exchange(t, s, fixture.Query("app.bal.svc.cluster.local.", dns.TypeA), "udp")
 		firsts[r.Answer[0].(*dns.A).A.String()] = true
 	}
 	if len(firsts) < 8 {
@@ -42,8 +39,8 @@ func TestBadAnnotationServesDefault(t *testing.T) {
 	if len(snap.PolicyErrors) != 1 || !strings.Contains(snap.PolicyErrors[0].Err.Error(), "fastest") {
 		t.Fatalf("policy errors %v", snap.PolicyErrors)
 	}
-	s := startServer(t, snap)
-	if r := exchange(t, s, query("app.bal.svc.cluster.local.", dns.TypeA), "udp"); len(r.Answer) != 10 {
+	s := responderOf(snap)
+	if r := exchange(t, s, fixture.Query("app.bal.svc.cluster.local.", dns.TypeA), "udp"); len(r.Answer) != 10 {
 		t.Errorf("bad annotation: %d answers, want all 10 of the default policy", len(r.Answer))
 	}
 }
@@ -58,11 +55,11 @@ func balanceZoneUnchecked(t testing.TB, spec string) *zone.Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return zone.Build(testOptions(t), 1, svcs, sl)
+	return zone.Build(fixture.Options(t), 1, svcs, sl)
 }
 
 func ecsQuery(name string, addr netip.Addr, bits uint8) *dns.Msg {
-	m := query(name, dns.TypeA)
+	m := fixture.Query(name, dns.TypeA)
 	m.SetEdns0(1232, false)
 	family := uint16(1)
 	if addr.Is6() {
@@ -87,7 +84,7 @@ func replyECS(r *dns.Msg) *dns.EDNS0_SUBNET {
 // Client Subnet address, not on the asker (a forwarder), and echoes the
 // option with a scope that covers the prefix it keyed on.
 func TestClientSubnetKeysSticky(t *testing.T) {
-	s := startServer(t, balanceZone(t, "sticky, first=1"))
+	s := responderOf(fixture.Balance(t, "sticky, first=1"))
 	pods := map[string]string{}
 	for i := range 64 {
 		client := netip.AddrFrom4([4]byte{192, 168, byte(i), 0})
@@ -127,44 +124,6 @@ func TestClientSubnetKeysSticky(t *testing.T) {
 	}
 }
 
-func TestExplain(t *testing.T) {
-	snap := balanceZone(t, "least-loaded, first=2")
-	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }}
-	h := HTTPHandler(nil, r, false)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/explain?name=app.bal.svc.cluster.local&type=a&client=10.1.2.3", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body)
-	}
-	var e Explanation
-	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
-		t.Fatal(err)
-	}
-	if e.Service != "bal/app" || e.Policy != "least-loaded, first=2" || len(e.Candidates) != 10 || len(e.Steps) != 2 || len(e.Answer) != 2 || e.Rcode != "NOERROR" {
-		t.Errorf("explanation %+v", e)
-	}
-	if len(e.Steps) == 2 && (len(e.Steps[0].Output) != 10 || len(e.Steps[1].Output) != 2) {
-		t.Errorf("steps %+v", e.Steps)
-	}
-	for i, c := range e.Candidates {
-		if c.Load != 0 {
-			t.Errorf("explain recorded a handout: %s has load %v", c.Key, c.Load)
-		}
-		want := ExplainCandidate{Index: i, Key: fmt.Sprintf("bal/app-%d", i), Hostname: fmt.Sprintf("10-9-0-%d", i+1),
-			Pod: fmt.Sprintf("app-%d", i), Node: fmt.Sprintf("node-%d", i%3), Zone: fmt.Sprintf("zone-%d", i%2)}
-		if c.Index != want.Index || c.Key != want.Key || c.Hostname != want.Hostname || c.Pod != want.Pod || c.Node != want.Node || c.Zone != want.Zone {
-			t.Errorf("candidate %d is %+v, want %+v", i, c, want)
-		}
-	}
-	for _, bad := range []string{"/debug/explain", "/debug/explain?name=x&type=NOPE", "/debug/explain?name=x&client=nope"} {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", bad, nil))
-		if rec.Code != http.StatusBadRequest {
-			t.Errorf("GET %s: %d, want 400", bad, rec.Code)
-		}
-	}
-}
-
 func TestSRVPrioritiesFollowThePolicy(t *testing.T) {
 	for _, tc := range []struct {
 		spec           string
@@ -178,10 +137,10 @@ func TestSRVPrioritiesFollowThePolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := startServer(t, zone.Build(testOptions(t), 1, svcs, sl))
+		s := responderOf(zone.Build(fixture.Options(t), 1, svcs, sl))
 		var firstTargets []string
 		for range 3 {
-			r := exchange(t, s, query("_http._tcp.s.p.svc.cluster.local.", dns.TypeSRV), "udp")
+			r := exchange(t, s, fixture.Query("_http._tcp.s.p.svc.cluster.local.", dns.TypeSRV), "udp")
 			var got []uint16
 			for _, rr := range r.Answer {
 				got = append(got, rr.(*dns.SRV).Priority)

@@ -1,4 +1,4 @@
-package server
+package answer
 
 import (
 	"math"
@@ -10,13 +10,14 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 )
 
 // TestExplainShowsLiveLoad: each candidate's polled value, its age and
 // the blended score least-loaded compares.
 func TestExplainShowsLiveLoad(t *testing.T) {
-	opts := testOptions(t)
+	opts := fixture.Options(t)
 	opts.Policies.SetDefaultLoadQuery("inflight")
 	svcs, sl, err := zone.ParseManifest("l.yaml", []byte(`apiVersion: v1
 kind: Service
@@ -82,9 +83,10 @@ endpoints:
 
 	// A client's answer (the wire path) holds its first address, and
 	// explain shows the hold.
-	wire, _ := query("app.lv.svc.cluster.local.", dns.TypeA).Pack()
+	wire, _ := fixture.Query("app.lv.svc.cluster.local.", dns.TypeA).Pack()
+	out, _ := r.Respond(wire, netip.MustParseAddr("10.9.9.9"), false, &Scratch{})
 	var reply dns.Msg
-	if err := reply.Unpack(r.Respond(wire, netip.MustParseAddr("10.9.9.9"), false, &Scratch{})); err != nil || len(reply.Answer) == 0 {
+	if err := reply.Unpack(out); err != nil || len(reply.Answer) == 0 {
 		t.Fatalf("no answer: %v %v", err, reply.String())
 	}
 	first := reply.Answer[0].(*dns.A).A.String()

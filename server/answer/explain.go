@@ -1,8 +1,6 @@
-package server
+package answer
 
 import (
-	"encoding/json"
-	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -10,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/server/wire"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -115,8 +114,8 @@ func rrStrings(rrs []dns.RR) []string {
 func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Explanation, error) {
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
-	q.SetEdns0(maxUDPSize, false)
-	wire, err := q.Pack()
+	q.SetEdns0(wire.MaxUDPSize, false)
+	pkt, err := q.Pack()
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +123,9 @@ func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Expl
 	s := &Scratch{explain: e}
 	uncounted := *r
 	uncounted.Metrics = nil
+	out, _ := uncounted.Respond(pkt, client, true, s)
 	var reply dns.Msg
-	if err := reply.Unpack(uncounted.Respond(wire, client, true, s)); err != nil {
+	if err := reply.Unpack(out); err != nil {
 		return nil, err
 	}
 	e.Rcode = dns.RcodeToString[reply.Rcode]
@@ -133,45 +133,4 @@ func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Expl
 	e.Authority = rrStrings(reply.Ns)
 	e.Additional = rrStrings(reply.Extra)
 	return e, nil
-}
-
-// ExplainHandler serves GET /debug/explain?name=…&type=A&client=IP as JSON.
-// type defaults to A and client to the HTTP client's address.
-func ExplainHandler(r *Responder) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		q := req.URL.Query()
-		name := q.Get("name")
-		if name == "" {
-			http.Error(w, "name is required", http.StatusBadRequest)
-			return
-		}
-		qtype := dns.TypeA
-		if t := q.Get("type"); t != "" {
-			var ok bool
-			if qtype, ok = dns.StringToType[strings.ToUpper(t)]; !ok {
-				http.Error(w, "unknown type "+t, http.StatusBadRequest)
-				return
-			}
-		}
-		var client netip.Addr
-		if c := q.Get("client"); c != "" {
-			a, err := netip.ParseAddr(c)
-			if err != nil {
-				http.Error(w, "client: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			client = a.Unmap()
-		} else if ap, err := netip.ParseAddrPort(req.RemoteAddr); err == nil {
-			client = ap.Addr().Unmap()
-		}
-		e, err := r.Explain(name, qtype, client)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(e)
-	}
 }

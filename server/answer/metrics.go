@@ -1,4 +1,4 @@
-package server
+package answer
 
 import (
 	"github.com/miekg/dns"
@@ -76,7 +76,12 @@ func typeLabels() []string {
 	return names
 }
 
-func (m *Metrics) count(qtype uint16, rcode int, seconds float64) {
+// Count records one reply, of rcode to a question of qtype, sent seconds
+// after its query came. A nil *Metrics counts nothing.
+func (m *Metrics) Count(qtype uint16, rcode int, seconds float64) {
+	if m == nil {
+		return
+	}
 	ti := uint8(len(countedTypes))
 	if qtype < uint16(len(m.typeIdx)) {
 		ti = m.typeIdx[qtype]

@@ -1,4 +1,11 @@
-package server
+// Package forward resolves the questions hdns is not authoritative for at
+// upstream resolvers, for pods that use hdns as their only nameserver: the
+// Forwarder with its answer cache, and the reply a client gets from what
+// an upstream said.
+//
+// It knows nothing of hdns's zones or policies: it must not import zone,
+// policy, or the answering and socket packages of the server.
+package forward
 
 import (
 	"context"
@@ -12,6 +19,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/server/wire"
 )
 
 // Forwarder sends questions outside hdns's zones to upstream resolvers,
@@ -32,7 +41,7 @@ type Forwarder struct {
 	// Cache, when set, keeps answers for their TTL.
 	Cache *Cache
 	// Metrics, when set, counts upstream exchanges and cache use.
-	Metrics *ForwardMetrics
+	Metrics *Metrics
 
 	initOnce sync.Once
 	health   []upstreamHealth // parallel to Upstreams; built on first use
@@ -132,7 +141,7 @@ func matches(q, r *dns.Msg) bool {
 		return false
 	}
 	a, b := q.Question[0], r.Question[0]
-	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && lower(a.Name) == lower(b.Name)
+	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && wire.Lower(a.Name) == wire.Lower(b.Name)
 }
 
 func exchangeUDP(ctx context.Context, up netip.AddrPort, q *dns.Msg) (*dns.Msg, error) {

@@ -1,4 +1,4 @@
-package server
+package answer
 
 import (
 	"fmt"
@@ -10,37 +10,19 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 )
-
-// balanceZone is a headless Service of 10 endpoints with the given policy.
-func balanceZone(t testing.TB, policySpec string) *zone.Snapshot {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: bal, annotations: {hdns.dev/policy: %q}}\nspec: {clusterIP: None}\n", policySpec)
-	b.WriteString("---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, namespace: bal, labels: {kubernetes.io/service-name: app}}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n")
-	for i := range 10 {
-		fmt.Fprintf(&b, "- {addresses: [10.9.0.%d], targetRef: {kind: Pod, name: app-%d}, nodeName: node-%d, zone: zone-%d}\n", i+1, i, i%3, i%2)
-	}
-	svcs, sl, err := zone.ParseManifest("balance.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := zone.Build(testOptions(t), 1, svcs, sl)
-	if len(snap.PolicyErrors) > 0 {
-		t.Fatal(snap.PolicyErrors[0].Err)
-	}
-	return snap
-}
 
 // firstAddress asks r as client and returns the first A record, as Go's
 // resolver and glibc's getaddrinfo users connect to it.
 func firstAddress(t testing.TB, r *Responder, s *Scratch, client netip.Addr) string {
 	t.Helper()
-	m := query("app.bal.svc.cluster.local.", dns.TypeA)
+	m := fixture.Query("app.bal.svc.cluster.local.", dns.TypeA)
 	wire, _ := m.Pack()
+	out, _ := r.Respond(wire, client, false, s)
 	var reply dns.Msg
-	if err := reply.Unpack(r.Respond(wire, client, false, s)); err != nil || len(reply.Answer) == 0 {
+	if err := reply.Unpack(out); err != nil || len(reply.Answer) == 0 {
 		t.Fatalf("no answer: %v %v", err, reply.String())
 	}
 	return reply.Answer[0].(*dns.A).A.String()
@@ -76,7 +58,7 @@ func TestBalanceFirstAddressClients(t *testing.T) {
 	results := map[string]float64{}
 	for _, spec := range []string{"ordered", "least-loaded, first=1", "least-loaded", "round-robin", "random"} {
 		for _, path := range []string{"direct", "node cache"} {
-			snap := balanceZone(t, spec)
+			snap := fixture.Balance(t, spec)
 			r := &Responder{Snapshot: func() *zone.Snapshot { return snap }}
 			var s Scratch
 			conns := map[string]int{}

@@ -1,4 +1,4 @@
-package server
+package forward
 
 import (
 	"time"
@@ -6,6 +6,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hdns-dev/hdns/server/wire"
 )
 
 // Cache keeps forwarded answers for their TTL, bounded in entries. It is
@@ -46,7 +48,7 @@ func NewCache(size int, maxTTL time.Duration) *Cache {
 }
 
 func cacheKeyOf(q *dns.Msg) cacheKey {
-	k := cacheKey{name: lower(q.Question[0].Name), qtype: q.Question[0].Qtype, qclass: q.Question[0].Qclass, cd: q.CheckingDisabled}
+	k := cacheKey{name: wire.Lower(q.Question[0].Name), qtype: q.Question[0].Qtype, qclass: q.Question[0].Qclass, cd: q.CheckingDisabled}
 	if o := q.IsEdns0(); o != nil {
 		k.do = o.Do()
 	}
@@ -120,16 +122,15 @@ func cacheTTL(r *dns.Msg) (uint32, bool) {
 	return 0, false
 }
 
-// ForwardMetrics count the forwarder's work. A nil *ForwardMetrics counts
-// nothing.
-type ForwardMetrics struct {
+// Metrics count the forwarder's work. A nil *Metrics counts nothing.
+type Metrics struct {
 	upstreams  *prometheus.CounterVec
 	hits, miss prometheus.Counter
 }
 
-// NewForwardMetrics creates the forwarder's metrics and registers them.
-func NewForwardMetrics(reg prometheus.Registerer) *ForwardMetrics {
-	m := &ForwardMetrics{
+// NewMetrics creates the forwarder's metrics and registers them.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		upstreams: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hdns_forward_requests_total",
 			Help: "Exchanges with upstream resolvers, by upstream and result (ok, error).",
@@ -141,19 +142,19 @@ func NewForwardMetrics(reg prometheus.Registerer) *ForwardMetrics {
 	return m
 }
 
-func (m *ForwardMetrics) upstream(up interface{ String() string }, result string) {
+func (m *Metrics) upstream(up interface{ String() string }, result string) {
 	if m != nil {
 		m.upstreams.WithLabelValues(up.String(), result).Inc()
 	}
 }
 
-func (m *ForwardMetrics) cacheHit() {
+func (m *Metrics) cacheHit() {
 	if m != nil {
 		m.hits.Inc()
 	}
 }
 
-func (m *ForwardMetrics) cacheMiss() {
+func (m *Metrics) cacheMiss() {
 	if m != nil {
 		m.miss.Inc()
 	}

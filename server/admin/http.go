@@ -1,0 +1,97 @@
+// Package admin serves hdns's HTTP side for operators: Prometheus metrics,
+// liveness, readiness, the explanation of an answer, and optionally Go's
+// profiles.
+//
+// It reads the answering side (answer.Responder) and answers nothing over
+// DNS itself: it must not import the server's socket or forwarding
+// packages.
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hdns-dev/hdns/server/answer"
+)
+
+// HTTPHandler serves hdns's HTTP endpoints:
+//
+//	/metrics        Prometheus metrics of gatherer
+//	/healthz        200 while the process serves
+//	/readyz         200 once the first zone snapshot is published, 503 before
+//	/debug/explain  how r answers ?name=…&type=…&client=… (JSON)
+//	/debug/pprof/   Go's runtime profiles, only with profiling (they show
+//	                the process's internals and cost CPU while they run)
+func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder, profiling bool) http.Handler {
+	snapshot := r.Snapshot
+	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	mux.Handle("GET /debug/explain", ExplainHandler(r))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if snapshot() == nil {
+			http.Error(w, "zone not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// ExplainHandler serves GET /debug/explain?name=…&type=A&client=IP as JSON.
+// type defaults to A and client to the HTTP client's address.
+func ExplainHandler(r *answer.Responder) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		q := req.URL.Query()
+		name := q.Get("name")
+		if name == "" {
+			http.Error(w, "name is required", http.StatusBadRequest)
+			return
+		}
+		qtype := dns.TypeA
+		if t := q.Get("type"); t != "" {
+			var ok bool
+			if qtype, ok = dns.StringToType[strings.ToUpper(t)]; !ok {
+				http.Error(w, "unknown type "+t, http.StatusBadRequest)
+				return
+			}
+		}
+		var client netip.Addr
+		if c := q.Get("client"); c != "" {
+			a, err := netip.ParseAddr(c)
+			if err != nil {
+				http.Error(w, "client: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			client = a.Unmap()
+		} else if ap, err := netip.ParseAddrPort(req.RemoteAddr); err == nil {
+			client = ap.Addr().Unmap()
+		}
+		e, err := r.Explain(name, qtype, client)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(e)
+	}
+}
