@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,7 +32,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
+	"github.com/hdns-dev/hdns/internal/buildinfo"
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
@@ -44,7 +47,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // listFlag is a repeatable string flag whose first use replaces its default.
@@ -72,7 +75,8 @@ type config struct {
 	kubeconfig, manifests        string
 	namespace, selector          string
 	ttl                          time.Duration
-	logLevel                     string
+	logLevel, logFormat          string
+	version                      bool
 	defaultPolicy                string
 	endpointPodNames             bool
 	endpointMetrics              bool
@@ -107,6 +111,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.selector, "selector", "", "serve only Services matching this label selector")
 	fs.DurationVar(&c.ttl, "ttl", 5*time.Second, "TTL of answers, whole seconds")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json; client-go's messages are written in it too")
+	fs.BoolVar(&c.version, "version", false, "print the version, commit and Go version, and exit")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "ordered", "policy for Services without a valid hdns.dev/policy annotation; steps: "+strings.Join(policy.Names(), ", "))
 	fs.BoolVar(&c.endpointPodNames, "endpoint-pod-names", false, "name endpoints without a hostname after their Pod instead of their dashed address")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's runtime profiles under /debug/pprof/ on --http-listen")
@@ -237,17 +243,30 @@ func (c *config) forwarding() (*forward.Forwarder, []netip.Prefix, error) {
 	return f, allow, nil
 }
 
-func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+// newLogger returns the process's logger, and routes client-go's klog
+// output through the same handler, so that one process writes one format.
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	klog.SetLogger(logr.FromSlogHandler(h))
+	return slog.New(h), nil
 }
 
 // run starts hdns and blocks until ctx is done. It returns the exit code:
 // 2 for bad flags, 1 for any other failure to start.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -256,7 +275,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hdns:", err)
 		return 2
 	}
-	log, err := newLogger(cfg.logLevel, stderr)
+	if cfg.version {
+		fmt.Fprintln(stdout, buildinfo.Read())
+		return 0
+	}
+	log, err := newLogger(cfg.logLevel, cfg.logFormat, stderr)
 	if err == nil {
 		err = cfg.validateSource()
 	}
@@ -329,7 +352,10 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	defer cancel()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := buildinfo.Read()
+	log.Info("hdns starting", "version", build.Version, "commit", build.Commit, "go", build.GoVersion)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfoMetric(build))
 	zoneMetrics := zone.NewMetrics(reg)
 	opts.Policies.RegisterMetrics(reg, cfg.endpointMetrics)
 	pub := zone.NewPublisher(opts, log, zoneMetrics)
@@ -383,6 +409,17 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	defer cancelShutdown()
 	httpServer.Shutdown(shutdownCtx)
 	return err
+}
+
+// buildInfoMetric is hdns_build_info: 1, labelled with what the binary is.
+func buildInfoMetric(b buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "hdns_build_info",
+		Help:        "Always 1; labelled with the version, commit and Go version of the running hdns.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "goversion": b.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // loadSource makes the Prometheus load source; nil without
