@@ -12,16 +12,13 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -50,13 +47,20 @@ type Server struct {
 	// TCPIdleTimeout closes a TCP connection that sends no query for this
 	// long; 0 means 10s (RFC 7766 asks for seconds, not minutes).
 	TCPIdleTimeout time.Duration
+	// TCPMessageTimeout closes a TCP connection that starts a message (its
+	// length or body) and does not finish it within this long; 0 means 2s.
+	TCPMessageTimeout time.Duration
 	// MaxTCPConns caps concurrent TCP connections; 0 means 1024. Further
 	// connections are closed at once, and while more than half are taken
-	// idle connections are closed after 1s.
+	// a connection is closed 1s after its last activity (sooner, never
+	// later, than it would be otherwise).
 	MaxTCPConns int
 	// MaxTCPConnsPerClient caps one source address's concurrent TCP
 	// connections; 0 means MaxTCPConns/8.
 	MaxTCPConnsPerClient int
+	// Metrics, when set, counts TCP connections accepted, refused and
+	// closed by the server.
+	Metrics *Metrics
 	// Log receives I/O errors; nil logs nowhere.
 	Log *slog.Logger
 
@@ -209,133 +213,6 @@ func (s *Server) respond(pkt []byte, client netip.Addr, tcp bool, scratch *answe
 		}
 	}()
 	return s.Responder.Respond(pkt, client, tcp, scratch)
-}
-
-func (s *Server) serveTCP(ctx context.Context) {
-	limits := s.tcpLimits()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	var active atomic.Int64
-	// mu guards conns and perClient; it is taken on connect and close only,
-	// never per query.
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	perClient := map[netip.Addr]int{}
-	go func() {
-		<-ctx.Done()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	}()
-	for {
-		c, err := s.tcp.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.logError("tcp accept", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		from := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		mu.Lock()
-		if ctx.Err() != nil || len(conns) >= limits.maxConns || perClient[from] >= limits.maxPerClient {
-			mu.Unlock()
-			c.Close()
-			continue
-		}
-		conns[c] = struct{}{}
-		perClient[from]++
-		if active.Add(1) > int64(limits.maxConns/2) {
-			// Connections waiting with the long timeout get the short one.
-			deadline := time.Now().Add(min(limits.idle, pressureIdleTimeout))
-			for other := range conns {
-				other.SetReadDeadline(deadline)
-			}
-		}
-		mu.Unlock()
-		wg.Go(func() {
-			s.serveConn(c, from, func() time.Duration {
-				// RFC 7766 6.2.3: under pressure, idle connections go sooner.
-				if active.Load() > int64(limits.maxConns/2) {
-					return min(limits.idle, pressureIdleTimeout)
-				}
-				return limits.idle
-			})
-			mu.Lock()
-			delete(conns, c)
-			if perClient[from]--; perClient[from] == 0 {
-				delete(perClient, from)
-			}
-			active.Add(-1)
-			mu.Unlock()
-			c.Close()
-		})
-	}
-}
-
-// pressureIdleTimeout is the idle timeout while more than half of the TCP
-// connection slots are taken.
-const pressureIdleTimeout = time.Second
-
-type tcpLimits struct {
-	maxConns, maxPerClient int
-	idle                   time.Duration
-}
-
-func (s *Server) tcpLimits() tcpLimits {
-	l := tcpLimits{maxConns: s.MaxTCPConns, maxPerClient: s.MaxTCPConnsPerClient, idle: s.TCPIdleTimeout}
-	if l.maxConns <= 0 {
-		l.maxConns = 1024
-	}
-	if l.maxPerClient <= 0 {
-		l.maxPerClient = max(1, l.maxConns/8)
-	}
-	if l.idle <= 0 {
-		l.idle = 10 * time.Second
-	}
-	return l
-}
-
-// serveConn answers queries on one TCP connection in order until the
-// client closes it, goes idle, or sends a malformed length. Pipelined
-// queries are read as they come; replies keep their order.
-func (s *Server) serveConn(c net.Conn, from netip.Addr, idle func() time.Duration) {
-	var scratch answer.Scratch
-	var lenBuf [2]byte
-	buf := make([]byte, 0, 512)
-	for {
-		c.SetReadDeadline(time.Now().Add(idle()))
-		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint16(lenBuf[:]))
-		if n < wire.HeaderLen {
-			return
-		}
-		if cap(buf) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(c, buf); err != nil {
-			return
-		}
-		out, result := s.respond(buf, from, true, &scratch)
-		if result == answer.Forward {
-			out = s.forwarded(buf, true)
-		}
-		if out == nil {
-			continue
-		}
-		var prefix [2]byte
-		binary.BigEndian.PutUint16(prefix[:], uint16(len(out)))
-		c.SetWriteDeadline(time.Now().Add(idle()))
-		if _, err := (&net.Buffers{prefix[:], out}).WriteTo(c); err != nil {
-			return
-		}
-	}
 }
 
 func (s *Server) logError(op string, err error) {

@@ -374,7 +374,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 		Metrics:    answer.NewMetrics(reg),
 		PodRecords: cfg.pods == "insecure",
 	}
-	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log}
+	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log, Metrics: server.NewMetrics(reg)}
 	if fwd.forwarder != nil {
 		responder.ForwardAllow = fwd.allow
 		dnsServer.Forward = fwd.forwarder
