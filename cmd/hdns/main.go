@@ -35,6 +35,8 @@ import (
 	"github.com/hdns-dev/hdns/loadsource"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server"
+	"github.com/hdns-dev/hdns/source/kube"
+	"github.com/hdns-dev/hdns/source/manifests"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -346,7 +348,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	var list zone.ListFunc
 	var runSource func()
 	if cfg.manifests != "" {
-		src := &zone.ManifestSource{Path: cfg.manifests, Log: log, Metrics: zoneMetrics}
+		src := &manifests.Source{Path: cfg.manifests, Log: log, Metrics: zoneMetrics}
 		if err := src.Load(); err != nil {
 			return err
 		}
@@ -358,10 +360,10 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 		if err != nil {
 			return err
 		}
-		if err := zone.CheckReachable(ctx, client, 10*time.Second); err != nil {
+		if err := kube.CheckReachable(ctx, client, 10*time.Second); err != nil {
 			return err
 		}
-		src := &zone.KubeSource{Client: client, Namespace: cfg.namespace, LabelSelector: cfg.selector, Log: log, Metrics: zoneMetrics}
+		src := &kube.Source{Client: client, Namespace: cfg.namespace, LabelSelector: cfg.selector, Log: log, Metrics: zoneMetrics}
 		list = src.List
 		runSource = func() {
 			if err := src.Run(ctx, pub.Changed); err != nil && ctx.Err() == nil {

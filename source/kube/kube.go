@@ -1,4 +1,10 @@
-package zone
+// Package kube is the Kubernetes source of the zone: informers on Services
+// and EndpointSlices, shrunk to package zone's small structs as they arrive,
+// and a probe of the API server that relists after an outage. It owns the
+// watches and nothing else; the zone decides what to build.
+//
+// It must not import server/ or policy/; zone must not import it.
+package kube
 
 import (
 	"context"
@@ -13,17 +19,19 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/hdns-dev/hdns/zone"
 )
 
-// KubeSource watches Services and EndpointSlices through the API server.
-// Its informers store only the small structs of this package.
+// Source watches Services and EndpointSlices through the API server.
+// Its informers store only the small structs of package zone.
 //
 // While it runs it also probes the API server. When the server was
-// unreachable and answers again, KubeSource starts a fresh pair of
+// unreachable and answers again, Source starts a fresh pair of
 // informers and switches to them once they have synced, instead of
 // waiting out client-go's reconnect backoff (up to a minute); until then
 // the last zone keeps serving.
-type KubeSource struct {
+type Source struct {
 	// Client talks to the API server.
 	Client kubernetes.Interface
 	// Namespace limits the watch to one namespace; "" watches all.
@@ -38,7 +46,7 @@ type KubeSource struct {
 	// Log receives watch errors; nil logs nowhere.
 	Log *slog.Logger
 	// Metrics counts watch errors; nil counts nowhere.
-	Metrics *Metrics
+	Metrics *zone.Metrics
 
 	current atomic.Pointer[watchSet] // the synced informers List reads
 	sets    atomic.Int64             // watch sets started, for tests
@@ -53,7 +61,7 @@ type watchSet struct {
 
 // startWatchSet creates and starts informers whose events call changed
 // once they are the current set.
-func (k *KubeSource) startWatchSet(ctx context.Context, changed func()) (*watchSet, error) {
+func (k *Source) startWatchSet(ctx context.Context, changed func()) (*watchSet, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &watchSet{cancel: cancel}
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0,
@@ -79,15 +87,15 @@ func (k *KubeSource) startWatchSet(ctx context.Context, changed func()) (*watchS
 	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices} {
 		if err := inf.SetTransform(shrink); err != nil {
 			cancel()
-			return nil, fmt.Errorf("zone: set informer transform: %w", err)
+			return nil, fmt.Errorf("kube: set informer transform: %w", err)
 		}
 		if err := inf.SetWatchErrorHandlerWithContext(k.watchError); err != nil {
 			cancel()
-			return nil, fmt.Errorf("zone: set watch error handler: %w", err)
+			return nil, fmt.Errorf("kube: set watch error handler: %w", err)
 		}
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			cancel()
-			return nil, fmt.Errorf("zone: add event handler: %w", err)
+			return nil, fmt.Errorf("kube: add event handler: %w", err)
 		}
 	}
 	for _, f := range w.factories {
@@ -112,14 +120,14 @@ func (w *watchSet) stop() {
 // Run starts the informers, waits for their first sync, then calls changed
 // after every change until ctx is done. It returns an error only when ctx
 // ends before the caches synced.
-func (k *KubeSource) Run(ctx context.Context, changed func()) error {
+func (k *Source) Run(ctx context.Context, changed func()) error {
 	w, err := k.startWatchSet(ctx, changed)
 	if err != nil {
 		return err
 	}
 	if !w.waitSynced(ctx) {
 		w.stop()
-		return fmt.Errorf("zone: informers did not sync: %w", context.Cause(ctx))
+		return fmt.Errorf("kube: informers did not sync: %w", context.Cause(ctx))
 	}
 	k.current.Store(w)
 	changed()
@@ -131,7 +139,7 @@ func (k *KubeSource) Run(ctx context.Context, changed func()) error {
 
 // probeLoop probes the API server until ctx is done, and relists through a
 // fresh watch set when the server comes back after an outage.
-func (k *KubeSource) probeLoop(ctx context.Context, changed func()) {
+func (k *Source) probeLoop(ctx context.Context, changed func()) {
 	interval := k.ProbeInterval
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -173,7 +181,7 @@ func (k *KubeSource) probeLoop(ctx context.Context, changed func()) {
 
 // relist starts a fresh watch set and makes it current once synced. On
 // failure the old set stays and false is returned.
-func (k *KubeSource) relist(ctx context.Context, changed func(), timeout time.Duration) bool {
+func (k *Source) relist(ctx context.Context, changed func(), timeout time.Duration) bool {
 	w, err := k.startWatchSet(ctx, changed)
 	if err != nil {
 		return false
@@ -193,7 +201,7 @@ func (k *KubeSource) relist(ctx context.Context, changed func(), timeout time.Du
 	return true
 }
 
-func (k *KubeSource) setUp(up bool) {
+func (k *Source) setUp(up bool) {
 	if k.Metrics == nil {
 		return
 	}
@@ -204,7 +212,7 @@ func (k *KubeSource) setUp(up bool) {
 	k.Metrics.SourceUp.Set(v)
 }
 
-func (k *KubeSource) watchError(ctx context.Context, r *cache.Reflector, err error) {
+func (k *Source) watchError(ctx context.Context, r *cache.Reflector, err error) {
 	if k.Metrics != nil {
 		k.Metrics.SourceErrors.WithLabelValues("kubernetes").Inc()
 	}
@@ -214,22 +222,22 @@ func (k *KubeSource) watchError(ctx context.Context, r *cache.Reflector, err err
 	cache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
-// List implements ListFunc. It reports complete only after the informers
+// List implements zone.ListFunc. It reports complete only after the informers
 // have synced.
-func (k *KubeSource) List() ([]*Service, []*EndpointSlice, bool) {
+func (k *Source) List() ([]*zone.Service, []*zone.EndpointSlice, bool) {
 	w := k.current.Load()
 	if w == nil {
 		return nil, nil, false
 	}
-	var svcs []*Service
+	var svcs []*zone.Service
 	for _, o := range w.services.GetStore().List() {
-		if s, ok := o.(*Service); ok {
+		if s, ok := o.(*zone.Service); ok {
 			svcs = append(svcs, s)
 		}
 	}
-	var slices []*EndpointSlice
+	var slices []*zone.EndpointSlice
 	for _, o := range w.slices.GetStore().List() {
-		if s, ok := o.(*EndpointSlice); ok {
+		if s, ok := o.(*zone.EndpointSlice); ok {
 			slices = append(slices, s)
 		}
 	}
@@ -241,9 +249,9 @@ func (k *KubeSource) List() ([]*Service, []*EndpointSlice, bool) {
 func shrink(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
-		return ServiceFromAPI(o), nil
+		return zone.ServiceFromAPI(o), nil
 	case *discoveryv1.EndpointSlice:
-		return EndpointSliceFromAPI(o), nil
+		return zone.EndpointSliceFromAPI(o), nil
 	default:
 		return obj, nil
 	}
@@ -262,10 +270,10 @@ func CheckReachable(ctx context.Context, client kubernetes.Interface, timeout ti
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("zone: cannot reach the Kubernetes API server: %w", err)
+			return fmt.Errorf("kube: cannot reach the Kubernetes API server: %w", err)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("zone: no answer from the Kubernetes API server within %v: %w", timeout, ctx.Err())
+		return fmt.Errorf("kube: no answer from the Kubernetes API server within %v: %w", timeout, ctx.Err())
 	}
 }
