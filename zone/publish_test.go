@@ -2,6 +2,7 @@ package zone
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -9,42 +10,73 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func TestPublisherCoalescesAndWaitsForCompleteView(t *testing.T) {
-	p := NewPublisher(testOptions(t), discard, nil)
-	var lists atomic.Int32
-	var complete atomic.Bool
+	m := NewMetrics(prometheus.NewRegistry())
+	p := NewPublisher(testOptions(t), discard, m)
+	var rebuilds atomic.Int32
 	release := make(chan struct{})
-	list := func() ([]*Service, []*EndpointSlice, bool) {
-		if lists.Add(1) == 2 {
+	p.rebuilt = func() {
+		if rebuilds.Add(1) == 2 {
 			<-release // hold the second build while changes pile up
 		}
-		return nil, nil, complete.Load()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go p.Run(ctx, list)
+	go p.Run(ctx)
 
-	p.Changed()
-	waitFor(t, func() bool { return lists.Load() == 1 })
+	p.Apply(ServiceChange(OpUpsert, &Service{Namespace: "n", Name: "early"}))
+	waitFor(t, func() bool { return rebuilds.Load() == 1 })
 	if p.Snapshot() != nil {
-		t.Fatal("published a snapshot of an incomplete view")
+		t.Fatal("published a snapshot before the source synced")
 	}
-	complete.Store(true)
-	p.Changed()
-	waitFor(t, func() bool { return lists.Load() == 2 })
-	for range 100 {
-		p.Changed()
+	p.Replace(nil, nil)
+	waitFor(t, func() bool { return rebuilds.Load() == 2 })
+	if p.Snapshot() == nil || p.Snapshot().Stats.Services != 0 {
+		t.Fatal("the synced view was not published, or the object Replace dropped stayed")
+	}
+	for i := range 100 {
+		p.Apply(ServiceChange(OpUpsert, &Service{Namespace: "n", Name: fmt.Sprint("s", i%50)}))
 	}
 	close(release)
-	waitFor(t, func() bool { return p.Snapshot() != nil })
-	waitFor(t, func() bool { return lists.Load() == 3 })
+	waitFor(t, func() bool { return rebuilds.Load() == 3 })
 	time.Sleep(50 * time.Millisecond)
-	if n := lists.Load(); n != 3 {
+	if n := rebuilds.Load(); n != 3 {
 		t.Errorf("100 changes during a build caused %d more builds, want 1", n-2)
+	}
+	if got := p.Snapshot().Stats.Services; got != 50 {
+		t.Errorf("%d Services after the batch, want 50", got)
+	}
+	if got := testutil.ToFloat64(m.Changes.WithLabelValues("service", "upsert")); got != 50 {
+		t.Errorf("hdns_zone_changes_total{service,upsert} = %v, want the batch's 50 Services", got)
+	}
+}
+
+// TestPublisherReplaceDiffs: a Replace changes only what it holds anew or
+// no more, and a rebuild without changes is skipped.
+func TestPublisherReplaceDiffs(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	p := NewPublisher(testOptions(t), discard, m)
+	a, b := &Service{Namespace: "n", Name: "a"}, &Service{Namespace: "n", Name: "b"}
+	p.Replace([]*Service{a, b}, nil)
+	if !p.Rebuild() {
+		t.Fatal("no build after the first Replace")
+	}
+	p.Replace([]*Service{a}, nil)
+	if !p.Rebuild() || p.Snapshot().Stats.Services != 1 {
+		t.Fatal("the relist did not drop the Service it no longer holds")
+	}
+	count := func(op string) float64 { return testutil.ToFloat64(m.Changes.WithLabelValues("service", op)) }
+	if count("upsert") != 2 || count("delete") != 1 {
+		t.Errorf("changes: %v upserts, %v deletes; want 2 and 1", count("upsert"), count("delete"))
+	}
+	p.Replace([]*Service{a}, nil)
+	if p.Rebuild() {
+		t.Error("a relist that changed nothing rebuilt")
 	}
 }
 
@@ -54,17 +86,19 @@ func TestProgrammingLatency(t *testing.T) {
 	p := NewPublisher(testOptions(t), discard, m)
 	old := time.Now().Add(-time.Hour)
 	slice := &EndpointSlice{Namespace: "n", Name: "s", Service: "s", TriggerTime: old}
-	list := func() ([]*Service, []*EndpointSlice, bool) { return nil, []*EndpointSlice{slice}, true }
-	p.Rebuild(list)
+	p.Replace(nil, []*EndpointSlice{slice})
+	p.Rebuild()
 	if got := histogramCount(t, reg); got != 0 {
 		t.Errorf("the first build observed %d latencies; its trigger times are history", got)
 	}
-	p.Rebuild(list)
+	p.Apply(SliceChange(OpUpsert, slice))
+	p.Rebuild()
 	if got := histogramCount(t, reg); got != 0 {
 		t.Errorf("an unchanged trigger time was observed again (%d)", got)
 	}
 	slice = &EndpointSlice{Namespace: "n", Name: "s", Service: "s", TriggerTime: time.Now().Add(-30 * time.Millisecond)}
-	p.Rebuild(list)
+	p.Apply(SliceChange(OpUpsert, slice))
+	p.Rebuild()
 	if got := histogramCount(t, reg); got != 1 {
 		t.Errorf("a new trigger time gave %d observations, want 1", got)
 	}
@@ -104,15 +138,16 @@ func TestPublisherReleasesMemoryWhenQuiet(t *testing.T) {
 	var releases atomic.Int32
 	p.release = func() { releases.Add(1) }
 	var builds atomic.Int32
-	list := func() ([]*Service, []*EndpointSlice, bool) { builds.Add(1); return nil, nil, true }
+	p.rebuilt = func() { builds.Add(1) }
+	p.Replace(nil, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go p.Run(ctx, list)
+	go p.Run(ctx)
 
 	// Changes every releaseAfter/4 for 2×releaseAfter: no release.
 	deadline := time.Now().Add(2 * releaseAfter)
-	for time.Now().Before(deadline) {
-		p.Changed()
+	for i := 0; time.Now().Before(deadline); i++ {
+		p.Apply(ServiceChange(OpUpsert, &Service{Namespace: "n", Name: fmt.Sprint("s", i)}))
 		time.Sleep(releaseAfter / 4)
 	}
 	if n := releases.Load(); n != 0 {

@@ -345,16 +345,14 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 		}
 	}
 
-	var list zone.ListFunc
 	var runSource func()
 	if cfg.manifests != "" {
 		src := &manifests.Source{Path: cfg.manifests, Log: log, Metrics: zoneMetrics}
-		if err := src.Load(); err != nil {
+		if err := src.Load(pub); err != nil {
 			return err
 		}
-		list = src.List
-		pub.Rebuild(list)
-		runSource = func() { src.Run(ctx, pub.Changed) }
+		pub.Rebuild()
+		runSource = func() { src.Run(ctx, pub) }
 	} else {
 		client, err := kubeClient(cfg.kubeconfig)
 		if err != nil {
@@ -364,9 +362,8 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 			return err
 		}
 		src := &kube.Source{Client: client, Namespace: cfg.namespace, LabelSelector: cfg.selector, Log: log, Metrics: zoneMetrics}
-		list = src.List
 		runSource = func() {
-			if err := src.Run(ctx, pub.Changed); err != nil && ctx.Err() == nil {
+			if err := src.Run(ctx, pub); err != nil && ctx.Err() == nil {
 				log.Error("kubernetes source stopped", "err", err)
 			}
 		}
@@ -400,7 +397,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 		// uses the handout ledger.
 		go loads.Run(ctx)
 	}
-	go pub.Run(ctx, list)
+	go pub.Run(ctx)
 	go func() {
 		if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)

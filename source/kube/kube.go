@@ -48,7 +48,7 @@ type Source struct {
 	// Metrics counts watch errors; nil counts nowhere.
 	Metrics *zone.Metrics
 
-	current atomic.Pointer[watchSet] // the synced informers List reads
+	current atomic.Pointer[watchSet] // the synced informers whose events reach the sink
 	sets    atomic.Int64             // watch sets started, for tests
 }
 
@@ -59,9 +59,9 @@ type watchSet struct {
 	cancel           context.CancelFunc
 }
 
-// startWatchSet creates and starts informers whose events call changed
-// once they are the current set.
-func (k *Source) startWatchSet(ctx context.Context, changed func()) (*watchSet, error) {
+// startWatchSet creates and starts informers whose events go to sink once
+// they are the current set.
+func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &watchSet{cancel: cancel}
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(k.Client, 0,
@@ -72,17 +72,20 @@ func (k *Source) startWatchSet(ctx context.Context, changed func()) (*watchSet, 
 	w.services = svcFactory.Core().V1().Services().Informer()
 	w.slices = sliceFactory.Discovery().V1().EndpointSlices().Informer()
 
-	// Events of the initial list are covered by the change Run signals
-	// when the set becomes current.
-	notify := func() {
-		if k.current.Load() == w {
-			changed()
+	// Events of the initial list are covered by the Replace that makes
+	// the set current.
+	notify := func(op zone.Op, obj any) {
+		if k.current.Load() != w {
+			return
+		}
+		if c, ok := change(op, obj); ok {
+			sink.Apply(c)
 		}
 	}
 	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { notify() },
-		UpdateFunc: func(any, any) { notify() },
-		DeleteFunc: func(any) { notify() },
+		AddFunc:    func(obj any) { notify(zone.OpUpsert, obj) },
+		UpdateFunc: func(_, obj any) { notify(zone.OpUpsert, obj) },
+		DeleteFunc: func(obj any) { notify(zone.OpDelete, obj) },
 	}
 	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices} {
 		if err := inf.SetTransform(shrink); err != nil {
@@ -117,11 +120,11 @@ func (w *watchSet) stop() {
 	}
 }
 
-// Run starts the informers, waits for their first sync, then calls changed
-// after every change until ctx is done. It returns an error only when ctx
-// ends before the caches synced.
-func (k *Source) Run(ctx context.Context, changed func()) error {
-	w, err := k.startWatchSet(ctx, changed)
+// Run starts the informers, waits for their first sync, hands sink what
+// they hold (Replace), then every change (Apply) until ctx is done. It
+// returns an error only when ctx ends before the caches synced.
+func (k *Source) Run(ctx context.Context, sink zone.Sink) error {
+	w, err := k.startWatchSet(ctx, sink)
 	if err != nil {
 		return err
 	}
@@ -130,16 +133,16 @@ func (k *Source) Run(ctx context.Context, changed func()) error {
 		return fmt.Errorf("kube: informers did not sync: %w", context.Cause(ctx))
 	}
 	k.current.Store(w)
-	changed()
+	sink.Replace(w.list())
 	k.setUp(true)
-	k.probeLoop(ctx, changed)
+	k.probeLoop(ctx, sink)
 	k.current.Load().stop()
 	return nil
 }
 
 // probeLoop probes the API server until ctx is done, and relists through a
 // fresh watch set when the server comes back after an outage.
-func (k *Source) probeLoop(ctx context.Context, changed func()) {
+func (k *Source) probeLoop(ctx context.Context, sink zone.Sink) {
 	interval := k.ProbeInterval
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -171,7 +174,7 @@ func (k *Source) probeLoop(ctx context.Context, changed func()) {
 				k.Log.Warn("Kubernetes API server unreachable; serving the last zone", "err", err)
 			}
 		case err == nil && !up:
-			if k.relist(ctx, changed, 2*time.Minute) {
+			if k.relist(ctx, sink, 2*time.Minute) {
 				up = true
 				k.setUp(true)
 			}
@@ -179,10 +182,11 @@ func (k *Source) probeLoop(ctx context.Context, changed func()) {
 	}
 }
 
-// relist starts a fresh watch set and makes it current once synced. On
+// relist starts a fresh watch set and makes it current once synced, handing
+// sink its complete view: what went during the outage is deleted. On
 // failure the old set stays and false is returned.
-func (k *Source) relist(ctx context.Context, changed func(), timeout time.Duration) bool {
-	w, err := k.startWatchSet(ctx, changed)
+func (k *Source) relist(ctx context.Context, sink zone.Sink, timeout time.Duration) bool {
+	w, err := k.startWatchSet(ctx, sink)
 	if err != nil {
 		return false
 	}
@@ -192,8 +196,10 @@ func (k *Source) relist(ctx context.Context, changed func(), timeout time.Durati
 		w.stop()
 		return false
 	}
+	// Current before listed: an event between the two reaches sink after
+	// the list or is in it, and a repeated upsert or delete is harmless.
 	old := k.current.Swap(w)
-	changed()
+	sink.Replace(w.list())
 	old.stop()
 	if k.Log != nil {
 		k.Log.Info("Kubernetes API server reachable again; relisted Services and EndpointSlices")
@@ -222,13 +228,8 @@ func (k *Source) watchError(ctx context.Context, r *cache.Reflector, err error) 
 	cache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
-// List implements zone.ListFunc. It reports complete only after the informers
-// have synced.
-func (k *Source) List() ([]*zone.Service, []*zone.EndpointSlice, bool) {
-	w := k.current.Load()
-	if w == nil {
-		return nil, nil, false
-	}
+// list returns what the set's informers hold.
+func (w *watchSet) list() ([]*zone.Service, []*zone.EndpointSlice) {
 	var svcs []*zone.Service
 	for _, o := range w.services.GetStore().List() {
 		if s, ok := o.(*zone.Service); ok {
@@ -241,7 +242,23 @@ func (k *Source) List() ([]*zone.Service, []*zone.EndpointSlice, bool) {
 			slices = append(slices, s)
 		}
 	}
-	return svcs, slices, true
+	return svcs, slices
+}
+
+// change returns the Change of op on an informer's object: a shrunk object,
+// or for a delete the tombstone of one whose deletion the watch missed.
+func change(op zone.Op, obj any) (zone.Change, bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	obj, _ = shrink(obj)
+	switch o := obj.(type) {
+	case *zone.Service:
+		return zone.ServiceChange(op, o), true
+	case *zone.EndpointSlice:
+		return zone.SliceChange(op, o), true
+	}
+	return zone.Change{}, false
 }
 
 // shrink is the informers' transform: API objects become small structs

@@ -15,21 +15,11 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/hdns-dev/hdns/internal/fixture"
+	"github.com/hdns-dev/hdns/internal/sourcetest"
 	"github.com/hdns-dev/hdns/zone"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // TestSourceShrinksAndGates is a narrow test of the watch layer on
 // client-go's fake clientset; test/e2e proves it on a real API server.
@@ -42,32 +32,31 @@ func TestSourceShrinksAndGates(t *testing.T) {
 		fixture.EndpointSlice{Namespace: "awx", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{{Address: "10.0.0.1", Ready: new(true)}}}.API(),
 	)
 	src := &Source{Client: client, LabelSelector: "tier=front"}
-	if _, _, ok := src.List(); ok {
-		t.Fatal("complete before Run")
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var changes atomic.Int32
-	go src.Run(ctx, func() { changes.Add(1) })
-	waitFor(t, func() bool { return changes.Load() > 0 })
-	svcs, slices, ok := src.List()
+	var sink sourcetest.Sink
+	go src.Run(ctx, &sink)
+	sourcetest.WaitFor(t, func() bool { _, _, ok := sink.List(); return ok })
+	svcs, slices, ok := sink.List()
 	if !ok || len(svcs) != 1 || svcs[0].Name != "web" || svcs[0].Kind != zone.KindHeadless {
 		t.Fatalf("List after sync: %+v complete=%v; want only the selected headless Service", svcs, ok)
 	}
 	if len(slices) != 1 || len(slices[0].Endpoints) != 1 || slices[0].Endpoints[0].Address().String() != "10.0.0.1" {
 		t.Fatalf("slices %+v", slices)
 	}
-	before := changes.Load()
 	if err := client.DiscoveryV1().EndpointSlices("awx").Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return changes.Load() > before })
-	waitFor(t, func() bool { _, s, _ := src.List(); return len(s) == 0 })
+	sourcetest.WaitFor(t, func() bool { _, s, _ := sink.List(); return len(s) == 0 })
+	if c := sink.Changes(); len(c) != 1 || c[0].Op != zone.OpDelete || c[0].Key().Name != "web-1" {
+		t.Errorf("changes after the delete: %+v, want the slice's delete alone", c)
+	}
 }
 
 // TestSourceRelistsAfterOutage drives the API probe down and up: the
 // source reports the outage, then starts fresh informers and switches to
-// them once synced, still serving throughout.
+// them once synced, still serving throughout; the relist drops what went
+// while the watch was dead.
 func TestSourceRelistsAfterOutage(t *testing.T) {
 	client := fake.NewClientset(fixture.Service{Namespace: "awx", Name: "web", Headless: true}.API())
 	var down atomic.Bool
@@ -82,29 +71,41 @@ func TestSourceRelistsAfterOutage(t *testing.T) {
 		}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var changes atomic.Int32
-	go src.Run(ctx, func() { changes.Add(1) })
-	waitFor(t, func() bool { _, _, ok := src.List(); return ok })
+	var sink sourcetest.Sink
+	go src.Run(ctx, &sink)
+	sourcetest.WaitFor(t, func() bool { _, _, ok := sink.List(); return ok })
 	up := func() float64 { return testutil.ToFloat64(m.SourceUp) }
 	if up() != 1 || src.sets.Load() != 1 {
 		t.Fatalf("after sync: up %v, %d watch sets", up(), src.sets.Load())
 	}
 	down.Store(true)
-	waitFor(t, func() bool { return up() == 0 })
-	if svcs, _, ok := src.List(); !ok || len(svcs) != 1 {
+	sourcetest.WaitFor(t, func() bool { return up() == 0 })
+	if svcs, _, ok := sink.List(); !ok || len(svcs) != 1 {
 		t.Fatal("the last zone is gone during the outage")
 	}
 	if testutil.ToFloat64(m.SourceErrors.WithLabelValues("kubernetes")) != 1 {
 		t.Error("the outage was not counted once")
 	}
-	before := changes.Load()
+	// The fake's watch outlives the outage; a real one would be dead, and
+	// miss what changes meanwhile.
+	src.current.Load().stop()
+	if err := client.CoreV1().Services("awx").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Services("awx").Create(ctx, fixture.Service{Namespace: "awx", Name: "kept"}.API(), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := sink.Calls()
 	down.Store(false)
-	waitFor(t, func() bool { return up() == 1 })
-	if src.sets.Load() != 2 || changes.Load() <= before {
-		t.Errorf("after the outage: %d watch sets, %d changes signalled; want a fresh set and a rebuild", src.sets.Load(), changes.Load()-before)
+	sourcetest.WaitFor(t, func() bool { return up() == 1 })
+	if src.sets.Load() != 2 || sink.Calls() <= before {
+		t.Errorf("after the outage: %d watch sets, %d calls of the sink; want a fresh set and a relist", src.sets.Load(), sink.Calls()-before)
+	}
+	if svcs, _, _ := sink.List(); len(svcs) != 1 || svcs[0].Name != "kept" {
+		t.Errorf("after the relist: %d Services, want kept alone", len(svcs))
 	}
 	if _, err := client.CoreV1().Services("awx").Create(ctx, fixture.Service{Namespace: "awx", Name: "new"}.API(), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { s, _, _ := src.List(); return len(s) == 2 })
+	sourcetest.WaitFor(t, func() bool { s, _, _ := sink.List(); return len(s) == 2 })
 }

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hdns-dev/hdns/zone"
@@ -66,17 +65,16 @@ type Source struct {
 	// Metrics counts load errors; nil counts nowhere.
 	Metrics *zone.Metrics
 
-	loaded atomic.Pointer[objects]
-
 	// Owned by the goroutine that calls Load and Run.
 	stamp   string   // names, sizes and modification times last seen
 	content [32]byte // hash of the contents last parsed
+	loaded  bool     // a load succeeded
 }
 
-// Load reads every manifest now. On error the objects of the last good load
-// stay in place; the error names the file, the document's first line and the
-// object.
-func (m *Source) Load() error {
+// Load reads every manifest now and hands sink what they hold (Replace). On
+// error sink is left alone; the error names the file, the document's first
+// line and the object.
+func (m *Source) Load(sink zone.Sink) error {
 	files, stamp, err := m.files()
 	if err != nil {
 		return err
@@ -101,26 +99,20 @@ func (m *Source) Load() error {
 	if err := objs.checkUnique(); err != nil {
 		return err
 	}
-	copy(m.content[:], h.Sum(nil))
-	m.loaded.Store(&objs)
+	sum := [32]byte(h.Sum(nil))
+	if sum != m.content || !m.loaded {
+		sink.Replace(objs.services, objs.slices)
+	}
+	m.content, m.loaded = sum, true
 	if m.Metrics != nil {
 		m.Metrics.SourceUp.Set(1)
 	}
 	return nil
 }
 
-// List implements zone.ListFunc: complete once a load has succeeded.
-func (m *Source) List() ([]*zone.Service, []*zone.EndpointSlice, bool) {
-	objs := m.loaded.Load()
-	if objs == nil {
-		return nil, nil, false
-	}
-	return objs.services, objs.slices, true
-}
-
-// Run polls the manifests until ctx is done and calls changed after every
-// load that changed what they hold. Failed loads are logged and counted.
-func (m *Source) Run(ctx context.Context, changed func()) {
+// Run polls the manifests until ctx is done and hands sink what they hold
+// after every load that changed it. Failed loads are logged and counted.
+func (m *Source) Run(ctx context.Context, sink zone.Sink) {
 	interval := m.Interval
 	if interval == 0 {
 		interval = 250 * time.Millisecond
@@ -140,7 +132,7 @@ func (m *Source) Run(ctx context.Context, changed func()) {
 		}
 		before := m.content
 		if err == nil {
-			err = m.Load()
+			err = m.Load(sink)
 		}
 		if err != nil {
 			if m.Metrics != nil {
@@ -159,11 +151,8 @@ func (m *Source) Run(ctx context.Context, changed func()) {
 			continue
 		}
 		lastErr = ""
-		if m.content != before {
-			if m.Log != nil {
-				m.Log.Info("manifests reloaded", "path", m.Path)
-			}
-			changed()
+		if m.content != before && m.Log != nil {
+			m.Log.Info("manifests reloaded", "path", m.Path)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/hdns-dev/hdns/internal/sourcetest"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -36,10 +37,11 @@ func TestSourceDirectory(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "sub", "b.yml"), strings.ReplaceAll(oneService, "name: a", "name: b"))
 	writeFile(t, filepath.Join(dir, "notes.txt"), "not a manifest")
 	src := &Source{Path: dir}
-	if err := src.Load(); err != nil {
+	var sink sourcetest.Sink
+	if err := src.Load(&sink); err != nil {
 		t.Fatal(err)
 	}
-	svcs, _, ok := src.List()
+	svcs, _, ok := sink.List()
 	if !ok || len(svcs) != 2 {
 		t.Fatalf("List: %d Services, complete=%v; want 2, true", len(svcs), ok)
 	}
@@ -53,27 +55,27 @@ func TestSourceReload(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	metrics := zone.NewMetrics(reg)
 	src := &Source{Path: path, Interval: 20 * time.Millisecond, Metrics: metrics}
-	if err := src.Load(); err != nil {
+	var sink sourcetest.Sink
+	if err := src.Load(&sink); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	changed := make(chan struct{}, 10)
-	go src.Run(ctx, func() { changed <- struct{}{} })
+	go src.Run(ctx, &sink)
 
-	waitChanged := func() bool {
-		select {
-		case <-changed:
-			return true
-		case <-time.After(time.Second):
-			return false
+	waitChanged := func(before int) bool {
+		deadline := time.Now().Add(time.Second)
+		for sink.Calls() == before && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
 		}
+		return sink.Calls() > before
 	}
+	calls := sink.Calls()
 	writeFile(t, path, oneService+"---\n"+strings.ReplaceAll(oneService, "name: a", "name: b"))
-	if !waitChanged() {
+	if !waitChanged(calls) {
 		t.Fatal("an edit did not show within 1s")
 	}
-	if svcs, _, _ := src.List(); len(svcs) != 2 {
+	if svcs, _, _ := sink.List(); len(svcs) != 2 {
 		t.Fatalf("after the edit: %d Services, want 2", len(svcs))
 	}
 
@@ -85,32 +87,34 @@ func TestSourceReload(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if svcs, _, ok := src.List(); !ok || len(svcs) != 2 {
+	if svcs, _, ok := sink.List(); !ok || len(svcs) != 2 {
 		t.Fatalf("after a broken edit: %d Services, complete=%v; want the last good 2", len(svcs), ok)
 	}
 
 	// Touching the file without changing it reloads but does not signal.
+	calls = sink.Calls()
 	writeFile(t, path, oneService)
-	if !waitChanged() {
+	if !waitChanged(calls) {
 		t.Fatal("the fix did not show within 1s")
 	}
 	now := time.Now().Add(time.Second)
 	if err := os.Chtimes(path, now, now); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-changed:
+	before := sink.Calls()
+	time.Sleep(200 * time.Millisecond)
+	if sink.Calls() != before {
 		t.Error("an unchanged file signalled a change")
-	case <-time.After(200 * time.Millisecond):
 	}
 }
 
 func TestSourceMissingPath(t *testing.T) {
 	src := &Source{Path: filepath.Join(t.TempDir(), "nope.yaml")}
-	if err := src.Load(); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+	var sink sourcetest.Sink
+	if err := src.Load(&sink); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Errorf("Load of a missing file: %v, want an error naming it", err)
 	}
-	if _, _, ok := src.List(); ok {
+	if _, _, ok := sink.List(); ok {
 		t.Error("List complete without a successful load")
 	}
 }
@@ -132,10 +136,11 @@ func TestSourceConfigMapVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &Source{Path: dir}
-	if err := src.Load(); err != nil {
+	var sink sourcetest.Sink
+	if err := src.Load(&sink); err != nil {
 		t.Fatal(err)
 	}
-	if svcs, _, _ := src.List(); len(svcs) != 1 {
+	if svcs, _, _ := sink.List(); len(svcs) != 1 {
 		t.Errorf("%d Services from a ConfigMap volume holding one", len(svcs))
 	}
 }
