@@ -136,7 +136,8 @@ func (s *store) apply(changes []Change) {
 }
 
 // replace makes the store hold exactly these objects, recording as changed
-// only the keys whose object is new, gone or another.
+// only the keys whose object is new, gone or not equivalent (which keep
+// their old object).
 func (s *store) replace(services []*Service, slices []*EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,14 +146,14 @@ func (s *store) replace(services []*Service, slices []*EndpointSlice) {
 	for _, svc := range services {
 		c := ServiceChange(OpUpsert, svc)
 		keep[c.Key()] = true
-		if old, ok := s.services[c.Key()]; !ok || old != svc {
+		if old, ok := s.services[c.Key()]; !ok || !ServicesEquivalent(old, svc) {
 			changes = append(changes, c)
 		}
 	}
 	for _, sl := range slices {
 		c := SliceChange(OpUpsert, sl)
 		keep[c.Key()] = true
-		if old, ok := s.slices[c.Key()]; !ok || old != sl {
+		if old, ok := s.slices[c.Key()]; !ok || !SlicesEquivalent(old, sl) {
 			changes = append(changes, c)
 		}
 	}

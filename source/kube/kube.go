@@ -83,8 +83,12 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 		}
 	}
 	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { notify(zone.OpUpsert, obj) },
-		UpdateFunc: func(_, obj any) { notify(zone.OpUpsert, obj) },
+		AddFunc: func(obj any) { notify(zone.OpUpsert, obj) },
+		UpdateFunc: func(old, obj any) {
+			if !equivalent(old, obj) {
+				notify(zone.OpUpsert, obj)
+			}
+		},
 		DeleteFunc: func(obj any) { notify(zone.OpDelete, obj) },
 	}
 	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices} {
@@ -243,6 +247,20 @@ func (w *watchSet) list() ([]*zone.Service, []*zone.EndpointSlice) {
 		}
 	}
 	return svcs, slices
+}
+
+// equivalent reports whether an update between two shrunk objects changes
+// nothing DNS uses (a new resourceVersion, labels, fields the shrink drops).
+func equivalent(old, cur any) bool {
+	switch o := old.(type) {
+	case *zone.Service:
+		c, ok := cur.(*zone.Service)
+		return ok && zone.ServicesEquivalent(o, c)
+	case *zone.EndpointSlice:
+		c, ok := cur.(*zone.EndpointSlice)
+		return ok && zone.SlicesEquivalent(o, c)
+	}
+	return false
 }
 
 // change returns the Change of op on an informer's object: a shrunk object,

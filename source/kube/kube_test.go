@@ -109,3 +109,37 @@ func TestSourceRelistsAfterOutage(t *testing.T) {
 	}
 	sourcetest.WaitFor(t, func() bool { s, _, _ := sink.List(); return len(s) == 2 })
 }
+
+// TestSourceDropsUpdatesThatChangeNothing: an update of what the shrink
+// drops reaches no one; one of what DNS uses does.
+func TestSourceDropsUpdatesThatChangeNothing(t *testing.T) {
+	web := fixture.Service{Namespace: "awx", Name: "web", Headless: true}.API()
+	slice := fixture.EndpointSlice{Namespace: "awx", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{{Address: "10.0.0.1", Ready: new(true)}}}.API()
+	client := fake.NewClientset(web, slice)
+	src := &Source{Client: client}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sink sourcetest.Sink
+	go src.Run(ctx, &sink)
+	sourcetest.WaitFor(t, func() bool { _, _, ok := sink.List(); return ok })
+
+	web.Labels = map[string]string{"team": "a"}
+	web.ResourceVersion = "2"
+	if _, err := client.CoreV1().Services("awx").Update(ctx, web, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slice.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-07T02:00:00Z"}
+	if _, err := client.DiscoveryV1().EndpointSlices("awx").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slice.Endpoints[0].Conditions.Ready = new(false)
+	if _, err := client.DiscoveryV1().EndpointSlices("awx").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.WaitFor(t, func() bool { return len(sink.Changes()) > 0 })
+	time.Sleep(50 * time.Millisecond)
+	c := sink.Changes()
+	if len(c) != 1 || c[0].Kind != zone.ObjectEndpointSlice || c[0].Slice.Endpoints[0].Ready {
+		t.Errorf("changes %+v, want the readiness update alone", c)
+	}
+}
