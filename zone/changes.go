@@ -95,6 +95,20 @@ func (c Change) Key() ObjectKey {
 	return ObjectKey{Kind: c.Kind}
 }
 
+// Equivalent reports whether c and d, upserts of one key, carry objects
+// that give the same records (ServicesEquivalent, SlicesEquivalent).
+func (c Change) Equivalent(d Change) bool {
+	switch {
+	case c.Kind != d.Kind:
+		return false
+	case c.Kind == ObjectService:
+		return ServicesEquivalent(c.Service, d.Service)
+	case c.Kind == ObjectEndpointSlice:
+		return SlicesEquivalent(c.Slice, d.Slice)
+	}
+	return false
+}
+
 // store holds the objects the zone is built from, as the sources' changes
 // left them, and the keys changed since the last build took them. Sources
 // write it through Sink; the Publisher's Run goroutine reads it. The lock

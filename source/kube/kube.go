@@ -252,15 +252,9 @@ func (w *watchSet) list() ([]*zone.Service, []*zone.EndpointSlice) {
 // equivalent reports whether an update between two shrunk objects changes
 // nothing DNS uses (a new resourceVersion, labels, fields the shrink drops).
 func equivalent(old, cur any) bool {
-	switch o := old.(type) {
-	case *zone.Service:
-		c, ok := cur.(*zone.Service)
-		return ok && zone.ServicesEquivalent(o, c)
-	case *zone.EndpointSlice:
-		c, ok := cur.(*zone.EndpointSlice)
-		return ok && zone.SlicesEquivalent(o, c)
-	}
-	return false
+	o, ok := change(zone.OpUpsert, old)
+	c, ok2 := change(zone.OpUpsert, cur)
+	return ok && ok2 && o.Equivalent(c)
 }
 
 // change returns the Change of op on an informer's object: a shrunk object,

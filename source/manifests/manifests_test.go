@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,4 +144,111 @@ func TestSourceConfigMapVolume(t *testing.T) {
 	if svcs, _, _ := sink.List(); len(svcs) != 1 {
 		t.Errorf("%d Services from a ConfigMap volume holding one", len(svcs))
 	}
+}
+
+// TestSourceReadsOnlyWhatChanged: of a directory of many files, an edit
+// parses the edited file alone and hands the zone its difference; a file
+// removed takes its objects.
+func TestSourceReadsOnlyWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	const files = 200
+	for i := range files {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%03d.yaml", i)), serviceAt(fmt.Sprint("s", i), "10.0.0.1"))
+	}
+	src := &Source{Path: dir, Interval: 10 * time.Millisecond}
+	var sink sourcetest.Sink
+	if err := src.Load(&sink); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.parses.Load(); n != files {
+		t.Fatalf("the first load parsed %d files, want %d", n, files)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go src.Run(ctx, &sink)
+
+	// An editor's save: a new file renamed over the old one.
+	tmp := filepath.Join(dir, ".f007.yaml.swp")
+	writeFile(t, tmp, serviceAt("s7", "10.0.0.2")+"---\n"+serviceAt("extra", "10.0.0.3"))
+	if err := os.Rename(tmp, filepath.Join(dir, "f007.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.WaitFor(t, func() bool { return len(sink.Changes()) == 2 })
+	if n := src.parses.Load(); n != files+1 {
+		t.Errorf("an edit of one file parsed %d files, want 1", n-files)
+	}
+	svcs, _, _ := sink.List()
+	if got := clusterIP(svcs, "s7"); got != "10.0.0.2" || clusterIP(svcs, "extra") != "10.0.0.3" || len(svcs) != files+1 {
+		t.Errorf("after the edit: s7 at %s, %d Services; want 10.0.0.2 and %d", got, len(svcs), files+1)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "f007.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.WaitFor(t, func() bool { return len(sink.Changes()) == 4 })
+	for _, c := range sink.Changes()[2:] {
+		if c.Op != zone.OpDelete {
+			t.Errorf("removing a file gave %v of %v", c.Op, c.Key())
+		}
+	}
+	if svcs, _, _ := sink.List(); len(svcs) != files-1 || clusterIP(svcs, "s7") != "" {
+		t.Errorf("after the removal: %d Services, want %d without s7", len(svcs), files-1)
+	}
+	if n := src.parses.Load(); n != files+1 {
+		t.Errorf("a removal parsed %d files, want none", n-files-1)
+	}
+}
+
+// TestSourceRejectsObjectsOfAnotherFile: a file defining what another
+// holds keeps its last good objects until the other lets go; an object
+// moved from one file to another in one edit is not a duplicate.
+func TestSourceRejectsObjectsOfAnotherFile(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	writeFile(t, a, serviceAt("one", "10.0.0.1"))
+	writeFile(t, b, serviceAt("two", "10.0.0.2"))
+	src := &Source{Path: dir}
+	var sink sourcetest.Sink
+	if err := src.Load(&sink); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, b, serviceAt("two", "10.0.0.2")+"---\n"+serviceAt("one", "10.0.0.9"))
+	errs, err := src.poll(&sink)
+	if err != nil || len(errs) != 1 || !strings.Contains(errs[0].Error(), "Service x/one is defined twice: in "+a+" and "+b) {
+		t.Fatalf("a duplicate across files: %v, %v", errs, err)
+	}
+	if svcs, _, _ := sink.List(); clusterIP(svcs, "one") != "10.0.0.1" || len(svcs) != 2 {
+		t.Fatalf("after the duplicate: %d Services, one at %s; want the last good objects", len(svcs), clusterIP(svcs, "one"))
+	}
+	writeFile(t, a, serviceAt("three", "10.0.0.3"))
+	if errs, err := src.poll(&sink); err != nil || len(errs) != 0 {
+		t.Fatalf("once a let go: %v, %v", errs, err)
+	}
+	if svcs, _, _ := sink.List(); clusterIP(svcs, "one") != "10.0.0.9" || len(svcs) != 3 {
+		t.Errorf("once a let go: %d Services, one at %s; want b's", len(svcs), clusterIP(svcs, "one"))
+	}
+
+	// Moved in one edit of both files.
+	writeFile(t, a, serviceAt("three", "10.0.0.3")+"---\n"+serviceAt("two", "10.0.0.2"))
+	writeFile(t, b, serviceAt("one", "10.0.0.9"))
+	before := len(sink.Changes())
+	if errs, err := src.poll(&sink); err != nil || len(errs) != 0 {
+		t.Fatalf("a move: %v, %v", errs, err)
+	}
+	if c := sink.Changes()[before:]; len(c) != 0 {
+		t.Errorf("a move of an unchanged object gave changes %+v", c)
+	}
+}
+
+func serviceAt(name, ip string) string {
+	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: x}\nspec: {clusterIP: %s}\n", name, ip)
+}
+
+func clusterIP(svcs []*zone.Service, name string) string {
+	for _, s := range svcs {
+		if s.Name == name && len(s.ClusterIPs) > 0 {
+			return s.ClusterIPs[0].String()
+		}
+	}
+	return ""
 }
