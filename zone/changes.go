@@ -119,6 +119,7 @@ type store struct {
 	slices   map[ObjectKey]*EndpointSlice
 	batch    map[ObjectKey]Op // last op per key since the last take
 	synced   bool
+	replaced bool // a replace since the last take
 }
 
 func newStore() *store {
@@ -150,8 +151,10 @@ func (s *store) apply(changes []Change) {
 }
 
 // replace makes the store hold exactly these objects, recording as changed
-// only the keys whose object is new, gone or not equivalent (which keep
-// their old object).
+// only the keys whose object is new, gone or not equivalent. It keeps the
+// new objects of the others too: the source's cache holds those, and the
+// old ones would be a second copy. The next build, which a replace always
+// asks for, lets the old ones go.
 func (s *store) replace(services []*Service, slices []*EndpointSlice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -159,17 +162,21 @@ func (s *store) replace(services []*Service, slices []*EndpointSlice) {
 	keep := make(map[ObjectKey]bool, len(services)+len(slices))
 	for _, svc := range services {
 		c := ServiceChange(OpUpsert, svc)
-		keep[c.Key()] = true
-		if old, ok := s.services[c.Key()]; !ok || !ServicesEquivalent(old, svc) {
+		k := c.Key()
+		keep[k] = true
+		if old, ok := s.services[k]; !ok || !ServicesEquivalent(old, svc) {
 			changes = append(changes, c)
 		}
+		s.services[k] = svc
 	}
 	for _, sl := range slices {
 		c := SliceChange(OpUpsert, sl)
-		keep[c.Key()] = true
-		if old, ok := s.slices[c.Key()]; !ok || !SlicesEquivalent(old, sl) {
+		k := c.Key()
+		keep[k] = true
+		if old, ok := s.slices[k]; !ok || !SlicesEquivalent(old, sl) {
 			changes = append(changes, c)
 		}
+		s.slices[k] = sl
 	}
 	for k, svc := range s.services {
 		if !keep[k] {
@@ -182,7 +189,7 @@ func (s *store) replace(services []*Service, slices []*EndpointSlice) {
 		}
 	}
 	s.apply(changes)
-	s.synced = true
+	s.synced, s.replaced = true, true
 }
 
 // view is what one build reads: every object, and the keys changed since
@@ -191,6 +198,9 @@ type view struct {
 	services []*Service
 	slices   []*EndpointSlice
 	batch    map[ObjectKey]Op
+	// replaced: the source replaced its whole view since the previous
+	// one, even if with equivalent objects.
+	replaced bool
 }
 
 // take returns the current view and starts a new batch; ok is false before
@@ -214,7 +224,7 @@ func (s *store) take() (v view, ok bool) {
 	for _, sl := range s.slices {
 		v.slices = append(v.slices, sl)
 	}
-	v.batch = s.batch
-	s.batch = make(map[ObjectKey]Op)
+	v.batch, v.replaced = s.batch, s.replaced
+	s.batch, s.replaced = make(map[ObjectKey]Op), false
 	return v, true
 }

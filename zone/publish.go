@@ -125,7 +125,7 @@ func (p *Publisher) Rebuild() bool { return p.rebuild() }
 // build of only what they touch starts from it.
 func (p *Publisher) rebuild() bool {
 	v, ok := p.store.take()
-	if !ok || (len(v.batch) == 0 && p.current.Load() != nil) {
+	if !ok || (len(v.batch) == 0 && !v.replaced && p.current.Load() != nil) {
 		return false
 	}
 	p.observeBatch(v.batch)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,7 +50,11 @@ type Source struct {
 	Metrics *zone.Metrics
 
 	current atomic.Pointer[watchSet] // the synced informers whose events reach the sink
-	sets    atomic.Int64             // watch sets started, for tests
+	// handoff orders the current set's events against the Replace that
+	// makes another set current, so that no event of a replaced set
+	// reaches the sink after the Replace.
+	handoff sync.Mutex
+	sets    atomic.Int64 // watch sets started, for tests
 }
 
 // watchSet is one pair of informers with the factories that run them.
@@ -75,6 +80,8 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 	// Events of the initial list are covered by the Replace that makes
 	// the set current.
 	notify := func(op zone.Op, obj any) {
+		k.handoff.Lock()
+		defer k.handoff.Unlock()
 		if k.current.Load() != w {
 			return
 		}
@@ -92,7 +99,7 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 		DeleteFunc: func(obj any) { notify(zone.OpDelete, obj) },
 	}
 	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices} {
-		if err := inf.SetTransform(shrink); err != nil {
+		if err := inf.SetTransform(shrinkReusing(inf.GetStore())); err != nil {
 			cancel()
 			return nil, fmt.Errorf("kube: set informer transform: %w", err)
 		}
@@ -136,8 +143,7 @@ func (k *Source) Run(ctx context.Context, sink zone.Sink) error {
 		w.stop()
 		return fmt.Errorf("kube: informers did not sync: %w", context.Cause(ctx))
 	}
-	k.current.Store(w)
-	sink.Replace(w.list())
+	k.makeCurrent(w, sink)
 	k.setUp(true)
 	k.probeLoop(ctx, sink)
 	k.current.Load().stop()
@@ -200,10 +206,7 @@ func (k *Source) relist(ctx context.Context, sink zone.Sink, timeout time.Durati
 		w.stop()
 		return false
 	}
-	// Current before listed: an event between the two reaches sink after
-	// the list or is in it, and a repeated upsert or delete is harmless.
-	old := k.current.Swap(w)
-	sink.Replace(w.list())
+	old := k.makeCurrent(w, sink)
 	old.stop()
 	if k.Log != nil {
 		k.Log.Info("Kubernetes API server reachable again; relisted Services and EndpointSlices")
@@ -232,6 +235,18 @@ func (k *Source) watchError(ctx context.Context, r *cache.Reflector, err error) 
 	cache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
+// makeCurrent makes w the set whose events reach sink, hands sink what w
+// holds, and returns the set it replaces (nil at first). An event of w
+// queued meanwhile reaches sink after the list; a repeated upsert or delete
+// is harmless.
+func (k *Source) makeCurrent(w *watchSet, sink zone.Sink) *watchSet {
+	k.handoff.Lock()
+	defer k.handoff.Unlock()
+	old := k.current.Swap(w)
+	sink.Replace(w.list())
+	return old
+}
+
 // list returns what the set's informers hold.
 func (w *watchSet) list() ([]*zone.Service, []*zone.EndpointSlice) {
 	var svcs []*zone.Service
@@ -252,6 +267,9 @@ func (w *watchSet) list() ([]*zone.Service, []*zone.EndpointSlice) {
 // equivalent reports whether an update between two shrunk objects changes
 // nothing DNS uses (a new resourceVersion, labels, fields the shrink drops).
 func equivalent(old, cur any) bool {
+	if old == cur {
+		return true
+	}
 	o, ok := change(zone.OpUpsert, old)
 	c, ok2 := change(zone.OpUpsert, cur)
 	return ok && ok2 && o.Equivalent(c)
@@ -273,8 +291,33 @@ func change(op zone.Op, obj any) (zone.Change, bool) {
 	return zone.Change{}, false
 }
 
-// shrink is the informers' transform: API objects become small structs
-// before they reach the cache. It is idempotent.
+// shrinkReusing returns the informers' transform: shrink, then, when the
+// cache already holds an object equivalent to the result, that object. An
+// update that changes nothing DNS uses then leaves one copy of the object
+// (the one the zone holds) instead of two, and its handler sees the same
+// object twice. The client-go queue calls it under the lock it processes
+// under, so it reads the cache the queue has applied so far; what it
+// returns is equivalent to its argument whatever it reads.
+func shrinkReusing(cached cache.Store) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		small, _ := shrink(obj)
+		c, ok := change(zone.OpUpsert, small)
+		if !ok {
+			return small, nil
+		}
+		k := c.Key()
+		old, exists, err := cached.GetByKey(k.Namespace + "/" + k.Name)
+		if err != nil || !exists {
+			return small, nil
+		}
+		if oc, ok := change(zone.OpUpsert, old); ok && oc.Equivalent(c) {
+			return old, nil
+		}
+		return small, nil
+	}
+}
+
+// shrink turns API objects into small structs. It is idempotent.
 func shrink(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:

@@ -142,4 +142,9 @@ func TestSourceDropsUpdatesThatChangeNothing(t *testing.T) {
 	if len(c) != 1 || c[0].Kind != zone.ObjectEndpointSlice || c[0].Slice.Endpoints[0].Ready {
 		t.Errorf("changes %+v, want the readiness update alone", c)
 	}
+	// One copy: the cache kept the object the zone holds.
+	cached, _, _ := src.current.Load().services.GetStore().GetByKey("awx/web")
+	if svcs, _, _ := sink.List(); len(svcs) != 1 || cached != any(svcs[0]) {
+		t.Error("the cache holds another copy of an unchanged Service than the zone")
+	}
 }
