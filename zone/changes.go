@@ -130,6 +130,13 @@ func newStore() *store {
 	}
 }
 
+// record records changes.
+func (s *store) record(changes []Change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apply(changes)
+}
+
 // apply records changes; the caller holds mu.
 func (s *store) apply(changes []Change) {
 	for _, c := range changes {

@@ -62,9 +62,7 @@ func (p *Publisher) Snapshot() *Snapshot { return p.current.Load() }
 
 // Apply implements Sink.
 func (p *Publisher) Apply(changes ...Change) {
-	p.store.mu.Lock()
-	p.store.apply(changes)
-	p.store.mu.Unlock()
+	p.store.record(changes)
 	p.changed()
 }
 
