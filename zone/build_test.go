@@ -41,22 +41,18 @@ func mustParse(t testing.TB, yaml string) ([]*Service, []*EndpointSlice) {
 	return svcs, slices
 }
 
-// shrunk shrinks API objects (from package fixture) as KubeSource's
-// informers do.
+// shrunk shrinks API objects (from package fixture) as the Kubernetes
+// source's informers do.
 func shrunk(t testing.TB, objects ...runtime.Object) ([]*Service, []*EndpointSlice) {
 	t.Helper()
 	var svcs []*Service
 	var slices []*EndpointSlice
 	for _, o := range objects {
-		small, err := shrink(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch small := small.(type) {
-		case *Service:
-			svcs = append(svcs, small)
-		case *EndpointSlice:
-			slices = append(slices, small)
+		switch o := o.(type) {
+		case *corev1.Service:
+			svcs = append(svcs, ServiceFromAPI(o))
+		case *discoveryv1.EndpointSlice:
+			slices = append(slices, EndpointSliceFromAPI(o))
 		default:
 			t.Fatalf("shrunk: %T is neither a Service nor an EndpointSlice", o)
 		}

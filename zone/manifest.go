@@ -3,20 +3,11 @@ package zone
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
@@ -25,30 +16,6 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
-
-// ManifestSource reads Services and EndpointSlices from Kubernetes YAML or
-// JSON manifests on disk: one file or every *.yaml, *.yml and *.json file
-// below a directory, with multi-document files and List kinds. Other kinds
-// (Pods, Namespaces...) are skipped.
-//
-// Run polls the files and reloads them when they change. A load that fails
-// is reported and leaves the last good objects in place.
-type ManifestSource struct {
-	// Path is a manifest file or a directory of them.
-	Path string
-	// Interval between polls of the files' metadata; 0 means 250ms.
-	Interval time.Duration
-	// Log receives load errors; nil logs nowhere.
-	Log *slog.Logger
-	// Metrics counts load errors; nil counts nowhere.
-	Metrics *Metrics
-
-	loaded atomic.Pointer[manifestObjects]
-
-	// Owned by the goroutine that calls Load and Run.
-	stamp   string   // names, sizes and modification times last seen
-	content [32]byte // hash of the contents last parsed
-}
 
 type manifestObjects struct {
 	services []*Service
@@ -74,145 +41,6 @@ func (o *manifestObjects) checkUnique() error {
 		seen[k] = true
 	}
 	return nil
-}
-
-// Load reads every manifest now. On error the objects of the last good load
-// stay in place; the error names the file, the document's first line and the
-// object.
-func (m *ManifestSource) Load() error {
-	files, stamp, err := m.files()
-	if err != nil {
-		return err
-	}
-	m.stamp = stamp
-	h := sha256.New()
-	var objs manifestObjects
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("manifests: %w", err)
-		}
-		h.Write([]byte(f))
-		h.Write(data)
-		if err := parseManifest(f, data, &objs); err != nil {
-			return err
-		}
-	}
-	if err := objs.checkUnique(); err != nil {
-		return err
-	}
-	copy(m.content[:], h.Sum(nil))
-	m.loaded.Store(&objs)
-	if m.Metrics != nil {
-		m.Metrics.SourceUp.Set(1)
-	}
-	return nil
-}
-
-// List implements ListFunc: complete once a load has succeeded.
-func (m *ManifestSource) List() ([]*Service, []*EndpointSlice, bool) {
-	objs := m.loaded.Load()
-	if objs == nil {
-		return nil, nil, false
-	}
-	return objs.services, objs.slices, true
-}
-
-// Run polls the manifests until ctx is done and calls changed after every
-// load that changed what they hold. Failed loads are logged and counted.
-func (m *ManifestSource) Run(ctx context.Context, changed func()) {
-	interval := m.Interval
-	if interval == 0 {
-		interval = 250 * time.Millisecond
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		_, stamp, err := m.files()
-		if err == nil && stamp == m.stamp {
-			continue
-		}
-		before := m.content
-		if err == nil {
-			err = m.Load()
-		}
-		if err != nil {
-			if m.Metrics != nil {
-				m.Metrics.SourceUp.Set(0)
-			}
-			// The same broken state is reported once, not every poll.
-			if err.Error() != lastErr {
-				lastErr = err.Error()
-				if m.Log != nil {
-					m.Log.Error("manifests rejected; serving the last good zone", "err", err)
-				}
-				if m.Metrics != nil {
-					m.Metrics.SourceErrors.WithLabelValues("manifests").Inc()
-				}
-			}
-			continue
-		}
-		lastErr = ""
-		if m.content != before {
-			if m.Log != nil {
-				m.Log.Info("manifests reloaded", "path", m.Path)
-			}
-			changed()
-		}
-	}
-}
-
-// files lists the manifest files and a stamp of their metadata.
-func (m *ManifestSource) files() ([]string, string, error) {
-	st, err := os.Stat(m.Path)
-	if err != nil {
-		return nil, "", fmt.Errorf("manifests: %w", err)
-	}
-	var files []string
-	if !st.IsDir() {
-		files = []string{m.Path}
-	} else {
-		err = filepath.WalkDir(m.Path, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			// Hidden entries are skipped: a ConfigMap volume keeps its files
-			// in "..<timestamp>/" and links to them, which would load every
-			// manifest twice.
-			if p != m.Path && strings.HasPrefix(d.Name(), ".") {
-				if d.IsDir() {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			switch strings.ToLower(filepath.Ext(p)) {
-			case ".yaml", ".yml", ".json":
-				if !d.IsDir() {
-					files = append(files, p)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, "", fmt.Errorf("manifests: %w", err)
-		}
-		slices.Sort(files)
-	}
-	var stamp strings.Builder
-	for _, f := range files {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return nil, "", fmt.Errorf("manifests: %w", err)
-		}
-		fmt.Fprintf(&stamp, "%s\x00%d\x00%d\n", f, fi.Size(), fi.ModTime().UnixNano())
-	}
-	return files, stamp.String(), nil
 }
 
 // ParseManifest returns the Services and EndpointSlices of one manifest

@@ -17,6 +17,9 @@ type Metrics struct {
 	SourceErrors       *prometheus.CounterVec
 	PolicyErrors       prometheus.Gauge
 	SourceUp           prometheus.Gauge
+	// Changes counts, per rebuild, the objects its batch changed: an
+	// object changed several times between two rebuilds counts once.
+	Changes *prometheus.CounterVec
 }
 
 // NewMetrics creates the zone metrics and registers them with reg.
@@ -49,7 +52,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "hdns_zone_source_up",
 		Help: "1 while the zone's source answers (the API server's last probe succeeded, or the manifests' last load did), else 0: the zone is then the last good one.",
 	})
-	reg.MustRegister(m.SourceUp, m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
+	m.Changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hdns_zone_changes_total",
+		Help: "Objects the sources changed, counted once per rebuild that took them up, by kind (service, endpointslice) and op (upsert, delete).",
+	}, []string{"kind", "op"})
+	reg.MustRegister(m.Changes, m.SourceUp, m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
 	return m
 }
 

@@ -3,6 +3,7 @@ package zone
 import (
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -263,6 +264,36 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 	}
 	strs.pack()
 	return out
+}
+
+// ServicesEquivalent reports whether a and b give the same records and
+// policy: everything DNS uses is equal, whatever their resourceVersion. A
+// source drops an update between equivalent objects, which would rebuild
+// nothing.
+func ServicesEquivalent(a, b *Service) bool {
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Kind == b.Kind &&
+		slices.Equal(a.ClusterIPs, b.ClusterIPs) && a.ExternalName == b.ExternalName &&
+		slices.Equal(a.Ports, b.Ports) && a.Policy == b.Policy && a.Weights == b.Weights &&
+		a.LoadQuery == b.LoadQuery && a.AffinityTimeout == b.AffinityTimeout
+}
+
+// SlicesEquivalent reports whether a and b give the same records, as
+// ServicesEquivalent does for Services. Their resourceVersion and trigger
+// time do not count: the controller moves the trigger time only with a
+// change of what DNS uses, and a slice that changed nothing else programmed
+// nothing.
+func SlicesEquivalent(a, b *EndpointSlice) bool {
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Service == b.Service &&
+		a.AddressType == b.AddressType && slices.Equal(a.Ports, b.Ports) &&
+		slices.EqualFunc(a.Endpoints, b.Endpoints, endpointsEquivalent)
+}
+
+// endpointsEquivalent compares endpoints with their topology's names, not
+// its interned copy's address.
+func endpointsEquivalent(a, b Endpoint) bool {
+	ta, tb := a.Topology, b.Topology
+	a.Topology, b.Topology = nil, nil
+	return a == b && (ta == tb || (ta != nil && tb != nil && *ta == *tb))
 }
 
 // stringPack copies the strings a shrunk object keeps into one allocation

@@ -13,13 +13,10 @@ import (
 // operating system.
 const releaseAfter = 2 * time.Second
 
-// ListFunc returns every Service and EndpointSlice a source currently
-// holds. complete is false while the source has not yet seen a full view
-// (informers not synced, first manifest load failed); nothing is built then.
-type ListFunc func() (services []*Service, slices []*EndpointSlice, complete bool)
-
-// Publisher owns the current Snapshot. Sources call Changed; one goroutine,
-// Run, rebuilds and publishes. Any number of goroutines may call Snapshot
+// Publisher owns the current Snapshot and the objects it is built from.
+// Sources hand it their changes through its Sink methods, which record them
+// and schedule a rebuild; one goroutine, Run, rebuilds and publishes once
+// per batch of changes. Any number of goroutines may call Snapshot
 // concurrently without locking.
 type Publisher struct {
 	opts    *Options
@@ -27,6 +24,7 @@ type Publisher struct {
 	metrics *Metrics // may be nil
 
 	current atomic.Pointer[Snapshot]
+	store   *store
 	dirty   chan struct{} // capacity 1: a pending rebuild coalesces all later changes
 
 	// Owned by the Run goroutine.
@@ -36,7 +34,12 @@ type Publisher struct {
 	// release runs once the zone has been quiet for releaseAfter after a
 	// rebuild: debug.FreeOSMemory, replaced in tests.
 	release func()
+	// rebuilt, when set, runs after each rebuild Run attempts: a test's
+	// hold on the Run goroutine.
+	rebuilt func()
 }
+
+var _ Sink = (*Publisher)(nil)
 
 // NewPublisher returns a Publisher that builds with opts. metrics may be nil.
 func NewPublisher(opts *Options, log *slog.Logger, metrics *Metrics) *Publisher {
@@ -44,6 +47,7 @@ func NewPublisher(opts *Options, log *slog.Logger, metrics *Metrics) *Publisher 
 		opts:       opts,
 		log:        log,
 		metrics:    metrics,
+		store:      newStore(),
 		dirty:      make(chan struct{}, 1),
 		serial:     uint32(time.Now().Unix()),
 		triggers:   make(map[string]time.Time),
@@ -56,16 +60,29 @@ func NewPublisher(opts *Options, log *slog.Logger, metrics *Metrics) *Publisher 
 // view has been built.
 func (p *Publisher) Snapshot() *Snapshot { return p.current.Load() }
 
-// Changed schedules a rebuild. It never blocks; many calls before the
+// Apply implements Sink.
+func (p *Publisher) Apply(changes ...Change) {
+	p.store.record(changes)
+	p.changed()
+}
+
+// Replace implements Sink.
+func (p *Publisher) Replace(services []*Service, slices []*EndpointSlice) {
+	p.store.replace(services, slices)
+	p.changed()
+}
+
+// changed schedules a rebuild. It never blocks; many calls before the
 // rebuild starts cause one rebuild.
-func (p *Publisher) Changed() {
+func (p *Publisher) changed() {
 	select {
 	case p.dirty <- struct{}{}:
 	default:
 	}
 }
 
-// Run rebuilds after every Changed until ctx is done.
+// Run rebuilds after changes until ctx is done: one rebuild for all the
+// changes recorded while the previous one ran.
 //
 // A rebuild replaces the whole snapshot, and the replaced one stays in the
 // heap as garbage until the next GC, which an idle server may not run for
@@ -73,7 +90,7 @@ func (p *Publisher) Changed() {
 // a rollout) the process would keep about twice its live heap. Once the
 // zone has been quiet for releaseAfter, Run collects it and returns the
 // memory (one GC per burst, none while changes keep coming).
-func (p *Publisher) Run(ctx context.Context, list ListFunc) {
+func (p *Publisher) Run(ctx context.Context) {
 	quiet := time.NewTimer(releaseAfter)
 	quiet.Stop()
 	defer quiet.Stop()
@@ -86,22 +103,31 @@ func (p *Publisher) Run(ctx context.Context, list ListFunc) {
 			continue
 		case <-p.dirty:
 		}
-		if p.rebuild(list) {
+		if p.rebuild() {
 			quiet.Reset(releaseAfter)
+		}
+		if p.rebuilt != nil {
+			p.rebuilt()
 		}
 	}
 }
 
-// Rebuild builds and publishes a Snapshot now, on the caller's goroutine.
-// It is for sources that load synchronously before Run starts (and tests);
-// it must not run concurrently with Run.
-func (p *Publisher) Rebuild(list ListFunc) bool { return p.rebuild(list) }
+// Rebuild builds and publishes a Snapshot now, on the caller's goroutine,
+// and reports whether it did (not before the first Replace). It is for
+// sources that load synchronously before Run starts (and tests); it must
+// not run concurrently with Run.
+func (p *Publisher) Rebuild() bool { return p.rebuild() }
 
-func (p *Publisher) rebuild(list ListFunc) bool {
-	services, slices, complete := list()
-	if !complete {
+// rebuild builds from the whole store, unless nothing changed since the
+// last build. The batch of keys that changed since then is known here: a
+// build of only what they touch starts from it.
+func (p *Publisher) rebuild() bool {
+	v, ok := p.store.take()
+	if !ok || (len(v.batch) == 0 && !v.replaced && p.current.Load() != nil) {
 		return false
 	}
+	p.observeBatch(v.batch)
+	services, slices := v.services, v.slices
 	start := time.Now()
 	p.serial++
 	snap := Build(p.opts, p.serial, services, slices)
@@ -121,6 +147,25 @@ func (p *Publisher) rebuild(list ListFunc) bool {
 	p.log.Debug("published zone snapshot", "serial", snap.Serial, "services", snap.Stats.Services,
 		"endpoints", snap.Stats.Endpoints, "names", snap.Stats.Names, "took", took)
 	return true
+}
+
+// observeBatch counts and logs the objects a batch changed.
+func (p *Publisher) observeBatch(batch map[ObjectKey]Op) {
+	var counts [ObjectEndpointSlice + 1][OpDelete + 1]int
+	for k, op := range batch {
+		counts[k.Kind][op]++
+	}
+	for kind := ObjectService; kind <= ObjectEndpointSlice; kind++ {
+		for op := OpUpsert; op <= OpDelete; op++ {
+			if n := counts[kind][op]; n > 0 && p.metrics != nil {
+				p.metrics.Changes.WithLabelValues(kind.String(), op.String()).Add(float64(n))
+			}
+		}
+	}
+	p.log.Debug("zone changes", "services.upserted", counts[ObjectService][OpUpsert],
+		"services.deleted", counts[ObjectService][OpDelete],
+		"slices.upserted", counts[ObjectEndpointSlice][OpUpsert],
+		"slices.deleted", counts[ObjectEndpointSlice][OpDelete])
 }
 
 // observeProgramming records, for every slice whose controller trigger time

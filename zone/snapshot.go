@@ -2,8 +2,9 @@
 // Snapshot of DNS records, following the Kubernetes DNS-Based Service
 // Discovery specification v1.1.0.
 //
-// Sources (informers on a live cluster, or manifests on disk) hand small
-// structs to a Publisher, whose single builder goroutine coalesces changes and
+// Sources (packages source/kube and source/manifests) hand typed changes of
+// small structs to a Publisher through the Sink interface; the Publisher
+// keeps the objects, and its single builder goroutine coalesces changes and
 // publishes a new Snapshot with an atomic pointer swap. Readers never lock: a
 // Snapshot and everything reachable from it is never modified after Build
 // returns.
@@ -14,7 +15,8 @@
 // Compiler once (CompileService, then Bind with its endpoints' identities)
 // and stores the Chain and endpoints it gets back; it never reads
 // annotations' policy meaning, weights or load. It must not import server
-// (which reads Snapshots) or loadsource.
+// (which reads Snapshots), loadsource, the sources, or client-go: it knows
+// the API's types (k8s.io/api) only to shrink them.
 package zone
 
 import (

@@ -41,6 +41,8 @@ import (
 	"github.com/hdns-dev/hdns/server/admin"
 	"github.com/hdns-dev/hdns/server/answer"
 	"github.com/hdns-dev/hdns/server/forward"
+	"github.com/hdns-dev/hdns/source/kube"
+	"github.com/hdns-dev/hdns/source/manifests"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -363,7 +365,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	if err != nil {
 		return err
 	}
-	list, runSource, err := cfg.source(ctx, pub, log, zoneMetrics)
+	runSource, err := cfg.source(ctx, pub, log, zoneMetrics)
 	if err != nil {
 		return err
 	}
@@ -396,7 +398,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 		// uses the handout ledger.
 		go loads.Run(ctx)
 	}
-	go pub.Run(ctx, list)
+	go pub.Run(ctx)
 	go func() {
 		if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
@@ -440,26 +442,27 @@ func (c *config) loadSource(policies *policy.Compiler, log *slog.Logger, reg pro
 }
 
 // source makes the zone's source of Services and EndpointSlices, manifests
-// or a cluster: list lists them all, run watches them until ctx is done.
-func (c *config) source(ctx context.Context, pub *zone.Publisher, log *slog.Logger, metrics *zone.Metrics) (list zone.ListFunc, run func(), err error) {
+// or a cluster, which hands them to pub; run watches them until ctx is
+// done. The manifests are loaded and built before it returns.
+func (c *config) source(ctx context.Context, pub *zone.Publisher, log *slog.Logger, metrics *zone.Metrics) (run func(), err error) {
 	if c.manifests != "" {
-		src := &zone.ManifestSource{Path: c.manifests, Log: log, Metrics: metrics}
-		if err := src.Load(); err != nil {
-			return nil, nil, err
+		src := &manifests.Source{Path: c.manifests, Log: log, Metrics: metrics}
+		if err := src.Load(pub); err != nil {
+			return nil, err
 		}
-		pub.Rebuild(src.List)
-		return src.List, func() { src.Run(ctx, pub.Changed) }, nil
+		pub.Rebuild()
+		return func() { src.Run(ctx, pub) }, nil
 	}
 	client, err := kubeClient(c.kubeconfig)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := zone.CheckReachable(ctx, client, 10*time.Second); err != nil {
-		return nil, nil, err
+	if err := kube.CheckReachable(ctx, client, 10*time.Second); err != nil {
+		return nil, err
 	}
-	src := &zone.KubeSource{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics}
-	return src.List, func() {
-		if err := src.Run(ctx, pub.Changed); err != nil && ctx.Err() == nil {
+	src := &kube.Source{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics}
+	return func() {
+		if err := src.Run(ctx, pub); err != nil && ctx.Err() == nil {
 			log.Error("kubernetes source stopped", "err", err)
 		}
 	}, nil
