@@ -16,9 +16,15 @@ import (
 	"github.com/hdns-dev/hdns/zone"
 )
 
+// writeFile replaces path's contents at once, as editors save, so that no
+// poll reads a file half written.
 func writeFile(t testing.TB, path, data string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+	tmp := path + ".tmp~"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
