@@ -6,6 +6,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	k8s "github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/server/answer"
 	"github.com/hdns-dev/hdns/server/forward"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
@@ -20,12 +21,8 @@ func upstreamServer(t *testing.T) *Server {
 	opts := fixture.Options(t)
 	opts.Zones = []string{"upstream.test."}
 	opts.ReverseZones = nil
-	data := fixture.BigService("big", 3, 100)
-	svcs, sl, err := zone.ParseManifest("up.yaml", []byte(data+"---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: awx}\nspec: {clusterIP: 10.96.0.7}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := zone.Build(opts, 1, svcs, sl)
+	web := k8s.Service{Namespace: "awx", Name: "web", ClusterIPs: []string{"10.96.0.7"}}
+	snap := fixture.Build(t, opts, append(fixture.BigService("big", 3, 100), web.API())...)
 	return serve(t, &Server{Addr: "127.0.0.1:0", Responder: &answer.Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: opts.Zones}})
 }
 

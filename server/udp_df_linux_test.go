@@ -11,7 +11,6 @@ import (
 
 	"github.com/hdns-dev/hdns/server/answer"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
-	"github.com/hdns-dev/hdns/zone"
 	"github.com/miekg/dns"
 )
 
@@ -35,11 +34,7 @@ func TestReplyOverInterfaceMTU(t *testing.T) {
 	if err := loopbackUp(1000); err != nil {
 		t.Fatal(err)
 	}
-	svcs, slices, err := zone.ParseManifest("mtu.yaml", []byte(fixture.BigService("sixty", 5, 60)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := zone.Build(fixture.Options(t), 1, svcs, slices)
+	snap := fixture.Build(t, nil, fixture.BigService("sixty", 5, 60)...)
 	const name = "sixty.awx.svc.cluster.local."
 
 	check := func(path string, s *Server) {

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/hdns-dev/hdns/internal/dnstest"
 	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/policy"
 )
@@ -72,17 +73,7 @@ func chosen(c *Choice) []string {
 	for _, i := range c.In {
 		rrs = c.AppendRRs(rrs, i, &buf)
 	}
-	return rrStrings(rrs)
-}
-
-// rrStrings renders records in presentation format, one space between
-// fields, as the zone-file strings the tests compare with.
-func rrStrings(rrs []dns.RR) []string {
-	var out []string
-	for _, rr := range rrs {
-		out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
-	}
-	return out
+	return dnstest.Strings(rrs)
 }
 
 // dualStack is a headless Service (with an invalid policy annotation)
@@ -383,7 +374,7 @@ func TestOwnNames(t *testing.T) {
 			t.Errorf("%s does not exist", name)
 			continue
 		}
-		got := rrStrings(n.FixedA)
+		got := dnstest.Strings(n.FixedA)
 		if !slices.Equal(got, records) || len(n.FixedAAAA) != 0 || n.ChosenA != nil || n.ChosenSRV != nil {
 			t.Errorf("%s: A %q AAAA %v, want A %q and nothing else", name, got, n.FixedAAAA, records)
 		}
@@ -474,7 +465,7 @@ func TestRecordsFromEitherFamilysEndpoint(t *testing.T) {
 		case qtype == dns.TypePTR:
 			rrs = n.PTR
 		}
-		return rrStrings(rrs)
+		return dnstest.Strings(rrs)
 	}
 	for _, tc := range []struct {
 		name  string

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	k8s "github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
@@ -19,24 +20,14 @@ import (
 func TestExplainShowsLiveLoad(t *testing.T) {
 	opts := fixture.Options(t)
 	opts.Policies.SetDefaultLoadQuery("inflight")
-	svcs, sl, err := zone.ParseManifest("l.yaml", []byte(`apiVersion: v1
-kind: Service
-metadata: {name: app, namespace: lv, annotations: {hdns.dev/policy: least-loaded}}
-spec: {clusterIP: None}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: app-1, namespace: lv, labels: {kubernetes.io/service-name: app}}
-addressType: IPv4
-endpoints:
-- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: p-0}}
-- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: p-1}}
-- {addresses: [10.0.0.3], targetRef: {kind: Pod, name: p-2}}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := zone.Build(opts, 1, svcs, sl)
+	snap := fixture.Build(t, opts,
+		k8s.Service{Namespace: "lv", Name: "app", Headless: true,
+			Annotations: map[string]string{zone.AnnotationPolicy: "least-loaded"}}.API(),
+		k8s.EndpointSlice{Namespace: "lv", Name: "app-1", Service: "app", Endpoints: []k8s.Endpoint{
+			{Address: "10.0.0.1", Pod: "p-0"},
+			{Address: "10.0.0.2", Pod: "p-1"},
+			{Address: "10.0.0.3", Pod: "p-2"},
+		}}.API())
 	at := time.Now().Add(-2 * time.Second)
 	opts.Policies.UpdateLive("inflight", map[string]float64{"lv/p-0": 1, "lv/p-1": 3}, at, at.Add(time.Minute))
 	old := at.Add(-time.Hour)

@@ -1,13 +1,16 @@
 package answer
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
 
+	k8s "github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
 )
@@ -47,15 +50,13 @@ func TestBadAnnotationServesDefault(t *testing.T) {
 
 func balanceZoneUnchecked(t testing.TB, spec string) *zone.Snapshot {
 	t.Helper()
-	data := "apiVersion: v1\nkind: Service\nmetadata: {name: app, namespace: bal, annotations: {hdns.dev/policy: \"" + spec + "\"}}\nspec: {clusterIP: None}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: app-1, namespace: bal, labels: {kubernetes.io/service-name: app}}\naddressType: IPv4\nendpoints:\n"
-	for _, ip := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"} {
-		data += "- {addresses: [10.9.0." + ip + "]}\n"
+	slice := k8s.EndpointSlice{Namespace: "bal", Name: "app-1", Service: "app"}
+	for i := range 10 {
+		slice.Endpoints = append(slice.Endpoints, k8s.Endpoint{Address: fmt.Sprintf("10.9.0.%d", i+1)})
 	}
-	svcs, sl, err := zone.ParseManifest("b.yaml", []byte(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return zone.Build(fixture.Options(t), 1, svcs, sl)
+	svc := k8s.Service{Namespace: "bal", Name: "app", Headless: true,
+		Annotations: map[string]string{zone.AnnotationPolicy: spec}}
+	return fixture.Build(t, nil, svc.API(), slice.API())
 }
 
 func ecsQuery(name string, addr netip.Addr, bits uint8) *dns.Msg {
@@ -132,12 +133,13 @@ func TestSRVPrioritiesFollowThePolicy(t *testing.T) {
 		{"ordered", []uint16{0, 0, 0}},
 		{"round-robin, first=3", []uint16{0, 1, 2}},
 	} {
-		data := "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: p, annotations: {hdns.dev/policy: \"" + tc.spec + "\"}}\nspec: {clusterIP: None}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s-1, namespace: p, labels: {kubernetes.io/service-name: s}}\naddressType: IPv4\nports: [{name: http, port: 80, protocol: TCP}]\nendpoints:\n- {addresses: [10.0.0.1]}\n- {addresses: [10.0.0.2]}\n- {addresses: [10.0.0.3]}\n"
-		svcs, sl, err := zone.ParseManifest("p.yaml", []byte(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := responderOf(zone.Build(fixture.Options(t), 1, svcs, sl))
+		s := responderOf(fixture.Build(t, nil,
+			k8s.Service{Namespace: "p", Name: "s", Headless: true,
+				Annotations: map[string]string{zone.AnnotationPolicy: tc.spec}}.API(),
+			k8s.EndpointSlice{Namespace: "p", Name: "s-1", Service: "s",
+				Ports:     []k8s.Port{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+				Endpoints: []k8s.Endpoint{{Address: "10.0.0.1"}, {Address: "10.0.0.2"}, {Address: "10.0.0.3"}},
+			}.API()))
 		var firstTargets []string
 		for range 3 {
 			r := exchange(t, s, fixture.Query("_http._tcp.s.p.svc.cluster.local.", dns.TypeSRV), "udp")

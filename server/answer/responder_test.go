@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/hdns-dev/hdns/internal/dnstest"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/server/wire"
 	"github.com/hdns-dev/hdns/zone"
@@ -53,30 +54,18 @@ func respondRaw(r *Responder, wire []byte, tcp bool) []byte {
 	return out
 }
 
-// rrs renders records as zone-file lines.
-func rrs(list []dns.RR) []string {
-	var out []string
-	for _, rr := range list {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			continue
-		}
-		out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
-	}
-	return out
-}
-
-// canon renders zone-file lines the way rrs does.
+// canon renders zone-file lines the way dnstest.Strings renders records.
 func canon(t testing.TB, lines []string) []string {
 	t.Helper()
-	var out []string
+	var parsed []dns.RR
 	for _, l := range lines {
 		rr, err := dns.NewRR(l)
 		if err != nil {
 			t.Fatalf("bad test record %q: %v", l, err)
 		}
-		out = append(out, strings.ReplaceAll(rr.String(), "\t", " "))
+		parsed = append(parsed, rr)
 	}
-	return out
+	return dnstest.Strings(parsed)
 }
 
 const soa = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5"
@@ -182,7 +171,7 @@ func TestRecords(t *testing.T) {
 				for _, sec := range []struct {
 					name      string
 					got, want []string
-				}{{"answer", rrs(r.Answer), canon(t, tt.answer)}, {"authority", rrs(r.Ns), canon(t, tt.ns)}, {"additional", rrs(r.Extra), canon(t, tt.extra)}} {
+				}{{"answer", dnstest.Strings(r.Answer), canon(t, tt.answer)}, {"authority", dnstest.Strings(r.Ns), canon(t, tt.ns)}, {"additional", dnstest.Strings(r.Extra), canon(t, tt.extra)}} {
 					if !slices.Equal(sec.got, sec.want) {
 						t.Errorf("%s %s section:\n got %q\nwant %q", network, sec.name, sec.got, sec.want)
 					}
