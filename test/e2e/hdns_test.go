@@ -19,8 +19,8 @@ import (
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/internal/testproc"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
@@ -430,14 +430,9 @@ feed:
 // headless returns a headless Service selecting app=name with the given
 // ports.
 func headless(name string, ports ...corev1.ServicePort) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: corev1.ClusterIPNone,
-			Selector:  map[string]string{"app": name},
-			Ports:     ports,
-		},
-	}
+	svc := fixture.Service{Name: name, Headless: true, Selector: map[string]string{"app": name}}.API()
+	svc.Spec.Ports = ports
+	return svc
 }
 
 // flagValues returns the values of --name (or -name) in args, in order,
