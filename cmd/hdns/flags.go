@@ -42,6 +42,7 @@ func (l *listFlag) Set(v string) error {
 type config struct {
 	zones, reverseZones, nsAddrs listFlag
 	listen, httpListen           string
+	adminListen                  string
 	kubeconfig, manifests        string
 	namespace, selector          string
 	ttl                          time.Duration
@@ -74,7 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&c.zones, "zone", "zone to serve Services in, repeatable or comma-separated")
 	fs.Var(&c.reverseZones, "reverse-zone", `reverse zone to serve PTR records in, repeatable; "none" serves none`)
 	fs.StringVar(&c.listen, "listen", ":53", "UDP and TCP address for DNS")
-	fs.StringVar(&c.httpListen, "http-listen", ":8080", "HTTP address for /metrics, /healthz and /readyz")
+	fs.StringVar(&c.httpListen, "http-listen", ":8080", "HTTP address for /metrics, /healthz and /readyz, for monitoring and probes")
+	fs.StringVar(&c.adminListen, "admin-listen", "127.0.0.1:8081", `HTTP address for /debug/explain and --pprof, which show every Service's Pods, nodes and zones: keep it on loopback (reach it with kubectl port-forward); "" disables it`)
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	fs.StringVar(&c.manifests, "manifests", "", "serve Kubernetes YAML manifests from this file or directory instead of a cluster; edits are picked up")
 	fs.StringVar(&c.namespace, "namespace", "", "watch only this namespace (default: all)")
@@ -85,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.version, "version", false, "print the version, commit and Go version, and exit")
 	fs.StringVar(&c.defaultPolicy, "default-policy", "ordered", "policy for Services without a valid hdns.dev/policy annotation; steps: "+strings.Join(policy.Names(), ", "))
 	fs.BoolVar(&c.endpointPodNames, "endpoint-pod-names", false, "name endpoints without a hostname after their Pod instead of their dashed address")
-	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's runtime profiles under /debug/pprof/ on --http-listen")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's runtime profiles under /debug/pprof/ on --admin-listen")
 	fs.BoolVar(&c.endpointMetrics, "endpoint-metrics", false, "count handouts per endpoint in hdns_policy_endpoint_handouts_total (one series per endpoint)")
 	fs.StringVar(&c.prometheusURL, "prometheus-url", "", "Prometheus server to poll for live per-Pod load (least-loaded blends it with the handout ledger); needs --load-query")
 	fs.StringVar(&c.loadQuery, "load-query", "", "PromQL instant vector of per-Pod load, labelled by namespace and pod (a Service's hdns.dev/load-query annotation overrides it)")
@@ -94,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.loadInterval, "load-interval", 5*time.Second, "time between two polls of the load queries; each query times out after half of it")
 	fs.DurationVar(&c.loadMaxAge, "load-max-age", 0, "staleness bound of a polled load value, after which the handout ledger alone ranks the Pod (default 3 × --load-interval)")
 	fs.Var(&c.forward, "forward", `upstream resolvers (host:port, or "resolv.conf" for the nameservers of /etc/resolv.conf) for names outside the zones; repeatable; default: none, such names get REFUSED`)
-	fs.Var(&c.forwardAllow, "forward-allow", "client CIDRs whose out-of-zone queries are forwarded; repeatable")
+	fs.Var(&c.forwardAllow, "forward-allow", "client CIDRs whose out-of-zone queries are forwarded; repeatable. The default trusts every private range: a LoadBalancer or NodePort that source-NATs outside clients to node addresses makes hdns an open resolver unless this is narrowed to the pod CIDR")
 	fs.DurationVar(&c.forwardTimeout, "forward-timeout", 2*time.Second, "timeout of one exchange with one upstream")
 	fs.IntVar(&c.cacheSize, "cache-size", 10000, "forwarded answers kept; 0 disables the cache")
 	fs.DurationVar(&c.cacheMaxTTL, "cache-max-ttl", 5*time.Minute, "longest time a forwarded answer is kept")
@@ -219,6 +221,9 @@ func (c *config) validateSource() error {
 	}
 	if c.manifests != "" && (c.namespace != "" || c.selector != "") {
 		return errors.New("--namespace and --selector limit what is watched in a cluster; they do not apply to --manifests")
+	}
+	if c.pprof && c.adminListen == "" {
+		return errors.New("--pprof serves on --admin-listen, which is disabled")
 	}
 	if c.selector != "" {
 		if _, err := labels.Parse(c.selector); err != nil {

@@ -149,11 +149,20 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	if err := dnsServer.Listen(); err != nil {
 		return err
 	}
-	httpListener, err := net.Listen("tcp", cfg.httpListen)
+	httpServer, err := startHTTP(cfg.httpListen, "--http-listen", admin.HTTPHandler(reg, responder), log)
 	if err != nil {
-		return fmt.Errorf("listen on --http-listen %s: %w", cfg.httpListen, err)
+		return err
 	}
-	httpServer := &http.Server{Handler: admin.HTTPHandler(reg, responder, cfg.pprof), ReadHeaderTimeout: 5 * time.Second}
+	defer httpServer.shutdown()
+	serving := []any{"dns", dnsServer.UDPAddr().String(), "http", httpServer.addr}
+	if cfg.adminListen != "" {
+		debugServer, err := startHTTP(cfg.adminListen, "--admin-listen", admin.DebugHandler(responder, cfg.pprof), log)
+		if err != nil {
+			return err
+		}
+		defer debugServer.shutdown()
+		serving = append(serving, "admin", debugServer.addr)
+	}
 
 	go runSource()
 	if loads != nil {
@@ -162,18 +171,37 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 		go loads.Run(ctx)
 	}
 	go pub.Run(ctx)
+	log.Info("hdns serving", append(serving, "zones", opts.Zones, "source", sourceName(cfg))...)
+	return dnsServer.Serve(ctx)
+}
+
+// httpServer is an HTTP server started by startHTTP.
+type httpServer struct {
+	srv  *http.Server
+	addr string // the address it listens on
+}
+
+// startHTTP listens on addr (named by flag in errors) and serves h there
+// on its own goroutine until shutdown.
+func startHTTP(addr, flag string, h http.Handler, log *slog.Logger) (*httpServer, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	s := &httpServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, addr: l.Addr().String()}
 	go func() {
-		if err := httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
+		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "listen", flag, "err", err)
 		}
 	}()
-	log.Info("hdns serving", "dns", dnsServer.UDPAddr().String(), "http", httpListener.Addr().String(),
-		"zones", opts.Zones, "source", sourceName(cfg))
-	err = dnsServer.Serve(ctx)
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancelShutdown()
-	httpServer.Shutdown(shutdownCtx)
-	return err
+	return s, nil
+}
+
+// shutdown stops the server, waiting up to 5 s for requests in flight.
+func (s *httpServer) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.srv.Shutdown(ctx)
 }
 
 // buildInfoMetric is hdns_build_info: 1, labelled with what the binary is.

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,21 +28,71 @@ func buildBinary(t *testing.T) string {
 
 type process struct {
 	*testproc.Proc
-	dns, http string
+	dns, http, admin string
 }
 
 // startHDNS runs the binary with args on free loopback ports and waits for
 // it to say where it serves.
 func startHDNS(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	args = append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, args...)
+	args = append(slices.Clone(freeListens), args...)
 	p := &process{Proc: testproc.Start(t, "hdns", exec.Command(bin, args...))}
 	m, err := p.WaitLine(testproc.HDNSServing, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.dns, p.http = m[1], m[2]
+	if m, err := p.WaitLine(testproc.HDNSAdmin, time.Second); err == nil {
+		p.admin = m[1]
+	}
 	return p
+}
+
+// freeListens puts every listener of hdns on a free loopback port, so that
+// tests running side by side do not collide on the default ports.
+var freeListens = []string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}
+
+// httpGet GETs url and returns the status code and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestBinaryServesExplainOnlyOnAdmin: /debug/explain, which lists every
+// Service's Pods, nodes and zones, answers on --admin-listen and not on
+// --http-listen, which monitoring reaches; --admin-listen "" turns it off.
+func TestBinaryServesExplainOnlyOnAdmin(t *testing.T) {
+	bin := buildBinary(t)
+	explain := "/debug/explain?name=web-headless.awx.svc.cluster.local&type=A"
+	p := startHDNS(t, bin, "--manifests", "../../examples/awx.yaml", "--pprof")
+	if p.admin == "" {
+		t.Fatalf("the serving line names no admin address:\n%s", p.Output())
+	}
+	if code, body := httpGet(t, "http://"+p.admin+explain); code != http.StatusOK || !strings.Contains(body, `"candidates"`) {
+		t.Errorf("GET %s on --admin-listen: %d\n%s", explain, code, body)
+	}
+	if code, _ := httpGet(t, "http://"+p.admin+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("GET /debug/pprof/cmdline on --admin-listen: %d, want 200", code)
+	}
+	for _, path := range []string{explain, "/debug/pprof/cmdline"} {
+		if code, _ := httpGet(t, "http://"+p.http+path); code != http.StatusNotFound {
+			t.Errorf("GET %s on --http-listen: %d, want 404", path, code)
+		}
+	}
+
+	off := startHDNS(t, bin, "--manifests", "../../examples/awx.yaml", "--admin-listen", "")
+	if off.admin != "" {
+		t.Errorf("--admin-listen \"\": still serves on %s", off.admin)
+	}
+	if code, _ := httpGet(t, "http://"+off.http+"/readyz"); code != http.StatusOK && code != http.StatusServiceUnavailable {
+		t.Errorf("--admin-listen \"\": GET /readyz: %d", code)
+	}
 }
 
 // dig runs the real dig against the process and returns its short answer
@@ -198,6 +249,7 @@ current-context: x
 		{[]string{"--namespace", "awx", "--manifests", broken}, 2, "do not apply to --manifests"},
 		{[]string{"--manifests", broken, "--kubeconfig", kubeconfig}, 2, "exclusive"},
 		{[]string{"--nosuchflag"}, 2, "flag provided but not defined"},
+		{[]string{"--manifests", broken, "--admin-listen", "", "--pprof"}, 2, "--admin-listen, which is disabled"},
 		{[]string{"--manifests", broken, "--forward", "dns.example"}, 2, "--forward"},
 		{[]string{"--manifests", broken, "--forward-allow", "10.0.0.0/33"}, 2, "--forward-allow"},
 		{[]string{"--manifests", broken, "--pods", "verified"}, 2, "--pods"},
@@ -212,7 +264,7 @@ current-context: x
 		{[]string{"--kubeconfig", kubeconfig}, 1, "cannot reach the Kubernetes API server"},
 	}
 	for _, tt := range tests {
-		cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, tt.args...)...)
+		cmd := exec.Command(bin, append(slices.Clone(freeListens), tt.args...)...)
 		cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=", "KUBERNETES_SERVICE_PORT=")
 		out, err := cmd.CombinedOutput()
 		code := 0
@@ -224,7 +276,7 @@ current-context: x
 		}
 	}
 	// No source at all, outside a cluster.
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, freeListens...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, _ := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "pass --kubeconfig, or --manifests") || cmd.ProcessState.ExitCode() != 1 {

@@ -62,7 +62,7 @@ func TestBinaryLogsJSONAndExportsBuildInfo(t *testing.T) {
 		t.Fatalf("hdns --version printed %q", out)
 	}
 	p := testproc.Start(t, "hdns", exec.Command(bin, "--manifests", "../../examples/awx.yaml",
-		"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--log-format", "json"))
+		"--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-format", "json"))
 	m, err := p.WaitLine(regexp.MustCompile(`"msg":"hdns serving","dns":"([^"]+)","http":"([^"]+)"`), 20*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -151,6 +151,10 @@ func (p *Proc) Tail(n int) string {
 // addresses are the submatches (for WaitLine).
 var HDNSServing = regexp.MustCompile(`msg="hdns serving" dns=(\S+) http=(\S+)`)
 
+// HDNSAdmin matches the same line when hdns serves its debug endpoints
+// (--admin-listen, not ""): their address is the submatch.
+var HDNSAdmin = regexp.MustCompile(`msg="hdns serving" dns=\S+ http=\S+ admin=(\S+)`)
+
 // ErrExited is returned by WaitLine when the process exits first.
 var ErrExited = errors.New("exited")
 

@@ -15,7 +15,7 @@ import (
 func TestExplain(t *testing.T) {
 	snap := fixture.Balance(t, "least-loaded, first=2")
 	r := &answer.Responder{Snapshot: func() *zone.Snapshot { return snap }}
-	h := HTTPHandler(nil, r, false)
+	h := DebugHandler(r, false)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/explain?name=app.bal.svc.cluster.local&type=a&client=10.1.2.3", nil))
 	if rec.Code != http.StatusOK {

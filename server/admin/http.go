@@ -1,6 +1,7 @@
-// Package admin serves hdns's HTTP side for operators: Prometheus metrics,
-// liveness, readiness, the explanation of an answer, and optionally Go's
-// profiles.
+// Package admin serves hdns's HTTP side for operators in two handlers: one
+// for monitoring (Prometheus metrics, liveness, readiness) and one for
+// debugging (the explanation of an answer, and optionally Go's profiles),
+// which reveals the cluster's layout and so listens apart.
 //
 // It reads the answering side (answer.Responder) and answers nothing over
 // DNS itself: it must not import the server's socket or forwarding
@@ -22,25 +23,18 @@ import (
 	"github.com/hdns-dev/hdns/server/answer"
 )
 
-// HTTPHandler serves hdns's HTTP endpoints:
+// HTTPHandler serves hdns's operational endpoints, meant for the
+// monitoring system and the kubelet:
 //
 //	/metrics        Prometheus metrics of gatherer
 //	/healthz        200 while the process serves
 //	/readyz         200 once the first zone snapshot is published, 503 before
-//	/debug/explain  how r answers ?name=…&type=…&client=… (JSON)
-//	/debug/pprof/   Go's runtime profiles, only with profiling (they show
-//	                the process's internals and cost CPU while they run)
-func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder, profiling bool) http.Handler {
+//
+// It serves nothing that names Pods, nodes or zones beyond the metrics'
+// labels, so that it may listen where monitoring reaches it.
+func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder) http.Handler {
 	snapshot := r.Snapshot
 	mux := http.NewServeMux()
-	if profiling {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	}
-	mux.Handle("GET /debug/explain", ExplainHandler(r))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -52,6 +46,28 @@ func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder, profiling bo
 		}
 		w.Write([]byte("ok\n"))
 	})
+	return mux
+}
+
+// DebugHandler serves the endpoints for an operator at the Pod itself:
+//
+//	/debug/explain  how r answers ?name=…&type=…&client=… (JSON)
+//	/debug/pprof/   Go's runtime profiles, only with profiling (they show
+//	                the process's internals and cost CPU while they run)
+//
+// Explain lists every Service's Pods, nodes and zones, and profiles show
+// memory: serve it only on an address that only operators reach (loopback,
+// reached with kubectl port-forward), never next to HTTPHandler.
+func DebugHandler(r *answer.Responder, profiling bool) http.Handler {
+	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	mux.Handle("GET /debug/explain", ExplainHandler(r))
 	return mux
 }
 

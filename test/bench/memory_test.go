@@ -200,7 +200,7 @@ func TestMemory(t *testing.T) {
 // hdnsMetric returns the value of an unlabelled sample from hdns's /metrics.
 func hdnsMetric(t testing.TB, s *server, name string) float64 {
 	t.Helper()
-	body := hdnsGet(t, s, "/metrics")
+	body := hdnsGet(t, s.http, "/metrics")
 	for _, line := range strings.Split(string(body), "\n") {
 		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
@@ -219,24 +219,24 @@ func mib(b int64) float64 { return float64(b) / (1 << 20) }
 // saveHeapProfile writes hdns's heap profile, taken after a GC, to path.
 func saveHeapProfile(t testing.TB, s *server, path string) {
 	t.Helper()
-	if err := os.WriteFile(path, hdnsGet(t, s, "/debug/pprof/heap?gc=1"), 0o644); err != nil {
+	if err := os.WriteFile(path, hdnsGet(t, s.admin, "/debug/pprof/heap?gc=1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The text form ends with the runtime's MemStats: live heap against
 	// heap in use is the memory lost to fragmentation.
-	if err := os.WriteFile(strings.TrimSuffix(path, ".pb.gz")+".txt", hdnsGet(t, s, "/debug/pprof/heap?debug=1"), 0o644); err != nil {
+	if err := os.WriteFile(strings.TrimSuffix(path, ".pb.gz")+".txt", hdnsGet(t, s.admin, "/debug/pprof/heap?debug=1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("hdns heap profile: %s", path)
 }
 
-// hdnsGet returns the body of a 200 response to GET path from hdns's HTTP
-// listener.
-func hdnsGet(t testing.TB, s *server, path string) []byte {
+// hdnsGet returns the body of a 200 response to GET path from the hdns
+// listener at addr (its --http-listen or --admin-listen).
+func hdnsGet(t testing.TB, addr, path string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.http+path, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("hdns %s: %v", path, err)

@@ -49,10 +49,11 @@ func startProc(t testing.TB, name, dir, core string, argv ...string) *testproc.P
 
 // server is a DNS server under test.
 type server struct {
-	name string // "hdns", "CoreDNS", "Knot"
-	addr string // host:port, UDP and TCP
-	p    *testproc.Proc
-	http string // hdns only: its HTTP address
+	name  string // "hdns", "CoreDNS", "Knot"
+	addr  string // host:port, UDP and TCP
+	p     *testproc.Proc
+	http  string // hdns only: its HTTP address (--http-listen)
+	admin string // hdns only: its debug address (--admin-listen)
 }
 
 // rss returns the resident set size and its peak (VmHWM) in bytes.
@@ -122,12 +123,13 @@ func freePort(t testing.TB) int {
 func startHDNS(t testing.TB, kubeconfig, core string, extra ...string) *server {
 	t.Helper()
 	bin := hdnsBinary(t)
-	port, httpPort := freePort(t), freePort(t)
+	port, httpPort, adminPort := freePort(t), freePort(t), freePort(t)
 	args := append([]string{bin, "--kubeconfig", kubeconfig, "--zone", zone,
 		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--http-listen", "127.0.0.1:" + strconv.Itoa(httpPort),
+		"--admin-listen", "127.0.0.1:" + strconv.Itoa(adminPort),
 		"--log-level", "warn"}, extra...)
 	p := startProc(t, "hdns", "", core, args...)
-	s := &server{name: "hdns", addr: "127.0.0.1:" + strconv.Itoa(port), p: p, http: "127.0.0.1:" + strconv.Itoa(httpPort)}
+	s := &server{name: "hdns", addr: "127.0.0.1:" + strconv.Itoa(port), p: p, http: "127.0.0.1:" + strconv.Itoa(httpPort), admin: "127.0.0.1:" + strconv.Itoa(adminPort)}
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		if !p.Alive() {

@@ -565,7 +565,7 @@ func (e *env) checkServiceAccount(t *testing.T, deployArgs []string, svc *corev1
 	if _, err := e.cp.CreateReadyPod(e.ctx, ns, harness.PodOptions{Name: "probe-0", Labels: probe.Spec.Selector, IPv4: "10.244.77.7"}); err != nil {
 		t.Fatal(err)
 	}
-	args := append(withoutFlags(deployArgs, "listen", "http-listen"), "--kubeconfig", kubeconfig)
+	args := append(withoutFlags(deployArgs, "listen", "http-listen", "admin-listen"), "--kubeconfig", kubeconfig)
 	h := startHDNS(t, args...)
 	for _, zone := range flagValues(deployArgs, "zone") {
 		name := "probe." + ns + ".svc." + dns.Fqdn(zone)

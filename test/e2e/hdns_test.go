@@ -59,18 +59,19 @@ func TestMain(m *testing.M) {
 // building it on first use. It fails t when the build fails.
 func hdnsBinary(t testing.TB) string { return hdnsBuild.Path(t) }
 
-// hdnsProcess is a running hdns binary. DNS and HTTP are its loopback
-// addresses (host:port); DNS serves both UDP and TCP.
+// hdnsProcess is a running hdns binary. DNS, HTTP and Admin are its
+// loopback addresses (host:port) of --listen, --http-listen and
+// --admin-listen; DNS serves both UDP and TCP.
 type hdnsProcess struct {
-	DNS, HTTP string
+	DNS, HTTP, Admin string
 	// TTL is the TTL of every record hdns answers with (its --ttl).
 	TTL uint32
 
 	p *testproc.Proc
 }
 
-// startHDNS runs hdns with args plus --listen and --http-listen on free
-// loopback ports (args must not set those two), waits until it logs where it
+// startHDNS runs hdns with args plus --listen, --http-listen and
+// --admin-listen on free loopback ports (args must not set those three), waits until it logs where it
 // serves and /readyz answers 200, and stops it at the end of t. It fails t
 // when hdns exits or is not ready within startTimeout, and when it exits
 // before the end of t; on failure its output is logged.
@@ -85,7 +86,7 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 		}
 		ttl = d
 	}
-	args = append(slices.Clone(args), "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	args = append(slices.Clone(args), "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 	h := &hdnsProcess{TTL: uint32(ttl / time.Second), p: testproc.Start(t, "hdns", exec.Command(bin, args...))}
 	begin := time.Now()
 	m, err := h.p.WaitLine(testproc.HDNSServing, startTimeout)
@@ -93,6 +94,10 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 		t.Fatal(err)
 	}
 	h.DNS, h.HTTP = m[1], m[2]
+	if m, err = h.p.WaitLine(testproc.HDNSAdmin, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.Admin = m[1]
 	deadline := time.After(startTimeout - time.Since(begin))
 	for {
 		code, _, err := h.get("/readyz")
@@ -112,12 +117,19 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 // output is what hdns has logged so far.
 func (h *hdnsProcess) output() string { return h.p.Output() }
 
-// get performs one GET on hdns's HTTP side, bounded to 5s, and returns the
+// get performs one GET on hdns's HTTP side (--http-listen: metrics and
+// probes), bounded to 5s, and returns the status code and body.
+func (h *hdnsProcess) get(path string) (int, string, error) { return httpGet(h.HTTP, path) }
+
+// debugGet is get on hdns's debug side (--admin-listen: explain).
+func (h *hdnsProcess) debugGet(path string) (int, string, error) { return httpGet(h.Admin, path) }
+
+// httpGet performs one GET of path on addr, bounded to 5s, and returns the
 // status code and body.
-func (h *hdnsProcess) get(path string) (int, string, error) {
+func httpGet(addr, path string) (int, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.HTTP+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return 0, "", err
 	}

@@ -403,7 +403,7 @@ func (e *loadExplanation) String() string {
 
 // explainLoad asks hdns's /debug/explain how it answers name A.
 func explainLoad(h *hdnsProcess, name string) (*loadExplanation, error) {
-	code, body, err := h.get("/debug/explain?" + url.Values{"name": {name}, "type": {"A"}}.Encode())
+	code, body, err := h.debugGet("/debug/explain?" + url.Values{"name": {name}, "type": {"A"}}.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("GET /debug/explain: %w", err)
 	}

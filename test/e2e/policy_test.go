@@ -112,7 +112,7 @@ func (h *hdnsProcess) explain(name, qtype, client string) (explanation, error) {
 		v.Set("client", client)
 	}
 	var e explanation
-	code, body, err := h.get("/debug/explain?" + v.Encode())
+	code, body, err := h.debugGet("/debug/explain?" + v.Encode())
 	if err != nil {
 		return e, fmt.Errorf("GET /debug/explain: %w", err)
 	}

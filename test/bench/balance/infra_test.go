@@ -46,20 +46,24 @@ func buildGetaddrinfo(t *testing.T, dir string) string {
 // hdnsProc is a running hdns.
 type hdnsProc struct {
 	*testproc.Proc
-	DNS, HTTP string
+	DNS, HTTP, Admin string
 }
 
 // startHDNS runs hdns with args on free loopback ports and waits for
 // /readyz.
 func startHDNS(t *testing.T, bin string, args ...string) *hdnsProc {
 	t.Helper()
-	args = append(args, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
+	args = append(args, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
 	h := &hdnsProc{Proc: testproc.Start(t, "hdns", exec.Command(bin, args...))}
 	m, err := h.WaitLine(testproc.HDNSServing, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.DNS, h.HTTP = m[1], m[2]
+	if m, err = h.WaitLine(testproc.HDNSAdmin, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h.Admin = m[1]
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get("http://" + h.HTTP + "/readyz")
@@ -79,7 +83,7 @@ func startHDNS(t *testing.T, bin string, args ...string) *hdnsProc {
 // candidates returns how many candidates hdns's explain lists for name.
 func (h *hdnsProc) candidates(name string) (int, error) {
 	q := url.Values{"name": {name}, "type": {"A"}, "client": {"198.18.0.1"}}
-	resp, err := http.Get("http://" + h.HTTP + "/debug/explain?" + q.Encode())
+	resp, err := http.Get("http://" + h.Admin + "/debug/explain?" + q.Encode())
 	if err != nil {
 		return 0, err
 	}
