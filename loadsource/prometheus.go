@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 )
 
@@ -56,8 +57,19 @@ type Config struct {
 	MaxAge time.Duration
 	// Timeout bounds each query; 0 means Interval/2.
 	Timeout time.Duration
-	// Client, when set, makes the HTTP requests (tests); else a client of
-	// client_golang's default transport.
+	// BearerTokenFile, when set, names a file whose content (trimmed) is
+	// sent as "Authorization: Bearer <content>". It is read for every
+	// request, so a rotated token (a projected ServiceAccount token) is
+	// used from the next poll on.
+	BearerTokenFile string
+	// CAFile names a PEM bundle that verifies the server's certificate in
+	// place of the system's roots. CertFile and KeyFile, set together,
+	// name the client certificate and key presented to the server. Each
+	// request checks the files and picks up new contents.
+	CAFile, CertFile, KeyFile string
+	// Client, when set, makes the HTTP requests (tests) and the four
+	// fields above are ignored; else a client of prometheus/common's
+	// transport configured by them.
 	Client *http.Client
 }
 
@@ -114,9 +126,10 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *Metrics) (*Prometheus
 	}
 	ac := api.Config{Address: cfg.URL, Client: cfg.Client}
 	if ac.Client == nil {
-		// The transport's own timeouts are 30 s; every request also
-		// carries the query's deadline.
-		ac.Client = &http.Client{Transport: api.DefaultRoundTripper}
+		var err error
+		if ac.Client, err = newHTTPClient(cfg); err != nil {
+			return nil, err
+		}
 	}
 	client, err := api.NewClient(ac)
 	if err != nil {
@@ -127,6 +140,31 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *Metrics) (*Prometheus
 	}
 	return &Prometheus{cfg: cfg, api: v1.NewAPI(client), sink: sink, log: log, metrics: metrics,
 		lastBadLog: map[string]time.Time{}}, nil
+}
+
+// newHTTPClient returns the client of cfg's authentication and TLS files,
+// built by prometheus/common, which Prometheus itself scrapes with: it
+// re-reads the token per request and the TLS files when they change. The
+// transport's own timeouts are 30 s; every request also carries the
+// query's deadline.
+func newHTTPClient(cfg Config) (*http.Client, error) {
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, errors.New("a client certificate needs both its certificate and its key file")
+	}
+	hc := config.DefaultHTTPClientConfig
+	hc.ProxyConfig = config.ProxyConfig{ProxyFromEnvironment: true}
+	hc.TLSConfig = config.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
+	if cfg.BearerTokenFile != "" {
+		hc.Authorization = &config.Authorization{Type: "Bearer", CredentialsFile: cfg.BearerTokenFile}
+	}
+	if err := hc.Validate(); err != nil {
+		return nil, fmt.Errorf("prometheus client configuration: %w", err)
+	}
+	client, err := config.NewClientFromConfig(hc, "hdns-loadsource", config.WithUserAgent("hdns"))
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	return client, nil
 }
 
 // Run polls at once and then every Interval until ctx is done. A poll

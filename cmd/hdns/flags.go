@@ -53,6 +53,7 @@ type config struct {
 	endpointMetrics              bool
 	pprof                        bool
 	prometheusURL, loadQuery     string
+	prometheusAuth               prometheusAuth
 	loadNamespaceLabel           string
 	loadPodLabel                 string
 	loadInterval, loadMaxAge     time.Duration
@@ -91,6 +92,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.endpointMetrics, "endpoint-metrics", false, "count handouts per endpoint in hdns_policy_endpoint_handouts_total (one series per endpoint)")
 	fs.StringVar(&c.prometheusURL, "prometheus-url", "", "Prometheus server to poll for live per-Pod load (least-loaded blends it with the handout ledger); needs --load-query")
 	fs.StringVar(&c.loadQuery, "load-query", "", "PromQL instant vector of per-Pod load, labelled by namespace and pod (a Service's hdns.dev/load-query annotation overrides it)")
+	fs.StringVar(&c.prometheusAuth.bearerTokenFile, "prometheus-bearer-token-file", "", "file whose content is sent to --prometheus-url as a bearer token; read for every request, so a rotated (projected) token is picked up")
+	fs.StringVar(&c.prometheusAuth.caFile, "prometheus-ca-file", "", "PEM CA bundle that verifies --prometheus-url's certificate (default: the system's roots, which the image lacks)")
+	fs.StringVar(&c.prometheusAuth.certFile, "prometheus-cert-file", "", "client certificate presented to --prometheus-url, with --prometheus-key-file; re-read when it changes")
+	fs.StringVar(&c.prometheusAuth.keyFile, "prometheus-key-file", "", "key of --prometheus-cert-file")
 	fs.StringVar(&c.loadNamespaceLabel, "load-namespace-label", "namespace", "label of --load-query results that holds the Pod's namespace")
 	fs.StringVar(&c.loadPodLabel, "load-pod-label", "pod", "label of --load-query results that holds the Pod's name")
 	fs.DurationVar(&c.loadInterval, "load-interval", 5*time.Second, "time between two polls of the load queries; each query times out after half of it")
@@ -240,7 +245,13 @@ func (c *config) validateLoad() error {
 		return errors.New("--prometheus-url and --load-query go together: name the server and the PromQL query of per-Pod load")
 	}
 	if c.prometheusURL == "" {
+		if c.prometheusAuth != (prometheusAuth{}) {
+			return errors.New("--prometheus-bearer-token-file, --prometheus-ca-file, --prometheus-cert-file and --prometheus-key-file need --prometheus-url")
+		}
 		return nil
+	}
+	if (c.prometheusAuth.certFile == "") != (c.prometheusAuth.keyFile == "") {
+		return errors.New("--prometheus-cert-file and --prometheus-key-file go together")
 	}
 	if u, err := url.Parse(c.prometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("--prometheus-url %q: want http(s)://host:port", c.prometheusURL)
@@ -255,4 +266,11 @@ func (c *config) validateLoad() error {
 		return errors.New("--load-namespace-label and --load-pod-label must not be empty")
 	}
 	return nil
+}
+
+// prometheusAuth names the files that authenticate hdns to Prometheus and
+// verify Prometheus; loadsource reads them.
+type prometheusAuth struct {
+	bearerTokenFile           string
+	caFile, certFile, keyFile string
 }

@@ -221,10 +221,12 @@ func (c *config) loadSource(policies *policy.Compiler, log *slog.Logger, reg pro
 	if c.prometheusURL == "" {
 		return nil, nil
 	}
+	auth := c.prometheusAuth
 	loads, err := loadsource.New(loadsource.Config{
 		URL: c.prometheusURL, Query: c.loadQuery,
 		NamespaceLabel: c.loadNamespaceLabel, PodLabel: c.loadPodLabel,
 		Interval: c.loadInterval, MaxAge: c.loadMaxAge,
+		BearerTokenFile: auth.bearerTokenFile, CAFile: auth.caFile, CertFile: auth.certFile, KeyFile: auth.keyFile,
 	}, policies, log.With("component", "loadsource"), loadsource.NewMetrics(reg))
 	if err != nil {
 		return nil, fmt.Errorf("--prometheus-url: %w", err)

@@ -9,9 +9,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hdns-dev/hdns/internal/promtest"
 	"github.com/hdns-dev/hdns/internal/testproc"
 )
 
@@ -258,6 +260,8 @@ current-context: x
 		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-interval", "10ms", "--manifests", broken}, 2, "--load-interval"},
 		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-max-age", "1s", "--manifests", broken}, 2, "--load-max-age"},
 		{[]string{"--prometheus-url", "http://p:9090", "--load-query", "up", "--load-pod-label", "", "--manifests", broken}, 2, "must not be empty"},
+		{[]string{"--prometheus-ca-file", "ca.pem", "--manifests", broken}, 2, "need --prometheus-url"},
+		{[]string{"--prometheus-url", "https://p:9090", "--load-query", "up", "--prometheus-cert-file", "c.pem", "--manifests", broken}, 2, "--prometheus-key-file go together"},
 		{[]string{"--manifests", broken}, 1, "broken.yaml:1"},
 		{[]string{"--manifests", filepath.Join(dir, "missing.yaml")}, 1, "missing.yaml"},
 		{[]string{"--kubeconfig", filepath.Join(dir, "missing-kubeconfig")}, 1, "missing-kubeconfig"},
@@ -300,22 +304,7 @@ func TestBinaryServesWithLoadSourceDown(t *testing.T) {
 	copyFile(t, "../../examples/awx.yaml", manifest)
 	p := startHDNS(t, bin, "--manifests", manifest, "--default-policy", "least-loaded, first=1",
 		"--prometheus-url", "http://127.0.0.1:1", "--load-query", "sum by (namespace, pod) (inflight)", "--load-interval", "200ms")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.http + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if strings.Contains(string(body), "\nhdns_load_source_up 0\n") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hdns_load_source_up is not 0 after 10s:\n%s", body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p.awaitMetric(t, "hdns_load_source_up 0")
 	resp, err := http.Get("http://" + p.http + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -334,6 +323,48 @@ func TestBinaryServesWithLoadSourceDown(t *testing.T) {
 	if n := strings.Count(p.Output(), "load source down"); n != 1 {
 		t.Errorf("load source down logged %d times, want once:\n%s", n, p.Output())
 	}
+}
+
+// awaitMetric waits up to 10 s for a line of /metrics to be sample, or
+// fails t.
+func (p *process) awaitMetric(t *testing.T, sample string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := httpGet(t, "http://"+p.http+"/metrics")
+		if strings.Contains(body, "\n"+sample+"\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in /metrics after 10s:\n%s", sample, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBinaryAuthenticatesToPrometheus: with --prometheus-bearer-token-file
+// hdns polls a real Prometheus behind a proxy that requires the token,
+// and follows the file when the token rotates. (loadsource's tests cover
+// TLS and client certificates against Prometheus's own web config.)
+func TestBinaryAuthenticatesToPrometheus(t *testing.T) {
+	bin := buildBinary(t)
+	var token atomic.Value
+	token.Store("first-token")
+	prom := promtest.Start(t, time.Second, "127.0.0.1:1")
+	proxy := prom.RequireBearer(t, func() string { return token.Load().(string) })
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("first-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startHDNS(t, bin, "--manifests", "../../examples/awx.yaml", "--load-interval", "200ms",
+		"--prometheus-url", proxy, "--prometheus-bearer-token-file", tokenFile, "--load-query", `label_replace(label_replace(vector(1), "namespace", "awx", "", ""), "pod", "web-0", "", "")`)
+	p.awaitMetric(t, "hdns_load_source_up 1")
+	token.Store("second-token")
+	p.awaitMetric(t, "hdns_load_source_up 0")
+	if err := os.WriteFile(tokenFile, []byte("second-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.awaitMetric(t, "hdns_load_source_up 1")
 }
 
 // TestBinaryAsAPodNameserver runs one hdns as the upstream (serving the

@@ -15,9 +15,13 @@
 package promtest
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +34,8 @@ import (
 
 // Server is a running prometheus process.
 type Server struct {
-	// URL is where it serves its API: http://127.0.0.1:port.
+	// URL is where it serves its API: http://127.0.0.1:port, or https://
+	// with Options.Scheme "https".
 	URL string
 
 	p *testproc.Proc
@@ -44,6 +49,29 @@ type Server struct {
 // prometheus is not installed (fails it when RequireEnv is set; see
 // Binary), and fails t when it does not get ready within 15 s.
 func Start(t testing.TB, scrape time.Duration, targets ...string) *Server {
+	t.Helper()
+	return StartWith(t, Options{}, scrape, targets...)
+}
+
+// Options are StartWith's settings beyond Start's; the zero value starts
+// the server Start starts.
+type Options struct {
+	// WebConfig, when set, is the content of prometheus's
+	// --web.config.file: tls_server_config (cert_file, key_file,
+	// client_auth_type, client_ca_file) and basic_auth_users. Relative
+	// paths in it are relative to the file, in a temporary directory:
+	// give absolute ones.
+	WebConfig string
+	// Scheme is "https" when WebConfig serves TLS; "" means "http".
+	Scheme string
+	// Client polls /-/ready; nil means a client with a 1 s timeout. With
+	// WebConfig it must pass what the server asks (its CA, a client
+	// certificate, credentials).
+	Client *http.Client
+}
+
+// StartWith is Start with opts.
+func StartWith(t testing.TB, opts Options, scrape time.Duration, targets ...string) *Server {
 	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
@@ -68,16 +96,30 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{URL: "http://" + addr}
-	s.p = testproc.Start(t, "prometheus", exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn"))
+	args := []string{"--config.file=" + cfg, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn"}
+	if opts.WebConfig != "" {
+		web := filepath.Join(dir, "web.yml")
+		if err := os.WriteFile(web, []byte(opts.WebConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--web.config.file="+web)
+	}
+	s := &Server{URL: cmp.Or(opts.Scheme, "http") + "://" + addr}
+	s.p = testproc.Start(t, "prometheus", exec.Command(bin, args...))
+	s.awaitReady(t, cmp.Or(opts.Client, &http.Client{Timeout: time.Second}))
+	return s
+}
+
+// awaitReady waits until /-/ready answers 200 to client, or fails t.
+func (s *Server) awaitReady(t testing.TB, client *http.Client) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	client := &http.Client{Timeout: time.Second}
 	for {
 		if resp, err := client.Get(s.URL + "/-/ready"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		if s.Exited() {
@@ -125,6 +167,30 @@ func lookPath(t testing.TB, name, what string) string {
 	}
 	t.Skipf("this test needs %s and %s is not installed (%v); %s, or set %s=1 to make this a failure", what, name, err, install, RequireEnv)
 	return ""
+}
+
+// RequireBearer serves s's API on a new loopback URL, which it returns,
+// that forwards only requests carrying "Authorization: Bearer <token()>"
+// and answers 401 to others: Prometheus itself checks no bearer tokens,
+// the proxies in front of it (kube-rbac-proxy, managed services) do. token
+// is called for every request, so a test may change it. The proxy closes
+// at the end of t.
+func (s *Server) RequireBearer(t testing.TB, token func() string) string {
+	t.Helper()
+	target, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token() {
+			http.Error(w, "bearer token required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	return proxy.URL
 }
 
 // Exited reports whether the process has exited.
