@@ -47,7 +47,7 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 	if tcp {
 		limit = dns.MaxMsgSize
 	}
-	if err := req.Unpack(pkt); err != nil {
+	if err := req.Unpack(pkt); err != nil || !oracleExact(pkt, req) {
 		m.Id = binary.BigEndian.Uint16(pkt)
 		m.Response = true
 		m.Opcode = int(pkt[2]>>3) & 0xF
@@ -119,6 +119,35 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		o.opt.Option = append(o.opt.Option, &o.ecs)
 	}
 	return o.finishEDNS(m, limit), false
+}
+
+// oracleExact reports whether the records miekg/dns unpacked from pkt are
+// all of pkt, as many as its header counts, with OPT only among the
+// additional records.
+func oracleExact(pkt []byte, req *dns.Msg) bool {
+	off := wire.HeaderLen
+	var err error
+	for range req.Question {
+		if _, off, err = dns.UnpackDomainName(pkt, off); err != nil {
+			return false
+		}
+		off += 4
+	}
+	sections := []int{len(req.Answer), len(req.Ns), len(req.Extra)}
+	for i, n := range sections {
+		for range n {
+			var rr dns.RR
+			if rr, off, err = dns.UnpackRR(pkt, off); err != nil {
+				return false
+			}
+			if _, isOpt := rr.(*dns.OPT); isOpt && i < 2 {
+				return false
+			}
+		}
+	}
+	return off == len(pkt) && len(req.Question) == int(binary.BigEndian.Uint16(pkt[4:])) &&
+		sections[0] == int(binary.BigEndian.Uint16(pkt[6:])) && sections[1] == int(binary.BigEndian.Uint16(pkt[8:])) &&
+		sections[2] == int(binary.BigEndian.Uint16(pkt[10:]))
 }
 
 func (o *oracle) finishEDNS(m *dns.Msg, limit int) []byte {

@@ -462,3 +462,41 @@ func TestPodRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestFormErrOnExtraBytes: bytes after the last record, counts that
+// promise more records than the packet holds, and an OPT record outside
+// the additional section are format errors (Knot answers them so;
+// miekg/dns alone would read past them).
+func TestFormErrOnExtraBytes(t *testing.T) {
+	s := responderOf(fixture.Cluster(t))
+	plain, _ := fixture.Query("web.awx.svc.cluster.local.", dns.TypeA).Pack()
+	m := fixture.Query("web.awx.svc.cluster.local.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	edns, _ := m.Pack()
+	m = fixture.Query("web.awx.svc.cluster.local.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.Answer, m.Extra = m.Extra, nil
+	optInAnswer, _ := m.Pack()
+	m.Ns, m.Answer = m.Answer, nil
+	optInAuthority, _ := m.Pack()
+	counted := append([]byte(nil), plain...)
+	counted[11] = 1 // an additional record that is not there
+	for _, tc := range []struct {
+		desc string
+		pkt  []byte
+	}{
+		{"trailing byte", append(append([]byte(nil), plain...), 0)},
+		{"trailing bytes after OPT", append(append([]byte(nil), edns...), 1, 2, 3)},
+		{"OPT in the answer section", optInAnswer},
+		{"OPT in the authority section", optInAuthority},
+		{"additional count over the records", counted},
+	} {
+		var rm dns.Msg
+		if err := rm.Unpack(respondRaw(s, tc.pkt, false)); err != nil {
+			t.Fatalf("%s: %v", tc.desc, err)
+		}
+		if rm.Rcode != dns.RcodeFormatError || len(rm.Answer) != 0 {
+			t.Errorf("%s: rcode %s, %d answers; want FORMERR", tc.desc, dns.RcodeToString[rm.Rcode], len(rm.Answer))
+		}
+	}
+}
