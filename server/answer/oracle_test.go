@@ -76,6 +76,8 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		}
 		if reqOpt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
+			m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+			m.Question = req.Question
 			return o.finishEDNS(m, limit), false
 		}
 		for _, opt := range reqOpt.Option {
