@@ -97,6 +97,10 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		return o.finishEDNS(m, limit), false
 	}
 	q := req.Question[0]
+	if q.Qtype == 0 {
+		m.Rcode = dns.RcodeNotImplemented
+		return o.finishEDNS(m, limit), false
+	}
 	if ecs != nil {
 		addr, ok := oracleSubnet(ecs)
 		if !ok {

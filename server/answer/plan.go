@@ -89,6 +89,12 @@ func (r *Responder) planReply(q *query, source netip.Addr, s *Scratch) Result {
 	if q.qdcount != 1 {
 		return Reply
 	}
+	if q.qtype == 0 {
+		// Type 0 is reserved (RFC 6895 3.1): no name has records of it.
+		// NOTIMP, as Knot answers, inside the zones and out.
+		p.rcode = dns.RcodeNotImplemented
+		return Reply
+	}
 	client := source
 	if q.hasECS {
 		var ok bool

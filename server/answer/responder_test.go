@@ -500,3 +500,18 @@ func TestFormErrOnExtraBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestReservedQtype: a question of type 0 (reserved, RFC 6895) gets
+// NOTIMP with its question, without AA, inside the zones and out.
+func TestReservedQtype(t *testing.T) {
+	s := responderOf(fixture.Cluster(t))
+	s.ForwardAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	for _, name := range []string{"web.awx.svc.cluster.local.", "nope.awx.svc.cluster.local.", "example.org."} {
+		m := fixture.Query(name, 0)
+		r := exchange(t, s, m, "udp")
+		if r.Rcode != dns.RcodeNotImplemented || r.Authoritative || len(r.Answer)+len(r.Ns) != 0 || len(r.Question) != 1 {
+			t.Errorf("%s type 0: %s, %d answers, %d authority; want NOTIMP with the question alone",
+				name, r.MsgHdr.String(), len(r.Answer), len(r.Ns))
+		}
+	}
+}
