@@ -113,6 +113,7 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 	}
 	o.usedClient = false
 	o.answer(r, m, &q, client)
+	oracleOwnersAsAsked(m, q.Name)
 	if o.outOfZone && r.forwards(source) {
 		return nil, true
 	}
@@ -154,6 +155,23 @@ func oracleExact(pkt []byte, req *dns.Msg) bool {
 	return off == len(pkt) && len(req.Question) == int(binary.BigEndian.Uint16(pkt[4:])) &&
 		sections[0] == int(binary.BigEndian.Uint16(pkt[6:])) && sections[1] == int(binary.BigEndian.Uint16(pkt[8:])) &&
 		sections[2] == int(binary.BigEndian.Uint16(pkt[10:]))
+}
+
+// oracleOwnersAsAsked replaces the records of m owned by the question's
+// name, in lower case, with copies owned by the name as asked.
+func oracleOwnersAsAsked(m *dns.Msg, asked string) {
+	lower := wire.Lower(asked)
+	if lower == "." {
+		return
+	}
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for i, rr := range section {
+			if rr.Header().Name == lower {
+				section[i] = dns.Copy(rr)
+				section[i].Header().Name = asked
+			}
+		}
+	}
 }
 
 func (o *oracle) finishEDNS(m *dns.Msg, limit int) []byte {

@@ -23,6 +23,10 @@ type writer struct {
 	// asked is a plain question's name, whose suffixes at offset 12 are
 	// compression targets without entries in comp.
 	asked string
+	// question is the first question's name in lower case, at offset 12
+	// ("" when the reply has no question): records it owns point there,
+	// so that their owner keeps the question's case.
+	question string
 	// last and lastOff cache the previous compressed name written and the
 	// offset a pointer to it goes to (-1 when none can).
 	last    string
@@ -44,12 +48,17 @@ var errUnpackable = errors.New("answer: a record hdns cannot pack")
 // should never hold fails it.
 func (w *writer) write(q *query, p *plan, s *Scratch, limit int) ([]byte, error) {
 	w.b = w.b[:0]
-	w.comp, w.asked, w.last, w.lastOff = w.comp[:0], "", "", -1
+	w.comp, w.asked, w.question, w.last, w.lastOff = w.comp[:0], "", "", "", -1
 	w.an, w.ns, w.ar, w.tc = 0, 0, 0, false
 	clear(w.rrs[:cap(w.rrs)]) // so that no record of an old snapshot lingers
 	w.header(q, p)
-	if p.question && !w.questions(q) {
-		return nil, errUnpackable
+	if p.question {
+		if !w.questions(q) {
+			return nil, errUnpackable
+		}
+		if q.qdcount > 0 {
+			w.question = q.lower
+		}
 	}
 	optLen := 0
 	if p.opt {
@@ -211,7 +220,7 @@ func (w *writer) addrPicks(c *zone.Choice, picked []int) (n int, ok bool) {
 			continue
 		}
 		end := len(w.b)
-		if !w.name(c.Owner, true) {
+		if !w.owner(c.Owner) {
 			return 0, false
 		}
 		b := append(append(w.b, fixed[:]...), ip...)

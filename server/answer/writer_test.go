@@ -248,3 +248,36 @@ func TestMixedCaseQuestion(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnersKeepQuestionCase: records owned by the question's name are
+// owned by it as asked, through a pointer to the question (as Knot and
+// BIND answer), whichever path writes them.
+func TestOwnersKeepQuestionCase(t *testing.T) {
+	r := responderOf(fixture.Cluster(t))
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"WEB-Headless.AWX.svc.cluster.local.", dns.TypeA},
+		{"_HTTP._tcp.Few.awx.svc.cluster.local.", dns.TypeSRV},
+		{"CLUSTER.Local.", dns.TypeSOA},
+	} {
+		out := respondRaw(r, packedQuery(t, q.name, q.qtype, 0), false)
+		var m dns.Msg
+		if err := m.Unpack(out); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Answer) == 0 {
+			t.Errorf("%s: no answer", q.name)
+			continue
+		}
+		for _, rr := range m.Answer {
+			if rr.Header().Name != q.name {
+				t.Errorf("%s: owner %s", q.name, rr.Header().Name)
+			}
+		}
+		if at := 12 + len(q.name) + 1 + 4; len(out) < at+2 || out[at] != 0xC0 || out[at+1] != 12 {
+			t.Errorf("%s: first owner does not point at the question: %x", q.name, out)
+		}
+	}
+}
