@@ -107,8 +107,8 @@ type Node struct {
 // that the many Nodes without them do not pay for their fields.
 type RareRecords struct {
 	SRV, TXT, NS, SOA []dns.RR
-	// Extra holds the addresses of fixed SRV targets, for the additional
-	// section.
+	// Extra holds the addresses of the targets of SRV, or at an apex of
+	// NS (as CoreDNS gives them), for the additional section.
 	Extra []dns.RR
 	// CNAME, when set, is the only record of the node; it answers every
 	// query type.

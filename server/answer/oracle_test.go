@@ -310,6 +310,7 @@ func (o *oracle) records(m *dns.Msg, node *zone.Node, qtype uint16, client netip
 		m.Answer = append(m.Answer, node.Rare().SOA...)
 	case dns.TypeNS:
 		m.Answer = append(m.Answer, node.Rare().NS...)
+		m.Extra = append(m.Extra, node.Rare().Extra...)
 	case dns.TypeCNAME:
 		if node.CNAME() != nil {
 			m.Answer = append(m.Answer, node.CNAME())

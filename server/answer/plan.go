@@ -264,7 +264,7 @@ func (r *Responder) records(p *plan, s *Scratch, node *zone.Node, qtype uint16, 
 	case dns.TypeSOA:
 		p.fixed = node.Rare().SOA
 	case dns.TypeNS:
-		p.fixed = node.Rare().NS
+		p.fixed, p.extra = node.Rare().NS, node.Rare().Extra
 	case dns.TypeCNAME:
 		if node.CNAME() != nil {
 			p.fixed = p.single(node.CNAME())

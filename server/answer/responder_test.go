@@ -515,3 +515,25 @@ func TestReservedQtype(t *testing.T) {
 		}
 	}
 }
+
+// TestApexNSCarriesAddresses: with --ns-address, the apex NS answer
+// carries the addresses of its target in the additional section, as
+// CoreDNS's does, in forward and reverse zones alike, as the oracle does.
+func TestApexNSCarriesAddresses(t *testing.T) {
+	opts := fixture.Options(t)
+	opts.NSAddrs = []netip.Addr{netip.MustParseAddr("10.0.0.53"), netip.MustParseAddr("fd00::53")}
+	s := responderOf(fixture.Build(t, opts, fixture.ClusterObjects()...))
+	want := canon(t, []string{"ns.dns.cluster.local. 5 IN A 10.0.0.53", "ns.dns.cluster.local. 5 IN AAAA fd00::53"})
+	var o oracle
+	for _, apex := range []string{"cluster.local.", "in-addr.arpa."} {
+		m := fixture.Query(apex, dns.TypeNS)
+		r := exchange(t, s, m, "udp")
+		if got := dnstest.Strings(r.Extra); len(r.Answer) != 1 || !slices.Equal(got, want) {
+			t.Errorf("%s NS: %d answers, additional %v; want %v", apex, len(r.Answer), got, want)
+		}
+		pkt, _ := m.Pack()
+		if oracleOut, _ := o.respond(s, pkt, netip.MustParseAddr("127.0.0.1"), false); !slices.Equal(oracleOut, rawExchange(t, s, m)) {
+			t.Errorf("%s NS: Respond and the oracle differ", apex)
+		}
+	}
+}
