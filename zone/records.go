@@ -110,6 +110,11 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	return dst
 }
 
+// MayRepeat reports whether candidate i of an SRV choice may make records
+// equal to others of the same answer, its own or another candidate's,
+// which the answer must then send once (RFC 2181 5).
+func (c *Choice) MayRepeat(i int) bool { return c.Set.members[i].flags&repeatsSRV != 0 }
+
 // Addr returns the address of candidate i of an A or AAAA choice, as the
 // record's 4 or 16 bytes of data; nil when it has none of c's family. The
 // bytes are the snapshot's and must not be modified.

@@ -191,6 +191,9 @@ const (
 	hostFrom4        memberFlags = 2 << 3
 	hostFrom6        memberFlags = 3 << 3
 	hostFrom         memberFlags = 3 << 3 // the mask
+	// repeatsSRV: the candidate's SRV records may equal others of the same
+	// answer, its own or those of a candidate of the same own name.
+	repeatsSRV memberFlags = 1 << 5
 )
 
 // ip returns the 4 or 16 bytes of the candidate's address of one family,

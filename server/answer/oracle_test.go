@@ -3,6 +3,7 @@ package answer
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/miekg/dns"
 
@@ -336,6 +337,7 @@ func (o *oracle) fixedOrChosen(m *dns.Msg, fixed, extra []dns.RR, c *zone.Choice
 	o.picked = c.Set.Policy.Pick(&o.preq, c.Set.Candidates, c.In, o.picked[:0], &o.policy)
 	o.usedClient = o.usedClient || c.Set.Policy.UsesClient()
 	ordered := c.Glue() && c.Set.Policy.Reorders()
+	first := len(m.Answer)
 	for pos, i := range o.picked {
 		start := len(m.Answer)
 		m.Answer = c.AppendRRs(m.Answer, i, &o.rrs)
@@ -348,4 +350,12 @@ func (o *oracle) fixedOrChosen(m *dns.Msg, fixed, extra []dns.RR, c *zone.Choice
 			m.Extra = c.AppendGlue(m.Extra, i, &o.rrs)
 		}
 	}
+	// Identical records are sent once (RFC 2181 5).
+	kept := m.Answer[:first]
+	for _, rr := range m.Answer[first:] {
+		if !slices.ContainsFunc(kept[first:], func(k dns.RR) bool { return dns.IsDuplicate(k, rr) }) {
+			kept = append(kept, rr)
+		}
+	}
+	m.Answer = kept
 }

@@ -31,8 +31,10 @@ type writer struct {
 	// offset a pointer to it goes to (-1 when none can).
 	last    string
 	lastOff int
-	// rrs holds one candidate's records while they are written.
-	rrs []dns.RR
+	// rrs holds one candidate's records while they are written; srvs the
+	// SRV records of the picks written so far.
+	rrs  []dns.RR
+	srvs []*dns.SRV
 	// counts of the answer, authority and additional sections.
 	an, ns, ar int
 	// room is the limit for the sections' records: the reply's limit less
@@ -51,6 +53,8 @@ func (w *writer) write(q *query, p *plan, s *Scratch, limit int) ([]byte, error)
 	w.comp, w.asked, w.question, w.last, w.lastOff = w.comp[:0], "", "", "", -1
 	w.an, w.ns, w.ar, w.tc = 0, 0, 0, false
 	clear(w.rrs[:cap(w.rrs)]) // so that no record of an old snapshot lingers
+	clear(w.srvs[:cap(w.srvs)])
+	w.srvs = w.srvs[:0]
 	w.header(q, p)
 	if p.question {
 		if !w.questions(q) {
@@ -186,11 +190,16 @@ func (w *writer) picks(c *zone.Choice, picked []int, buf *zone.RRBuf) (n int, ok
 	ordered := c.Set.Policy.Reorders()
 	for pos, i := range picked {
 		w.rrs = c.AppendRRs(w.rrs[:0], i, buf)
+		check := c.MayRepeat(i)
 		for _, rr := range w.rrs {
 			srv := rr.(*dns.SRV)
 			if ordered {
 				srv.Priority = uint16(min(pos, 65535))
 			}
+			if check && w.sentSRV(srv) {
+				continue
+			}
+			w.srvs = append(w.srvs, srv)
 			n++
 			if !w.answerRR(srv) {
 				return 0, false
@@ -201,6 +210,17 @@ func (w *writer) picks(c *zone.Choice, picked []int, buf *zone.RRBuf) (n int, ok
 		}
 	}
 	return n, true
+}
+
+// sentSRV reports whether a pick's SRV record equal to srv is written
+// already. They share owner, class and TTL.
+func (w *writer) sentSRV(srv *dns.SRV) bool {
+	for _, s := range w.srvs {
+		if s.Priority == srv.Priority && s.Weight == srv.Weight && s.Port == srv.Port && s.Target == srv.Target {
+			return true
+		}
+	}
+	return false
 }
 
 // addrPicks is picks for an A or AAAA choice: the records are written

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+
+	k8s "github.com/hdns-dev/hdns/internal/fixture"
 
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
@@ -278,6 +281,40 @@ func TestOwnersKeepQuestionCase(t *testing.T) {
 		}
 		if at := 12 + len(q.name) + 1 + 4; len(out) < at+2 || out[at] != 0xC0 || out[at+1] != 12 {
 			t.Errorf("%s: first owner does not point at the question: %x", q.name, out)
+		}
+	}
+}
+
+// TestIdenticalSRVSentOnce: two endpoints of one hostname make one SRV
+// record per port (RFC 2181 5: identical records are sent once), and their
+// two addresses as additional records; Respond and the oracle agree.
+func TestIdenticalSRVSentOnce(t *testing.T) {
+	tcp := corev1.ProtocolTCP
+	objects := append(fixture.ClusterObjects(),
+		k8s.Service{Namespace: "awx", Name: "dup", Headless: true,
+			Ports: []k8s.Port{{Name: "http", Port: 80, Protocol: tcp}}}.API(),
+		k8s.EndpointSlice{Namespace: "awx", Name: "dup-a", Service: "dup",
+			Ports: []k8s.Port{{Name: "http", Port: 80, Protocol: tcp}},
+			Endpoints: []k8s.Endpoint{
+				{Address: "10.5.0.1", Hostname: "dup-name", Ready: new(true), Pod: "dup-1"},
+				{Address: "10.5.0.3", Hostname: "other", Ready: new(true), Pod: "dup-3"},
+				{Address: "10.5.0.2", Hostname: "dup-name", Ready: new(true), Pod: "dup-2"},
+			}}.API())
+	r := responderOf(fixture.Build(t, nil, objects...))
+	var o oracle
+	for _, name := range []string{"_http._tcp.dup.awx.svc.cluster.local.", "dup.awx.svc.cluster.local."} {
+		m := fixture.Query(name, dns.TypeSRV)
+		reply := exchange(t, r, m, "tcp")
+		targets := map[string]int{}
+		for _, rr := range reply.Answer {
+			targets[rr.(*dns.SRV).Target]++
+		}
+		if len(reply.Answer) != 2 || targets["dup-name.dup.awx.svc.cluster.local."] != 1 || len(reply.Extra) != 3 {
+			t.Errorf("%s SRV: answer %v, additional %v; want dup-name and other once each, and three addresses", name, reply.Answer, reply.Extra)
+		}
+		pkt, _ := m.Pack()
+		if want, _ := o.respond(r, pkt, netip.MustParseAddr("127.0.0.1"), true); !bytes.Equal(want, respondRaw(r, pkt, true)) {
+			t.Errorf("%s SRV: Respond and the oracle differ", name)
 		}
 	}
 }
