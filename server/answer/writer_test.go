@@ -318,3 +318,27 @@ func TestIdenticalSRVSentOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestShortDashedIPv6Names: an endpoint without a hostname answers under
+// its full dashed IPv6 address and under the short form CoreDNS gives it,
+// each owner as asked.
+func TestShortDashedIPv6Names(t *testing.T) {
+	objects := append(fixture.ClusterObjects(),
+		k8s.Service{Namespace: "awx", Name: "six", Headless: true}.API(),
+		k8s.EndpointSlice{Namespace: "awx", Name: "six-a", Service: "six",
+			Endpoints: []k8s.Endpoint{{Address: "5678:abcd::1", Ready: new(true)}}}.API())
+	r := responderOf(fixture.Build(t, nil, objects...))
+	for _, label := range []string{"5678-abcd-0000-0000-0000-0000-0000-0001", "5678-abcd--1", "5678-abcd-0-0-0-0-0-1", "5678-ABCD--1"} {
+		name := label + ".six.awx.svc.cluster.local."
+		reply := exchange(t, r, fixture.Query(name, dns.TypeAAAA), "udp")
+		if len(reply.Answer) != 1 || reply.Answer[0].Header().Name != name || reply.Answer[0].(*dns.AAAA).AAAA.String() != "5678:abcd::1" {
+			t.Errorf("%s AAAA: %s %v; want 5678:abcd::1", name, dns.RcodeToString[reply.Rcode], reply.Answer)
+		}
+	}
+	for _, label := range []string{"5678-abcd--2", "5678-abcd---1", "10-0-0-1", "--"} {
+		name := label + ".six.awx.svc.cluster.local."
+		if reply := exchange(t, r, fixture.Query(name, dns.TypeAAAA), "udp"); reply.Rcode != dns.RcodeNameError {
+			t.Errorf("%s AAAA: %s, want NXDOMAIN", name, dns.RcodeToString[reply.Rcode])
+		}
+	}
+}
