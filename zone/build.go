@@ -150,14 +150,18 @@ func (b *builder) addApex(zone string, forward bool) {
 
 	apex.empty, apex.reverse = &Node{Apex: apex}, !forward
 	n := b.node(zone, apex)
-	n.mutableRare().SOA = []dns.RR{soa}
-	n.mutableRare().NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
+	rare := n.mutableRare()
+	rare.SOA = []dns.RR{soa}
+	rare.NS = []dns.RR{&dns.NS{Hdr: b.hdr(zone, dns.TypeNS), Ns: soa.Ns}}
+	for _, ip := range b.opts.NSAddrs {
+		rare.Extra = append(rare.Extra, addrRR(soa.Ns, ip, b.opts.TTL))
+	}
 	if !forward {
 		return
 	}
 	ns := b.node(soa.Ns, apex)
-	for _, ip := range b.opts.NSAddrs {
-		ns.addAddr(soa.Ns, ip, b.opts.TTL)
+	for _, rr := range rare.Extra {
+		ns.addRR(rr)
 	}
 	b.node("dns-version."+zone, apex).mutableRare().TXT = []dns.RR{&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SpecVersion}}}
 }

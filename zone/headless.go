@@ -47,6 +47,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		b.addMember(set, &ch, i, c, primary)
 	}
 	b.addOwnNames(set, cands, apex)
+	set.markRepeats()
 	ch.publish(b, apex)
 	if primary {
 		b.snap.Stats.Endpoints += len(cands)
@@ -193,6 +194,33 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 	set.hosts = cut(&b.hosts, len(unique))
 	copy(set.hosts, unique)
 	b.ownNames += len(set.hosts)
+}
+
+// markRepeats flags the candidates whose SRV records may repeat records
+// of the same answer: those whose own name another candidate shares (two
+// endpoints of one hostname), and those with a port number twice. The
+// answer drops identical records (RFC 2181 5) and checks only these.
+func (s *EndpointSet) markRepeats() {
+	byName := make(map[string]int32, len(s.members))
+	for i := range s.members {
+		m := &s.members[i]
+		if m.flags&named == 0 || m.ports == 0 {
+			continue
+		}
+		name := string(s.appendOwnName(nil, m))
+		if first, ok := byName[name]; ok {
+			m.flags |= repeatsSRV
+			s.members[first].flags |= repeatsSRV
+		} else {
+			byName[name] = int32(i)
+		}
+		ports := s.ports(m)
+		for k := range ports {
+			if slices.ContainsFunc(ports[k+1:], func(p Port) bool { return p.Port == ports[k].Port }) {
+				m.flags |= repeatsSRV
+			}
+		}
+	}
 }
 
 // portFilter keeps the ports that get SRV records: named, with owner names

@@ -1,9 +1,9 @@
 package zone
 
 import (
-	"cmp"
+	"bytes"
 	"net/netip"
-	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/miekg/dns"
@@ -110,6 +110,11 @@ func (c *Choice) AppendRRs(dst []dns.RR, i int, buf *RRBuf) []dns.RR {
 	return dst
 }
 
+// MayRepeat reports whether candidate i of an SRV choice may make records
+// equal to others of the same answer, its own or another candidate's,
+// which the answer must then send once (RFC 2181 5).
+func (c *Choice) MayRepeat(i int) bool { return c.Set.members[i].flags&repeatsSRV != 0 }
+
 // Addr returns the address of candidate i of an A or AAAA choice, as the
 // record's 4 or 16 bytes of data; nil when it has none of c's family. The
 // bytes are the snapshot's and must not be modified.
@@ -172,26 +177,100 @@ func (n *Node) endpointSet() *EndpointSet {
 	return nil
 }
 
-// host finds the candidate whose own name's first label is label.
+// host finds the candidate whose own name's first label is label, or
+// whose dashed IPv6 address label spells in short form (fd00--1, as
+// CoreDNS names endpoints, for fd00-0000-…-0001).
 func (s *EndpointSet) host(label string) (int, bool) {
-	var spelled [maxLabel]byte
-	k, ok := slices.BinarySearchFunc(s.hosts, label, func(i int32, label string) int {
-		return compareBytes(s.members[i].appendHostname(spelled[:0]), label)
-	})
-	if !ok {
-		return 0, false
+	// The label's bytes are only read.
+	if i, ok := s.hostSpelled(unsafe.Slice(unsafe.StringData(label), len(label))); ok {
+		return i, true
 	}
-	return int(s.hosts[k]), true
+	var full [maxLabel]byte
+	if dashed, ok := fullDashed6(label, full[:0]); ok {
+		return s.hostSpelled(dashed)
+	}
+	return 0, false
 }
 
-// compareBytes is strings.Compare(string(b), s) without the conversion.
-func compareBytes(b []byte, s string) int {
-	for i := range min(len(b), len(s)) {
-		if b[i] != s[i] {
-			return cmp.Compare(b[i], s[i])
+// hostSpelled finds the candidate whose own name's first label is label.
+func (s *EndpointSet) hostSpelled(label []byte) (int, bool) {
+	var spelled [maxLabel]byte
+	at := func(k int) []byte { return s.members[s.hosts[k]].appendHostname(spelled[:0]) }
+	lo, hi := 0, len(s.hosts)
+	for lo < hi {
+		if mid := int(uint(lo+hi) >> 1); bytes.Compare(at(mid), label) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
 	}
-	return cmp.Compare(len(b), len(s))
+	if lo == len(s.hosts) || !bytes.Equal(at(lo), label) {
+		return 0, false
+	}
+	return int(s.hosts[lo]), true
+}
+
+// fullDashed6 appends to b the full dashed form of label when label is an
+// IPv6 address dashed in another form: groups without leading zeros, a
+// run of zero groups as "--"; false otherwise.
+func fullDashed6(label string, b []byte) ([]byte, bool) {
+	if len(label) >= 39 || len(label) < 2 {
+		return nil, false
+	}
+	var groups [8]uint16
+	n, gap := 0, -1
+	i := 0
+	if strings.HasPrefix(label, "--") {
+		gap, i = 0, 2
+	}
+	for i < len(label) {
+		j, v := i, uint16(0)
+		for ; j < len(label) && j-i < 4 && isHexDigit(label[j]); j++ {
+			v = v<<4 | uint16(hexValue(label[j]))
+		}
+		if j == i || n == 8 {
+			return nil, false
+		}
+		groups[n], n = v, n+1
+		switch {
+		case j == len(label):
+			i = j
+		case label[j] != '-' || j+1 == len(label):
+			return nil, false
+		case label[j+1] == '-':
+			if gap >= 0 {
+				return nil, false
+			}
+			gap, i = n, j+2
+		default:
+			i = j + 1
+		}
+	}
+	if gap < 0 && n != 8 || gap >= 0 && n == 8 {
+		return nil, false
+	}
+	var a [16]byte
+	for k := range n {
+		at := k
+		if gap >= 0 && k >= gap {
+			at = 8 - n + k
+		}
+		a[2*at], a[2*at+1] = byte(groups[k]>>8), byte(groups[k])
+	}
+	ip := netip.AddrFrom16(a)
+	if ip.Is4In6() {
+		return nil, false
+	}
+	return appendDashed(b, ip), true
+}
+
+func isHexDigit(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+func hexValue(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
 }
 
 // Hostname is the first label of candidate i's own name (whether or not

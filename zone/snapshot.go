@@ -107,8 +107,8 @@ type Node struct {
 // that the many Nodes without them do not pay for their fields.
 type RareRecords struct {
 	SRV, TXT, NS, SOA []dns.RR
-	// Extra holds the addresses of fixed SRV targets, for the additional
-	// section.
+	// Extra holds the addresses of the targets of SRV, or at an apex of
+	// NS (as CoreDNS gives them), for the additional section.
 	Extra []dns.RR
 	// CNAME, when set, is the only record of the node; it answers every
 	// query type.
@@ -191,6 +191,9 @@ const (
 	hostFrom4        memberFlags = 2 << 3
 	hostFrom6        memberFlags = 3 << 3
 	hostFrom         memberFlags = 3 << 3 // the mask
+	// repeatsSRV: the candidate's SRV records may equal others of the same
+	// answer, its own or those of a candidate of the same own name.
+	repeatsSRV memberFlags = 1 << 5
 )
 
 // ip returns the 4 or 16 bytes of the candidate's address of one family,

@@ -59,13 +59,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, tn := range typeNames {
 		row := make([]prometheus.Counter, 0, len(countedRcodes)+1)
 		for _, r := range countedRcodes {
-			row = append(row, requests.WithLabelValues(tn, dns.RcodeToString[r]))
+			row = append(row, requests.WithLabelValues(tn, rcodeLabel(r)))
 		}
 		row = append(row, requests.WithLabelValues(tn, otherLabel))
 		m.requests = append(m.requests, row)
 	}
 	reg.MustRegister(m.duration, requests, m.dropped)
 	return m
+}
+
+// rcodeLabel names rcode. miekg/dns's table names 16 BADSIG, its TSIG
+// meaning; hdns sends 16 only as the OPT's BADVERS (RFC 6891).
+func rcodeLabel(rcode int) string {
+	if rcode == dns.RcodeBadVers {
+		return "BADVERS"
+	}
+	return dns.RcodeToString[rcode]
 }
 
 func typeLabels() []string {

@@ -1,6 +1,10 @@
 package answer
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/hdns-dev/hdns/server/wire"
+)
 
 // compEntry is a name suffix written into the reply at off, for
 // compression (in addition to a plain question's suffixes).
@@ -56,6 +60,18 @@ func (w *writer) name(name string, compress bool) (ok bool) {
 		w.last, w.lastOff = name, full
 	}
 	return true
+}
+
+// owner appends a record's owner name: a pointer to the question when it
+// is the question's name (which zone owners are, in lower case), so that
+// the owner reads as asked (RFC 4343: case is kept where it can be);
+// else the name compressed. The root stays one octet.
+func (w *writer) owner(name string) (ok bool) {
+	if name == w.question && len(name) > 1 {
+		w.b = append(w.b, 0xC0, wire.HeaderLen)
+		return true
+	}
+	return w.name(name, true)
 }
 
 // label appends the label of name that starts at i, unescaping \X and

@@ -3,6 +3,7 @@ package answer
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/miekg/dns"
 
@@ -47,7 +48,7 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 	if tcp {
 		limit = dns.MaxMsgSize
 	}
-	if err := req.Unpack(pkt); err != nil {
+	if err := req.Unpack(pkt); err != nil || !oracleExact(pkt, req) {
 		m.Id = binary.BigEndian.Uint16(pkt)
 		m.Response = true
 		m.Opcode = int(pkt[2]>>3) & 0xF
@@ -76,6 +77,8 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		}
 		if reqOpt.Version() != 0 {
 			m.Rcode = dns.RcodeBadVers
+			m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+			m.Question = req.Question
 			return o.finishEDNS(m, limit), false
 		}
 		for _, opt := range reqOpt.Option {
@@ -95,6 +98,10 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		return o.finishEDNS(m, limit), false
 	}
 	q := req.Question[0]
+	if q.Qtype == 0 {
+		m.Rcode = dns.RcodeNotImplemented
+		return o.finishEDNS(m, limit), false
+	}
 	if ecs != nil {
 		addr, ok := oracleSubnet(ecs)
 		if !ok {
@@ -107,6 +114,7 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 	}
 	o.usedClient = false
 	o.answer(r, m, &q, client)
+	oracleOwnersAsAsked(m, q.Name)
 	if o.outOfZone && r.forwards(source) {
 		return nil, true
 	}
@@ -119,6 +127,52 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		o.opt.Option = append(o.opt.Option, &o.ecs)
 	}
 	return o.finishEDNS(m, limit), false
+}
+
+// oracleExact reports whether the records miekg/dns unpacked from pkt are
+// all of pkt, as many as its header counts, with OPT only among the
+// additional records.
+func oracleExact(pkt []byte, req *dns.Msg) bool {
+	off := wire.HeaderLen
+	var err error
+	for range req.Question {
+		if _, off, err = dns.UnpackDomainName(pkt, off); err != nil {
+			return false
+		}
+		off += 4
+	}
+	sections := []int{len(req.Answer), len(req.Ns), len(req.Extra)}
+	for i, n := range sections {
+		for range n {
+			var rr dns.RR
+			if rr, off, err = dns.UnpackRR(pkt, off); err != nil {
+				return false
+			}
+			if _, isOpt := rr.(*dns.OPT); isOpt && i < 2 {
+				return false
+			}
+		}
+	}
+	return off == len(pkt) && len(req.Question) == int(binary.BigEndian.Uint16(pkt[4:])) &&
+		sections[0] == int(binary.BigEndian.Uint16(pkt[6:])) && sections[1] == int(binary.BigEndian.Uint16(pkt[8:])) &&
+		sections[2] == int(binary.BigEndian.Uint16(pkt[10:]))
+}
+
+// oracleOwnersAsAsked replaces the records of m owned by the question's
+// name, in lower case, with copies owned by the name as asked.
+func oracleOwnersAsAsked(m *dns.Msg, asked string) {
+	lower := wire.Lower(asked)
+	if lower == "." {
+		return
+	}
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for i, rr := range section {
+			if rr.Header().Name == lower {
+				section[i] = dns.Copy(rr)
+				section[i].Header().Name = asked
+			}
+		}
+	}
 }
 
 func (o *oracle) finishEDNS(m *dns.Msg, limit int) []byte {
@@ -257,6 +311,7 @@ func (o *oracle) records(m *dns.Msg, node *zone.Node, qtype uint16, client netip
 		m.Answer = append(m.Answer, node.Rare().SOA...)
 	case dns.TypeNS:
 		m.Answer = append(m.Answer, node.Rare().NS...)
+		m.Extra = append(m.Extra, node.Rare().Extra...)
 	case dns.TypeCNAME:
 		if node.CNAME() != nil {
 			m.Answer = append(m.Answer, node.CNAME())
@@ -282,6 +337,7 @@ func (o *oracle) fixedOrChosen(m *dns.Msg, fixed, extra []dns.RR, c *zone.Choice
 	o.picked = c.Set.Policy.Pick(&o.preq, c.Set.Candidates, c.In, o.picked[:0], &o.policy)
 	o.usedClient = o.usedClient || c.Set.Policy.UsesClient()
 	ordered := c.Glue() && c.Set.Policy.Reorders()
+	first := len(m.Answer)
 	for pos, i := range o.picked {
 		start := len(m.Answer)
 		m.Answer = c.AppendRRs(m.Answer, i, &o.rrs)
@@ -294,4 +350,12 @@ func (o *oracle) fixedOrChosen(m *dns.Msg, fixed, extra []dns.RR, c *zone.Choice
 			m.Extra = c.AppendGlue(m.Extra, i, &o.rrs)
 		}
 	}
+	// Identical records are sent once (RFC 2181 5).
+	kept := m.Answer[:first]
+	for _, rr := range m.Answer[first:] {
+		if !slices.ContainsFunc(kept[first:], func(k dns.RR) bool { return dns.IsDuplicate(k, rr) }) {
+			kept = append(kept, rr)
+		}
+	}
+	m.Answer = kept
 }

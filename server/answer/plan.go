@@ -74,19 +74,27 @@ func (r *Responder) planReply(q *query, source netip.Addr, s *Scratch) Result {
 	// EDNS (RFC 6891) first, so that every reply to an EDNS query
 	// carries an OPT: version 0, hdns's buffer size, the DO bit.
 	p.opt = q.hasOpt()
-	switch {
-	case p.opt && q.version != 0:
+	if p.opt && q.version != 0 {
+		// BADVERS keeps the question (as Knot does), so that the client
+		// can match it to its query.
 		p.rcode = dns.RcodeBadVers
+		p.echo(q)
 		return Reply
-	case q.opcode != dns.OpcodeQuery:
+	}
+	if q.opcode != dns.OpcodeQuery {
 		p.rcode = dns.RcodeNotImplemented
 		return Reply
 	}
-	p.rd, p.cd, p.question = q.rd, q.cd, true
+	p.echo(q)
 	if q.qdcount != 1 {
 		return Reply
 	}
-	p.qtype = q.qtype
+	if q.qtype == 0 {
+		// Type 0 is reserved (RFC 6895 3.1): no name has records of it.
+		// NOTIMP, as Knot answers, inside the zones and out.
+		p.rcode = dns.RcodeNotImplemented
+		return Reply
+	}
 	client := source
 	if q.hasECS {
 		var ok bool
@@ -105,6 +113,15 @@ func (r *Responder) planReply(q *query, source netip.Addr, s *Scratch) Result {
 	}
 	p.ecs = q.hasECS
 	return Reply
+}
+
+// echo copies RD, CD and the questions of q into the reply, and the
+// question's type when there is one question.
+func (p *plan) echo(q *query) {
+	p.rd, p.cd, p.question = q.rd, q.cd, true
+	if q.qdcount == 1 {
+		p.qtype = q.qtype
+	}
 }
 
 // forwards reports whether queries of client outside the zones go upstream.
@@ -247,7 +264,7 @@ func (r *Responder) records(p *plan, s *Scratch, node *zone.Node, qtype uint16, 
 	case dns.TypeSOA:
 		p.fixed = node.Rare().SOA
 	case dns.TypeNS:
-		p.fixed = node.Rare().NS
+		p.fixed, p.extra = node.Rare().NS, node.Rare().Extra
 	case dns.TypeCNAME:
 		if node.CNAME() != nil {
 			p.fixed = p.single(node.CNAME())

@@ -226,7 +226,7 @@ func parseECS(b []byte, e *ecsOption) bool {
 // does not read; req holds what it unpacks.
 func parseMsg(pkt []byte, q *query, req *dns.Msg) {
 	*q = query{id: binary.BigEndian.Uint16(pkt), opcode: pkt[2] >> 3 & 0xF}
-	if err := req.Unpack(pkt); err != nil {
+	if !wellFormed(pkt) || req.Unpack(pkt) != nil {
 		q.malformed = true
 		return
 	}
@@ -259,4 +259,54 @@ func parseMsg(pkt []byte, q *query, req *dns.Msg) {
 			}
 		}
 	}
+}
+
+// wellFormed reports whether pkt holds exactly the records its header
+// counts and nothing after them, with an OPT record only in the
+// additional section (RFC 6891 6.1.1). miekg/dns reads past lying counts
+// and trailing bytes; hdns answers such packets FORMERR, as Knot does.
+func wellFormed(pkt []byte) bool {
+	off := wire.HeaderLen
+	for i := 0; i < int(binary.BigEndian.Uint16(pkt[4:])); i++ {
+		if off = skipName(pkt, off); off < 0 || off+4 > len(pkt) {
+			return false
+		}
+		off += 4
+	}
+	for section := 0; section < 3; section++ {
+		count := int(binary.BigEndian.Uint16(pkt[6+2*section:]))
+		for i := 0; i < count; i++ {
+			if off = skipName(pkt, off); off < 0 || off+10 > len(pkt) {
+				return false
+			}
+			if section < 2 && binary.BigEndian.Uint16(pkt[off:]) == dns.TypeOPT {
+				return false
+			}
+			if off += 10 + int(binary.BigEndian.Uint16(pkt[off+8:])); off > len(pkt) {
+				return false
+			}
+		}
+	}
+	return off == len(pkt)
+}
+
+// skipName returns the offset after the name at off, or -1 when it runs
+// past pkt or holds a label type other than plain and pointer.
+func skipName(pkt []byte, off int) int {
+	for off < len(pkt) {
+		l := int(pkt[off])
+		switch {
+		case l == 0:
+			return off + 1
+		case l&0xC0 == 0xC0:
+			if off+2 > len(pkt) {
+				return -1
+			}
+			return off + 2
+		case l&0xC0 != 0:
+			return -1
+		}
+		off += 1 + l
+	}
+	return -1
 }

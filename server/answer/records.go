@@ -13,7 +13,7 @@ import (
 // remembered for later names. ok is false for anything else.
 func (w *writer) rr(rr dns.RR) (ok bool) {
 	h := rr.Header()
-	if !w.name(h.Name, true) {
+	if !w.owner(h.Name) {
 		return false
 	}
 	w.b = appendRRHeader(w.b, h.Rrtype, h.Class, h.Ttl)

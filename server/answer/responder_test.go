@@ -462,3 +462,78 @@ func TestPodRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestFormErrOnExtraBytes: bytes after the last record, counts that
+// promise more records than the packet holds, and an OPT record outside
+// the additional section are format errors (Knot answers them so;
+// miekg/dns alone would read past them).
+func TestFormErrOnExtraBytes(t *testing.T) {
+	s := responderOf(fixture.Cluster(t))
+	plain, _ := fixture.Query("web.awx.svc.cluster.local.", dns.TypeA).Pack()
+	m := fixture.Query("web.awx.svc.cluster.local.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	edns, _ := m.Pack()
+	m = fixture.Query("web.awx.svc.cluster.local.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	m.Answer, m.Extra = m.Extra, nil
+	optInAnswer, _ := m.Pack()
+	m.Ns, m.Answer = m.Answer, nil
+	optInAuthority, _ := m.Pack()
+	counted := append([]byte(nil), plain...)
+	counted[11] = 1 // an additional record that is not there
+	for _, tc := range []struct {
+		desc string
+		pkt  []byte
+	}{
+		{"trailing byte", append(append([]byte(nil), plain...), 0)},
+		{"trailing bytes after OPT", append(append([]byte(nil), edns...), 1, 2, 3)},
+		{"OPT in the answer section", optInAnswer},
+		{"OPT in the authority section", optInAuthority},
+		{"additional count over the records", counted},
+	} {
+		var rm dns.Msg
+		if err := rm.Unpack(respondRaw(s, tc.pkt, false)); err != nil {
+			t.Fatalf("%s: %v", tc.desc, err)
+		}
+		if rm.Rcode != dns.RcodeFormatError || len(rm.Answer) != 0 {
+			t.Errorf("%s: rcode %s, %d answers; want FORMERR", tc.desc, dns.RcodeToString[rm.Rcode], len(rm.Answer))
+		}
+	}
+}
+
+// TestReservedQtype: a question of type 0 (reserved, RFC 6895) gets
+// NOTIMP with its question, without AA, inside the zones and out.
+func TestReservedQtype(t *testing.T) {
+	s := responderOf(fixture.Cluster(t))
+	s.ForwardAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	for _, name := range []string{"web.awx.svc.cluster.local.", "nope.awx.svc.cluster.local.", "example.org."} {
+		m := fixture.Query(name, 0)
+		r := exchange(t, s, m, "udp")
+		if r.Rcode != dns.RcodeNotImplemented || r.Authoritative || len(r.Answer)+len(r.Ns) != 0 || len(r.Question) != 1 {
+			t.Errorf("%s type 0: %s, %d answers, %d authority; want NOTIMP with the question alone",
+				name, r.MsgHdr.String(), len(r.Answer), len(r.Ns))
+		}
+	}
+}
+
+// TestApexNSCarriesAddresses: with --ns-address, the apex NS answer
+// carries the addresses of its target in the additional section, as
+// CoreDNS's does, in forward and reverse zones alike, as the oracle does.
+func TestApexNSCarriesAddresses(t *testing.T) {
+	opts := fixture.Options(t)
+	opts.NSAddrs = []netip.Addr{netip.MustParseAddr("10.0.0.53"), netip.MustParseAddr("fd00::53")}
+	s := responderOf(fixture.Build(t, opts, fixture.ClusterObjects()...))
+	want := canon(t, []string{"ns.dns.cluster.local. 5 IN A 10.0.0.53", "ns.dns.cluster.local. 5 IN AAAA fd00::53"})
+	var o oracle
+	for _, apex := range []string{"cluster.local.", "in-addr.arpa."} {
+		m := fixture.Query(apex, dns.TypeNS)
+		r := exchange(t, s, m, "udp")
+		if got := dnstest.Strings(r.Extra); len(r.Answer) != 1 || !slices.Equal(got, want) {
+			t.Errorf("%s NS: %d answers, additional %v; want %v", apex, len(r.Answer), got, want)
+		}
+		pkt, _ := m.Pack()
+		if oracleOut, _ := o.respond(s, pkt, netip.MustParseAddr("127.0.0.1"), false); !slices.Equal(oracleOut, rawExchange(t, s, m)) {
+			t.Errorf("%s NS: Respond and the oracle differ", apex)
+		}
+	}
+}

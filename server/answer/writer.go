@@ -23,12 +23,18 @@ type writer struct {
 	// asked is a plain question's name, whose suffixes at offset 12 are
 	// compression targets without entries in comp.
 	asked string
+	// question is the first question's name in lower case, at offset 12
+	// ("" when the reply has no question): records it owns point there,
+	// so that their owner keeps the question's case.
+	question string
 	// last and lastOff cache the previous compressed name written and the
 	// offset a pointer to it goes to (-1 when none can).
 	last    string
 	lastOff int
-	// rrs holds one candidate's records while they are written.
-	rrs []dns.RR
+	// rrs holds one candidate's records while they are written; srvs the
+	// SRV records of the picks written so far.
+	rrs  []dns.RR
+	srvs []*dns.SRV
 	// counts of the answer, authority and additional sections.
 	an, ns, ar int
 	// room is the limit for the sections' records: the reply's limit less
@@ -44,12 +50,19 @@ var errUnpackable = errors.New("answer: a record hdns cannot pack")
 // should never hold fails it.
 func (w *writer) write(q *query, p *plan, s *Scratch, limit int) ([]byte, error) {
 	w.b = w.b[:0]
-	w.comp, w.asked, w.last, w.lastOff = w.comp[:0], "", "", -1
+	w.comp, w.asked, w.question, w.last, w.lastOff = w.comp[:0], "", "", "", -1
 	w.an, w.ns, w.ar, w.tc = 0, 0, 0, false
 	clear(w.rrs[:cap(w.rrs)]) // so that no record of an old snapshot lingers
+	clear(w.srvs[:cap(w.srvs)])
+	w.srvs = w.srvs[:0]
 	w.header(q, p)
-	if p.question && !w.questions(q) {
-		return nil, errUnpackable
+	if p.question {
+		if !w.questions(q) {
+			return nil, errUnpackable
+		}
+		if q.qdcount > 0 {
+			w.question = q.lower
+		}
 	}
 	optLen := 0
 	if p.opt {
@@ -177,11 +190,16 @@ func (w *writer) picks(c *zone.Choice, picked []int, buf *zone.RRBuf) (n int, ok
 	ordered := c.Set.Policy.Reorders()
 	for pos, i := range picked {
 		w.rrs = c.AppendRRs(w.rrs[:0], i, buf)
+		check := c.MayRepeat(i)
 		for _, rr := range w.rrs {
 			srv := rr.(*dns.SRV)
 			if ordered {
 				srv.Priority = uint16(min(pos, 65535))
 			}
+			if check && w.sentSRV(srv) {
+				continue
+			}
+			w.srvs = append(w.srvs, srv)
 			n++
 			if !w.answerRR(srv) {
 				return 0, false
@@ -192,6 +210,17 @@ func (w *writer) picks(c *zone.Choice, picked []int, buf *zone.RRBuf) (n int, ok
 		}
 	}
 	return n, true
+}
+
+// sentSRV reports whether a pick's SRV record equal to srv is written
+// already. They share owner, class and TTL.
+func (w *writer) sentSRV(srv *dns.SRV) bool {
+	for _, s := range w.srvs {
+		if s.Priority == srv.Priority && s.Weight == srv.Weight && s.Port == srv.Port && s.Target == srv.Target {
+			return true
+		}
+	}
+	return false
 }
 
 // addrPicks is picks for an A or AAAA choice: the records are written
@@ -211,7 +240,7 @@ func (w *writer) addrPicks(c *zone.Choice, picked []int) (n int, ok bool) {
 			continue
 		}
 		end := len(w.b)
-		if !w.name(c.Owner, true) {
+		if !w.owner(c.Owner) {
 			return 0, false
 		}
 		b := append(append(w.b, fixed[:]...), ip...)

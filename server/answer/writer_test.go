@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+
+	k8s "github.com/hdns-dev/hdns/internal/fixture"
 
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
@@ -245,6 +248,97 @@ func TestMixedCaseQuestion(t *testing.T) {
 			if !strings.EqualFold(rr.Header().Name, name) && !dns.IsSubDomain("cluster.local.", rr.Header().Name) {
 				t.Errorf("%s: owner %s", name, rr.Header().Name)
 			}
+		}
+	}
+}
+
+// TestOwnersKeepQuestionCase: records owned by the question's name are
+// owned by it as asked, through a pointer to the question (as Knot and
+// BIND answer), whichever path writes them.
+func TestOwnersKeepQuestionCase(t *testing.T) {
+	r := responderOf(fixture.Cluster(t))
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"WEB-Headless.AWX.svc.cluster.local.", dns.TypeA},
+		{"_HTTP._tcp.Few.awx.svc.cluster.local.", dns.TypeSRV},
+		{"CLUSTER.Local.", dns.TypeSOA},
+	} {
+		out := respondRaw(r, packedQuery(t, q.name, q.qtype, 0), false)
+		var m dns.Msg
+		if err := m.Unpack(out); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Answer) == 0 {
+			t.Errorf("%s: no answer", q.name)
+			continue
+		}
+		for _, rr := range m.Answer {
+			if rr.Header().Name != q.name {
+				t.Errorf("%s: owner %s", q.name, rr.Header().Name)
+			}
+		}
+		if at := 12 + len(q.name) + 1 + 4; len(out) < at+2 || out[at] != 0xC0 || out[at+1] != 12 {
+			t.Errorf("%s: first owner does not point at the question: %x", q.name, out)
+		}
+	}
+}
+
+// TestIdenticalSRVSentOnce: two endpoints of one hostname make one SRV
+// record per port (RFC 2181 5: identical records are sent once), and their
+// two addresses as additional records; Respond and the oracle agree.
+func TestIdenticalSRVSentOnce(t *testing.T) {
+	tcp := corev1.ProtocolTCP
+	objects := append(fixture.ClusterObjects(),
+		k8s.Service{Namespace: "awx", Name: "dup", Headless: true,
+			Ports: []k8s.Port{{Name: "http", Port: 80, Protocol: tcp}}}.API(),
+		k8s.EndpointSlice{Namespace: "awx", Name: "dup-a", Service: "dup",
+			Ports: []k8s.Port{{Name: "http", Port: 80, Protocol: tcp}},
+			Endpoints: []k8s.Endpoint{
+				{Address: "10.5.0.1", Hostname: "dup-name", Ready: new(true), Pod: "dup-1"},
+				{Address: "10.5.0.3", Hostname: "other", Ready: new(true), Pod: "dup-3"},
+				{Address: "10.5.0.2", Hostname: "dup-name", Ready: new(true), Pod: "dup-2"},
+			}}.API())
+	r := responderOf(fixture.Build(t, nil, objects...))
+	var o oracle
+	for _, name := range []string{"_http._tcp.dup.awx.svc.cluster.local.", "dup.awx.svc.cluster.local."} {
+		m := fixture.Query(name, dns.TypeSRV)
+		reply := exchange(t, r, m, "tcp")
+		targets := map[string]int{}
+		for _, rr := range reply.Answer {
+			targets[rr.(*dns.SRV).Target]++
+		}
+		if len(reply.Answer) != 2 || targets["dup-name.dup.awx.svc.cluster.local."] != 1 || len(reply.Extra) != 3 {
+			t.Errorf("%s SRV: answer %v, additional %v; want dup-name and other once each, and three addresses", name, reply.Answer, reply.Extra)
+		}
+		pkt, _ := m.Pack()
+		if want, _ := o.respond(r, pkt, netip.MustParseAddr("127.0.0.1"), true); !bytes.Equal(want, respondRaw(r, pkt, true)) {
+			t.Errorf("%s SRV: Respond and the oracle differ", name)
+		}
+	}
+}
+
+// TestShortDashedIPv6Names: an endpoint without a hostname answers under
+// its full dashed IPv6 address and under the short form CoreDNS gives it,
+// each owner as asked.
+func TestShortDashedIPv6Names(t *testing.T) {
+	objects := append(fixture.ClusterObjects(),
+		k8s.Service{Namespace: "awx", Name: "six", Headless: true}.API(),
+		k8s.EndpointSlice{Namespace: "awx", Name: "six-a", Service: "six",
+			Endpoints: []k8s.Endpoint{{Address: "5678:abcd::1", Ready: new(true)}}}.API())
+	r := responderOf(fixture.Build(t, nil, objects...))
+	for _, label := range []string{"5678-abcd-0000-0000-0000-0000-0000-0001", "5678-abcd--1", "5678-abcd-0-0-0-0-0-1", "5678-ABCD--1"} {
+		name := label + ".six.awx.svc.cluster.local."
+		reply := exchange(t, r, fixture.Query(name, dns.TypeAAAA), "udp")
+		if len(reply.Answer) != 1 || reply.Answer[0].Header().Name != name || reply.Answer[0].(*dns.AAAA).AAAA.String() != "5678:abcd::1" {
+			t.Errorf("%s AAAA: %s %v; want 5678:abcd::1", name, dns.RcodeToString[reply.Rcode], reply.Answer)
+		}
+	}
+	for _, label := range []string{"5678-abcd--2", "5678-abcd---1", "10-0-0-1", "--"} {
+		name := label + ".six.awx.svc.cluster.local."
+		if reply := exchange(t, r, fixture.Query(name, dns.TypeAAAA), "udp"); reply.Rcode != dns.RcodeNameError {
+			t.Errorf("%s AAAA: %s, want NXDOMAIN", name, dns.RcodeToString[reply.Rcode])
 		}
 	}
 }
