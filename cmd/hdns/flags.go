@@ -45,7 +45,7 @@ type config struct {
 	adminListen                  string
 	kubeconfig, manifests        string
 	namespace, selector          string
-	ttl                          time.Duration
+	ttl, lameduck                time.Duration
 	logLevel, logFormat          string
 	version                      bool
 	defaultPolicy                string
@@ -83,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.namespace, "namespace", "", "watch only this namespace (default: all)")
 	fs.StringVar(&c.selector, "selector", "", "serve only Services matching this label selector")
 	fs.DurationVar(&c.ttl, "ttl", 5*time.Second, "TTL of answers, whole seconds")
+	fs.DurationVar(&c.lameduck, "lameduck", 5*time.Second, "on SIGTERM, fail /readyz at once and keep answering DNS this long before stopping (SIGINT, or a second signal, stops at once)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json; client-go's messages are written in it too")
 	fs.BoolVar(&c.version, "version", false, "print the version, commit and Go version, and exit")

@@ -41,10 +41,22 @@ import (
 	"github.com/hdns-dev/hdns/zone"
 )
 
+// main runs hdns until a signal. SIGTERM, what Kubernetes sends a Pod it
+// stops, starts the lameduck (the drain context); SIGINT, or a second
+// signal of either kind, stops at once (the stop context).
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	ctx, stopNow := context.WithCancel(context.Background())
+	drain, startDrain := context.WithCancel(ctx)
+	go func() {
+		if <-signals == syscall.SIGTERM {
+			startDrain()
+			<-signals
+		}
+		stopNow()
+	}()
+	os.Exit(run(ctx, drain, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // newLogger returns the process's logger, and routes client-go's klog
@@ -68,9 +80,10 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return slog.New(h), nil
 }
 
-// run starts hdns and blocks until ctx is done. It returns the exit code:
+// run starts hdns and blocks until ctx is done, or until the lameduck that
+// drain's end starts is over. It returns the exit code:
 // 2 for bad flags, 1 for any other failure to start.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx, drain context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -99,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hdns:", err)
 		return 2
 	}
-	if err := serve(ctx, cfg, opts, fwd, log); err != nil {
+	if err := serve(ctx, drain, cfg, opts, fwd, log); err != nil {
 		log.Error("hdns stopped", "err", err)
 		return 1
 	}
@@ -112,9 +125,10 @@ type forwarding struct {
 	allow     []netip.Prefix
 }
 
-func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding, log *slog.Logger) error {
+func serve(ctx, drain context.Context, cfg *config, opts *zone.Options, fwd forwarding, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	readiness := new(admin.Readiness)
 
 	reg := prometheus.NewRegistry()
 	build := buildinfo.Read()
@@ -149,7 +163,7 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	if err := dnsServer.Listen(); err != nil {
 		return err
 	}
-	httpServer, err := startHTTP(cfg.httpListen, "--http-listen", admin.HTTPHandler(reg, responder), log)
+	httpServer, err := startHTTP(cfg.httpListen, "--http-listen", admin.HTTPHandler(reg, responder, readiness), log)
 	if err != nil {
 		return err
 	}
@@ -172,7 +186,32 @@ func serve(ctx context.Context, cfg *config, opts *zone.Options, fwd forwarding,
 	}
 	go pub.Run(ctx)
 	log.Info("hdns serving", append(serving, "zones", opts.Zones, "source", sourceName(cfg))...)
-	return dnsServer.Serve(ctx)
+	return dnsServer.Serve(lameduck(ctx, drain, cfg.lameduck, readiness, log))
+}
+
+// lameduck returns the context DNS serves under: once drain ends,
+// readiness fails at once (kube-proxy and EndpointSlice consumers take
+// seconds to stop sending), DNS keeps answering for period, and then the
+// returned context ends. It ends at once with ctx.
+func lameduck(ctx, drain context.Context, period time.Duration, readiness *admin.Readiness, log *slog.Logger) context.Context {
+	serving, stop := context.WithCancel(ctx)
+	go func() {
+		defer stop()
+		select {
+		case <-drain.Done():
+		case <-serving.Done():
+			return
+		}
+		readiness.Drain()
+		log.Info("lameduck: /readyz fails, DNS answers until it ends", "lameduck", period)
+		t := time.NewTimer(period)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-serving.Done():
+		}
+	}()
+	return serving
 }
 
 // httpServer is an HTTP server started by startHTTP.

@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	// stopGrace is how long a process gets between SIGTERM and SIGKILL.
+	// stopGrace is how long a process gets between SIGINT and SIGKILL.
 	stopGrace = 10 * time.Second
 	// keptOutput bounds the output a Proc keeps: the last bytes.
 	keptOutput = 1 << 20
@@ -76,7 +76,10 @@ func Start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	return p
 }
 
-// Stop ends the process: SIGTERM, then SIGKILL after 10 s. It returns an
+// Stop ends the process: SIGINT, then SIGKILL after 10 s. SIGINT, not
+// SIGTERM: hdns answers SIGTERM with its lameduck (seconds of draining),
+// SIGINT by stopping at once, and the other servers tests run stop on
+// either. It returns an
 // error when the process had exited by itself before Stop was first
 // called, or needed SIGKILL; later calls return the first call's result.
 // Once a test has called Stop, the end of the test reports nothing more.
@@ -91,13 +94,13 @@ func (p *Proc) stop() error {
 			p.stopErr = fmt.Errorf("%s exited by itself: %v\n%s", p.Name, p.Cmd.ProcessState, p.Tail(8000))
 			return
 		}
-		p.Cmd.Process.Signal(syscall.SIGTERM)
+		p.Cmd.Process.Signal(syscall.SIGINT)
 		select {
 		case <-p.exited:
 		case <-time.After(stopGrace):
 			p.Cmd.Process.Kill()
 			<-p.exited
-			p.stopErr = fmt.Errorf("%s did not stop within %v of SIGTERM", p.Name, stopGrace)
+			p.stopErr = fmt.Errorf("%s did not stop within %v of SIGINT", p.Name, stopGrace)
 		}
 	})
 	return p.stopErr

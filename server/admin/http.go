@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -29,10 +30,13 @@ import (
 //	/metrics        Prometheus metrics of gatherer
 //	/healthz        200 while the process serves
 //	/readyz         200 once the first zone snapshot is published, 503 before
+//	                and once readiness drains
 //
 // It serves nothing that names Pods, nodes or zones beyond the metrics'
 // labels, so that it may listen where monitoring reaches it.
-func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder) http.Handler {
+//
+// readiness may be nil: it then never drains.
+func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder, readiness *Readiness) http.Handler {
 	snapshot := r.Snapshot
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
@@ -42,6 +46,10 @@ func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder) http.Handler
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if snapshot() == nil {
 			http.Error(w, "zone not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		if readiness.Draining() {
+			http.Error(w, "stopping: lameduck", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
@@ -111,3 +119,14 @@ func ExplainHandler(r *answer.Responder) http.HandlerFunc {
 		enc.Encode(e)
 	}
 }
+
+// Readiness is the process's wish to receive traffic, beyond having a
+// zone: Drain makes /readyz fail for good, so that the Pod leaves its
+// Service's endpoints before it stops answering. Safe for concurrent use.
+type Readiness struct{ draining atomic.Bool }
+
+// Drain makes /readyz answer 503 from now on.
+func (r *Readiness) Drain() { r.draining.Store(true) }
+
+// Draining reports whether Drain was called; false for a nil Readiness.
+func (r *Readiness) Draining() bool { return r != nil && r.draining.Load() }

@@ -38,9 +38,9 @@ func TestMonitoringHandlerServesNoDebugEndpoints(t *testing.T) {
 		path    string
 		want    int
 	}{
-		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r), path: "/debug/explain?name=a.b.svc.cluster.local", want: http.StatusNotFound},
-		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r), path: "/debug/pprof/heap", want: http.StatusNotFound},
-		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r), path: "/metrics", want: http.StatusOK},
+		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r, nil), path: "/debug/explain?name=a.b.svc.cluster.local", want: http.StatusNotFound},
+		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r, nil), path: "/debug/pprof/heap", want: http.StatusNotFound},
+		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r, nil), path: "/metrics", want: http.StatusOK},
 		{name: "debug", handler: DebugHandler(r, true), path: "/metrics", want: http.StatusNotFound},
 		{name: "debug", handler: DebugHandler(r, true), path: "/healthz", want: http.StatusNotFound},
 	} {
