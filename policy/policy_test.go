@@ -65,17 +65,6 @@ func TestRegisterDuplicatePanics(t *testing.T) {
 	Register(orderedBuilder{})
 }
 
-// testBuilder registers a step for the traits tests.
-type testBuilder struct {
-	name   string
-	traits Traits
-	step   func() Step
-}
-
-func (b testBuilder) Name() string               { return b.name }
-func (b testBuilder) Traits() Traits             { return b.traits }
-func (b testBuilder) Build(string) (Step, error) { return b.step(), nil }
-
 // evenFilter keeps the candidates of even index, in order.
 type evenFilter struct{}
 
@@ -112,10 +101,10 @@ func (u upkept) Close()  { *u.closed++ }
 func TestChainTraitsAreTheStepsDeclared(t *testing.T) {
 	var expired, closed int
 	registerTestSteps.Do(func() {
-		Register(testBuilder{name: "test-even", step: func() Step { return evenFilter{} }})
-		Register(testBuilder{name: "test-all", traits: Reorders | ReadsClient | WantsTerminating | ReadsLoad | NeedsUpkeep,
-			step: func() Step { return upkept{expired: &upkeepCalls[0], closed: &upkeepCalls[1]} }})
-		Register(testBuilder{name: "test-liar", traits: NeedsUpkeep, step: func() Step { return evenFilter{} }})
+		Register(simpleBuilder{name: "test-even", build: func() Step { return evenFilter{} }})
+		Register(simpleBuilder{name: "test-all", traits: Reorders | ReadsClient | WantsTerminating | ReadsLoad | NeedsUpkeep,
+			build: func() Step { return upkept{expired: &upkeepCalls[0], closed: &upkeepCalls[1]} }})
+		Register(simpleBuilder{name: "test-liar", traits: NeedsUpkeep, build: func() Step { return evenFilter{} }})
 	})
 	upkeepCalls = [2]int{}
 

@@ -33,15 +33,6 @@ func testOptions(t testing.TB) *Options {
 	}
 }
 
-func mustParse(t testing.TB, yaml string) ([]*Service, []*EndpointSlice) {
-	t.Helper()
-	svcs, slices, err := ParseManifest("test.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svcs, slices
-}
-
 // shrunk shrinks API objects (from package fixture) as the Kubernetes
 // source's informers do.
 func shrunk(t testing.TB, objects ...runtime.Object) ([]*Service, []*EndpointSlice) {

@@ -56,7 +56,6 @@ func TestBinaryLameduck(t *testing.T) {
 	}
 
 	quick := startHDNS(t, bin, "--manifests", "../../examples/awx.yaml", "--lameduck", "30s")
-	sent = time.Now()
 	quick.Cmd.Process.Signal(syscall.SIGINT)
 	if err := quick.Wait(10 * time.Second); err != nil {
 		t.Fatalf("SIGINT did not stop hdns (lameduck 30s): %v", err)
