@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hdns-dev/hdns/server/answer"
@@ -80,6 +81,9 @@ func (c *tcpConn) shorten(timeout time.Duration) {
 // tcpConns is the set of open connections and their count per client.
 type tcpConns struct {
 	limits tcpLimits
+	// open is len(all), for the connections' goroutines to read per
+	// message without the lock.
+	open atomic.Int64
 	// mu guards all and perClient; it is taken on connect and close only,
 	// never per query.
 	mu        sync.Mutex
@@ -99,7 +103,8 @@ func (t *tcpConns) add(c *tcpConn) (refused string) {
 	}
 	t.all[c] = struct{}{}
 	t.perClient[c.from]++
-	if t.underPressureLocked() {
+	t.open.Store(int64(len(t.all)))
+	if t.underPressure() {
 		for other := range t.all {
 			other.shorten(pressureIdleTimeout)
 		}
@@ -113,16 +118,16 @@ func (t *tcpConns) remove(c *tcpConn) {
 	if t.perClient[c.from]--; t.perClient[c.from] == 0 {
 		delete(t.perClient, c.from)
 	}
+	t.open.Store(int64(len(t.all)))
 	t.mu.Unlock()
 }
 
-func (t *tcpConns) underPressureLocked() bool { return len(t.all) > t.limits.maxConns/2 }
+// underPressure reports whether more than half of the slots are taken.
+func (t *tcpConns) underPressure() bool { return t.open.Load() > int64(t.limits.maxConns/2) }
 
 // idleTimeout is how long a connection may wait for its next message now.
 func (t *tcpConns) idleTimeout() time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.underPressureLocked() {
+	if t.underPressure() {
 		return min(t.limits.idle, pressureIdleTimeout)
 	}
 	return t.limits.idle
@@ -155,7 +160,6 @@ func (s *Server) serveTCP(ctx context.Context) {
 			continue
 		}
 		c := &tcpConn{Conn: nc, from: nc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()}
-		c.arm(time.Now(), conns.idleTimeout())
 		refused := "shutting_down"
 		if ctx.Err() == nil {
 			refused = conns.add(c)
