@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/hdns-dev/hdns/policy"
@@ -27,6 +28,7 @@ type listFlag struct {
 }
 
 func (l *listFlag) String() string { return strings.Join(l.values, ",") }
+func (l *listFlag) Type() string   { return "strings" }
 func (l *listFlag) Set(v string) error {
 	if !l.set {
 		l.values, l.set = nil, true
@@ -71,8 +73,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		// Loopback and the private ranges clusters use for pods and nodes.
 		forwardAllow: listFlag{values: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"}},
 	}
-	fs := flag.NewFlagSet("hdns", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("hdns", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.SortFlags = false
 	fs.Var(&c.zones, "zone", "zone to serve Services in, repeatable or comma-separated")
 	fs.Var(&c.reverseZones, "reverse-zone", `reverse zone to serve PTR records in, repeatable; "none" serves none`)
 	fs.StringVar(&c.listen, "listen", ":53", "UDP and TCP address for DNS")
@@ -109,6 +112,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.pods, "pods", "disabled", `"insecure" answers <dashed-ip>.<namespace>.pod.<zone> like CoreDNS; "disabled" does not`)
 	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			// run, which main.go owns, knows the standard library's.
+			return nil, flag.ErrHelp
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
