@@ -31,9 +31,10 @@ func (f *corednsFlags) corefile(zones []string) (adopt.Corefile, adopt.ServiceRe
 	if f.port == 0 {
 		return cf, ref, errors.New("--coredns-port: want a port from 1 to 65535")
 	}
-	if ns, name, ok := strings.Cut(strings.Join(f.forward.values, ","), "/"); ok {
-		if ns == "" || name == "" || strings.ContainsAny(name, "/,") {
-			return cf, ref, fmt.Errorf("--coredns-forward %s: want NAMESPACE/NAME of one Service, or addresses", strings.Join(f.forward.values, ","))
+	if all := strings.Join(f.forward.values, ","); strings.Contains(all, "/") {
+		ns, name, _ := strings.Cut(all, "/")
+		if len(f.forward.values) != 1 || ns == "" || name == "" || strings.Contains(name, "/") {
+			return cf, ref, fmt.Errorf("--coredns-forward %s: want NAMESPACE/NAME of one Service, or addresses", all)
 		}
 		return cf, adopt.ServiceRef{Namespace: ns, Name: name}, nil
 	}

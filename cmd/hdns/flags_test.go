@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -30,5 +31,32 @@ func TestFlagsDoubleDash(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-listen", ":53"}, &stderr); err == nil {
 		t.Error("-listen (one dash) accepted; pflag reads it as shorthands and must refuse it")
+	}
+}
+
+// TestCorednsForward: --coredns-forward takes addresses, with port 53 by
+// default, or exactly one Service.
+func TestCorednsForward(t *testing.T) {
+	tests := []struct {
+		values  []string
+		want    string // upstreams, or the Service as namespace/name
+		wantErr bool
+	}{
+		{values: []string{"hdns/hdns"}, want: "hdns/hdns"},
+		{values: []string{"10.96.0.53", "[fd00::53]:5353"}, want: "[10.96.0.53:53 [fd00::53]:5353]"},
+		{values: []string{"10.96.0.53", "hdns/hdns"}, wantErr: true},
+		{values: []string{"hdns/"}, wantErr: true},
+		{values: []string{"hdns.example"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		f := corednsFlags{forward: listFlag{values: tt.values}, port: 53}
+		cf, ref, err := f.corefile([]string{"cluster.local."})
+		got := fmt.Sprint(cf.Upstreams)
+		if ref.Name != "" {
+			got = ref.Namespace + "/" + ref.Name
+		}
+		if (err != nil) != tt.wantErr || (err == nil && got != tt.want) {
+			t.Errorf("--coredns-forward %v: %s, %v; want %s (error %t)", tt.values, got, err, tt.want, tt.wantErr)
+		}
 	}
 }
