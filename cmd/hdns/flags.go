@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/hdns-dev/hdns/policy"
@@ -27,6 +28,7 @@ type listFlag struct {
 }
 
 func (l *listFlag) String() string { return strings.Join(l.values, ",") }
+func (l *listFlag) Type() string   { return "strings" }
 func (l *listFlag) Set(v string) error {
 	if !l.set {
 		l.values, l.set = nil, true
@@ -62,6 +64,17 @@ type config struct {
 	cacheSize                    int
 	cacheMaxTTL                  time.Duration
 	pods                         string
+	coredns                      corednsFlags
+}
+
+// corednsFlags are the flags of adoption through CoreDNS (package adopt).
+type corednsFlags struct {
+	configMap string
+	forward   listFlag
+	port      uint16
+	// zones are the validated --zone values, set by zoneOptions: the
+	// blocks name the Services in each.
+	zones []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -70,9 +83,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		reverseZones: listFlag{values: []string{"in-addr.arpa.", "ip6.arpa."}},
 		// Loopback and the private ranges clusters use for pods and nodes.
 		forwardAllow: listFlag{values: []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"}},
+		coredns:      corednsFlags{forward: listFlag{values: []string{"hdns/hdns"}}},
 	}
-	fs := flag.NewFlagSet("hdns", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("hdns", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.SortFlags = false
 	fs.Var(&c.zones, "zone", "zone to serve Services in, repeatable or comma-separated")
 	fs.Var(&c.reverseZones, "reverse-zone", `reverse zone to serve PTR records in, repeatable; "none" serves none`)
 	fs.StringVar(&c.listen, "listen", ":53", "UDP and TCP address for DNS")
@@ -108,7 +123,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.cacheMaxTTL, "cache-max-ttl", 5*time.Minute, "longest time a forwarded answer is kept")
 	fs.StringVar(&c.pods, "pods", "disabled", `"insecure" answers <dashed-ip>.<namespace>.pod.<zone> like CoreDNS; "disabled" does not`)
 	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
+	c.coredns.register(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			// run, which main.go owns, knows the standard library's.
+			return nil, flag.ErrHelp
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -136,6 +156,7 @@ func (c *config) zoneOptions() (*zone.Options, error) {
 	if len(opts.Zones) == 0 {
 		return nil, errors.New("--zone: at least one zone is needed")
 	}
+	c.coredns.zones = opts.Zones
 	for _, z := range c.reverseZones.values {
 		if z == "none" {
 			continue
@@ -235,6 +256,9 @@ func (c *config) validateSource() error {
 		if _, err := labels.Parse(c.selector); err != nil {
 			return fmt.Errorf("--selector: %w", err)
 		}
+	}
+	if err := c.coredns.validate(c.manifests == ""); err != nil {
+		return err
 	}
 	return c.validateLoad()
 }

@@ -84,6 +84,9 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 // drain's end starts is over. It returns the exit code:
 // 2 for bad flags, 1 for any other failure to start.
 func run(ctx, drain context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "corefile" {
+		return printCorefile(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -293,8 +296,13 @@ func (c *config) source(ctx context.Context, pub *zone.Publisher, log *slog.Logg
 		return nil, err
 	}
 	src := &kube.Source{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics}
+	sink, keeper, err := c.coredns.adopter(client, pub, log)
+	if err != nil {
+		return nil, err
+	}
 	return func() {
-		if err := src.Run(ctx, pub); err != nil && ctx.Err() == nil {
+		go runKeeper(ctx, keeper)
+		if err := src.Run(ctx, sink); err != nil && ctx.Err() == nil {
 			log.Error("kubernetes source stopped", "err", err)
 		}
 	}, nil

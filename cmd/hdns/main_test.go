@@ -250,7 +250,10 @@ current-context: x
 		{[]string{"--selector", "a in ("}, 2, "--selector"},
 		{[]string{"--namespace", "awx", "--manifests", broken}, 2, "do not apply to --manifests"},
 		{[]string{"--manifests", broken, "--kubeconfig", kubeconfig}, 2, "exclusive"},
-		{[]string{"--nosuchflag"}, 2, "flag provided but not defined"},
+		{[]string{"--nosuchflag"}, 2, "unknown flag: --nosuchflag"},
+		{[]string{"--coredns-configmap", "coredns-hdns", "--kubeconfig", kubeconfig}, 2, "want NAMESPACE/NAME"},
+		{[]string{"--coredns-configmap", "kube-system/coredns-hdns", "--manifests", broken}, 2, "hdns corefile"},
+		{[]string{"--coredns-configmap", "kube-system/coredns-hdns", "--coredns-forward", "hdns.example", "--kubeconfig", kubeconfig}, 2, "--coredns-forward"},
 		{[]string{"--manifests", broken, "--admin-listen", "", "--pprof"}, 2, "--admin-listen, which is disabled"},
 		{[]string{"--manifests", broken, "--forward", "dns.example"}, 2, "--forward"},
 		{[]string{"--manifests", broken, "--forward-allow", "10.0.0.0/33"}, 2, "--forward-allow"},
@@ -288,7 +291,7 @@ current-context: x
 	}
 	// --help exits 0 and describes the flags.
 	out, err := exec.Command(bin, "--help").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "-manifests") {
+	if err != nil || !strings.Contains(string(out), "  --manifests string") {
 		t.Errorf("--help: %v\n%s", err, out)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -96,34 +95,13 @@ func (s *server) cpu() (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clkTck, nil
 }
 
-// freePort returns a loopback port free for both UDP and TCP right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		u, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := u.LocalAddr().(*net.UDPAddr).Port
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		u.Close()
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
-	}
-	t.Fatal("no free loopback port for UDP and TCP")
-	return 0
-}
-
 // startHDNS runs the hdns binary built from the work tree against
 // kubeconfig (pinned to core unless empty) with its defaults plus extra
 // args, and waits until /readyz answers 200.
 func startHDNS(t testing.TB, kubeconfig, core string, extra ...string) *server {
 	t.Helper()
 	bin := hdnsBinary(t)
-	port, httpPort, adminPort := freePort(t), freePort(t), freePort(t)
+	port, httpPort, adminPort := testproc.FreePort(t), testproc.FreePort(t), testproc.FreePort(t)
 	args := append([]string{bin, "--kubeconfig", kubeconfig, "--zone", zone,
 		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--http-listen", "127.0.0.1:" + strconv.Itoa(httpPort),
 		"--admin-listen", "127.0.0.1:" + strconv.Itoa(adminPort),
@@ -180,7 +158,7 @@ func startCoreDNS(t testing.TB, kubeconfig, core string, ready func(addr string)
 	t.Helper()
 	bin := corednsBinary(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testproc.FreePort(t)
 	if err := os.WriteFile(filepath.Join(dir, "Corefile"), []byte(corefile(port, kubeconfig)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +199,7 @@ func startKnot(t testing.TB, zoneText, core string, ready func(addr string) erro
 	t.Helper()
 	lookTool(t, "knotd", "knot")
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testproc.FreePort(t)
 	if err := os.WriteFile(filepath.Join(dir, "cluster.local.zone"), []byte(zoneText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +219,7 @@ var floorBuild = harness.Binary{Pkg: "github.com/hdns-dev/hdns/test/bench/udpflo
 // reply, and waits until ready succeeds.
 func startFloor(t testing.TB, reply []byte, core string, ready func(addr string) error) *server {
 	t.Helper()
-	port := freePort(t)
+	port := testproc.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	p := startProc(t, "udpfloor", "", core, floorBuild.Path(t), "--listen", addr, "--reply", hex.EncodeToString(reply))
 	s := &server{name: "udpfloor", addr: addr, p: p}
