@@ -324,28 +324,28 @@ func labelsMatch(selector, labels map[string]string) bool {
 }
 
 // checkPodSecurity creates (dry run) a Pod from the Deployment's template in
-// the base's namespace, which enforces the "restricted" Pod Security
+// the Deployment's namespace, which must enforce the "restricted" Pod Security
 // Standard: it must be admitted without a warning, while the same pod
 // without its security settings is refused (so the check has teeth).
 func (e *env) checkPodSecurity(t *testing.T, cfg *rest.Config, warnings *warningRecorder, dep *appsv1.Deployment) {
-	ns, err := e.cp.Client.CoreV1().Namespaces().Get(e.ctx, deployNamespace, metav1.GetOptions{})
+	ns, err := e.cp.Client.CoreV1().Namespaces().Get(e.ctx, dep.Namespace, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if lvl := ns.Labels["pod-security.kubernetes.io/enforce"]; lvl != "restricted" {
-		t.Fatalf("namespace %s enforces Pod Security level %q, want restricted", deployNamespace, lvl)
+		t.Fatalf("namespace %s enforces Pod Security level %q, want restricted", dep.Namespace, lvl)
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "hdns-pod-security-check", Namespace: deployNamespace, Labels: dep.Spec.Template.Labels},
+		ObjectMeta: metav1.ObjectMeta{Name: "hdns-pod-security-check", Namespace: dep.Namespace, Labels: dep.Spec.Template.Labels},
 		Spec:       *dep.Spec.Template.Spec.DeepCopy(),
 	}
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	warnings.take()
-	if _, err := client.CoreV1().Pods(deployNamespace).Create(e.ctx, pod, dry); err != nil {
+	if _, err := client.CoreV1().Pods(dep.Namespace).Create(e.ctx, pod, dry); err != nil {
 		t.Errorf("a pod from the Deployment's template is refused: %v", err)
 	}
 	if w := warnings.take(); len(w) > 0 {
@@ -354,7 +354,7 @@ func (e *env) checkPodSecurity(t *testing.T, cfg *rest.Config, warnings *warning
 	weak := pod.DeepCopy()
 	weak.Spec.SecurityContext = nil
 	weak.Spec.Containers[0].SecurityContext = nil
-	_, err = client.CoreV1().Pods(deployNamespace).Create(e.ctx, weak, dry)
+	_, err = client.CoreV1().Pods(dep.Namespace).Create(e.ctx, weak, dry)
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("a pod without security settings: %v, want Forbidden by Pod Security admission", err)
 	}
