@@ -229,6 +229,16 @@ func TestGracePeriodCoversLameduck(t *testing.T) {
 	}
 }
 
+// TestSchemaRefusesMistakes: values.schema.json refuses a misspelt value
+// and a value outside its set, rather than render the defaults silently.
+func TestSchemaRefusesMistakes(t *testing.T) {
+	for _, set := range []string{"replica=3", "logFormat=yaml", "networkPolicy.egress.forwad.enabled=false"} {
+		if _, err := helmtest.Run(t, "template", "hdns", chart, "--set", set); err == nil {
+			t.Errorf("--set %s: rendered, want a refusal", set)
+		}
+	}
+}
+
 // TestVersionIsTheRepositorys: the chart's version, its appVersion and
 // so its image tag are VERSION's; its image repository is IMAGE's.
 func TestVersionIsTheRepositorys(t *testing.T) {

@@ -5,6 +5,7 @@
 // `helm lint --strict` passes (with default values and with ci/'s), the
 // default values render exactly the objects of the kustomize base deploy/,
 // its toggles render deploy/egress's and deploy/monitoring's objects,
+// values.schema.json refuses misspelt values,
 // the chart's version and image are the repository's VERSION and IMAGE,
 // and files/ holds deploy/monitoring's rules and dashboard byte for byte.
 // They use the helm pinned in tools/helm (internal/helmtest) and must not
