@@ -151,7 +151,9 @@ func TestTogglesRenderTheBundles(t *testing.T) {
 // beyond the bundles: each flag once, and a mounted file behind every
 // file flag.
 func TestAllOnRendersEveryFlag(t *testing.T) {
-	objs := helmtest.Template(t, chart, "hdns-full", "dns-system", "--values", allOn)
+	// A query with what YAML would otherwise read as a mapping and a comment.
+	query := `sum by (namespace, pod) (x{path="a: b #c"})`
+	objs := helmtest.Template(t, chart, "hdns-full", "dns-system", "--values", allOn, "--set-literal", "prometheus.loadQuery="+query)
 	var dep *unstructured.Unstructured
 	kinds := map[string]int{}
 	for _, o := range objs {
@@ -190,7 +192,7 @@ func TestAllOnRendersEveryFlag(t *testing.T) {
 	for _, want := range []string{
 		"--admin-listen=", "--zone=example.internal", "--log-format=json", "--default-policy=round-robin",
 		"--lameduck=10s", "--forward=resolv.conf", "--forward=192.0.2.53:53", "--forward-allow=10.244.0.0/16",
-		"--prometheus-url=https://prometheus.monitoring:9090", "--endpoint-metrics",
+		"--prometheus-url=https://prometheus.monitoring:9090", "--load-query=" + query, "--endpoint-metrics",
 	} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %s", c.Args, want)

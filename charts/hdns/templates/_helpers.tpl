@@ -52,59 +52,30 @@ app.kubernetes.io/name: {{ include "hdns.name" . }}
 {{- end -}}
 {{- end -}}
 
-{{/* The container's arguments, in the base's order, then the optional flags. */}}
+{{/* The container's arguments, in the base's order, then the optional
+flags; toYaml quotes whatever a value holds (a PromQL query, a URL). */}}
 {{- define "hdns.args" -}}
-- --listen=:{{ .Values.ports.dns }}
-- --http-listen=:{{ .Values.ports.http }}
-- --admin-listen={{ .Values.adminListen }}
-{{- range .Values.zones }}
-- --zone={{ . }}
-{{- end }}
-- --ttl={{ .Values.ttl }}
-- --log-level={{ .Values.logLevel }}
-{{- with .Values.logFormat }}
-- --log-format={{ . }}
-{{- end }}
-{{- with .Values.defaultPolicy }}
-- --default-policy={{ . }}
-{{- end }}
-{{- if not (kindIs "invalid" .Values.lameduckSeconds) }}
-- --lameduck={{ .Values.lameduckSeconds }}s
-{{- end }}
-{{- range .Values.forward.upstreams }}
-- --forward={{ . }}
-{{- end }}
-{{- range .Values.forward.allow }}
-- --forward-allow={{ . }}
-{{- end }}
-{{- include "hdns.prometheusArgs" . }}
-{{- range .Values.extraArgs }}
-- {{ . }}
-{{- end }}
+{{- $v := .Values -}}
+{{- $args := list (printf "--listen=:%v" $v.ports.dns) (printf "--http-listen=:%v" $v.ports.http) (printf "--admin-listen=%s" $v.adminListen) -}}
+{{- range $v.zones }}{{ $args = append $args (printf "--zone=%s" .) }}{{ end -}}
+{{- $args = append $args (printf "--ttl=%s" $v.ttl) -}}
+{{- $args = append $args (printf "--log-level=%s" $v.logLevel) -}}
+{{- with $v.logFormat }}{{ $args = append $args (printf "--log-format=%s" .) }}{{ end -}}
+{{- with $v.defaultPolicy }}{{ $args = append $args (printf "--default-policy=%s" .) }}{{ end -}}
+{{- if not (kindIs "invalid" $v.lameduckSeconds) }}{{ $args = append $args (printf "--lameduck=%vs" $v.lameduckSeconds) }}{{ end -}}
+{{- range $v.forward.upstreams }}{{ $args = append $args (printf "--forward=%s" .) }}{{ end -}}
+{{- range $v.forward.allow }}{{ $args = append $args (printf "--forward-allow=%s" .) }}{{ end -}}
+{{- $p := $v.prometheus -}}
+{{- with $p.url }}{{ $args = append $args (printf "--prometheus-url=%s" .) }}{{ end -}}
+{{- with $p.loadQuery }}{{ $args = append $args (printf "--load-query=%s" .) }}{{ end -}}
+{{- with include "hdns.tokenFile" . }}{{ $args = append $args (printf "--prometheus-bearer-token-file=%s" .) }}{{ end -}}
+{{- if $p.tls.secretName -}}
+{{- $dir := include "hdns.tlsDir" . -}}
+{{- with $p.tls.caKey }}{{ $args = append $args (printf "--prometheus-ca-file=%s/%s" $dir .) }}{{ end -}}
+{{- with $p.tls.certKey }}{{ $args = append $args (printf "--prometheus-cert-file=%s/%s" $dir .) }}{{ end -}}
+{{- with $p.tls.keyKey }}{{ $args = append $args (printf "--prometheus-key-file=%s/%s" $dir .) }}{{ end -}}
 {{- end -}}
-
-{{- define "hdns.prometheusArgs" -}}
-{{- $p := .Values.prometheus -}}
-{{- with $p.url }}
-- --prometheus-url={{ . }}
-{{- end }}
-{{- with $p.loadQuery }}
-- --load-query={{ . }}
-{{- end }}
-{{- with include "hdns.tokenFile" . }}
-- --prometheus-bearer-token-file={{ . }}
-{{- end }}
-{{- if $p.tls.secretName }}
-{{- with $p.tls.caKey }}
-- --prometheus-ca-file={{ include "hdns.tlsDir" $ }}/{{ . }}
-{{- end }}
-{{- with $p.tls.certKey }}
-- --prometheus-cert-file={{ include "hdns.tlsDir" $ }}/{{ . }}
-{{- end }}
-{{- with $p.tls.keyKey }}
-- --prometheus-key-file={{ include "hdns.tlsDir" $ }}/{{ . }}
-{{- end }}
-{{- end }}
+{{- toYaml (concat $args $v.extraArgs) -}}
 {{- end -}}
 
 {{/* The grace period must cover the lameduck and the 5 s hdns then takes to close. */}}
