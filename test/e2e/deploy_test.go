@@ -3,11 +3,7 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -30,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -39,8 +34,8 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"sigs.k8s.io/yaml"
 
+	"github.com/hdns-dev/hdns/internal/kubeyaml"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
 
@@ -53,8 +48,7 @@ const (
 	fieldManager    = "hdns-e2e"
 )
 
-// requiredKinds are the objects the base must hold, once each, in the order
-// they are applied (as kustomize orders them: namespaces and RBAC first).
+// requiredKinds are the objects the base must hold, once each.
 var requiredKinds = []string{
 	"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
 	"Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
@@ -67,7 +61,7 @@ var requiredKinds = []string{
 // it must sync and answer (the RBAC is enough), and the same token must be
 // refused Secrets, Pods and every verb but list/watch (the RBAC is no more).
 func (e *env) deploy(t *testing.T) {
-	objs, err := loadKustomization(deployDir)
+	objs, err := kubeyaml.LoadKustomization(deployDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,88 +114,6 @@ func countOf(s []string, v string) int {
 		}
 	}
 	return n
-}
-
-// loadKustomization reads dir/kustomization.yaml and returns the objects of
-// the files under its resources:, in kustomize's apply order (requiredKinds
-// order, others after). It implements no transformer, so it rejects a
-// kustomization with any field but apiVersion, kind and resources rather
-// than apply something kustomize would render differently.
-func loadKustomization(dir string) ([]*unstructured.Unstructured, error) {
-	path := filepath.Join(dir, "kustomization.yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read kustomization: %w", err)
-	}
-	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Resources  []string `json:"resources"`
-	}
-	if err := yaml.UnmarshalStrict(data, &k); err != nil {
-		return nil, fmt.Errorf("%s: %w (this test renders only apiVersion, kind and resources)", path, err)
-	}
-	if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
-		return nil, fmt.Errorf("%s: apiVersion %q kind %q, want kustomize.config.k8s.io/v1beta1 Kustomization", path, k.APIVersion, k.Kind)
-	}
-	if len(k.Resources) == 0 {
-		return nil, fmt.Errorf("%s: no resources", path)
-	}
-	var objs []*unstructured.Unstructured
-	for _, r := range k.Resources {
-		more, err := readManifests(filepath.Join(dir, r))
-		if err != nil {
-			return nil, err
-		}
-		objs = append(objs, more...)
-	}
-	rank := func(kind string) int {
-		if i := slices.Index(requiredKinds, kind); i >= 0 {
-			return i
-		}
-		return len(requiredKinds)
-	}
-	slices.SortStableFunc(objs, func(a, b *unstructured.Unstructured) int { return rank(a.GetKind()) - rank(b.GetKind()) })
-	return objs, nil
-}
-
-// readManifests decodes every non-empty YAML document of the file at path.
-func readManifests(path string) ([]*unstructured.Unstructured, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("kustomization resource: %w", err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("kustomization resource %s is a directory: this test reads files only", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	var out []*unstructured.Unstructured
-	for i := 0; ; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, i, err)
-		}
-		js, err := yaml.YAMLToJSON(doc)
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, i, err)
-		}
-		if t := bytes.TrimSpace(js); len(t) == 0 || string(t) == "null" {
-			continue // only comments
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(js); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, i, err)
-		}
-		out = append(out, u)
-	}
 }
 
 // warningRecorder collects the API server's warnings (deprecations, Pod
@@ -412,28 +324,28 @@ func labelsMatch(selector, labels map[string]string) bool {
 }
 
 // checkPodSecurity creates (dry run) a Pod from the Deployment's template in
-// the base's namespace, which enforces the "restricted" Pod Security
+// the Deployment's namespace, which must enforce the "restricted" Pod Security
 // Standard: it must be admitted without a warning, while the same pod
 // without its security settings is refused (so the check has teeth).
 func (e *env) checkPodSecurity(t *testing.T, cfg *rest.Config, warnings *warningRecorder, dep *appsv1.Deployment) {
-	ns, err := e.cp.Client.CoreV1().Namespaces().Get(e.ctx, deployNamespace, metav1.GetOptions{})
+	ns, err := e.cp.Client.CoreV1().Namespaces().Get(e.ctx, dep.Namespace, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if lvl := ns.Labels["pod-security.kubernetes.io/enforce"]; lvl != "restricted" {
-		t.Fatalf("namespace %s enforces Pod Security level %q, want restricted", deployNamespace, lvl)
+		t.Fatalf("namespace %s enforces Pod Security level %q, want restricted", dep.Namespace, lvl)
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "hdns-pod-security-check", Namespace: deployNamespace, Labels: dep.Spec.Template.Labels},
+		ObjectMeta: metav1.ObjectMeta{Name: "hdns-pod-security-check", Namespace: dep.Namespace, Labels: dep.Spec.Template.Labels},
 		Spec:       *dep.Spec.Template.Spec.DeepCopy(),
 	}
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	warnings.take()
-	if _, err := client.CoreV1().Pods(deployNamespace).Create(e.ctx, pod, dry); err != nil {
+	if _, err := client.CoreV1().Pods(dep.Namespace).Create(e.ctx, pod, dry); err != nil {
 		t.Errorf("a pod from the Deployment's template is refused: %v", err)
 	}
 	if w := warnings.take(); len(w) > 0 {
@@ -442,7 +354,7 @@ func (e *env) checkPodSecurity(t *testing.T, cfg *rest.Config, warnings *warning
 	weak := pod.DeepCopy()
 	weak.Spec.SecurityContext = nil
 	weak.Spec.Containers[0].SecurityContext = nil
-	_, err = client.CoreV1().Pods(deployNamespace).Create(e.ctx, weak, dry)
+	_, err = client.CoreV1().Pods(dep.Namespace).Create(e.ctx, weak, dry)
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("a pod without security settings: %v, want Forbidden by Pod Security admission", err)
 	}
@@ -452,7 +364,7 @@ func (e *env) checkPodSecurity(t *testing.T, cfg *rest.Config, warnings *warning
 // checkExamples applies the example Pod (dry run) and checks that the
 // CoreDNS stub-domain example forwards a zone the Deployment serves.
 func (e *env) checkExamples(t *testing.T, cfg *rest.Config, warnings *warningRecorder, args []string) {
-	pods, err := readManifests(filepath.Join(deployDir, "examples", "pod-dnsconfig.yaml"))
+	pods, err := kubeyaml.ReadFile(filepath.Join(deployDir, "examples", "pod-dnsconfig.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ func TestHDNS(t *testing.T) {
 	t.Run("PolicyAnnotation", e.policyAnnotationChange)
 	t.Run("SessionAffinity", e.sessionAffinity)
 	t.Run("Deploy", e.deploy)
+	t.Run("Chart", e.chart)
 	t.Run("CoreDNS", e.coreDNS)
 }
 
