@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/hdns-dev/hdns/adopt"
+	"github.com/hdns-dev/hdns/internal/kubeyaml"
 	"github.com/hdns-dev/hdns/internal/testproc"
 	"github.com/hdns-dev/hdns/test/e2e/harness"
 )
@@ -154,7 +155,7 @@ func adoptServiceAccount(ctx context.Context, t *testing.T, cp *harness.ControlP
 	configMap = string(m[1])
 	var objs []*unstructured.Unstructured
 	for _, f := range []string{"namespace.yaml", "rbac.yaml", filepath.Join("coredns", "rbac.yaml")} {
-		o, err := readManifests(filepath.Join(deployDir, f))
+		o, err := kubeyaml.ReadFile(filepath.Join(deployDir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
