@@ -203,22 +203,23 @@ type churnRun struct {
 	endpoints, rate      int
 	done, dropped, fails int
 	elapsed              time.Duration
-	writes               []time.Duration // API write latencies
-	lat                  map[string][]time.Duration
+	writes               []time.Duration            // API write latencies
+	lat                  map[string][]time.Duration // write → changed answer
+	after                map[string][]time.Duration // write's response → changed answer
 	missed               map[string]int
 	usage                map[string]usage
 	firstErr             error
 }
 
-// run makes rate changes per second for d, times every probeEvery-th
-// one's propagation to each server's answer, and measures the servers
-// meanwhile.
-func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int, d time.Duration, probeEvery int) churnRun {
-	r := churnRun{rate: rate, lat: map[string][]time.Duration{}, missed: map[string]int{}}
+// run makes rate changes per second for d, times the propagation of at
+// most probes of them per second (the first queued after 1/probes s) to
+// each server's answer, and measures the servers meanwhile.
+func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int, d time.Duration, probes int) churnRun {
+	r := churnRun{rate: rate, lat: map[string][]time.Duration{}, after: map[string][]time.Duration{}, missed: map[string]int{}}
 	var (
 		mu      sync.Mutex
 		workers sync.WaitGroup
-		probes  sync.WaitGroup
+		timed   sync.WaitGroup
 	)
 	type change struct {
 		churnTarget
@@ -243,23 +244,27 @@ func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int,
 				r.writes = append(r.writes, took)
 				mu.Unlock()
 				if c.probe {
-					probes.Go(func() { r.record(&mu, servers, awaitPresence(servers, name, ready, begin, probeTimeout)) })
+					timed.Go(func() { r.record(&mu, servers, took, awaitPresence(servers, name, ready, begin, probeTimeout)) })
 				}
 			}
 		})
 	}
 	meter := startMeter(servers)
 	start := time.Now()
+	nextProbe := start
 	for n := 0; ; n++ {
 		at := start.Add(time.Duration(n) * time.Second / time.Duration(rate))
 		if at.Sub(start) >= d {
 			break
 		}
 		time.Sleep(time.Until(at))
-		c := change{churnTarget: w.order[w.next%len(w.order)], probe: n%probeEvery == 0}
+		c := change{churnTarget: w.order[w.next%len(w.order)], probe: !at.Before(nextProbe)}
 		w.next++
 		select {
 		case queues[int(c.slice)%churnWorkers] <- c:
+			if c.probe {
+				nextProbe = at.Add(time.Second / time.Duration(probes))
+			}
 		default:
 			r.dropped++
 		}
@@ -270,7 +275,7 @@ func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int,
 	workers.Wait()
 	r.elapsed = time.Since(start)
 	r.usage = meter.stop()
-	probes.Wait()
+	timed.Wait()
 	return r
 }
 
@@ -281,8 +286,9 @@ func cmpErr(first, err error) error {
 	return err
 }
 
-// record adds one timed change's propagation per server (zero: missed).
-func (r *churnRun) record(mu *sync.Mutex, servers []*churnServer, took []time.Duration) {
+// record adds one timed change's propagation per server (zero: missed),
+// its write having taken write.
+func (r *churnRun) record(mu *sync.Mutex, servers []*churnServer, write time.Duration, took []time.Duration) {
 	mu.Lock()
 	defer mu.Unlock()
 	for i, s := range servers {
@@ -291,6 +297,7 @@ func (r *churnRun) record(mu *sync.Mutex, servers []*churnServer, took []time.Du
 			continue
 		}
 		r.lat[s.name] = append(r.lat[s.name], took[i])
+		r.after[s.name] = append(r.after[s.name], took[i]-write)
 	}
 }
 
@@ -377,7 +384,7 @@ func TestChurn(t *testing.T) {
 		servers := startChurnServers(t, cp.KubeconfigPath, &sc, svcs[0], check)
 		for _, rate := range cfg.rates {
 			time.Sleep(2 * time.Second) // the previous rate's tail settles
-			r := w.run(ctx, servers, rate, cfg.duration, max(1, rate/cfg.probes))
+			r := w.run(ctx, servers, rate, cfg.duration, cfg.probes)
 			r.endpoints = sc.endpoints
 			if r.firstErr != nil {
 				t.Logf("%d of %d writes failed, the first: %v", r.fails, r.fails+r.done, r.firstErr)

@@ -145,7 +145,7 @@ func scrape(url string) (map[string]float64, error) {
 func churnReport(t testing.TB, cfg churnConfig, scales []churnScale, runs []churnRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Propagation under churn\n\n")
-	fmt.Fprintf(&b, "%s. hdns and CoreDNS (kubernetes plugin, no cache, prometheus plugin for its Go metrics) started fresh on the same control plane once each scale's objects exist, unpinned. Headless Services without selectors whose sizes cycle through %v, EndpointSlices of ≤ %d endpoints written directly. At each rate for %v a writer flips one endpoint's Ready and Serving conditions per change (an unconditional EndpointSlice update; %d writes in flight at most, a change that finds its worker's queue full is dropped); at most %d changes per second are timed from the start of the write until each server, polled every %v over UDP for the endpoint's own name, answers it (ready) or not (unready). CPU from /proc/PID/stat over the window; RSS sampled every 250 ms, peak = VmHWM since start; GC figures from each server's go_gc_duration_seconds (max: the longest of the runtime's latest 256 pauses).\n\n",
+	fmt.Fprintf(&b, "%s. hdns and CoreDNS (kubernetes plugin, no cache, prometheus plugin for its Go metrics) started fresh on the same control plane once each scale's objects exist, unpinned. Headless Services without selectors whose sizes cycle through %v, EndpointSlices of ≤ %d endpoints written directly. At each rate for %v a writer flips one endpoint's Ready and Serving conditions per change (an unconditional EndpointSlice update; %d writes in flight at most, a change that finds its worker's queue full is dropped); at most %d changes per second, evenly spread over the window, are timed from the start of the write until each server, polled every %v over UDP for the endpoint's own name, answers it (ready) or not (unready); \"after the write\" is that time less the write's own (the API server's response), each server's share (negative when its watch event came before the response). CPU from /proc/PID/stat over the window; RSS sampled every 250 ms, peak = VmHWM since start; GC figures from each server's go_gc_duration_seconds (max: the longest of the runtime's latest 256 pauses).\n\n",
 		machine(), churnSizes, sliceSize, cfg.duration, churnWorkers, cfg.probes, propPoll)
 	b.WriteString("| endpoints | Services (of 1,000) | namespaces | slices | created in (s) | hdns ready (s) | CoreDNS ready (s) |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -153,11 +153,11 @@ func churnReport(t testing.TB, cfg churnConfig, scales []churnScale, runs []chur
 		fmt.Fprintf(&b, "| %d | %d (%d) | %d | %d | %.1f | %.1f | %.1f |\n", s.endpoints, s.services, s.large, s.namespaces, s.slices,
 			s.created.Seconds(), s.ready["hdns"].Seconds(), s.ready["CoreDNS"].Seconds())
 	}
-	b.WriteString("\n| endpoints | changes/s asked | done/s | dropped | API write p50 / p99 (ms) | server | timed | propagation p50 / p99 / max (ms) | missed (> 10 s) | CPU (cores) | RSS end / max (MiB) | peak (MiB) | GCs | GC pause mean / max (ms) | zone builds, mean (ms) |\n")
-	b.WriteString("|---:|---:|---:|---:|---|---|---:|---|---:|---:|---|---:|---:|---|---|\n")
+	b.WriteString("\n| endpoints | changes/s asked | done/s | dropped | API write p50 / p99 (ms) | server | timed | propagation p50 / p99 / max (ms) | after the write p50 / p99 (ms) | missed (> 10 s) | CPU (cores) | RSS end / max (MiB) | peak (MiB) | GCs | GC pause mean / max (ms) | zone builds, mean (ms) |\n")
+	b.WriteString("|---:|---:|---:|---:|---|---|---:|---|---|---:|---:|---|---:|---:|---|---|\n")
 	for _, r := range runs {
 		for _, name := range []string{"hdns", "CoreDNS"} {
-			u, d := r.usage[name], r.lat[name]
+			u, d, a := r.usage[name], r.lat[name], r.after[name]
 			gc, builds := "—", ""
 			if u.scraped {
 				gc = fmt.Sprintf("%.2f / %.2f", ms(u.gcPause)/float64(max(1, u.gcs)), ms(u.gcMax))
@@ -165,9 +165,9 @@ func churnReport(t testing.TB, cfg churnConfig, scales []churnScale, runs []chur
 			if name == "hdns" && u.scraped {
 				builds = fmt.Sprintf("%d, %.1f", u.builds, 1000*u.buildSeconds/float64(max(1, u.builds)))
 			}
-			fmt.Fprintf(&b, "| %d | %d | %.1f | %d | %.1f / %.1f | %s | %d | %.1f / %.1f / %.1f | %d | %.3f | %.1f / %.1f | %.1f | %d | %s | %s |\n",
+			fmt.Fprintf(&b, "| %d | %d | %.1f | %d | %.1f / %.1f | %s | %d | %.1f / %.1f / %.1f | %.1f / %.1f | %d | %.3f | %.1f / %.1f | %.1f | %d | %s | %s |\n",
 				r.endpoints, r.rate, float64(r.done)/r.elapsed.Seconds(), r.dropped, ms(percentile(r.writes, 50)), ms(percentile(r.writes, 99)),
-				name, len(d), ms(percentile(d, 50)), ms(percentile(d, 99)), ms(percentile(d, 100)), r.missed[name],
+				name, len(d), ms(percentile(d, 50)), ms(percentile(d, 99)), ms(percentile(d, 100)), ms(percentile(a, 50)), ms(percentile(a, 99)), r.missed[name],
 				u.cores, mib(u.rss), mib(u.rssMax), mib(u.peak), u.gcs, gc, builds)
 		}
 	}
