@@ -70,7 +70,7 @@ const (
 
 // churnSizes is the endpoint count of consecutive Services, repeated, one
 // cycle per namespace: mostly 10–100 endpoints, one Service of 1,000 in
-// 40 (mean 62.5 endpoints per Service).
+// 40 (mean 66.5 endpoints per Service).
 var churnSizes = []int{
 	10, 10, 10, 10, 10, 20, 20, 20, 20, 20,
 	20, 30, 30, 30, 30, 40, 40, 50, 50, 50,
@@ -212,8 +212,9 @@ type churnRun struct {
 }
 
 // run makes rate changes per second for d, times the propagation of at
-// most probes of them per second (the first queued after 1/probes s) to
-// each server's answer, and measures the servers meanwhile.
+// most probes of them per second (a change is timed when it is queued at
+// least 1/probes s after the previous timed one) to each server's answer,
+// and measures the servers meanwhile.
 func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int, d time.Duration, probes int) churnRun {
 	r := churnRun{rate: rate, lat: map[string][]time.Duration{}, after: map[string][]time.Duration{}, missed: map[string]int{}}
 	var (
@@ -236,7 +237,9 @@ func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int,
 				mu.Lock()
 				if err != nil {
 					r.fails++
-					r.firstErr = cmpErr(r.firstErr, err)
+					if r.firstErr == nil {
+						r.firstErr = err
+					}
 					mu.Unlock()
 					continue
 				}
@@ -277,13 +280,6 @@ func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int,
 	r.usage = meter.stop()
 	timed.Wait()
 	return r
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // record adds one timed change's propagation per server (zero: missed),
