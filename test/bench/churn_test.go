@@ -282,14 +282,16 @@ func (w *churnWriter) run(ctx context.Context, servers []*churnServer, rate int,
 	return r
 }
 
-// record adds one timed change's propagation per server (zero: missed),
-// its write having taken write.
+// record adds one timed change's propagation per server, its write having
+// taken write. A server that missed it (zero) counts probeTimeout: the
+// percentiles then say at least that much rather than leave it out.
 func (r *churnRun) record(mu *sync.Mutex, servers []*churnServer, write time.Duration, took []time.Duration) {
 	mu.Lock()
 	defer mu.Unlock()
 	for i, s := range servers {
 		if took[i] == 0 {
 			r.missed[s.name]++
+			r.lat[s.name] = append(r.lat[s.name], probeTimeout)
 			continue
 		}
 		r.lat[s.name] = append(r.lat[s.name], took[i])

@@ -141,12 +141,21 @@ func scrape(url string) (map[string]float64, error) {
 	return out, nil
 }
 
+// bounded formats a propagation time in ms, as a lower bound when it is
+// a missed change's probeTimeout.
+func bounded(d time.Duration) string {
+	if d >= probeTimeout {
+		return fmt.Sprintf("≥ %.0f", ms(probeTimeout))
+	}
+	return fmt.Sprintf("%.1f", ms(d))
+}
+
 // churnReport renders TestChurn's tables.
 func churnReport(t testing.TB, cfg churnConfig, scales []churnScale, runs []churnRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Propagation under churn\n\n")
-	fmt.Fprintf(&b, "%s. hdns and CoreDNS (kubernetes plugin, no cache, prometheus plugin for its Go metrics) started fresh on the same control plane once each scale's objects exist, unpinned. Headless Services without selectors whose sizes cycle through %v, EndpointSlices of ≤ %d endpoints written directly. At each rate for %v a writer flips one endpoint's Ready and Serving conditions per change (an unconditional EndpointSlice update; %d writes in flight at most, a change that finds its worker's queue full is dropped); at most %d changes per second, evenly spread over the window, are timed from the start of the write until each server, polled every %v over UDP for the endpoint's own name, answers it (ready) or not (unready); \"after the write\" is that time less the write's own (the API server's response), each server's share (negative when its watch event came before the response). CPU from /proc/PID/stat over the window; RSS sampled every 250 ms, peak = VmHWM since start; GC figures from each server's go_gc_duration_seconds (max: the longest of the runtime's latest 256 pauses).\n\n",
-		machine(), churnSizes, sliceSize, cfg.duration, churnWorkers, cfg.probes, propPoll)
+	fmt.Fprintf(&b, "%s. hdns and CoreDNS (kubernetes plugin, no cache, prometheus plugin for its Go metrics) started fresh on the same control plane once each scale's objects exist, unpinned. Headless Services without selectors whose sizes cycle through %v, EndpointSlices of ≤ %d endpoints written directly. At each rate for %v a writer flips one endpoint's Ready and Serving conditions per change (an unconditional EndpointSlice update; %d writes in flight at most, a change that finds its worker's queue full is dropped); at most %d changes per second, evenly spread over the window, are timed from the start of the write until each server, polled every %v over UDP for the endpoint's own name, answers it (ready) or not (unready); a change a server missed (no changed answer within %[8]v) counts as %[8]v in its percentiles, shown as ≥; \"after the write\" is that time less the write's own (the API server's response), each server's share (negative when its watch event came before the response). CPU from /proc/PID/stat over the window; RSS sampled every 250 ms, peak = VmHWM since start; GC figures from each server's go_gc_duration_seconds (max: the longest of the runtime's latest 256 pauses).\n\n",
+		machine(), churnSizes, sliceSize, cfg.duration, churnWorkers, cfg.probes, propPoll, probeTimeout)
 	b.WriteString("| endpoints | Services (of 1,000) | namespaces | slices | created in (s) | hdns ready (s) | CoreDNS ready (s) |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range scales {
@@ -165,9 +174,9 @@ func churnReport(t testing.TB, cfg churnConfig, scales []churnScale, runs []chur
 			if name == "hdns" && u.scraped {
 				builds = fmt.Sprintf("%d, %.1f", u.builds, 1000*u.buildSeconds/float64(max(1, u.builds)))
 			}
-			fmt.Fprintf(&b, "| %d | %d | %.1f | %d | %.1f / %.1f | %s | %d | %.1f / %.1f / %.1f | %.1f / %.1f | %d | %.3f | %.1f / %.1f | %.1f | %d | %s | %s |\n",
+			fmt.Fprintf(&b, "| %d | %d | %.1f | %d | %.1f / %.1f | %s | %d | %s / %s / %s | %.1f / %.1f | %d | %.3f | %.1f / %.1f | %.1f | %d | %s | %s |\n",
 				r.endpoints, r.rate, float64(r.done)/r.elapsed.Seconds(), r.dropped, ms(percentile(r.writes, 50)), ms(percentile(r.writes, 99)),
-				name, len(d), ms(percentile(d, 50)), ms(percentile(d, 99)), ms(percentile(d, 100)), ms(percentile(a, 50)), ms(percentile(a, 99)), r.missed[name],
+				name, len(d), bounded(percentile(d, 50)), bounded(percentile(d, 99)), bounded(percentile(d, 100)), ms(percentile(a, 50)), ms(percentile(a, 99)), r.missed[name],
 				u.cores, mib(u.rss), mib(u.rssMax), mib(u.peak), u.gcs, gc, builds)
 		}
 	}
