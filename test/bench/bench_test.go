@@ -2,8 +2,10 @@
 
 // Package bench measures hdns against CoreDNS and Knot DNS:
 // throughput and latency under dnsperf (TestThroughput), memory per
-// endpoint (TestMemory) and propagation of a pod status change to the
-// answer (TestPropagation). Every test runs on a real control plane
+// endpoint (TestMemory), propagation of a pod status change to the
+// answer (TestPropagation), of endpoint changes at a steady rate among
+// up to 200k endpoints (TestChurn) and of a one-file edit of a manifests
+// directory (TestManifestEdit). Every test but the last runs on a real control plane
 // (test/e2e/harness) on loopback. Figures are printed as markdown tables
 // and appended to the file named by HDNS_BENCH_REPORT; they are never
 // pass or fail. test/bench/run.sh runs the suite; HDNS_BENCH_SMOKE=1

@@ -65,11 +65,13 @@ func ipOf(i int) netip.Addr {
 }
 
 // fastClient is a clientset on cp without client-side rate limits worth
-// mentioning, for bulk creation.
+// mentioning, for bulk creation and the churn's writes. It speaks
+// protobuf, as controllers do: cheaper for the API server than JSON.
 func fastClient(t testing.TB, cp *harness.ControlPlane) kubernetes.Interface {
 	t.Helper()
 	cfg := *cp.Config
 	cfg.QPS, cfg.Burst = 5000, 10000
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	c, err := kubernetes.NewForConfig(&cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -135,14 +137,7 @@ func createServices(ctx context.Context, c kubernetes.Interface, svcs []service)
 	var jobs []func() error
 	for _, s := range svcs {
 		jobs = append(jobs, func() error {
-			obj := &corev1.Service{
-				ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.ns, Annotations: s.annotations},
-				Spec: corev1.ServiceSpec{
-					ClusterIP: corev1.ClusterIPNone,
-					Ports:     []corev1.ServicePort{{Name: portName, Port: 80, Protocol: corev1.ProtocolTCP}},
-				},
-			}
-			if _, err := c.CoreV1().Services(s.ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			if _, err := c.CoreV1().Services(s.ns).Create(ctx, headlessService(s), metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("create service %s/%s: %w", s.ns, s.name, err)
 			}
 			for i := 0; i < len(s.eps); i += sliceSize {
@@ -155,6 +150,42 @@ func createServices(ctx context.Context, c kubernetes.Interface, svcs []service)
 		})
 	}
 	return parallel(16, jobs)
+}
+
+// createFixture creates the namespaces and Services of svcs from the
+// from-th on, with their EndpointSlices (those before exist), and returns
+// the number of namespaces of svcs.
+func createFixture(t testing.TB, ctx context.Context, c kubernetes.Interface, svcs []service, from int) int {
+	t.Helper()
+	nss := map[string]bool{}
+	for _, s := range svcs[:from] {
+		nss[s.ns] = true
+	}
+	var fresh []string
+	for _, s := range svcs[from:] {
+		if !nss[s.ns] {
+			nss[s.ns] = true
+			fresh = append(fresh, s.ns)
+		}
+	}
+	if err := createNamespaces(ctx, c, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if err := createServices(ctx, c, svcs[from:]); err != nil {
+		t.Fatal(err)
+	}
+	return len(nss)
+}
+
+// headlessService is s's Service object, without a selector.
+func headlessService(s service) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.ns, Annotations: s.annotations},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: corev1.ClusterIPNone,
+			Ports:     []corev1.ServicePort{{Name: portName, Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
 }
 
 // endpointSlice is the n-th slice of s holding eps, shaped as the

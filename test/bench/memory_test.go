@@ -33,12 +33,17 @@ var memSizes = []int{1, 2, 2, 3, 3, 5, 5, 10, 10, 20, 39, 100}
 // to at least total. A smaller total's fixture is a prefix of a larger's.
 // Endpoints look like the EndpointSlice controller's for Deployment pods:
 // a targetRef to the Pod, a node name, no hostname.
-func memFixture(total int) []service {
+func memFixture(total int) []service { return sizedFixture(memSizes, total) }
+
+// sizedFixture returns the first Services whose endpoints add up to at
+// least total, their sizes cycling through sizes, one cycle per namespace
+// (app-000, app-001...), endpoints shaped as memFixture describes.
+func sizedFixture(sizes []int, total int) []service {
 	var svcs []service
 	ip := 0
 	for k := 0; ip < total; k++ {
-		s := service{ns: fmt.Sprintf("app-%03d", k/len(memSizes)), name: fmt.Sprintf("svc-%02d", k%len(memSizes))}
-		for i := range memSizes[k%len(memSizes)] {
+		s := service{ns: fmt.Sprintf("app-%03d", k/len(sizes)), name: fmt.Sprintf("svc-%02d", k%len(sizes))}
+		for i := range sizes[k%len(sizes)] {
 			s.eps = append(s.eps, endpoint{
 				pod:  fmt.Sprintf("%s-6d4cf56db6-%05d", s.name, i),
 				node: fmt.Sprintf("node-%02d", ip%50),
@@ -153,23 +158,7 @@ func TestMemory(t *testing.T) {
 			t.Fatalf("%s must grow: %v", ScalesEnv, cfg.scales)
 		}
 		begin := time.Now()
-		nss := map[string]bool{}
-		for _, s := range svcs[:created] {
-			nss[s.ns] = true
-		}
-		var newNS []string
-		for _, s := range svcs[created:] {
-			if !nss[s.ns] {
-				nss[s.ns] = true
-				newNS = append(newNS, s.ns)
-			}
-		}
-		if err := createNamespaces(ctx, client, newNS); err != nil {
-			t.Fatal(err)
-		}
-		if err := createServices(ctx, client, svcs[created:]); err != nil {
-			t.Fatal(err)
-		}
+		namespaces := createFixture(t, ctx, client, svcs, created)
 		created = len(svcs)
 		n := 0
 		for _, s := range svcs {
@@ -178,7 +167,7 @@ func TestMemory(t *testing.T) {
 		t.Logf("%d endpoints in %d Services: created in %v", n, len(svcs), time.Since(begin).Round(time.Millisecond))
 		h, c := measure(svcs)
 		t.Logf("%d endpoints: hdns %.1f MiB (peak %.1f), CoreDNS %.1f MiB (peak %.1f)", n, mib(h.rss), mib(h.peak), mib(c.rss), mib(c.peak))
-		rows = append(rows, row{endpoints: n, services: len(svcs), namespaces: len(nss), h: h, c: c})
+		rows = append(rows, row{endpoints: n, services: len(svcs), namespaces: namespaces, h: h, c: c})
 	}
 
 	var b strings.Builder

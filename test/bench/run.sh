@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run.sh runs hdns's benchmark suite: throughput and latency
 # under dnsperf against hdns, CoreDNS and Knot DNS; memory per endpoint;
-# propagation of a pod status change to the answer (./test/bench); and the
+# propagation of a pod status change to the answer, and of endpoint changes
+# at 10-500 per second among 10k-200k endpoints, and of a one-file edit in a
+# 2,000-file manifests directory (./test/bench); and the
 # balance-quality benchmark (./test/bench/balance), one package after the
 # other so that no two measurements share the CPUs. It builds (or reuses)
 # the control plane and CoreDNS like test/e2e/run.sh, rebuilds hdns from
@@ -17,6 +19,10 @@
 # Environment: HDNS_BENCH_SMOKE, HDNS_BENCH_RUNS (3), HDNS_BENCH_DURATION
 # (10s per dnsperf run), HDNS_BENCH_SCALES (1000,10000,50000),
 # HDNS_BENCH_CHANGES (50), HDNS_BENCH_SIZES (balance: 3,10,50),
+# HDNS_BENCH_CHURN_SCALES (10000,100000,200000), HDNS_BENCH_CHURN_RATES
+# (10,100,500 changes/s), HDNS_BENCH_CHURN_DURATION (60s per rate),
+# HDNS_BENCH_CHURN_PROBES (10 timed changes/s), HDNS_BENCH_MANIFEST_ENDPOINTS
+# (200000, 100 per file), HDNS_BENCH_MANIFEST_EDITS (20),
 # HDNS_BENCH_ONLY (balance: policy keys, e.g. ll1,k8s), HDNS_BENCH_PROFILE (directory: perf record of
 # hdns during the first 3-record run), HDNS_BENCH_OUT (directory for
 # report.md, balance.md and go-test.log; default a new /tmp/hdns-bench-*
@@ -52,7 +58,9 @@ rm -f "$out/balance.md"
 
 # The command as run, with the variables that shaped it.
 command="test/bench/run.sh"
-for v in HDNS_BENCH_SMOKE HDNS_BENCH_RUNS HDNS_BENCH_DURATION HDNS_BENCH_SCALES HDNS_BENCH_CHANGES HDNS_BENCH_PROFILE HDNS_BENCH_TTL HDNS_BENCH_SIZES HDNS_BENCH_ONLY HDNS_BENCH_PKGS; do
+for v in HDNS_BENCH_SMOKE HDNS_BENCH_RUNS HDNS_BENCH_DURATION HDNS_BENCH_SCALES HDNS_BENCH_CHANGES HDNS_BENCH_PROFILE HDNS_BENCH_TTL HDNS_BENCH_SIZES HDNS_BENCH_ONLY HDNS_BENCH_PKGS \
+	HDNS_BENCH_CHURN_SCALES HDNS_BENCH_CHURN_RATES HDNS_BENCH_CHURN_DURATION HDNS_BENCH_CHURN_PROBES \
+	HDNS_BENCH_MANIFEST_ENDPOINTS HDNS_BENCH_MANIFEST_EDITS; do
 	if [[ -n ${!v:-} ]]; then
 		command="$v=${!v} $command"
 	fi
