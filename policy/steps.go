@@ -160,6 +160,11 @@ func (w *weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	return out
 }
 
+// maxWeightedTries bounds the draws per place of weighted's rejection
+// sampling: a draw is kept with probability mean/bound of the weights, so
+// weights up to ~30 times their mean still draw their places.
+const maxWeightedTries = 128
+
 // draw appends m places drawn by rejection (see weighted), or reports
 // that they must be ordered whole.
 func (w *weighted) draw(r *rand.Rand, cands []Endpoint, in, out []int, m int) ([]int, bool) {
@@ -169,7 +174,7 @@ func (w *weighted) draw(r *rand.Rand, cands []Endpoint, in, out []int, m int) ([
 	}
 	start := len(out)
 	for tries := 0; len(out)-start < m; tries++ {
-		if tries == 8*m+32 {
+		if tries == maxWeightedTries*m {
 			return out[:start], false
 		}
 		i := in[r.IntN(len(in))]
