@@ -192,3 +192,39 @@ func TestStickyFindsItsEndpointWhereItWas(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainHandsOnWhatItKeepsWhole: drain before a step that samples
+// hands a list with nothing to drop on as it is, and still keeps the
+// terminating endpoints of another list out of the answer.
+func TestDrainHandsOnWhatItKeepsWhole(t *testing.T) {
+	const n = 1000
+	c := mustChain(t, "drain, least-loaded, first=1")
+	var s Scratch
+	clean, in := candidates(n), indices(n)
+	for range 3 {
+		if out := c.Pick(seeded(1), clean, in, nil, &s); len(out) != 1 {
+			t.Fatalf("answer %v, want one place", out)
+		}
+	}
+	if d := c.steps[0].(*drain); !d.passes(clean, in) {
+		t.Error("drain does not hand on a list with no terminating endpoint")
+	}
+	mixed := candidates(n)
+	for i := range mixed {
+		mixed[i].Terminating = i%10 != 0
+	}
+	in2 := indices(n)
+	for q := range 200 {
+		if out := c.Pick(seeded(uint64(q)), mixed, in2, nil, &s); len(out) != 1 || mixed[out[0]].Terminating {
+			t.Fatalf("question %d: answer %v names a terminating endpoint", q, out)
+		}
+	}
+	// Another question's scratch never reaches a later step as if it
+	// were a snapshot's list.
+	r := mustChain(t, "random, drain, least-loaded, first=1")
+	for q := range 50 {
+		if out := r.Pick(seeded(uint64(q)), mixed, in2, nil, &s); len(out) != 1 || mixed[out[0]].Terminating {
+			t.Fatalf("question %d: answer %v names a terminating endpoint", q, out)
+		}
+	}
+}

@@ -115,6 +115,14 @@ type Step interface {
 	Pick(req *Request, cands []Endpoint, in, out []int) []int
 }
 
+// passer is a step that can tell it would answer a snapshot's candidate
+// list unchanged and whole: the chain then hands the list itself to the
+// next step, without copying it. in and cands are the snapshot's, which
+// never change: passes may remember what it found in them, and keep them.
+type passer interface {
+	passes(cands []Endpoint, in []int) bool
+}
+
 // prefixKeeper is a step whose first want places are the first
 // prefix(want) places of its input in their order, or fewer (want and
 // prefix 0: all): the step before it is wanted that far. Steps that are
@@ -329,7 +337,9 @@ type Scratch struct{ a, b []int }
 // follows the Step contract (out is extended with the chosen indices), and
 // records the handouts in the candidates' ledger entries, unless a step
 // took the question for a copy of one already answered and its endpoint
-// stayed first (leastLoaded).
+// stayed first (leastLoaded). cands and in must not change afterwards,
+// as a snapshot's never do: steps may remember what they found in them
+// (passer).
 func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) []int {
 	start := len(out)
 	req.repeat = nil
@@ -382,7 +392,12 @@ func (c *Chain) want(i int, trace *[]StepTrace) int {
 func (c *Chain) run(req *Request, cands []Endpoint, in, out []int, s *Scratch, trace *[]StepTrace) []int {
 	cur := in
 	last := len(c.steps) - 1
+	// While cur is in, the caller's list, a passer may hand it on: a
+	// scratch buffer changes from one question to the next.
 	for i, step := range c.steps[:last] {
+		if p, ok := step.(passer); ok && trace == nil && len(cur) > 0 && &cur[0] == &in[0] && p.passes(cands, cur) {
+			continue
+		}
 		buf := &s.a
 		if i%2 == 1 {
 			buf = &s.b

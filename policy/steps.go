@@ -20,7 +20,7 @@ func init() {
 	Register(simpleBuilder{name: "weighted", traits: Reorders, build: func() Step { return new(weighted) }})
 	Register(simpleBuilder{name: "least-loaded", traits: Reorders | ReadsLoad | NeedsUpkeep, build: func() Step { return new(leastLoaded) }})
 	// drain only drops candidates: the terminating ones, or all but them.
-	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return drain{} }})
+	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return new(drain) }})
 	Register(firstBuilder{})
 	Register(ttlBuilder{})
 	Register(stickyBuilder{})
@@ -193,10 +193,42 @@ func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 
 // drain keeps endpoints that are terminating but still serving only when
 // no other candidate is left, and then last. It reads its candidates only
-// as far as its wanted places.
-type drain struct{}
+// as far as its wanted places, and remembers the last few candidate lists
+// of snapshots it found nothing to drop from (passes), so that a chain
+// hands those on to its next step without copying them.
+type drain struct {
+	memos [drainMemos]atomic.Pointer[drainMemo]
+	next  atomic.Uint32
+}
 
-func (drain) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+// drainMemos is how many candidate lists drain remembers: a Service's A,
+// AAAA and SRV lists, and the next snapshot's.
+const drainMemos = 4
+
+// drainMemo is what drain found in one candidate list. It holds the list
+// and its candidates, so that their arrays are not reused for others
+// while it is remembered.
+type drainMemo struct {
+	in          []int
+	cands       []Endpoint
+	terminating bool
+}
+
+func (d *drain) passes(cands []Endpoint, in []int) bool {
+	if len(in) == 0 {
+		return false
+	}
+	for k := range d.memos {
+		if m := d.memos[k].Load(); m != nil && &m.in[0] == &in[0] && len(m.in) == len(in) && &m.cands[0] == &cands[0] {
+			return !m.terminating
+		}
+	}
+	m := &drainMemo{in: in, cands: cands, terminating: slices.ContainsFunc(in, func(i int) bool { return cands[i].Terminating })}
+	d.memos[d.next.Add(1)%drainMemos].Store(m)
+	return !m.terminating
+}
+
+func (*drain) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	start := len(out)
 	m := req.places(len(in))
 	for _, i := range in {
