@@ -60,8 +60,12 @@ type leastLoaded struct {
 
 const (
 	// exactLimit is the most candidates least-loaded scans whole for a
-	// few places: a scan of that many costs about what a sample does.
-	exactLimit = 32
+	// few places. A scan of that many fits its stack buffers and costs a
+	// few times what a sample does; below it, where each endpoint's share
+	// of the handouts is large, the exact first place keeps their
+	// rotation strict (through caches, one handout is a cache's answer
+	// for a whole TTL).
+	exactLimit = 64
 	// sampleSize is how many candidates a sampled first place is drawn
 	// from, besides the last sample's runner-up.
 	sampleSize = 8
