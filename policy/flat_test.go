@@ -228,3 +228,26 @@ func TestDrainHandsOnWhatItKeepsWhole(t *testing.T) {
 		}
 	}
 }
+
+// TestLeastLoadedSampledFollowsLiveLoad: over many candidates, the first
+// places of a sampled ranking go to the pods whose polled load is low,
+// as the blend of ledger and live load says.
+func TestLeastLoadedSampledFollowsLiveLoad(t *testing.T) {
+	const n, answers = 1000, 300
+	now := time.Now()
+	ledger, live := make([]float64, n), make([]float64, n)
+	for i := range live {
+		live[i] = 1 + 9*float64(i%2) // odd pods are busy
+	}
+	cands := liveCands(now, ledger, live)
+	chain := mustChain(t, "least-loaded, first=1")
+	req := &Request{TTL: 1, Rand: rand.New(rand.NewPCG(7, 8))}
+	var s Scratch
+	busy := 0
+	for range answers {
+		busy += chain.Pick(req, cands, indices(n), nil, &s)[0] % 2
+	}
+	if busy > answers/20 {
+		t.Errorf("%d of %d first places went to pods ten times as busy as the others", busy, answers)
+	}
+}
