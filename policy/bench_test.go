@@ -7,12 +7,15 @@ import (
 	"time"
 )
 
-// BenchmarkSteps measures one Pick of each step, and of chains, on 3 and
-// 100 candidates, with "ordered" as the baseline of the same run: the
-// ratio metric is ns/op over ordered's.
+// BenchmarkSteps measures one Pick of each step, and of chains, on 10,
+// 100, 1,000 and 10,000 candidates, with "ordered" as the baseline of the
+// same run: the ratio metric is ns/op over ordered's. A Service's size
+// should not show in the chains that keep a few places (first=N).
 func BenchmarkSteps(b *testing.B) {
-	specs := []string{"ordered", "round-robin", "random", "weighted", "least-loaded", "sticky", "drain", "first=2", "least-loaded, first=2", "sticky, first=1"}
-	for _, n := range []int{3, 100} {
+	specs := []string{"ordered", "round-robin", "random", "weighted", "least-loaded", "sticky", "drain", "first=2",
+		"least-loaded, first=1", "least-loaded, first=2", "sticky, first=1", "round-robin, first=1", "random, first=1",
+		"weighted, first=1", "drain, first=1", "drain, least-loaded, first=1"}
+	for _, n := range []int{10, 100, 1000, 10000} {
 		cands := candidates(n)
 		in := indices(n)
 		var baseline float64
@@ -43,7 +46,7 @@ func BenchmarkSteps(b *testing.B) {
 // of 64 clients asking in turn, against the ledger alone; x-ledger is the
 // ratio.
 func BenchmarkLeastLoadedLive(b *testing.B) {
-	for _, n := range []int{3, 100} {
+	for _, n := range []int{10, 1000} {
 		var baseline float64
 		for _, mode := range []string{"ledger", "live", "live+clients"} {
 			cands := candidates(n)

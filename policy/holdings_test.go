@@ -450,39 +450,48 @@ func TestHoldingsRepeatOnce(t *testing.T) {
 // TestLeastLoadedAnswersACopyAlike: a cache forwards a second copy of its
 // question while its first is in flight, and keeps one of the two answers
 // for all its clients. Both get the same first place and only one is
-// counted, so the ledger counts what the cache holds.
+// counted, so the ledger counts what the cache holds; over many
+// candidates too, where the copy's sample may miss the held endpoint.
 func TestLeastLoadedAnswersACopyAlike(t *testing.T) {
+	for _, n := range []int{10, 1000} {
+		if !answersACopyAlike(t, n) {
+			t.Fatalf("%d candidates: no three answers within repeatTicks in 20 attempts", n)
+		}
+	}
+}
+
+func answersACopyAlike(t *testing.T, n int) bool {
 	chain := mustChain(t, "least-loaded, first=1")
 	var s Scratch
 	for attempt := range 20 {
-		cands := candidates(10)
+		cands, in := candidates(n), indices(n)
 		req := &Request{Client: clientAddr(attempt), TTL: 5}
 		start := nowTicks()
-		first := chain.Pick(req, cands, indices(10), nil, &s)[0]
+		first := chain.Pick(req, cands, in, nil, &s)[0]
 		counted := cands[first].Ledger.Value()
-		chain.Explain(req, cands, indices(10))
+		chain.Explain(req, cands, in)
 		chain.Pick(req, cands, nil, nil, &s) // nothing to offer: holds nothing
-		second := chain.Pick(req, cands, indices(10), nil, &s)[0]
+		second := chain.Pick(req, cands, in, nil, &s)[0]
 		after := cands[first].Ledger.Value()
-		third := chain.Pick(req, cands, indices(10), nil, &s)[0]
+		third := chain.Pick(req, cands, in, nil, &s)[0]
 		if nowTicks()-start >= repeatTicks {
 			continue // too slow to be a copy; try again
 		}
 		if second != first {
-			t.Fatalf("copy answered %d, first answer %d", second, first)
+			t.Fatalf("%d candidates: copy answered %d, first answer %d", n, second, first)
 		}
 		if after > counted*1.01 {
-			t.Errorf("the copy was counted: %d's ledger went from %.3f to %.3f", first, counted, after)
+			t.Errorf("%d candidates: the copy was counted: %d's ledger went from %.3f to %.3f", n, first, counted, after)
 		}
 		if third == first {
-			t.Errorf("a third question got %d again; only one copy is repeated", third)
+			t.Errorf("%d candidates: a third question got %d again; only one copy is repeated", n, third)
 		}
 		if cands[third].Ledger.Value() == 0 {
-			t.Errorf("the third question's answer (%d first) was not counted", third)
+			t.Errorf("%d candidates: the third question's answer (%d first) was not counted", n, third)
 		}
-		return
+		return true
 	}
-	t.Fatal("no three answers within repeatTicks in 20 attempts")
+	return false
 }
 
 // markCopy is a step that answers in a fixed order and says its question

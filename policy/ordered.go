@@ -21,6 +21,8 @@ func (orderedBuilder) Build(args string) (Step, error) {
 
 type ordered struct{}
 
-func (ordered) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
-	return append(out, in...)
+func (ordered) Pick(req *Request, _ []Endpoint, in, out []int) []int {
+	return append(out, in[:req.places(len(in))]...)
 }
+
+func (ordered) prefix(want int) int { return want }

@@ -76,6 +76,9 @@ type Request struct {
 	// round-robin counters): the choice is only being explained.
 	DryRun bool
 
+	// want is how many leading places of the running step's answer the
+	// rest of its chain uses (see Want); Chain.run sets it per step.
+	want int
 	// repeat is set by a step that put first the endpoint of an answer
 	// already counted, taking the question for a copy of that one (see
 	// leastLoaded); when the chain's answer still puts it first, Chain.Pick
@@ -83,15 +86,49 @@ type Request struct {
 	repeat *Ledger
 }
 
+// Want is how many leading places of a step's answer the rest of its
+// chain uses, 0 when it uses them all: a step may append only the first
+// Want places (at least that many while in has them) and leave the rest
+// unchosen, so that its cost need not grow with the candidates. A chain
+// ending in first=N wants N places of the step before it, and so on back
+// through the steps that keep a prefix of their input (ordered, ttl,
+// first); a step before one that reorders or filters is wanted whole.
+func (r *Request) Want() int { return r.want }
+
+// places is how many places of n candidates a step must choose: n, or
+// Want when that is fewer.
+func (r *Request) places(n int) int {
+	if r.want > 0 && r.want < n {
+		return r.want
+	}
+	return n
+}
+
 // Step reorders or filters candidates for one query.
 //
 // Pick appends to out the indices (into cands) of the endpoints to answer
 // with, in answer order, choosing only among the indices in in, and returns
-// the extended slice. Pick must not block, must not retain or modify cands or
-// in, and must be safe for concurrent use. A step returns an empty result only
-// when in is empty.
+// the extended slice; it may stop after req.Want() places. Pick must not
+// block, must not retain or modify cands or in, and must be safe for
+// concurrent use. A step returns an empty result only when in is empty.
 type Step interface {
 	Pick(req *Request, cands []Endpoint, in, out []int) []int
+}
+
+// passer is a step that can tell it would answer a snapshot's candidate
+// list unchanged and whole: the chain then hands the list itself to the
+// next step, without copying it. in and cands are the snapshot's, which
+// never change: passes may remember what it found in them, and keep them.
+type passer interface {
+	passes(cands []Endpoint, in []int) bool
+}
+
+// prefixKeeper is a step whose first want places are the first
+// prefix(want) places of its input in their order, or fewer (want and
+// prefix 0: all): the step before it is wanted that far. Steps that are
+// no prefixKeeper are taken to read all their input.
+type prefixKeeper interface {
+	prefix(want int) int
 }
 
 // Builder makes Steps of one kind from their arguments.
@@ -185,6 +222,7 @@ type Chain struct {
 	spec   string
 	steps  []Step
 	names  []string
+	wants  []int  // per step, its Request.want
 	ttl    uint32 // from a ttl step; 0 means the server's
 	traits Traits // the union of its steps' builders' traits
 	// handouts counts the chain's answers; nil counts nothing. Set by the
@@ -221,6 +259,15 @@ func Parse(spec string) (*Chain, error) {
 		c.traits |= traits
 		if t, ok := s.(ttlStep); ok {
 			c.ttl = uint32(t)
+		}
+	}
+	c.wants = make([]int, len(c.steps))
+	want := 0 // the answer is the last step's whole output
+	for i := len(c.steps) - 1; i >= 0; i-- {
+		c.wants[i] = want
+		want = 0
+		if p, ok := c.steps[i].(prefixKeeper); ok {
+			want = p.prefix(c.wants[i])
 		}
 	}
 	return c, nil
@@ -290,7 +337,9 @@ type Scratch struct{ a, b []int }
 // follows the Step contract (out is extended with the chosen indices), and
 // records the handouts in the candidates' ledger entries, unless a step
 // took the question for a copy of one already answered and its endpoint
-// stayed first (leastLoaded).
+// stayed first (leastLoaded). cands and in must not change afterwards,
+// as a snapshot's never do: steps may remember what they found in them
+// (passer).
 func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) []int {
 	start := len(out)
 	req.repeat = nil
@@ -319,7 +368,9 @@ type StepTrace struct {
 }
 
 // Explain runs the chain like Pick, without recording handouts, and
-// returns each step's input and output.
+// returns each step's input and output. Each step orders all its input,
+// even where Pick wants only a few places of it (Request.Want): over many
+// candidates, least-loaded then ranks them all where Pick ranks a sample.
 func (c *Chain) Explain(req *Request, cands []Endpoint, in []int) (out []int, trace []StepTrace) {
 	var s Scratch
 	dry := *req
@@ -328,14 +379,30 @@ func (c *Chain) Explain(req *Request, cands []Endpoint, in []int) (out []int, tr
 	return out, trace
 }
 
+// want is step i's Request.want: 0 for a chain not made by Parse, and
+// while explaining (trace is set), so that each step's trace shows its
+// whole order.
+func (c *Chain) want(i int, trace *[]StepTrace) int {
+	if i < len(c.wants) && trace == nil {
+		return c.wants[i]
+	}
+	return 0
+}
+
 func (c *Chain) run(req *Request, cands []Endpoint, in, out []int, s *Scratch, trace *[]StepTrace) []int {
 	cur := in
 	last := len(c.steps) - 1
+	// While cur is in, the caller's list, a passer may hand it on: a
+	// scratch buffer changes from one question to the next.
 	for i, step := range c.steps[:last] {
+		if p, ok := step.(passer); ok && trace == nil && len(cur) > 0 && &cur[0] == &in[0] && p.passes(cands, cur) {
+			continue
+		}
 		buf := &s.a
 		if i%2 == 1 {
 			buf = &s.b
 		}
+		req.want = c.want(i, trace)
 		*buf = step.Pick(req, cands, cur, (*buf)[:0])
 		if trace != nil {
 			*trace = append(*trace, StepTrace{Step: c.names[i], Input: slices.Clone(cur), Output: slices.Clone(*buf)})
@@ -343,7 +410,9 @@ func (c *Chain) run(req *Request, cands []Endpoint, in, out []int, s *Scratch, t
 		cur = *buf
 	}
 	start := len(out)
+	req.want = c.want(last, trace)
 	out = c.steps[last].Pick(req, cands, cur, out)
+	req.want = 0
 	if trace != nil {
 		*trace = append(*trace, StepTrace{Step: c.names[last], Input: slices.Clone(cur), Output: slices.Clone(out[start:])})
 	}

@@ -17,10 +17,10 @@ import (
 func init() {
 	Register(simpleBuilder{name: "round-robin", traits: Reorders, build: func() Step { return &roundRobin{} }})
 	Register(simpleBuilder{name: "random", traits: Reorders, build: func() Step { return randomStep{} }})
-	Register(simpleBuilder{name: "weighted", traits: Reorders, build: func() Step { return weighted{} }})
+	Register(simpleBuilder{name: "weighted", traits: Reorders, build: func() Step { return new(weighted) }})
 	Register(simpleBuilder{name: "least-loaded", traits: Reorders | ReadsLoad | NeedsUpkeep, build: func() Step { return new(leastLoaded) }})
 	// drain only drops candidates: the terminating ones, or all but them.
-	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return drain{} }})
+	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return new(drain) }})
 	Register(firstBuilder{})
 	Register(ttlBuilder{})
 	Register(stickyBuilder{})
@@ -69,41 +69,89 @@ func (r *roundRobin) Pick(req *Request, _ []Endpoint, in, out []int) []int {
 		n = r.next.Add(1) - 1
 	}
 	k := int(n % uint64(len(in)))
+	end := k + req.places(len(in))
+	if end <= len(in) {
+		return append(out, in[k:end]...)
+	}
 	out = append(out, in[k:]...)
-	return append(out, in[:k]...)
+	return append(out, in[:end-len(in)]...)
 }
 
-// randomStep shuffles the candidates uniformly.
+// randomStep shuffles the candidates uniformly. When a few places of many
+// are wanted, it draws just those: each place uniformly among the
+// candidates not drawn yet, as the head of a shuffle would have it.
 type randomStep struct{}
 
 func (randomStep) Pick(req *Request, _ []Endpoint, in, out []int) []int {
 	start := len(out)
+	r := req.rand()
+	if m := req.places(len(in)); m <= maxDrawnPlaces && 2*m <= len(in) {
+		return appendDistinct(out, in, m, r)
+	}
 	out = append(out, in...)
 	s := out[start:]
-	req.rand().Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+	r.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
+	return out
+}
+
+// maxDrawnPlaces bounds the places a step draws one by one, rejecting
+// repeats, instead of ordering all its candidates.
+const maxDrawnPlaces = 16
+
+// appendDistinct appends m distinct entries of in, each drawn uniformly
+// among those not drawn yet. With 2m ≤ len(in), a draw is a repeat at
+// most half the time.
+func appendDistinct(out, in []int, m int, r *rand.Rand) []int {
+	start := len(out)
+	for len(out)-start < m {
+		i := in[r.IntN(len(in))]
+		if !slices.Contains(out[start:], i) {
+			out = append(out, i)
+		}
+	}
 	return out
 }
 
 // weighted orders candidates at random, each place drawn in proportion to
 // the endpoints' static weights (Efraimidis–Spirakis: sort by u^(1/w)).
 // Endpoints of weight 0 come last.
-type weighted struct{}
+//
+// When a few places of many are wanted, it draws just those, each in
+// proportion to weight among the candidates not drawn yet, which is the
+// same distribution: by rejection, a uniform draw kept with probability
+// weight/bound, where bound is the largest weight among the candidates it
+// last ordered whole. A draw heavier than the bound (the weights changed)
+// or too many rejected draws (weights far apart, or all 0) order them
+// whole instead, which renews the bound.
+type weighted struct {
+	bound atomic.Uint32 // float32 bits; 0: no bound yet
+}
 
-func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+func (w *weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
+	r := req.rand()
+	if m := req.places(len(in)); m <= maxDrawnPlaces && 2*m <= len(in) {
+		if drawn, ok := w.draw(r, cands, in, out, m); ok {
+			return drawn
+		}
+	}
 	type keyed struct {
 		key float64
 		idx int
 	}
 	var buf [32]keyed
 	ks := buf[:0]
-	r := req.rand()
+	var heaviest float32
 	for _, i := range in {
-		w := cands[i].weight()
+		wt := cands[i].weight()
+		heaviest = max(heaviest, float32(wt))
 		k := math.Inf(-1)
-		if w > 0 {
-			k = math.Log(r.Float64()+math.SmallestNonzeroFloat64) / w
+		if wt > 0 {
+			k = math.Log(r.Float64()+math.SmallestNonzeroFloat64) / wt
 		}
 		ks = append(ks, keyed{k, i})
+	}
+	if !req.DryRun {
+		w.bound.Store(math.Float32bits(heaviest))
 	}
 	slices.SortFunc(ks, func(a, b keyed) int { return cmp.Compare(b.key, a.key) })
 	for _, k := range ks {
@@ -112,140 +160,82 @@ func (weighted) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	return out
 }
 
+// maxWeightedTries bounds the draws per place of weighted's rejection
+// sampling: a draw is kept with probability mean/bound of the weights, so
+// weights up to ~30 times their mean still draw their places.
+const maxWeightedTries = 128
+
+// draw appends m places drawn by rejection (see weighted), or reports
+// that they must be ordered whole.
+func (w *weighted) draw(r *rand.Rand, cands []Endpoint, in, out []int, m int) ([]int, bool) {
+	bound := float64(math.Float32frombits(w.bound.Load()))
+	if bound <= 0 {
+		return out, false
+	}
+	start := len(out)
+	for tries := 0; len(out)-start < m; tries++ {
+		if tries == maxWeightedTries*m {
+			return out[:start], false
+		}
+		i := in[r.IntN(len(in))]
+		wt := cands[i].weight()
+		if wt > bound {
+			return out[:start], false
+		}
+		if r.Float64()*bound < wt && !slices.Contains(out[start:], i) {
+			out = append(out, i)
+		}
+	}
+	return out, true
+}
+
 func (e *Endpoint) weight() float64 { return float64(max(e.Weight, 0)) }
 
-// leastLoaded puts first the candidate with the lowest BlendedScores (the handout
-// ledger blended with fresh live load; ties broken at random), and orders
-// the rest by power of two choices: each later place goes to the lower
-// score of two candidates drawn at random from those left.
-//
-// The first place is exact because most clients use only the first
-// address: it makes a replica's first places follow its ledger to within
-// one handout, which is what is left to balance when a cache shares each
-// answer among many clients. Replicas that share a live load view do not
-// herd on it: each handout raises the endpoint's handouts-since-the-poll
-// term in the replica that made it. Sampling the later places keeps their
-// cost linear in the number of candidates.
-//
-// The step also remembers which endpoint each client holds (see holdings),
-// and BlendedScores counts those clients per endpoint.
-//
-// A second question from a quiet client within repeatTicks of its answer
-// gets that answer's first place again, when that endpoint is among the
-// candidates, and its handouts are not counted (Request.repeat): it is
-// most likely a copy of the first question, sent by a cache for a client
-// that asked while the cache's own question was in flight. The cache
-// keeps one of the two answers and hands it to all its clients, so
-// answering both alike and counting one is what keeps the ledger true;
-// two different answers counted would leave one endpoint counted for a
-// cache it never got. The same goes for a dual-stack client's A and AAAA
-// questions asked together. Later places are drawn again, as for any
-// question.
-type leastLoaded struct {
-	holds holdings
-}
-
-func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int {
-	start := len(out)
-	out = append(out, in...)
-	left := out[start:]
-	if len(left) == 0 {
-		return out // nothing to hold: leave the client's hold as it is
-	}
-	// BlendedScores are read once, at one instant, in the order of left: the
-	// first place on scores+clients, later places on scores (scoreParts).
-	var buf, cbuf [64]float64
-	scores, clients := buf[:0], cbuf[:0]
-	if len(left) > len(buf) {
-		scores, clients = make([]float64, 0, len(left)), make([]float64, 0, len(left))
-	}
-	now := nowTicks()
-	holds := req.Client.IsValid()
-	var own *Ledger
-	var shard int
-	if holds {
-		ll.holds.expireDue(now)
-		shard = holdShardOf(req.Client)
-		own = ll.holds.current(shard, req.Client, now)
-	}
-	scores, clients = scoreParts(cands, left, now, wallNow(cands, left), own, scores, clients)
-	r := req.rand()
-	if len(left) > 1 {
-		best, ties := 0, 1
-		for k := 1; k < len(left); k++ {
-			sk, sb := scores[k]+clients[k], scores[best]+clients[best]
-			switch {
-			case sk < sb:
-				best, ties = k, 1
-			case sk == sb:
-				ties++
-				if r.IntN(ties) == 0 {
-					best = k
-				}
-			}
-		}
-		left[0], left[best] = left[best], left[0]
-		scores[0], scores[best] = scores[best], scores[0]
-	}
-	if holds && !req.DryRun {
-		ttl := time.Duration(max(req.TTL, 1)) * time.Second
-		offered := func(l *Ledger) int {
-			for k, i := range left {
-				if cands[i].Ledger == l {
-					return k
-				}
-			}
-			return -1
-		}
-		// The check for a copy is move's, under its lock: a copy handled
-		// at the same instant as the question it copies found no hold
-		// above, but finds it there.
-		if held, k := ll.holds.move(shard, req.Client, cands[left[0]].Ledger, now, now+uint32(ttl/tick), offered); held != nil {
-			left[0], left[k] = left[k], left[0]
-			scores[0], scores[k] = scores[k], scores[0]
-			req.repeat = held
-		}
-	}
-	left, scores = left[1:], scores[1:]
-	for len(left) > 1 {
-		a, b := r.IntN(len(left)), r.IntN(len(left)-1)
-		if b >= a {
-			b++
-		}
-		if scores[b] < scores[a] {
-			a = b
-		}
-		left[0], left[a] = left[a], left[0]
-		scores[0], scores[a] = scores[a], scores[0]
-		left, scores = left[1:], scores[1:]
-	}
-	return out
-}
-
-// LedgerValue is the endpoint's handout ledger value now, which
-// least-loaded blends with live load (see BlendedScores).
-func (e *Endpoint) LedgerValue() float64 { return e.Ledger.Value() }
-
-// wallNow is the time live samples are judged fresh at: time.Now when
-// some candidate has a live cell, else the zero time (no clock read).
-func wallNow(cands []Endpoint, in []int) time.Time {
-	for _, i := range in {
-		if cands[i].Live != nil {
-			return time.Now()
-		}
-	}
-	return time.Time{}
-}
-
 // drain keeps endpoints that are terminating but still serving only when
-// no other candidate is left, and then last.
-type drain struct{}
+// no other candidate is left, and then last. It reads its candidates only
+// as far as its wanted places, and remembers the last few candidate lists
+// of snapshots it found nothing to drop from (passes), so that a chain
+// hands those on to its next step without copying them.
+type drain struct {
+	memos [drainMemos]atomic.Pointer[drainMemo]
+	next  atomic.Uint32
+}
 
-func (drain) Pick(_ *Request, cands []Endpoint, in, out []int) []int {
+// drainMemos is how many candidate lists drain remembers: a Service's A,
+// AAAA and SRV lists, and the next snapshot's.
+const drainMemos = 4
+
+// drainMemo is what drain found in one candidate list. It holds the list
+// and its candidates, so that their arrays are not reused for others
+// while it is remembered.
+type drainMemo struct {
+	in          []int
+	cands       []Endpoint
+	terminating bool
+}
+
+func (d *drain) passes(cands []Endpoint, in []int) bool {
+	if len(in) == 0 {
+		return false
+	}
+	for k := range d.memos {
+		if m := d.memos[k].Load(); m != nil && &m.in[0] == &in[0] && len(m.in) == len(in) && &m.cands[0] == &cands[0] {
+			return !m.terminating
+		}
+	}
+	m := &drainMemo{in: in, cands: cands, terminating: slices.ContainsFunc(in, func(i int) bool { return cands[i].Terminating })}
+	d.memos[d.next.Add(1)%drainMemos].Store(m)
+	return !m.terminating
+}
+
+func (*drain) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	start := len(out)
+	m := req.places(len(in))
 	for _, i := range in {
 		if !cands[i].Terminating {
-			out = append(out, i)
+			if out = append(out, i); len(out)-start == m {
+				return out
+			}
 		}
 	}
 	if len(out) > start {
@@ -253,7 +243,9 @@ func (drain) Pick(_ *Request, cands []Endpoint, in, out []int) []int {
 	}
 	for _, i := range in {
 		if cands[i].Serving {
-			out = append(out, i)
+			if out = append(out, i); len(out)-start == m {
+				return out
+			}
 		}
 	}
 	return out
@@ -278,6 +270,13 @@ func (f first) Pick(_ *Request, _ []Endpoint, in, out []int) []int {
 	return append(out, in[:min(int(f), len(in))]...)
 }
 
+func (f first) prefix(want int) int {
+	if want > 0 {
+		return min(int(f), want)
+	}
+	return int(f)
+}
+
 type ttlBuilder struct{}
 
 func (ttlBuilder) Name() string   { return "ttl" }
@@ -293,7 +292,11 @@ func (ttlBuilder) Build(args string) (Step, error) {
 // ttlStep sets the TTL of the Service's records; it leaves the order alone.
 type ttlStep uint32
 
-func (ttlStep) Pick(_ *Request, _ []Endpoint, in, out []int) []int { return append(out, in...) }
+func (ttlStep) Pick(req *Request, _ []Endpoint, in, out []int) []int {
+	return append(out, in[:req.places(len(in))]...)
+}
+
+func (ttlStep) prefix(want int) int { return want }
 
 // parseSeconds accepts "30" or a Go duration of whole seconds ("30s", "2m").
 func parseSeconds(s string) (uint32, error) {
@@ -349,6 +352,9 @@ const stickyShards = 16
 type assignment struct {
 	key     string // the endpoint's Key
 	expires time.Time
+	// at is where the endpoint was among the candidates when last
+	// found: the same question finds it there again at once.
+	at int
 }
 
 func newSticky(timeout time.Duration) *sticky {
@@ -370,27 +376,37 @@ func (s *sticky) Pick(req *Request, cands []Endpoint, in, out []int) []int {
 	shard := s.shards[Rendezvous(req.Client, "")%stickyShards]
 	now := time.Now()
 	chosen := -1
+	m := req.places(len(in))
 	if a, ok := shard.Get(req.Client); ok && now.Before(a.expires) {
-		if pos := slices.IndexFunc(in, func(i int) bool { return cands[i].Key == a.key }); pos >= 0 {
+		if pos := positionOf(cands, in, a.key, a.at); pos >= 0 {
 			chosen = pos
 			if !req.DryRun {
 				// Like kube-proxy, the timeout runs from the last use.
-				shard.Add(req.Client, assignment{key: a.key, expires: now.Add(s.timeout)})
+				shard.Add(req.Client, assignment{key: a.key, expires: now.Add(s.timeout), at: pos})
 			}
 		} else if slices.ContainsFunc(cands, func(e Endpoint) bool { return e.Key == a.key }) {
 			// The endpoint is still the Service's but not a candidate of
 			// this question (an IPv4-only endpoint asked for AAAA): answer
 			// without moving the assignment.
-			return appendFirst(out, in, rendezvousWinner(req.Client, cands, in))
+			return appendFirst(out, in, rendezvousWinner(req.Client, cands, in), m)
 		}
 	}
 	if chosen < 0 {
 		chosen = rendezvousWinner(req.Client, cands, in)
 		if !req.DryRun {
-			shard.Add(req.Client, assignment{key: cands[in[chosen]].Key, expires: now.Add(s.timeout)})
+			shard.Add(req.Client, assignment{key: cands[in[chosen]].Key, expires: now.Add(s.timeout), at: chosen})
 		}
 	}
-	return appendFirst(out, in, chosen)
+	return appendFirst(out, in, chosen, m)
+}
+
+// positionOf is the position in in of the candidate whose Key is key, or
+// -1; at is where to look first.
+func positionOf(cands []Endpoint, in []int, key string, at int) int {
+	if at < len(in) && cands[in[at]].Key == key {
+		return at
+	}
+	return slices.IndexFunc(in, func(i int) bool { return cands[i].Key == key })
 }
 
 // rendezvousWinner is the position in in of the candidate with the highest
@@ -405,11 +421,13 @@ func rendezvousWinner(client netip.Addr, cands []Endpoint, in []int) int {
 	return winner
 }
 
-// appendFirst appends in to out with in[pos] moved to the front.
-func appendFirst(out, in []int, pos int) []int {
+// appendFirst appends the first m entries of in, with in[pos] moved to
+// the front, to out.
+func appendFirst(out, in []int, pos, m int) []int {
 	out = append(out, in[pos])
-	out = append(out, in[:pos]...)
-	return append(out, in[pos+1:]...)
+	before := min(pos, m-1)
+	out = append(out, in[:before]...)
+	return append(out, in[pos+1:pos+1+min(len(in)-pos-1, m-1-before)]...)
 }
 
 // Rendezvous is the highest-random-weight hash of a client and an endpoint

@@ -30,6 +30,9 @@ const (
 	benchNS = "bench"
 	// llPolicy is the second hdns configuration measured.
 	llPolicy = "least-loaded, first=2"
+	// ll1Policy is measured over Services of ll1Sizes endpoints: its CPU
+	// per query should not grow with them.
+	ll1Policy = "least-loaded, first=1"
 	// dnsperf's clients (sockets or connections) and outstanding queries.
 	perfClients     = 10
 	perfOutstanding = 100
@@ -44,8 +47,17 @@ type variant struct {
 	file  string // dnsperf input
 }
 
+// ll1Sizes are the sizes of the Services ll1Policy is measured over; the
+// first is the reference the others are compared with.
+var ll1Sizes = []int{10, 1000, 10000}
+
+// ll1Service names the ll1Policy Service of n endpoints.
+func ll1Service(n int) string { return fmt.Sprintf("ll1-%d", n) }
+
 // mix is one query mix.
 type mix struct {
+	// key names the mix's subtest: -run 'Throughput/key' runs only it.
+	key      string
 	name     string
 	tcp      bool
 	variants []variant
@@ -143,9 +155,9 @@ func dnsperf(t testing.TB, s *server, file string, tcp bool, d time.Duration, pr
 }
 
 // throughputFixture is the benchmark's namespace: hot Services with 3 and
-// 100 endpoints, the same with the least-loaded policy, and names/100
-// Services of 100 endpoints with hostnames p000..p099 (the uniform mix's
-// names).
+// 100 endpoints, the same with the least-loaded policy, Services of
+// ll1Sizes endpoints with ll1Policy, and names/100 Services of 100
+// endpoints with hostnames p000..p099 (the uniform mix's names).
 func throughputFixture(names int) []service {
 	ip := 0
 	mk := func(name string, n int, host string, ann map[string]string) service {
@@ -160,6 +172,9 @@ func throughputFixture(names int) []service {
 	svcs := []service{
 		mk("hot3", 3, "h%d", nil), mk("hot100", 100, "h%d", nil),
 		mk("hot3-ll", 3, "h%d", ll), mk("hot100-ll", 100, "h%d", ll),
+	}
+	for _, n := range ll1Sizes {
+		svcs = append(svcs, mk(ll1Service(n), n, "h%d", map[string]string{policyAnnotation: ll1Policy}))
 	}
 	for i := range (names + 99) / 100 {
 		svcs = append(svcs, mk(fmt.Sprintf("s%03d", i), 100, "p%03d", nil))
@@ -225,6 +240,11 @@ func TestThroughput(t *testing.T) {
 	if err := expect(h.addr, "hot3-ll."+benchNS+".svc."+zone, dns.TypeA, false, dns.RcodeSuccess, 2); err != nil {
 		t.Fatalf("hdns %s: %v", llPolicy, err)
 	}
+	for _, n := range ll1Sizes {
+		if err := expect(h.addr, fq(ll1Service(n)), dns.TypeA, false, dns.RcodeSuccess, 1); err != nil {
+			t.Fatalf("hdns %s: %v", ll1Policy, err)
+		}
+	}
 	// The I/O floor answers the 3-record question with hdns's own reply.
 	r, err := exchange(h.addr, hot3, dns.TypeA, false)
 	if err != nil {
@@ -260,6 +280,14 @@ func TestThroughput(t *testing.T) {
 		"uniform":  writeQueries(t, dir, "uniform", uniform),
 		"nx":       writeQueries(t, dir, "nx", nx),
 	}
+	var bySize []variant
+	for _, n := range ll1Sizes {
+		name := ll1Service(n)
+		files[name] = writeQueries(t, dir, name, []string{fq(name) + " A"})
+		bySize = append(bySize, variant{label: ll1Label(n), srv: h, file: files[name]})
+	}
+	// CoreDNS answers every endpoint of the 1,000 (truncated at 1232 B).
+	bySize = append(bySize, variant{label: "CoreDNS", srv: co, file: files[ll1Service(ll1Sizes[1])]})
 	all := func(def, ll string) []variant {
 		v := []variant{{label: "hdns", srv: h, file: files[def]}}
 		if ll != "" {
@@ -268,12 +296,13 @@ func TestThroughput(t *testing.T) {
 		return append(v, variant{label: "CoreDNS", srv: co, file: files[def]}, variant{label: "Knot", srv: kn, file: files[def]})
 	}
 	mixes := []mix{
-		{name: "A, 3 records", variants: append(all("hot3", "hot3ll"), variant{label: floorLabel, srv: fl, file: files["hot3"]})},
-		{name: "A, 100 records, UDP (TC at 1232 B)", variants: all("hot100", "hot100ll")},
-		{name: "SRV, 3 records", variants: all("srv", "srvll")},
-		{name: fmt.Sprintf("A, %d names uniformly", cfg.names), variants: all("uniform", "")},
-		{name: "NXDOMAIN", variants: all("nx", "")},
-		{name: "A, 100 records, TCP", tcp: true, variants: all("hot100", "hot100ll")},
+		{key: "hot3", name: "A, 3 records", variants: append(all("hot3", "hot3ll"), variant{label: floorLabel, srv: fl, file: files["hot3"]})},
+		{key: "hot100", name: "A, 100 records, UDP (TC at 1232 B)", variants: all("hot100", "hot100ll")},
+		{key: "srv", name: "SRV, 3 records", variants: all("srv", "srvll")},
+		{key: "uniform", name: fmt.Sprintf("A, %d names uniformly", cfg.names), variants: all("uniform", "")},
+		{key: "nx", name: "NXDOMAIN", variants: all("nx", "")},
+		{key: "tcp", name: "A, 100 records, TCP", tcp: true, variants: all("hot100", "hot100ll")},
+		{key: "size", name: "A, " + ll1Policy + ", by Service size", variants: bySize},
 	}
 
 	// Warm every server up once (JIT-free, but caches, pools and the Go
@@ -285,16 +314,18 @@ func TestThroughput(t *testing.T) {
 	profile := os.Getenv(ProfileEnv)
 	for run := range cfg.runs {
 		for mi, m := range mixes {
-			for vi, v := range m.variants {
-				prof := ""
-				if profile != "" && run == 0 && mi == 0 && vi == 0 {
-					prof = filepath.Join(profile, "hdns.perf.data")
+			t.Run(m.key, func(t *testing.T) {
+				for vi, v := range m.variants {
+					prof := ""
+					if profile != "" && run == 0 && mi == 0 && vi == 0 {
+						prof = filepath.Join(profile, "hdns.perf.data")
+					}
+					r := dnsperf(t, v.srv, v.file, m.tcp, cfg.duration, prof)
+					t.Logf("run %d %-40s %-30s %9.0f qps lost %d avg %.3f ms cpu %v/q rss %d MiB %s",
+						run+1, m.name, v.label, r.qps, r.lost, r.avgLat*1e3, r.cpuPerQuery, r.rss>>20, r.rcodes)
+					results[[2]int{mi, vi}] = append(results[[2]int{mi, vi}], r)
 				}
-				r := dnsperf(t, v.srv, v.file, m.tcp, cfg.duration, prof)
-				t.Logf("run %d %-40s %-30s %9.0f qps lost %d avg %.3f ms cpu %v/q rss %d MiB %s",
-					run+1, m.name, v.label, r.qps, r.lost, r.avgLat*1e3, r.cpuPerQuery, r.rss>>20, r.rcodes)
-				results[[2]int{mi, vi}] = append(results[[2]int{mi, vi}], r)
-			}
+			})
 		}
 	}
 	for _, s := range []*server{h, co, kn, fl} {
@@ -309,11 +340,17 @@ func TestThroughput(t *testing.T) {
 		machine(), cfg.runs, cfg.duration, serverCore, perfClients, perfOutstanding, clientCore)
 	b.WriteString("| mix | server | qps (median) | qps ÷ CoreDNS | qps ÷ Knot | qps per run | lost | latency avg / max (ms) | CPU µs/query | CPU ÷ CoreDNS | CPU ÷ Knot | RSS (MiB) | response (B) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---:|\n")
-	var hot3CPU map[string]float64 // the 3-record mix's, for the floor line
+	var hot3CPU, sizeCPU map[string]float64 // for the lines below the table
 	for mi, m := range mixes {
+		if len(results[[2]int{mi, 0}]) == 0 {
+			continue // not run (-run)
+		}
 		med, cpu := map[string]float64{}, map[string]float64{}
-		if mi == 0 {
+		switch m.key {
+		case "hot3":
 			hot3CPU = cpu
+		case "size":
+			sizeCPU = cpu
 		}
 		for vi, v := range m.variants {
 			med[v.label] = median(results[[2]int{mi, vi}], func(r perfResult) float64 { return r.qps })
@@ -347,9 +384,20 @@ func TestThroughput(t *testing.T) {
 		fmt.Fprintf(&b, "\n%s: hdns's UDP loop (server/udpio) answering every query with hdns's own 3-record reply (test/bench/udpfloor). On the 3-record mix, CPU per query over the floor's: hdns %.2f (above 1 is its answer path; on this machine one server's medians move by 5–15%% between runs), Knot %.2f, CoreDNS %.2f. An answer path that cost nothing would make hdns %.2f× cheaper than CoreDNS on this machine.\n",
 			floorLabel, hot3CPU["hdns"]/f, hot3CPU["Knot"]/f, hot3CPU["CoreDNS"]/f, hot3CPU["CoreDNS"]/f)
 	}
+	if ref := sizeCPU[ll1Label(ll1Sizes[0])]; ref > 0 {
+		var ratios []string
+		for _, n := range ll1Sizes[1:] {
+			ratios = append(ratios, fmt.Sprintf("%d endpoints %.2f", n, sizeCPU[ll1Label(n)]/ref))
+		}
+		fmt.Fprintf(&b, "\n%s by Service size: CPU per query over the %d-endpoint Service's: %s (1 is flat in the Service's size).\n",
+			ll1Policy, ll1Sizes[0], strings.Join(ratios, ", "))
+	}
 	fmt.Fprintf(&b, "\nVersions: %s.\n", versions(t, true))
 	report(t, b.String())
 }
+
+// ll1Label is the label of the ll1Policy row over n endpoints.
+func ll1Label(n int) string { return fmt.Sprintf("hdns, %d endpoints", n) }
 
 // median returns the median of f over rs (the mean of the middle two for
 // an even count).
