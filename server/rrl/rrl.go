@@ -7,8 +7,9 @@
 // query. TCP replies are never limited: TCP proves the source address.
 //
 // Accounts live in a fixed table of atomic words indexed by a keyed hash:
-// no lock, no allocation per reply. It reads replies as packed bytes and
-// must not import the answer, zone or policy packages, nor the server's.
+// no lock, no allocation per reply. It reads replies as packed bytes: of
+// hdns it imports server/wire alone, never answer, zone, policy or the
+// server package, which calls it.
 package rrl
 
 import (
