@@ -205,31 +205,36 @@ func (l *Limiter) debit(a *account, tag uint64, rate, floor int64) int64 {
 
 // key hashes what identifies the account of reply to client: the
 // client's prefix and the kind of reply, and for a non-error reply its
-// question, name in lower case.
+// question, name in lower case. The prefix is hashed with the Limiter's
+// secret seed, so that nobody outside can aim at a slot; the question is
+// folded in byte by byte (FNV-1a) and the sum mixed (murmur3's finalizer).
 func (l *Limiter) key(client netip.Addr, reply []byte) (uint64, int) {
 	bits := l.v6
 	if client.Is4() {
 		bits = l.v4
 	}
 	prefix, _ := client.Prefix(bits)
-	var buf [16 + 1 + 255 + 4]byte
 	a := prefix.Addr().As16()
-	n := copy(buf[:], a[:])
-	kind := kindResponse
+	h := maphash.Bytes(l.seed, a[:])
 	end, err := wire.QuestionsEnd(reply)
-	if reply[3]&0xF != 0 || err != nil || reply[5] != 1 || reply[4] != 0 || end-wire.HeaderLen > 255+4 {
-		kind = kindError
+	if reply[3]&0xF != 0 || err != nil || reply[4] != 0 || reply[5] != 1 {
+		return mix(h ^ kindError), kindError
 	}
-	buf[n] = byte(kind)
-	n++
-	if kind == kindResponse {
-		for _, c := range reply[wire.HeaderLen:end] {
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			buf[n] = c
-			n++
+	for _, c := range reply[wire.HeaderLen:end] {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
 		}
+		h = (h ^ uint64(c)) * 0x100000001b3
 	}
-	return maphash.Bytes(l.seed, buf[:n]), kind
+	return mix(h), kindResponse
+}
+
+// mix is murmur3's 64-bit finalizer: every bit of h moves every bit of
+// the result, whose low bits index the table and high bits tag the slot.
+func mix(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return h ^ h>>33
 }
