@@ -26,6 +26,7 @@ import (
 
 	"github.com/hdns-dev/hdns/server/answer"
 	"github.com/hdns-dev/hdns/server/forward"
+	"github.com/hdns-dev/hdns/server/rrl"
 	"github.com/hdns-dev/hdns/server/udpio"
 	"github.com/hdns-dev/hdns/server/wire"
 )
@@ -58,6 +59,10 @@ type Server struct {
 	// MaxTCPConnsPerClient caps one source address's concurrent TCP
 	// connections; 0 means MaxTCPConns/8.
 	MaxTCPConnsPerClient int
+	// RateLimit, when set, limits the UDP replies of the Responder per
+	// client prefix (drops them, or slips them as a question with TC); TCP
+	// replies and forwarded ones are never limited.
+	RateLimit *rrl.Limiter
 	// Metrics, when set, counts TCP connections accepted, refused and
 	// closed by the server.
 	Metrics *Metrics
@@ -145,11 +150,12 @@ func (s *Server) serveUDP() { s.udp.Serve(s.answerUDP(new(answer.Scratch))) }
 // hands queries that go upstream to forwardUDP.
 func (s *Server) answerUDP(scratch *answer.Scratch) udpio.Answer {
 	return func(pkt []byte, from netip.AddrPort, src []byte) []byte {
-		out, result := s.respond(pkt, from.Addr().Unmap(), false, scratch)
+		client := from.Addr().Unmap()
+		out, result := s.respond(pkt, client, false, scratch)
 		if result == answer.Forward {
 			s.forwardUDP(bytes.Clone(pkt), bytes.Clone(src), from)
 		}
-		return out
+		return s.RateLimit.Limit(client, out)
 	}
 }
 

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server/forward"
+	"github.com/hdns-dev/hdns/server/rrl"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -65,6 +67,7 @@ type config struct {
 	cacheMaxTTL                  time.Duration
 	pods                         string
 	coredns                      corednsFlags
+	rrl                          rrlFlags
 }
 
 // corednsFlags are the flags of adoption through CoreDNS (package adopt).
@@ -124,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.pods, "pods", "disabled", `"insecure" answers <dashed-ip>.<namespace>.pod.<zone> like CoreDNS; "disabled" does not`)
 	fs.Var(&c.nsAddrs, "ns-address", "address answered for ns.dns.<zone>, the apex NS target, repeatable")
 	c.coredns.register(fs)
+	c.rrl.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			// run, which main.go owns, knows the standard library's.
@@ -298,4 +302,51 @@ func (c *config) validateLoad() error {
 type prometheusAuth struct {
 	bearerTokenFile           string
 	caFile, certFile, keyFile string
+}
+
+// rrlFlags are the --rrl-* flags: response rate limiting of UDP replies,
+// off unless --rrl-responses-per-second is set.
+type rrlFlags struct {
+	responses, errors, slip int
+	window                  time.Duration
+	ipv4Prefix, ipv6Prefix  int
+}
+
+func (r *rrlFlags) register(fs *pflag.FlagSet) {
+	fs.IntVar(&r.responses, "rrl-responses-per-second", 0, "response rate limiting: UDP answers per second one client prefix gets for one name and type; over it, replies are dropped or slipped (TCP is never limited); 0 disables it")
+	fs.IntVar(&r.errors, "rrl-errors-per-second", 0, "rate of UDP error replies (NXDOMAIN, REFUSED, ...) one client prefix gets, for all names together (default --rrl-responses-per-second)")
+	fs.DurationVar(&r.window, "rrl-window", 15*time.Second, "longest a limited client prefix waits after its flood stops (the debt an account may run up: window × rate)")
+	fs.IntVar(&r.slip, "rrl-slip", 2, "every Nth limited reply goes out as its question alone with TC set, so that real clients retry over TCP; 0 drops them all")
+	fs.IntVar(&r.ipv4Prefix, "rrl-ipv4-prefix-length", 24, "IPv4 clients in one prefix of this length share their rates")
+	fs.IntVar(&r.ipv6Prefix, "rrl-ipv6-prefix-length", 56, "IPv6 clients in one prefix of this length share their rates")
+}
+
+// config is the limiter's configuration; ok is false when rate limiting is off.
+func (r *rrlFlags) config() (c rrl.Config, ok bool, err error) {
+	c = rrl.Config{ResponsesPerSecond: r.responses, ErrorsPerSecond: r.errors, Window: r.window, Slip: r.slip,
+		IPv4PrefixLen: r.ipv4Prefix, IPv6PrefixLen: r.ipv6Prefix}
+	if r.responses == 0 {
+		if r.errors != 0 {
+			return c, false, errors.New("--rrl-errors-per-second needs --rrl-responses-per-second")
+		}
+		return c, false, nil
+	}
+	if r.ipv4Prefix == 0 || r.ipv6Prefix == 0 {
+		return c, false, errors.New("--rrl-ipv4-prefix-length and --rrl-ipv6-prefix-length must not be 0")
+	}
+	if err := c.Check(); err != nil {
+		return c, false, fmt.Errorf("--rrl-*: %w", err)
+	}
+	return c, true, nil
+}
+
+// limiter is the rate limiter the flags ask for, its metrics registered
+// with reg, or nil when rate limiting is off.
+func (r *rrlFlags) limiter(reg prometheus.Registerer) (*rrl.Limiter, error) {
+	c, ok, err := r.config()
+	if !ok || err != nil {
+		return nil, err
+	}
+	c.Metrics = rrl.NewMetrics(reg)
+	return rrl.New(c)
 }

@@ -111,6 +111,9 @@ func run(ctx, drain context.Context, args []string, stdout, stderr io.Writer) in
 	if err == nil {
 		fwd.forwarder, fwd.allow, err = cfg.forwarding()
 	}
+	if err == nil {
+		_, _, err = cfg.rrl.config()
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "hdns:", err)
 		return 2
@@ -157,6 +160,9 @@ func serve(ctx, drain context.Context, cfg *config, opts *zone.Options, fwd forw
 		PodRecords: cfg.pods == "insecure",
 	}
 	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log, Metrics: server.NewMetrics(reg)}
+	if dnsServer.RateLimit, err = cfg.rrl.limiter(reg); err != nil {
+		return err
+	}
 	if fwd.forwarder != nil {
 		responder.ForwardAllow = fwd.allow
 		dnsServer.Forward = fwd.forwarder

@@ -45,6 +45,9 @@ func FuzzRespond(f *testing.F) {
 		f.Add(wire, true)
 	}
 	f.Add([]byte{0, 1, 0x28, 0, 0, 1, 0, 0, 0, 0, 0, 0}, false) // UPDATE, no question
+	for _, edns := range []bool{false, true} {
+		f.Add(signedQuery(f, "web-headless.awx.svc.cluster.local.", "key.", edns), false)
+	}
 	var o oracle
 	f.Fuzz(func(t *testing.T, pkt []byte, tcp bool) {
 		var s Scratch

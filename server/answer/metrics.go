@@ -12,7 +12,7 @@ var (
 	countedTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypePTR, dns.TypeTXT, dns.TypeCNAME,
 		dns.TypeSOA, dns.TypeNS, dns.TypeANY, dns.TypeHTTPS, dns.TypeSVCB, dns.TypeMX}
 	countedRcodes = []int{dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError,
-		dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers}
+		dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeNotAuth, dns.RcodeBadVers}
 )
 
 const otherLabel = "other"

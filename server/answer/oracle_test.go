@@ -23,6 +23,7 @@ type oracle struct {
 	opt       dns.OPT
 	hasOpt    bool
 	ecs       dns.EDNS0_SUBNET
+	tsig      dns.TSIG
 	// usedClient is set when the answer depended on who asked;
 	// outOfZone for an IN question outside every zone.
 	usedClient, outOfZone bool
@@ -66,6 +67,10 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 			reqOpt = opt
 		}
 	}
+	if t := req.IsTsig(); oracleTSIGs(req) > 0 && (t == nil || t.Algorithm == "") || oracleTSIGs(req) > 1 {
+		m.Rcode = dns.RcodeFormatError
+		return o.finish(m, limit), false
+	}
 	var ecs *dns.EDNS0_SUBNET
 	o.hasOpt = reqOpt != nil
 	if reqOpt != nil {
@@ -86,6 +91,9 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 				ecs = e
 			}
 		}
+	}
+	if t := req.IsTsig(); t != nil {
+		return o.badKey(m, t, limit), false
 	}
 	if req.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeNotImplemented
@@ -127,6 +135,40 @@ func (o *oracle) respond(r *Responder, pkt []byte, client netip.Addr, tcp bool) 
 		o.opt.Option = append(o.opt.Option, &o.ecs)
 	}
 	return o.finishEDNS(m, limit), false
+}
+
+// oracleTSIGs counts the TSIG records of req, in every section.
+func oracleTSIGs(req *dns.Msg) int {
+	n := 0
+	for _, rr := range slices.Concat(req.Answer, req.Ns, req.Extra) {
+		if rr.Header().Rrtype == dns.TypeTSIG {
+			n++
+		}
+	}
+	return n
+}
+
+// badKey is the reply to a query signed with t, a key nobody knows:
+// NOTAUTH, the question, the OPT, and an unsigned TSIG with error BADKEY;
+// without the TSIG and with TC when that does not fit.
+func (o *oracle) badKey(m *dns.Msg, t *dns.TSIG, limit int) []byte {
+	m.Rcode = dns.RcodeNotAuth
+	m.RecursionDesired, m.CheckingDisabled = o.req.RecursionDesired, o.req.CheckingDisabled
+	m.Question = o.req.Question
+	if o.hasOpt {
+		m.Extra = append(m.Extra, &o.opt)
+	}
+	o.tsig = dns.TSIG{
+		Hdr:       dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: t.Algorithm, TimeSigned: t.TimeSigned, Fudge: t.Fudge,
+		OrigId: o.req.Id, Error: dns.RcodeBadKey,
+	}
+	m.Extra = append(m.Extra, &o.tsig)
+	if out, err := m.Pack(); err == nil && len(out) > limit {
+		m.Extra = m.Extra[:len(m.Extra)-1]
+		m.Truncated = true
+	}
+	return o.finish(m, limit)
 }
 
 // oracleExact reports whether the records miekg/dns unpacked from pkt are

@@ -25,6 +25,10 @@ type plan struct {
 	// set by usedClient.
 	opt, ecs bool
 	subnet   netip.Addr
+	// tsigError, when set, is the TSIG error of the reply's unsigned TSIG
+	// record, which goes after the OPT and is cut (with TC) when the reply
+	// does not fit.
+	tsigError uint16
 	// usedClient is set when the answer depended on who asked.
 	usedClient bool
 	// outOfZone is set for an IN question outside every zone.
@@ -67,7 +71,7 @@ func (r *Responder) planReply(q *query, source netip.Addr, s *Scratch) Result {
 	p := &s.plan
 	p.reset()
 	p.rcode = dns.RcodeFormatError
-	if q.malformed || q.opts > 1 {
+	if q.malformed || q.opts > 1 || q.badTSIG {
 		// The header is all there is to trust: a fresh one.
 		return Reply
 	}
@@ -78,6 +82,14 @@ func (r *Responder) planReply(q *query, source netip.Addr, s *Scratch) Result {
 		// BADVERS keeps the question (as Knot does), so that the client
 		// can match it to its query.
 		p.rcode = dns.RcodeBadVers
+		p.echo(q)
+		return Reply
+	}
+	if q.tsig != nil {
+		// hdns holds no TSIG keys, so every key is unknown: NOTAUTH with
+		// an unsigned BADKEY TSIG (RFC 8945 5.2.1), whatever the opcode
+		// and wherever the name.
+		p.rcode, p.tsigError = dns.RcodeNotAuth, dns.RcodeBadKey
 		p.echo(q)
 		return Reply
 	}

@@ -42,6 +42,14 @@ type query struct {
 	udpSize uint16
 	hasECS  bool
 	ecs     ecsOption
+
+	// tsig is the query's TSIG record, the last additional record, which
+	// parseMsg alone reads (parseWire takes no record but an OPT); it
+	// aliases the Scratch's unpacked message. badTSIG: a TSIG record
+	// stands elsewhere, there are several (RFC 8945 5.2), or it has no
+	// data.
+	tsig    *dns.TSIG
+	badTSIG bool
 }
 
 // ecsOption is an EDNS Client Subnet option as a query carries it,
@@ -237,6 +245,7 @@ func parseMsg(pkt []byte, q *query, req *dns.Msg) {
 		q.qtype, q.qclass = first.Qtype, first.Qclass
 		q.asked, q.lower = first.Name, wire.Lower(first.Name)
 	}
+	q.tsig, q.badTSIG = tsigOf(req)
 	var opt *dns.OPT
 	for _, rr := range req.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
@@ -259,6 +268,27 @@ func parseMsg(pkt []byte, q *query, req *dns.Msg) {
 			}
 		}
 	}
+}
+
+// tsigOf returns the TSIG record of req, and bad when a TSIG record is
+// anywhere but last among the additional records or there are several (a
+// TSIG record must be the message's last record, RFC 8945 5.1), or when
+// it has no data (miekg/dns unpacks it with an empty algorithm name).
+func tsigOf(req *dns.Msg) (tsig *dns.TSIG, bad bool) {
+	for _, section := range [...][]dns.RR{req.Answer, req.Ns, req.Extra} {
+		for _, rr := range section {
+			if t, ok := rr.(*dns.TSIG); ok {
+				if tsig != nil {
+					return nil, true
+				}
+				tsig = t
+			}
+		}
+	}
+	if tsig != nil && (tsig != req.IsTsig() || tsig.Algorithm == "") {
+		return nil, true
+	}
+	return tsig, false
 }
 
 // wellFormed reports whether pkt holds exactly the records its header

@@ -79,6 +79,15 @@ func (w *writer) write(q *query, p *plan, s *Scratch, limit int) ([]byte, error)
 		w.opt(q, p)
 		w.ar++
 	}
+	if p.tsigError != 0 {
+		end := len(w.b)
+		if !w.tsig(q.tsig, q.id, p.tsigError) {
+			return nil, errUnpackable
+		}
+		if w.ar++; len(w.b) > limit {
+			w.b, w.ar, w.tc = w.b[:end], w.ar-1, true
+		}
+	}
 	if w.tc {
 		w.b[2] |= 0x02
 	}
@@ -313,6 +322,27 @@ func (w *writer) opt(q *query, p *plan) {
 		a := p.subnet.As16()
 		w.b = append(w.b, a[:alen]...)
 	}
+}
+
+// tsig appends the unsigned TSIG record of an error reply to a query
+// signed with t (RFC 8945 5.3.2): t's key, algorithm, time signed and
+// fudge, no MAC, the query's id, the error, no other data. The owner is
+// compressed, the algorithm is not, as miekg/dns packs them.
+func (w *writer) tsig(t *dns.TSIG, id, tsigError uint16) bool {
+	if !w.name(t.Hdr.Name, true) {
+		return false
+	}
+	w.b = appendRRHeader(w.b, dns.TypeTSIG, dns.ClassANY, 0)
+	w.b = append(w.b, 0, 0)
+	start := len(w.b)
+	if !w.name(t.Algorithm, false) {
+		return false
+	}
+	ts := t.TimeSigned
+	w.b = append(w.b, byte(ts>>40), byte(ts>>32), byte(ts>>24), byte(ts>>16), byte(ts>>8), byte(ts),
+		byte(t.Fudge>>8), byte(t.Fudge), 0, 0, byte(id>>8), byte(id), byte(tsigError>>8), byte(tsigError), 0, 0)
+	binary.BigEndian.PutUint16(w.b[start-2:], uint16(len(w.b)-start))
+	return true
 }
 
 // ecsLen is the length of the address of a client subnet option: as many

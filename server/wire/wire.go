@@ -95,6 +95,39 @@ func Truncate(out []byte, limit int) ([]byte, error) {
 	return out, nil
 }
 
+// QuestionsEnd returns the offset after the question section of the
+// packed message out.
+func QuestionsEnd(out []byte) (int, error) {
+	if len(out) < HeaderLen {
+		return 0, errShortReply
+	}
+	off := HeaderLen
+	var err error
+	for range int(binary.BigEndian.Uint16(out[4:])) {
+		if off, err = skipName(out, off); err != nil {
+			return 0, err
+		}
+		if off += 4; off > len(out) {
+			return 0, errShortReply
+		}
+	}
+	return off, nil
+}
+
+// QuestionOnly cuts a packed reply in place to its header and questions,
+// with no records and TC set: the smallest reply that sends a client to
+// TCP, never longer than the query it answers.
+func QuestionOnly(out []byte) ([]byte, error) {
+	end, err := QuestionsEnd(out)
+	if err != nil {
+		return nil, err
+	}
+	out = out[:end]
+	out[2] |= 0x02
+	clear(out[6:HeaderLen])
+	return out, nil
+}
+
 // trailingOPT returns the last of the n additional records starting at
 // off when it is an OPT record, else nil.
 func trailingOPT(out []byte, off, n int) ([]byte, error) {
