@@ -70,8 +70,9 @@ type hdnsProcess struct {
 	p *testproc.Proc
 }
 
-// startHDNS runs hdns with args plus --listen, --http-listen and
-// --admin-listen on free loopback ports (args must not set those three), waits until it logs where it
+// startHDNS runs hdns with args plus --listen (unless args set it),
+// --http-listen and --admin-listen on free loopback ports (args must not
+// set those two), waits until it logs where it
 // serves and /readyz answers 200, and stops it at the end of t. It fails t
 // when hdns exits or is not ready within startTimeout, and when it exits
 // before the end of t; on failure its output is logged.
@@ -86,7 +87,10 @@ func startHDNS(t *testing.T, args ...string) *hdnsProcess {
 		}
 		ttl = d
 	}
-	args = append(slices.Clone(args), "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	args = append(slices.Clone(args), "--http-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	if len(flagValues(args, "listen")) == 0 {
+		args = append(args, "--listen", "127.0.0.1:0")
+	}
 	h := &hdnsProcess{TTL: uint32(ttl / time.Second), p: testproc.Start(t, "hdns", exec.Command(bin, args...))}
 	begin := time.Now()
 	m, err := h.p.WaitLine(testproc.HDNSServing, startTimeout)
