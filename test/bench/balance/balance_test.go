@@ -91,6 +91,12 @@ type config struct {
 	// replicas are the numbers of hdns replicas compared; 1 runs every
 	// policy, more run least-loaded, first=1 only (replicaPolicy).
 	replicas []int
+	// pinned makes each cache forward to one replica (cache c to replica
+	// c mod R), as a node's cache does when it forwards to the replica on
+	// its own node; otherwise a cache lists every replica and draws one
+	// per query (forward's random policy), so that the copies of one
+	// question (see model) may reach different replicas.
+	pinned bool
 }
 
 func benchConfig(t *testing.T) config {
@@ -121,6 +127,13 @@ func benchConfig(t *testing.T) config {
 		c.caches = 4
 		c.replicas = []int{1, 2}
 	}
+	switch v := os.Getenv("HDNS_BENCH_FORWARD"); v {
+	case "", "random":
+	case "pinned":
+		c.pinned = true
+	default:
+		t.Fatalf("HDNS_BENCH_FORWARD=%q: want random or pinned", v)
+	}
 	if v := os.Getenv("HDNS_BENCH_REPLICAS"); v != "" {
 		c.replicas = nil
 		for _, f := range strings.Split(v, ",") {
@@ -146,6 +159,14 @@ func benchConfig(t *testing.T) config {
 	return c
 }
 
+// forwarding says how the caches reach R hdns replicas.
+func (c config) forwarding() string {
+	if c.pinned {
+		return "each cache forwards to one (cache c to replica c mod R, HDNS_BENCH_FORWARD=pinned)"
+	}
+	return "each cache forwards to all R (CoreDNS forward with several upstreams, its default random policy: a replica drawn per query)"
+}
+
 func (c config) model() string {
 	return fmt.Sprintf(`Model. Backends: one TCP listener per pod. Pods get ordinary IPs 10.244.a.b, which the clients map to 127.244.a.b in
 their dialer: a Pod with a 127.0.0.x IP is accepted, but its endpoint never reaches the EndpointSlice (checked: the slice stays
@@ -156,8 +177,7 @@ net.Dial sees it; glibc: getaddrinfo AF_UNSPEC/SOCK_STREAM in a C program, name 
 threads (glibc cannot choose its query source: all are 127.0.0.1).
 direct: every client asks the authoritative server (hdns, or CoreDNS kubernetes) itself.
 Replicas: rows marked "R hdns" (least-loaded, first=1 only) are served by R hdns processes, each watching the API on its own and
-keeping its own ledger, as a Deployment's replicas do: each cache forwards to all R (CoreDNS forward with several upstreams,
-its default random policy: a replica drawn per query), each direct client asks one (host or thread i asks replica i mod R).
+keeping its own ledger, as a Deployment's replicas do: %s, each direct client asks one (host or thread i asks replica i mod R).
 cache paths: %d CoreDNS caches per style (a node's NodeLocal DNSCache, or a CoreDNS replica), each with its own client population
 (%d Go hosts, %d glibc threads), "cache 30" (+ "loadbalance" for kubeadm), forwarding to hdns / to CoreDNS kubernetes from its own
 address (forward's source_address 127.53.s.c, as each node's cache or replica has its own), without ECS: like those caches
@@ -175,7 +195,7 @@ pods, backends and clients: hdns keeps one handout ledger per pod, shared by all
 "hdns answers max/mean" (first=1 only) is hdns's own count of first places per pod over the steady window (hdns_policy_endpoint_handouts_total),
 a diagnostic beside the ground truth: what hdns answered, against what the clients then did. It counts a cache's copies of one
 question too, which hdns answers alike and counts once in its ledger, so through caches it reads above what hdns balanced.`,
-		c.goPause, c.gaiPause, c.caches*c.goHostsPerCache, c.caches*c.glibcThreadsPerC, c.caches, c.goHostsPerCache, c.glibcThreadsPerC,
+		c.goPause, c.gaiPause, c.caches*c.goHostsPerCache, c.caches*c.glibcThreadsPerC, c.forwarding(), c.caches, c.goHostsPerCache, c.glibcThreadsPerC,
 		c.ttl, c.ttl, c.steady, int(c.steady.Seconds())/c.ttl, int(c.steady.Seconds())/c.ttl,
 		c.warm, c.steady, c.tail, c.window)
 }
@@ -315,9 +335,10 @@ func TestBalance(t *testing.T) {
 	kubeconfig := cp.KubeconfigPath
 	// hs are the hdns replicas, each watching the API on its own and
 	// keeping its own ledger; a scenario with R replicas uses hs[:R].
+	args := []string{"--kubeconfig", kubeconfig, "--endpoint-metrics", "--zone", "lb.cluster.local.", "--ttl", fmt.Sprintf("%ds", cfg.ttl)}
 	var hs []*hdnsProc
 	for range slices.Max(cfg.replicas) {
-		hs = append(hs, startHDNS(t, hdnsBin, "--kubeconfig", kubeconfig, "--endpoint-metrics", "--zone", "lb.cluster.local.", "--ttl", fmt.Sprintf("%ds", cfg.ttl)))
+		hs = append(hs, startHDNS(t, hdnsBin, args...))
 	}
 	dnsAddrs := []string{k8sAddr}
 	for _, r := range cfg.replicas {
@@ -379,6 +400,10 @@ func TestBalance(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "balance.md"), []byte(report), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i, h := range hs {
+		copies, err := h.metric("hdns_policy_copies_total")
+		t.Logf("hdns replica %d: hdns_policy_copies_total %v (%v)", i+1, copies, err)
 	}
 	t.Logf("benchmark took %v", time.Since(began).Round(time.Second))
 }
@@ -486,6 +511,10 @@ func corefile(cfg config, kubeconfig string, hs []*hdnsProc) string {
 			}
 			for c := range cfg.caches {
 				addr := cacheAddr(p.style, r, c)
+				upstreams := upstreams
+				if cfg.pinned {
+					upstreams = upstreams[c%r : c%r+1]
+				}
 				fmt.Fprintf(&b, "lb.cluster.local:%s {\n    bind %s\n%s%s    forward . %s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, strings.Join(upstreams, " "), addr)
 				fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n%s%s    forward . %s:%s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, k8sAddr, dnsPort, addr)
 			}
