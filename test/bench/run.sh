@@ -17,7 +17,9 @@
 # Environment: HDNS_BENCH_SMOKE, HDNS_BENCH_RUNS (3), HDNS_BENCH_DURATION
 # (10s per dnsperf run), HDNS_BENCH_SCALES (1000,10000,50000),
 # HDNS_BENCH_CHANGES (50), HDNS_BENCH_SIZES (balance: 3,10,50),
-# HDNS_BENCH_ONLY (balance: policy keys, e.g. ll1,k8s), HDNS_BENCH_PROFILE (directory: perf record of
+# HDNS_BENCH_ONLY (balance: policy keys, e.g. ll1,k8s), HDNS_BENCH_REPLICAS
+# (balance: hdns replica counts, 1,2,3), HDNS_BENCH_FORWARD (balance: random
+# or pinned, how caches reach the replicas), HDNS_BENCH_PROFILE (directory: perf record of
 # hdns during the first 3-record run), HDNS_BENCH_OUT (directory for
 # report.md, balance.md and go-test.log; default a new /tmp/hdns-bench-*
 # directory), HDNS_BENCH_PKGS (packages, default ./test/bench/...).
@@ -52,7 +54,7 @@ rm -f "$out/balance.md"
 
 # The command as run, with the variables that shaped it.
 command="test/bench/run.sh"
-for v in HDNS_BENCH_SMOKE HDNS_BENCH_RUNS HDNS_BENCH_DURATION HDNS_BENCH_SCALES HDNS_BENCH_CHANGES HDNS_BENCH_PROFILE HDNS_BENCH_TTL HDNS_BENCH_SIZES HDNS_BENCH_ONLY HDNS_BENCH_PKGS; do
+for v in HDNS_BENCH_SMOKE HDNS_BENCH_RUNS HDNS_BENCH_DURATION HDNS_BENCH_SCALES HDNS_BENCH_CHANGES HDNS_BENCH_PROFILE HDNS_BENCH_TTL HDNS_BENCH_SIZES HDNS_BENCH_ONLY HDNS_BENCH_REPLICAS HDNS_BENCH_FORWARD HDNS_BENCH_PKGS; do
 	if [[ -n ${!v:-} ]]; then
 		command="$v=${!v} $command"
 	fi
