@@ -31,7 +31,8 @@ import (
 const (
 	rollLameduck = 2 * time.Second
 	// rollProbePeriod is how often the test, playing the kubelet, probes
-	// each replica's /readyz (the Deployment: 5 s).
+	// each replica's /readyz (the Deployment: 5 s); two failures in a row
+	// make it not ready.
 	rollProbePeriod = 200 * time.Millisecond
 	// rollPropagation is how long after the EndpointSlice changes the
 	// load generator, playing kube-proxy, starts following it (watch
@@ -146,8 +147,9 @@ type replica struct {
 	// terminating is set when the replica was sent SIGTERM (the pod's
 	// deletion).
 	terminating atomic.Bool
-	// ready is the kubelet's view of its readiness.
-	ready atomic.Bool
+	// failures counts the kubelet's consecutive failed probes; only the
+	// kubelet goroutine uses it.
+	failures int
 }
 
 // deployment runs the replicas, each on its own loopback address and the
@@ -244,15 +246,14 @@ func (d *deployment) createSlice() {
 
 // kubelet plays the kubelet and the EndpointSlice controller, which the
 // harness does not run: every rollProbePeriod it probes each replica's
-// /readyz, as the Deployment's readinessProbe does (failureThreshold 1
-// here), and writes the slice's conditions from the result: ready when
-// the probe passes and the pod is not terminating, serving when the probe
-// passes, terminating from SIGTERM on. A replica that exited leaves the
-// slice. (In a cluster the EndpointSlice controller marks a deleted pod
-// not ready at once, before any probe fails; following /readyz alone is
-// the slower path, and the one the lameduck must cover.)
+// /readyz, as the Deployment's readinessProbe does (timeout 1 s,
+// failureThreshold 2, successThreshold 1), and writes the slice's
+// conditions from the result: ready and serving while the probe passes,
+// terminating from SIGTERM on. A replica that exited leaves the slice.
+// (In a cluster the EndpointSlice controller also marks a deleted pod not
+// ready at once, before any probe fails; the test leaves that out and
+// follows /readyz alone, the slower path, which the lameduck must cover.)
 func (d *deployment) kubelet() {
-	probe := &http.Client{Timeout: rollProbePeriod}
 	tick := time.NewTicker(rollProbePeriod)
 	defer tick.Stop()
 	var written []discoveryv1.Endpoint
@@ -263,23 +264,21 @@ func (d *deployment) kubelet() {
 		case <-tick.C:
 		}
 		d.mu.Lock()
-		replicas := slices.Clone(d.replicas)
+		replicas := slices.DeleteFunc(slices.Clone(d.replicas), func(r *replica) bool { return !r.h.p.Alive() })
 		d.mu.Unlock()
+		passed := probeAll(replicas)
 		var eps []discoveryv1.Endpoint
-		for _, r := range replicas {
-			if !r.h.p.Alive() {
-				continue
+		for i, r := range replicas {
+			if passed[i] {
+				r.failures = 0
+			} else {
+				r.failures++
 			}
-			resp, err := probe.Get("http://" + r.h.HTTP + "/readyz")
-			passed := err == nil && resp.StatusCode == http.StatusOK
-			if err == nil {
-				resp.Body.Close()
-			}
-			r.ready.Store(passed && !r.terminating.Load())
+			ready := r.failures < 2
 			eps = append(eps, discoveryv1.Endpoint{
 				Addresses:  []string{r.podIP.String()},
 				TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: d.ns, Name: r.name},
-				Conditions: discoveryv1.EndpointConditions{Ready: new(r.ready.Load()), Serving: new(passed), Terminating: new(r.terminating.Load())},
+				Conditions: discoveryv1.EndpointConditions{Ready: new(ready), Serving: new(ready), Terminating: new(r.terminating.Load())},
 			})
 		}
 		if slices.EqualFunc(eps, written, endpointEqual) {
@@ -291,6 +290,25 @@ func (d *deployment) kubelet() {
 		}
 		written = eps
 	}
+}
+
+// probeAll GETs each replica's /readyz at once and reports which answered
+// 200 within a second.
+func probeAll(replicas []*replica) []bool {
+	probe := &http.Client{Timeout: time.Second}
+	passed := make([]bool, len(replicas))
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		wg.Go(func() {
+			resp, err := probe.Get("http://" + r.h.HTTP + "/readyz")
+			if err == nil {
+				passed[i] = resp.StatusCode == http.StatusOK
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	return passed
 }
 
 func endpointEqual(a, b discoveryv1.Endpoint) bool {
