@@ -18,7 +18,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hdns_dns_tcp_closed_total",
-			Help: "Accepted TCP connections closed, by reason: idle (no message within the idle timeout, 1s under pressure), unfinished_message (a message begun and not finished in time), client, malformed or error.",
+			Help: "Accepted TCP connections closed, by reason: idle (no message within the idle timeout, 1s under pressure, or none in progress when the server stops), unfinished_message (a message begun and not finished in time), client, malformed or error.",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.connections, m.closes)

@@ -123,8 +123,11 @@ func (s *Server) UDPAddr() netip.AddrPort { return s.udp.UDP.LocalAddr().(*net.U
 // TCPAddr is the bound TCP address; valid after Listen.
 func (s *Server) TCPAddr() netip.AddrPort { return s.tcp.Addr().(*net.TCPAddr).AddrPort() }
 
-// Serve answers queries until ctx is done, then closes the sockets and
-// waits for its goroutines. Listen must have been called.
+// Serve answers queries until ctx is done, then stops accepting: it closes
+// the UDP socket and the TCP listener, ends idle TCP connections at once,
+// and lets each connection inside a message finish reading, answering and
+// writing it, for up to TCPMessageTimeout, before closing it. It returns
+// once its goroutines have ended. Listen must have been called.
 func (s *Server) Serve(ctx context.Context) error {
 	workers := s.UDPWorkers
 	if workers <= 0 {

@@ -56,14 +56,36 @@ type tcpConn struct {
 	mu         sync.Mutex
 	lastActive time.Time
 	deadline   time.Time
+	// idle: the connection waits for a message to begin.
+	idle bool
+	// draining: the server stops; the connection ends when next idle.
+	draining bool
 }
 
 // arm sets the read deadline to timeout after now, the connection's
-// latest activity.
-func (c *tcpConn) arm(now time.Time, timeout time.Duration) {
+// latest activity; idle says whether it now waits for a message to begin.
+// A draining connection that turns idle gets the deadline now: it ends
+// instead of waiting.
+func (c *tcpConn) arm(now time.Time, timeout time.Duration, idle bool) {
 	c.mu.Lock()
-	c.lastActive, c.deadline = now, now.Add(timeout)
+	c.lastActive, c.deadline, c.idle = now, now.Add(timeout), idle
+	if idle && c.draining {
+		c.deadline = now
+	}
 	c.Conn.SetReadDeadline(c.deadline)
+	c.mu.Unlock()
+}
+
+// drain ends the connection once it has no message in progress: an idle
+// one at once (its read deadline becomes now); one inside a message keeps
+// its deadline, is answered, and ends when it next turns idle.
+func (c *tcpConn) drain(now time.Time) {
+	c.mu.Lock()
+	c.draining = true
+	if c.idle && now.Before(c.deadline) {
+		c.deadline = now
+		c.Conn.SetReadDeadline(now)
+	}
 	c.mu.Unlock()
 }
 
@@ -89,6 +111,8 @@ type tcpConns struct {
 	mu        sync.Mutex
 	all       map[*tcpConn]struct{}
 	perClient map[netip.Addr]int
+	// done is closed once every connection's goroutine has ended.
+	done chan struct{}
 }
 
 // add admits c, or says which limit refused it.
@@ -133,7 +157,23 @@ func (t *tcpConns) idleTimeout() time.Duration {
 	return t.limits.idle
 }
 
-func (t *tcpConns) closeAll() {
+// drain ends every connection once it has no message in progress, and
+// closes those still open after the message timeout; it returns when done
+// is closed. Closing the listener is the caller's.
+func (t *tcpConns) drain() {
+	t.mu.Lock()
+	now := time.Now()
+	for c := range t.all {
+		c.drain(now)
+	}
+	t.mu.Unlock()
+	limit := time.NewTimer(t.limits.message)
+	defer limit.Stop()
+	select {
+	case <-t.done:
+		return
+	case <-limit.C:
+	}
 	t.mu.Lock()
 	for c := range t.all {
 		c.Close()
@@ -141,13 +181,22 @@ func (t *tcpConns) closeAll() {
 	t.mu.Unlock()
 }
 
+// serveTCP accepts connections until the listener is closed, which Serve
+// does when ctx is done; the connections then drain, and it returns once
+// they have ended.
 func (s *Server) serveTCP(ctx context.Context) {
-	conns := &tcpConns{limits: s.tcpLimits(), all: map[*tcpConn]struct{}{}, perClient: map[netip.Addr]int{}}
+	conns := &tcpConns{limits: s.tcpLimits(), all: map[*tcpConn]struct{}{}, perClient: map[netip.Addr]int{}, done: make(chan struct{})}
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		close(conns.done)
+	}()
 	go func() {
-		<-ctx.Done()
-		conns.closeAll()
+		select {
+		case <-ctx.Done():
+			conns.drain()
+		case <-conns.done:
+		}
 	}()
 	for {
 		nc, err := s.tcp.Accept()
@@ -187,13 +236,13 @@ func (s *Server) serveConn(c *tcpConn, conns *tcpConns) (closed string) {
 	var lenBuf [2]byte
 	buf := make([]byte, 0, 512)
 	for {
-		c.arm(time.Now(), conns.idleTimeout())
+		c.arm(time.Now(), conns.idleTimeout(), true)
 		n, err := c.Read(lenBuf[:])
 		if err != nil {
 			return closeReason(err, "idle")
 		}
 		// A message has begun: the rest of it must follow promptly.
-		c.arm(time.Now(), min(conns.limits.message, conns.idleTimeout()))
+		c.arm(time.Now(), min(conns.limits.message, conns.idleTimeout()), false)
 		if n < len(lenBuf) {
 			if _, err := io.ReadFull(c, lenBuf[n:]); err != nil {
 				return closeReason(err, "unfinished_message")

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/hdns-dev/hdns/server/forward"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 )
 
@@ -143,5 +146,117 @@ func TestTCPRefusalsAreCounted(t *testing.T) {
 		if got := testutil.ToFloat64(metrics.connections.WithLabelValues(result)); got != want {
 			t.Errorf(`hdns_dns_tcp_connections_total{result=%q} = %v, want %v`, result, got, want)
 		}
+	}
+}
+
+// slowUpstream is a UDP resolver on 127.0.0.1 that answers every query
+// with one A record after delay.
+func slowUpstream(t *testing.T, delay time.Duration) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil {
+				continue
+			}
+			go func() {
+				time.Sleep(delay)
+				r := new(dns.Msg).SetReply(q)
+				r.Answer = append(r.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.IPv4(192, 0, 2, 1)})
+				if out, err := r.Pack(); err == nil {
+					pc.WriteToUDPAddrPort(out, from)
+				}
+			}()
+		}
+	}()
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TestTCPShutdownFinishesQueriesInFlight: when Serve's context ends, an
+// idle TCP connection is closed at once and new ones are not accepted,
+// while a query being answered (here, waiting 300 ms for its upstream)
+// and a query half sent are both answered before their connections close;
+// one that stalls inside its message is closed after the message timeout,
+// and Serve returns then.
+func TestTCPShutdownFinishesQueriesInFlight(t *testing.T) {
+	r := responderOf(fixture.Cluster(t))
+	r.ForwardAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	s := &Server{Addr: "127.0.0.1:0", Responder: r, TCPIdleTimeout: time.Minute, TCPMessageTimeout: time.Second,
+		Forward: &forward.Forwarder{Upstreams: []netip.AddrPort{slowUpstream(t, 300*time.Millisecond)}}}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { s.Serve(ctx); close(done) }()
+
+	idle := dialFrom(t, s, "127.0.0.1")
+	answering := &dns.Conn{Conn: dialFrom(t, s, "127.0.0.1")}
+	if err := answering.WriteMsg(fixture.Query("www.example.org.", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	query, err := fixture.Query("web.awx.svc.cluster.local.", dns.TypeA).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	framed := append([]byte{byte(len(query) >> 8), byte(len(query))}, query...)
+	halfSent := dialFrom(t, s, "127.0.0.1")
+	stalled := dialFrom(t, s, "127.0.0.1")
+	for _, c := range []net.Conn{halfSent, stalled} {
+		if _, err := c.Write(framed[:7]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the forwarded query waits for its upstream
+	stopped := time.Now()
+	cancel()
+
+	if !closedBy(idle, stopped.Add(500*time.Millisecond)) {
+		t.Error("an idle connection was still open 500 ms after Serve's context ended")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if c, err := net.DialTimeout("tcp", s.TCPAddr().String(), time.Second); err == nil {
+		if !closedBy(c, time.Now().Add(500*time.Millisecond)) {
+			t.Error("a new connection was accepted and kept after Serve's context ended")
+		}
+		c.Close()
+	}
+	if _, err := halfSent.Write(framed[7:]); err != nil {
+		t.Fatalf("finishing a half-sent query: %v", err)
+	}
+	for name, c := range map[string]*dns.Conn{"half sent": {Conn: halfSent}, "being answered": answering} {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		reply, err := c.ReadMsg()
+		if err != nil || reply.Rcode != dns.RcodeSuccess || len(reply.Answer) != 1 {
+			t.Errorf("query %s when Serve's context ended: %v, %v; want its answer", name, reply, err)
+			continue
+		}
+		if !closedBy(c.Conn, time.Now().Add(500*time.Millisecond)) {
+			t.Errorf("connection with a query %s still open after its answer", name)
+		}
+	}
+	if !closedBy(stalled, stopped.Add(3*time.Second)) {
+		t.Error("a connection stalled inside its message was still open 3 s after Serve's context ended")
+	}
+	select {
+	case <-done:
+		// The stalled message began 100 ms before the context ended: its
+		// 1 s timeout runs out about 900 ms after.
+		if took := time.Since(stopped); took < 500*time.Millisecond {
+			t.Errorf("Serve returned %v after its context ended, without waiting for the stalled message's 1 s timeout", took)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return 3 s after its context ended")
 	}
 }

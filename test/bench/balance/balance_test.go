@@ -88,6 +88,15 @@ type config struct {
 	goPause, gaiPause  time.Duration // pause between two connections of a client
 	window             time.Duration // sliding window of the scale-up measure
 	only               []string      // policy keys to run; nil runs all
+	// replicas are the numbers of hdns replicas compared; 1 runs every
+	// policy, more run least-loaded, first=1 only (replicaPolicy).
+	replicas []int
+	// pinned makes each cache forward to one replica (cache c to replica
+	// c mod R), as a node's cache does when it forwards to the replica on
+	// its own node; otherwise a cache lists every replica and draws one
+	// per query (forward's random policy), so that the copies of one
+	// question (see model) may reach different replicas.
+	pinned bool
 }
 
 func benchConfig(t *testing.T) config {
@@ -95,6 +104,7 @@ func benchConfig(t *testing.T) config {
 		sizes: []int{3, 10, 50}, warm: 3 * time.Second, steady: 20 * time.Second, tail: 15 * time.Second,
 		ttl: 1, caches: 16, goHostsPerCache: 2, glibcThreadsPerC: 1,
 		goPause: 100 * time.Millisecond, gaiPause: 100 * time.Millisecond, window: 5 * time.Second,
+		replicas: []int{1, 2, 3},
 	}
 	// For a quicker look at some rows: HDNS_BENCH_SIZES=10 and
 	// HDNS_BENCH_ONLY=ll1,k8s (policy keys: ordered rr random ll ll1 k8s).
@@ -115,6 +125,24 @@ func benchConfig(t *testing.T) config {
 		c.sizes = []int{3}
 		c.warm, c.steady, c.tail, c.window = time.Second, 2*time.Second, 2*time.Second, time.Second
 		c.caches = 4
+		c.replicas = []int{1, 2}
+	}
+	switch v := os.Getenv("HDNS_BENCH_FORWARD"); v {
+	case "", "random":
+	case "pinned":
+		c.pinned = true
+	default:
+		t.Fatalf("HDNS_BENCH_FORWARD=%q: want random or pinned", v)
+	}
+	if v := os.Getenv("HDNS_BENCH_REPLICAS"); v != "" {
+		c.replicas = nil
+		for _, f := range strings.Split(v, ",") {
+			r, err := strconv.Atoi(f)
+			if err != nil || r < 1 || r > maxReplicas {
+				t.Fatalf("HDNS_BENCH_REPLICAS=%q: want hdns replica counts from 1 to %d", v, maxReplicas)
+			}
+			c.replicas = append(c.replicas, r)
+		}
 	}
 	if v := os.Getenv("HDNS_BENCH_TTL"); v != "" {
 		ttl, err := strconv.Atoi(v)
@@ -131,6 +159,14 @@ func benchConfig(t *testing.T) config {
 	return c
 }
 
+// forwarding says how the caches reach R hdns replicas.
+func (c config) forwarding() string {
+	if c.pinned {
+		return "each cache forwards to one (cache c to replica c mod R, HDNS_BENCH_FORWARD=pinned)"
+	}
+	return "each cache forwards to all R (CoreDNS forward with several upstreams, its default random policy: a replica drawn per query)"
+}
+
 func (c config) model() string {
 	return fmt.Sprintf(`Model. Backends: one TCP listener per pod. Pods get ordinary IPs 10.244.a.b, which the clients map to 127.244.a.b in
 their dialer: a Pod with a 127.0.0.x IP is accepted, but its endpoint never reaches the EndpointSlice (checked: the slice stays
@@ -140,6 +176,8 @@ net.Dial sees it; glibc: getaddrinfo AF_UNSPEC/SOCK_STREAM in a C program, name 
 (Go %v, glibc %v). Populations: %d Go client hosts, each with its own source address 127.1.x.y, starting out of step; %d glibc
 threads (glibc cannot choose its query source: all are 127.0.0.1).
 direct: every client asks the authoritative server (hdns, or CoreDNS kubernetes) itself.
+Replicas: rows marked "R hdns" (least-loaded, first=1 only) are served by R hdns processes, each watching the API on its own and
+keeping its own ledger, as a Deployment's replicas do: %s, each direct client asks one (host or thread i asks replica i mod R).
 cache paths: %d CoreDNS caches per style (a node's NodeLocal DNSCache, or a CoreDNS replica), each with its own client population
 (%d Go hosts, %d glibc threads), "cache 30" (+ "loadbalance" for kubeadm), forwarding to hdns / to CoreDNS kubernetes from its own
 address (forward's source_address 127.53.s.c, as each node's cache or replica has its own), without ECS: like those caches
@@ -157,7 +195,7 @@ pods, backends and clients: hdns keeps one handout ledger per pod, shared by all
 "hdns answers max/mean" (first=1 only) is hdns's own count of first places per pod over the steady window (hdns_policy_endpoint_handouts_total),
 a diagnostic beside the ground truth: what hdns answered, against what the clients then did. It counts a cache's copies of one
 question too, which hdns answers alike and counts once in its ledger, so through caches it reads above what hdns balanced.`,
-		c.goPause, c.gaiPause, c.caches*c.goHostsPerCache, c.caches*c.glibcThreadsPerC, c.caches, c.goHostsPerCache, c.glibcThreadsPerC,
+		c.goPause, c.gaiPause, c.caches*c.goHostsPerCache, c.caches*c.glibcThreadsPerC, c.forwarding(), c.caches, c.goHostsPerCache, c.glibcThreadsPerC,
 		c.ttl, c.ttl, c.steady, int(c.steady.Seconds())/c.ttl, int(c.steady.Seconds())/c.ttl,
 		c.warm, c.steady, c.tail, c.window)
 }
@@ -171,16 +209,56 @@ question too, which hdns answers alike and counts once in its ledger, so through
 type spec struct {
 	policyKey, policy, client, service, fqdn string
 	subnet, n                                int
+	// replicas is how many hdns replicas serve the scenario: each cache
+	// forwards to all of them, each direct client asks one.
+	replicas int
 }
 
-const combosPerSlot = 2 * 6 // clients × (policies + CoreDNS kubernetes)
+const (
+	combosPerSlot = 2 * 6 // clients × (policies + CoreDNS kubernetes)
+	// replicaSubnets is the first pod subnet of the scenarios with more
+	// than one hdns replica, after the 3 paths × 3 sizes of slots.
+	replicaSubnets = 1 + 3*3*combosPerSlot
+	maxReplicas    = 4
+	// replicaPolicy is the policy the replica scenarios run: the
+	// recommended one, whose target they check.
+	replicaPolicy = "ll1"
+)
 
-// specs returns the scenarios of path p and size index s (size n).
-func specs(p, s, n int) []spec {
+// specs returns the scenarios of path p and size index s (size n): every
+// policy with one hdns, and replicaPolicy with each other replica count.
+func specs(replicas []int, p, s, n int) []spec {
+	var out []spec
+	if slices.Contains(replicas, 1) {
+		out = singleReplicaSpecs(p, s, n)
+	}
+	for _, r := range replicas {
+		if r == 1 {
+			continue
+		}
+		for ci, client := range clients {
+			sp := spec{policyKey: replicaPolicy, client: client, n: n, replicas: r,
+				subnet: replicaSubnets + (((r-2)*3+p)*3+s)*len(clients) + ci}
+			for _, pol := range policies {
+				if pol.key == replicaPolicy {
+					sp.policy = pol.spec
+				}
+			}
+			sp.service = fmt.Sprintf("%s-%s-%s-n%d-r%d", sp.policyKey, client, paths[p].key, n, r)
+			sp.fqdn = sp.service + "." + namespace + ".svc.lb.cluster.local."
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// singleReplicaSpecs returns the scenarios with one hdns of path p and
+// size index s (size n).
+func singleReplicaSpecs(p, s, n int) []spec {
 	var out []spec
 	for ci, client := range clients {
 		for pi := range len(policies) + 1 {
-			sp := spec{policyKey: "k8s", policy: corednsPolicy, client: client, n: n,
+			sp := spec{policyKey: "k8s", policy: corednsPolicy, client: client, n: n, replicas: 1,
 				subnet: 1 + (p*3+s)*combosPerSlot + ci*(len(policies)+1) + pi}
 			if pi < len(policies) {
 				sp.policyKey, sp.policy = policies[pi].key, policies[pi].spec
@@ -227,7 +305,7 @@ func TestBalance(t *testing.T) {
 	var pods []harness.PodOptions
 	for p := range paths {
 		for s, n := range cfg.sizes {
-			for _, sp := range specs(p, s, n) {
+			for _, sp := range specs(cfg.replicas, p, s, n) {
 				svcs = append(svcs, sp)
 				for i := range n {
 					pods = append(pods, podOptions(sp.subnet, i))
@@ -255,16 +333,24 @@ func TestBalance(t *testing.T) {
 	t.Logf("%d pods and %d Services created", len(pods), len(svcs))
 
 	kubeconfig := cp.KubeconfigPath
-	h := startHDNS(t, hdnsBin, "--kubeconfig", kubeconfig, "--endpoint-metrics", "--zone", "lb.cluster.local.", "--ttl", fmt.Sprintf("%ds", cfg.ttl))
+	// hs are the hdns replicas, each watching the API on its own and
+	// keeping its own ledger; a scenario with R replicas uses hs[:R].
+	args := []string{"--kubeconfig", kubeconfig, "--endpoint-metrics", "--zone", "lb.cluster.local.", "--ttl", fmt.Sprintf("%ds", cfg.ttl)}
+	var hs []*hdnsProc
+	for range slices.Max(cfg.replicas) {
+		hs = append(hs, startHDNS(t, hdnsBin, args...))
+	}
 	dnsAddrs := []string{k8sAddr}
-	for _, pa := range paths {
-		for c := range cfg.caches {
-			if pa.style != 0 {
-				dnsAddrs = append(dnsAddrs, cacheAddr(pa.style, c))
+	for _, r := range cfg.replicas {
+		for _, pa := range paths {
+			for c := range cfg.caches {
+				if pa.style != 0 {
+					dnsAddrs = append(dnsAddrs, cacheAddr(pa.style, r, c))
+				}
 			}
 		}
 	}
-	startCoreDNS(t, corednsBin, corefile(cfg, kubeconfig, h.DNS), dnsAddrs)
+	startCoreDNS(t, corednsBin, corefile(cfg, kubeconfig, hs), dnsAddrs)
 
 	// Every Service has its N endpoints in the API, in hdns and in CoreDNS.
 	deadline := time.Now().Add(3 * time.Minute)
@@ -273,21 +359,23 @@ func TestBalance(t *testing.T) {
 		if _, err := cp.WaitForEndpointSlices(ctx, namespace, sp.service, func(sl []discoveryv1.EndpointSlice) bool { return readyEndpoints(sl) == n }); err != nil {
 			t.Fatal(err)
 		}
-		for {
-			var got int
-			var err error
-			if sp.policyKey == "k8s" {
-				got, err = lookupAll(k8sAddr+":"+dnsPort, sp.fqdn)
-			} else {
-				got, err = h.candidates(sp.fqdn)
+		for _, h := range hs[:sp.replicas] {
+			for {
+				var got int
+				var err error
+				if sp.policyKey == "k8s" {
+					got, err = lookupAll(k8sAddr+":"+dnsPort, sp.fqdn)
+				} else {
+					got, err = h.candidates(sp.fqdn)
+				}
+				if err == nil && got == n {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %d endpoints served (error %v), want %d", sp.service, got, err, n)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-			if err == nil && got == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d endpoints served (error %v), want %d", sp.service, got, err, n)
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	t.Logf("all Services served by hdns and CoreDNS kubernetes after %v", time.Since(began).Round(time.Millisecond))
@@ -296,7 +384,7 @@ func TestBalance(t *testing.T) {
 	for s, n := range cfg.sizes {
 		for p, path := range paths {
 			t.Run(fmt.Sprintf("%s/N=%d", path.key, n), func(t *testing.T) {
-				rs := runSlot(t, cfg, cp, h, gaiBin, p, s, n)
+				rs := runSlot(t, cfg, cp, hs, gaiBin, p, s, n)
 				results = append(results, rs...)
 				t.Logf("\n%s", table(rs))
 			})
@@ -312,6 +400,10 @@ func TestBalance(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "balance.md"), []byte(report), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for i, h := range hs {
+		copies, err := h.metric("hdns_policy_copies_total")
+		t.Logf("hdns replica %d: hdns_policy_copies_total %v (%v)", i+1, copies, err)
 	}
 	t.Logf("benchmark took %v", time.Since(began).Round(time.Second))
 }
@@ -388,14 +480,19 @@ func createPods(ctx context.Context, cp *harness.ControlPlane, pods []harness.Po
 	return first
 }
 
-// cacheAddr is cache c of cache style (1: NodeLocal-like, 2: kubeadm).
-func cacheAddr(style, c int) string { return fmt.Sprintf("127.53.%d.%d", style, c+1) }
+// cacheAddr is cache c of cache style (1: NodeLocal-like, 2: kubeadm)
+// in front of the given number of hdns replicas.
+func cacheAddr(style, replicas, c int) string {
+	return fmt.Sprintf("127.53.%d.%d", 10*(replicas-1)+style, c+1)
+}
 
 // corefile is one CoreDNS serving cluster.local with the kubernetes
-// plugin on k8sAddr, and cfg.caches caches per style, each a pair of
-// blocks on its own address, from which it also forwards: lb.cluster.local
-// to hdns, cluster.local to the kubernetes plugin.
-func corefile(cfg config, kubeconfig, hdnsAddr string) string {
+// plugin on k8sAddr, and cfg.caches caches per style and replica count R,
+// each a pair of blocks on its own address, from which it also forwards:
+// lb.cluster.local to the first R hdns replicas (forward's default policy,
+// random, as a CoreDNS whose forward lists several upstreams), cluster.local
+// to the kubernetes plugin.
+func corefile(cfg config, kubeconfig string, hs []*hdnsProc) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n    kubernetes cluster.local {\n        kubeconfig %s\n        ttl %d\n    }\n}\n", dnsPort, k8sAddr, kubeconfig, cfg.ttl)
 	for _, p := range paths {
@@ -407,10 +504,20 @@ func corefile(cfg config, kubeconfig, hdnsAddr string) string {
 			lb = "    loadbalance\n"
 		}
 		cache := fmt.Sprintf("    cache 30 {\n        success 9984 30 %d\n    }\n", cfg.ttl)
-		for c := range cfg.caches {
-			addr := cacheAddr(p.style, c)
-			fmt.Fprintf(&b, "lb.cluster.local:%s {\n    bind %s\n%s%s    forward . %s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, hdnsAddr, addr)
-			fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n%s%s    forward . %s:%s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, k8sAddr, dnsPort, addr)
+		for _, r := range cfg.replicas {
+			var upstreams []string
+			for _, h := range hs[:r] {
+				upstreams = append(upstreams, h.DNS)
+			}
+			for c := range cfg.caches {
+				addr := cacheAddr(p.style, r, c)
+				upstreams := upstreams
+				if cfg.pinned {
+					upstreams = upstreams[c%r : c%r+1]
+				}
+				fmt.Fprintf(&b, "lb.cluster.local:%s {\n    bind %s\n%s%s    forward . %s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, strings.Join(upstreams, " "), addr)
+				fmt.Fprintf(&b, "cluster.local:%s {\n    bind %s\n%s%s    forward . %s:%s {\n        source_address %s\n    }\n}\n", dnsPort, addr, cache, lb, k8sAddr, dnsPort, addr)
+			}
 		}
 	}
 	return b.String()
@@ -447,27 +554,32 @@ func startCoreDNS(t *testing.T, bin, corefile string, addrs []string) {
 // combo is one running scenario of a slot.
 type combo struct {
 	spec
-	server string // the authoritative server for direct
-	bk     *backends
-	errs   atomic.Int64
-	gai    *testproc.Proc
-	t0     time.Duration // when the creation of its pod N+1 began
+	// servers are the authoritative servers for direct: CoreDNS
+	// kubernetes, or the scenario's hdns replicas.
+	servers []string
+	bk      *backends
+	errs    atomic.Int64
+	gai     *testproc.Proc
+	t0      time.Duration // when the creation of its pod N+1 began
 }
 
 // runSlot runs every policy × client concurrently on path p and size n
 // (index s), adds pod N+1 to each after the steady window, and returns the
 // rows.
-func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, gaiBin string, p, s, n int) []result {
+func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, hs []*hdnsProc, gaiBin string, p, s, n int) []result {
 	path := paths[p]
 	begin := time.Now()
 	var combos []*combo
-	for _, sp := range specs(p, s, n) {
+	for _, sp := range specs(cfg.replicas, p, s, n) {
 		if cfg.only != nil && !slices.Contains(cfg.only, sp.policyKey) {
 			continue
 		}
-		c := &combo{spec: sp, server: h.DNS}
-		if sp.policyKey == "k8s" {
-			c.server = k8sAddr + ":" + dnsPort
+		c := &combo{spec: sp, servers: []string{k8sAddr + ":" + dnsPort}}
+		if sp.policyKey != "k8s" {
+			c.servers = nil
+			for _, h := range hs[:sp.replicas] {
+				c.servers = append(c.servers, h.DNS)
+			}
 		}
 		combos = append(combos, c)
 	}
@@ -477,11 +589,13 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, ga
 	var wg sync.WaitGroup
 	for ci, c := range combos {
 		c.bk = startBackends(t, c.subnet, n+1, begin)
-		servers := []string{c.server}
+		// Each client asks one of servers: a direct client one replica, a
+		// client behind a cache its node's cache.
+		servers := c.servers
 		if path.style != 0 {
 			servers = nil
 			for k := range cfg.caches {
-				servers = append(servers, cacheAddr(path.style, k)+":"+dnsPort)
+				servers = append(servers, cacheAddr(path.style, c.replicas, k)+":"+dnsPort)
 			}
 		}
 		switch c.client {
@@ -505,9 +619,9 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, ga
 	// hdns's own count of first-place handouts per pod over the steady
 	// window: a diagnostic beside the ground truth, never instead of it.
 	time.Sleep(cfg.warm - time.Since(begin))
-	before, errBefore := h.handouts()
+	before, errBefore := handouts(hs)
 	time.Sleep(cfg.warm + cfg.steady - time.Since(begin))
-	after, errAfter := h.handouts()
+	after, errAfter := handouts(hs)
 	if err := errors.Join(errBefore, errAfter); err != nil {
 		t.Logf("hdns handout metrics: %v", err)
 	}
@@ -552,7 +666,11 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, h *hdnsProc, ga
 	for _, c := range combos {
 		ev := c.bk.snapshot()
 		steady := countsIn(ev, n, cfg.warm, cfg.warm+cfg.steady)
-		r := result{N: n, Path: path.desc, Client: c.client, Policy: c.policy,
+		desc := path.desc
+		if c.replicas > 1 {
+			desc += fmt.Sprintf(", %d hdns", c.replicas)
+		}
+		r := result{N: n, Path: desc, Client: c.client, Policy: c.policy,
 			Steady: measure(steady), Counts: sortedDesc(steady), Errors: int(c.errs.Load()), Answers: -1}
 		if strings.HasSuffix(c.policy, "first=1") && before != nil && after != nil {
 			answers := make([]int, n)

@@ -141,6 +141,43 @@ func (h *hdnsProc) handouts() (map[string]map[string]float64, error) {
 	return out, sc.Err()
 }
 
+// metric reads one unlabelled series from hdns's /metrics.
+func (h *hdnsProc) metric(name string) (float64, error) {
+	resp, err := http.Get("http://" + h.HTTP + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no series %s", name)
+}
+
+// handouts sums hdns_policy_endpoint_handouts_total over the replicas hs.
+func handouts(hs []*hdnsProc) (map[string]map[string]float64, error) {
+	sum := map[string]map[string]float64{}
+	for _, h := range hs {
+		m, err := h.handouts()
+		if err != nil {
+			return nil, err
+		}
+		for svc, eps := range m {
+			if sum[svc] == nil {
+				sum[svc] = map[string]float64{}
+			}
+			for ep, v := range eps {
+				sum[svc][ep] += v
+			}
+		}
+	}
+	return sum, nil
+}
+
 // lookupAll asks server for name's A records with miekg/dns (over TCP, so
 // that large answers are whole) and returns how many there are.
 func lookupAll(server, name string) (int, error) {
