@@ -147,6 +147,95 @@ func TestTogglesRenderTheBundles(t *testing.T) {
 	sameObjects(t, "the chart's PodMonitor", pods, "deploy/monitoring", readObjects(t, filepath.Join(monitoring, "podmonitor.yaml")))
 }
 
+// TestCoreDNSAdoptionRendersTheComponent holds corednsAdoption to the
+// kustomize component deploy/coredns: with it on (release hdns in
+// namespace hdns), the chart renders the base with the component's
+// resources added and its patches' arguments appended to hdns's.
+func TestCoreDNSAdoptionRendersTheComponent(t *testing.T) {
+	base, err := kubeyaml.LoadKustomization(deployDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resources, args := readArgsComponent(t, filepath.Join(deployDir, "coredns"))
+	for _, o := range base {
+		if o.GetKind() == "Deployment" {
+			appendArgs(t, o, args)
+		}
+	}
+	got := helmtest.Template(t, chart, "hdns", "hdns", "--set", "corednsAdoption.enabled=true")
+	sameObjects(t, "the chart with corednsAdoption", got, "deploy/ with the coredns component", append(base, resources...))
+}
+
+// readArgsComponent reads the kustomize component in dir: the objects of
+// its resources, and the arguments its patches add to the Deployment's
+// first container. It fails t on any other field or patch, which the
+// comparison would not reproduce.
+func readArgsComponent(t *testing.T, dir string) (objs []*unstructured.Unstructured, args []any) {
+	t.Helper()
+	var k struct {
+		APIVersion string   `json:"apiVersion"`
+		Kind       string   `json:"kind"`
+		Resources  []string `json:"resources"`
+		Patches    []struct {
+			Target struct {
+				Group   string `json:"group"`
+				Version string `json:"version"`
+				Kind    string `json:"kind"`
+				Name    string `json:"name"`
+			} `json:"target"`
+			Patch string `json:"patch"`
+		} `json:"patches"`
+	}
+	if err := yaml.UnmarshalStrict(readFile(t, filepath.Join(dir, "kustomization.yaml")), &k); err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	if k.Kind != "Component" {
+		t.Fatalf("%s: kind %q, want Component", dir, k.Kind)
+	}
+	for _, r := range k.Resources {
+		objs = append(objs, readObjects(t, filepath.Join(dir, r))...)
+	}
+	const argsPath = "/spec/template/spec/containers/0/args/-"
+	for _, p := range k.Patches {
+		if p.Target.Kind != "Deployment" || p.Target.Name != "hdns" {
+			t.Fatalf("%s: a patch of %+v; the test knows only the Deployment hdns's", dir, p.Target)
+		}
+		var ops []struct {
+			Op    string `json:"op"`
+			Path  string `json:"path"`
+			Value string `json:"value"`
+		}
+		if err := yaml.UnmarshalStrict([]byte(p.Patch), &ops); err != nil {
+			t.Fatalf("%s: patch: %v", dir, err)
+		}
+		for _, op := range ops {
+			if op.Op != "add" || op.Path != argsPath {
+				t.Fatalf("%s: patch op %s %s; the test knows only add %s", dir, op.Op, op.Path, argsPath)
+			}
+			args = append(args, op.Value)
+		}
+	}
+	if len(objs) == 0 || len(args) == 0 {
+		t.Fatalf("%s: %d objects, arguments %q; want both", dir, len(objs), args)
+	}
+	return objs, args
+}
+
+// appendArgs appends args to the arguments of dep's first container.
+func appendArgs(t *testing.T, dep *unstructured.Unstructured, args []any) {
+	t.Helper()
+	path := []string{"spec", "template", "spec", "containers"}
+	containers, _, err := unstructured.NestedSlice(dep.Object, path...)
+	if err != nil || len(containers) == 0 {
+		t.Fatalf("%s: containers %v: %v", key(dep), containers, err)
+	}
+	c := containers[0].(map[string]any)
+	c["args"] = append(c["args"].([]any), args...)
+	if err := unstructured.SetNestedSlice(dep.Object, containers, path...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAllOnRendersEveryFlag checks what ci/all-on-values.yaml turns on
 // beyond the bundles: each flag once, and a mounted file behind every
 // file flag.
@@ -162,7 +251,7 @@ func TestAllOnRendersEveryFlag(t *testing.T) {
 			dep = o
 		}
 	}
-	for kind, n := range map[string]int{"NetworkPolicy": 3, "ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 1, "Deployment": 1} {
+	for kind, n := range map[string]int{"NetworkPolicy": 3, "ServiceMonitor": 1, "PrometheusRule": 1, "ConfigMap": 2, "Role": 1, "RoleBinding": 1, "Deployment": 1} {
 		if kinds[kind] != n {
 			t.Errorf("%d objects of kind %s, want %d (kinds %v)", kinds[kind], kind, n, kinds)
 		}
@@ -193,6 +282,9 @@ func TestAllOnRendersEveryFlag(t *testing.T) {
 		"--admin-listen=", "--zone=example.internal", "--log-format=json", "--default-policy=round-robin",
 		"--lameduck=10s", "--forward=resolv.conf", "--forward=192.0.2.53:53", "--forward-allow=10.244.0.0/16",
 		"--prometheus-url=https://prometheus.monitoring:9090", "--load-query=" + query, "--endpoint-metrics",
+		"--coredns-configmap=kube-system/coredns-hdns-full", "--coredns-forward=dns-system/hdns-full", "--coredns-port=8053",
+		"--rrl-responses-per-second=200", "--rrl-errors-per-second=20", "--rrl-window=30s", "--rrl-slip=0",
+		"--rrl-ipv4-prefix-length=32", "--rrl-ipv6-prefix-length=64",
 	} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %s", c.Args, want)
@@ -231,10 +323,22 @@ func TestGracePeriodCoversLameduck(t *testing.T) {
 	}
 }
 
+// TestRRLNeedsResponsesPerSecond: rendering refuses rrl values that
+// would do nothing (or stop hdns) while rate limiting is off.
+func TestRRLNeedsResponsesPerSecond(t *testing.T) {
+	_, err := helmtest.Run(t, "template", "hdns", chart, "--set", "rrl.slip=0")
+	if err == nil || !strings.Contains(err.Error(), "rrl.responsesPerSecond 0") {
+		t.Errorf("rrl.slip without rrl.responsesPerSecond: %v, want a refusal", err)
+	}
+}
+
 // TestSchemaRefusesMistakes: values.schema.json refuses a misspelt value
 // and a value outside its set, rather than render the defaults silently.
 func TestSchemaRefusesMistakes(t *testing.T) {
-	for _, set := range []string{"replica=3", "logFormat=yaml", "networkPolicy.egress.forwad.enabled=false"} {
+	for _, set := range []string{
+		"replica=3", "logFormat=yaml", "networkPolicy.egress.forwad.enabled=false",
+		"corednsAdoption.configMap=coredns-hdns", "rrl.ipv4PrefixLength=33", "rrl.window=15",
+	} {
 		if _, err := helmtest.Run(t, "template", "hdns", chart, "--set", set); err == nil {
 			t.Errorf("--set %s: rendered, want a refusal", set)
 		}

@@ -75,7 +75,41 @@ flags; toYaml quotes whatever a value holds (a PromQL query, a URL). */}}
 {{- with $p.tls.certKey }}{{ $args = append $args (printf "--prometheus-cert-file=%s/%s" $dir .) }}{{ end -}}
 {{- with $p.tls.keyKey }}{{ $args = append $args (printf "--prometheus-key-file=%s/%s" $dir .) }}{{ end -}}
 {{- end -}}
+{{- $args = concat $args (include "hdns.corednsArgs" . | fromJsonArray) (include "hdns.rrlArgs" . | fromJsonArray) -}}
 {{- toYaml (concat $args $v.extraArgs) -}}
+{{- end -}}
+
+{{/* The --coredns-* flags as a JSON list, empty unless corednsAdoption is
+enabled: deploy/coredns's two, and --coredns-port when not 53. */}}
+{{- define "hdns.corednsArgs" -}}
+{{- $a := .Values.corednsAdoption -}}
+{{- $args := list -}}
+{{- if $a.enabled -}}
+{{- $args = append $args (printf "--coredns-configmap=%s" $a.configMap) -}}
+{{- $service := printf "%s/%s" .Release.Namespace (include "hdns.fullname" .) -}}
+{{- range ($a.forward | default (list $service)) }}{{ $args = append $args (printf "--coredns-forward=%s" .) }}{{ end -}}
+{{- if ne (int $a.port) 53 }}{{ $args = append $args (printf "--coredns-port=%d" (int $a.port)) }}{{ end -}}
+{{- end -}}
+{{- toJson $args -}}
+{{- end -}}
+
+{{/* The --rrl-* flags as a JSON list: each one set (not null, not ""),
+none while responsesPerSecond is 0; the others without it fail rendering
+(hdns would refuse or ignore them). */}}
+{{- define "hdns.rrlArgs" -}}
+{{- $r := .Values.rrl -}}
+{{- $args := list -}}
+{{- $ints := list (list "errors-per-second" $r.errorsPerSecond) (list "slip" $r.slip) (list "ipv4-prefix-length" $r.ipv4PrefixLength) (list "ipv6-prefix-length" $r.ipv6PrefixLength) -}}
+{{- range $ints }}
+{{- if not (kindIs "invalid" (index . 1)) }}{{ $args = append $args (printf "--rrl-%s=%d" (index . 0) (int (index . 1))) }}{{ end -}}
+{{- end -}}
+{{- with $r.window }}{{ $args = append $args (printf "--rrl-window=%s" .) }}{{ end -}}
+{{- if gt (int $r.responsesPerSecond) 0 -}}
+{{- $args = prepend $args (printf "--rrl-responses-per-second=%d" (int $r.responsesPerSecond)) -}}
+{{- else if $args -}}
+{{- fail (printf "%s set with rrl.responsesPerSecond 0: response rate limiting is off" (join " " $args)) -}}
+{{- end -}}
+{{- toJson $args -}}
 {{- end -}}
 
 {{/* The grace period must cover the lameduck and the 5 s hdns then takes to close. */}}
