@@ -82,7 +82,7 @@ func TestPublisherReplaceDiffs(t *testing.T) {
 	if !p.Rebuild() || count("upsert") != 2 || count("delete") != 1 {
 		t.Errorf("an equivalent relist: %v upserts, %v deletes, or no build; want no more changes and a build", count("upsert"), count("delete"))
 	}
-	if v, _ := p.store.take(); len(v.services) != 1 || v.services[0] != a2 {
+	if services, _ := p.store.all(); len(services) != 1 || services[0] != a2 {
 		t.Error("the store kept the old copy of an equivalent object")
 	}
 	p.Apply()
