@@ -39,6 +39,8 @@ type Compiler struct {
 	// those no longer ask for, and keeps the others' (see SweepServices).
 	held   map[string]*serviceHold
 	heldBy holdCounts
+	// building lists the Services built since the last sweep.
+	building []*serviceHold
 	// chainsOf counts each Service's chains (a Service has one per spec
 	// it was compiled with and still holds).
 	chainsOf map[string]int
@@ -323,13 +325,13 @@ func (c *Compiler) upkeep() {
 // settle counts what the Services built since the last sweep hold now,
 // in place of what they held before.
 func (c *Compiler) settle() {
-	for _, h := range c.held {
-		if h.built {
-			c.heldBy.add(&h.cur, 1)
-			c.heldBy.add(&h.prev, -1)
-			h.prev, h.built = heldKeys{}, false
-		}
+	for _, h := range c.building {
+		c.heldBy.add(&h.cur, 1)
+		c.heldBy.add(&h.prev, -1)
+		h.prev, h.built = heldKeys{}, false
 	}
+	clear(c.building)
+	c.building = c.building[:0]
 }
 
 // dropChain forgets the chain of k unless a Service holds it or something
@@ -402,6 +404,7 @@ func (c *Compiler) hold(service string) *serviceHold {
 	}
 	if !h.built {
 		h.prev, h.cur, h.built = h.cur, heldKeys{}, true
+		c.building = append(c.building, h)
 	}
 	return h
 }

@@ -30,6 +30,11 @@ type zoneState struct {
 	// name, so that names of different sources may coincide: every
 	// snapshot is built whole.
 	nested bool
+	// scratch and buildNames are the builder's working space, kept from
+	// one update to the next, so that an update does not allocate it
+	// again.
+	scratch    candidateScratch
+	buildNames map[string]*Node
 }
 
 type aboveName struct {
@@ -163,6 +168,10 @@ type touchedService struct {
 func (st *zoneState) update(serial uint32, touched map[serviceKey]touchedService) *Snapshot {
 	b := newBuilder(st.opts, serial)
 	edits := b.staticNames()
+	if st.buildNames != nil {
+		b.scratch, b.names = st.scratch, st.buildNames
+	}
+	defer func() { st.scratch, st.buildNames = b.scratch, b.names }()
 	var svcs []*Service
 	slicesOf := make(map[serviceKey][]*EndpointSlice, len(touched))
 	for k, t := range touched {

@@ -11,11 +11,13 @@ type ptrSeq[R ptrRecord[R]] struct {
 	chunks []ptrChunk[R]
 }
 
-// ptrChunk is a non-empty sorted run of records and the number of
-// distinct addresses in it.
+// ptrChunk is a non-empty sorted run of records, its first and last
+// (kept beside it, so that searches and counts over the chunk list read
+// one array), and the number of distinct addresses in it.
 type ptrChunk[R ptrRecord[R]] struct {
-	recs   []R
-	owners int
+	recs        []R
+	first, last R
+	owners      int
 }
 
 // ptrChunkSize is the size chunks are cut to: an edit copies about 4 KiB
@@ -23,7 +25,7 @@ type ptrChunk[R ptrRecord[R]] struct {
 const ptrChunkSize = 256
 
 func newPTRChunk[R ptrRecord[R]](recs []R) ptrChunk[R] {
-	c := ptrChunk[R]{recs: recs}
+	c := ptrChunk[R]{recs: recs, first: recs[0], last: recs[len(recs)-1]}
 	for i := range recs {
 		if i == 0 || recs[i-1].cmpAddr(recs[i]) != 0 {
 			c.owners++
@@ -67,7 +69,7 @@ func (it *ptrIter[R]) next() (R, bool) {
 // after it.
 func (s *ptrSeq[R]) from(k R) ptrIter[R] {
 	c, _ := slices.BinarySearchFunc(s.chunks, k, func(c ptrChunk[R], k R) int {
-		if c.recs[len(c.recs)-1].cmpAddr(k) < 0 {
+		if c.last.cmpAddr(k) < 0 {
 			return -1
 		}
 		return 1
@@ -89,7 +91,7 @@ func (s *ptrSeq[R]) owners() int {
 	n := 0
 	for i, c := range s.chunks {
 		n += c.owners
-		if i > 0 && s.chunks[i-1].recs[len(s.chunks[i-1].recs)-1].cmpAddr(c.recs[0]) == 0 {
+		if i > 0 && s.chunks[i-1].last.cmpAddr(c.first) == 0 {
 			n--
 		}
 	}
@@ -107,30 +109,51 @@ func (s ptrSeq[R]) with(remove, add []R) ptrSeq[R] {
 		return ptrSeq[R]{chunks: appendChunks(nil, slices.Clone(add))}
 	}
 	out := make([]ptrChunk[R], 0, len(s.chunks)+1)
-	for i, c := range s.chunks {
-		last := i == len(s.chunks)-1
-		rm, ad := s.take(&remove, c, last), s.take(&add, c, last)
-		if len(rm) == 0 && len(ad) == 0 {
-			out = append(out, c)
-			continue
-		}
-		out = appendChunks(out, edited(c.recs, rm, ad))
+	next := 0 // the first chunk not yet in out
+	for len(remove) > 0 || len(add) > 0 {
+		c := s.chunkOf(remove, add)
+		end, last := s.chunks[c].last, c == len(s.chunks)-1
+		rm, ad := cutUpTo(&remove, end, last), cutUpTo(&add, end, last)
+		out = append(out, s.chunks[next:c]...)
+		out = appendChunks(out, edited(s.chunks[c].recs, rm, ad))
+		next = c + 1
 	}
-	return ptrSeq[R]{chunks: slices.Clip(out)}
+	return ptrSeq[R]{chunks: slices.Clip(append(out, s.chunks[next:]...))}
 }
 
-// take cuts from the front of *recs those that belong in chunk c: up to
-// its last record, or all of them for the last chunk.
-func (s ptrSeq[R]) take(recs *[]R, c ptrChunk[R], last bool) []R {
-	if last {
-		all := *recs
-		*recs = nil
-		return all
+// chunkOf returns the chunk where the first of remove and add belongs:
+// the first whose last record is not before it, or the last chunk.
+func (s ptrSeq[R]) chunkOf(remove, add []R) int {
+	k := cmpFirst(remove, add)
+	c, _ := slices.BinarySearchFunc(s.chunks, k, func(c ptrChunk[R], k R) int {
+		if comparePTR(c.last, k) < 0 {
+			return -1
+		}
+		return 1
+	})
+	return min(c, len(s.chunks)-1)
+}
+
+// cmpFirst returns the first record of a and b, either non-empty.
+func cmpFirst[R ptrRecord[R]](a, b []R) R {
+	switch {
+	case len(a) == 0:
+		return b[0]
+	case len(b) == 0 || comparePTR(a[0], b[0]) <= 0:
+		return a[0]
 	}
-	end := c.recs[len(c.recs)-1]
-	n := 0
-	for n < len(*recs) && comparePTR((*recs)[n], end) <= 0 {
-		n++
+	return b[0]
+}
+
+// cutUpTo cuts from the front of *recs those not after end, or all of
+// them when all is set.
+func cutUpTo[R ptrRecord[R]](recs *[]R, end R, all bool) []R {
+	n := len(*recs)
+	if !all {
+		n = 0
+		for n < len(*recs) && comparePTR((*recs)[n], end) <= 0 {
+			n++
+		}
 	}
 	part := (*recs)[:n]
 	*recs = (*recs)[n:]
