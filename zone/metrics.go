@@ -65,6 +65,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "hdns_zone_rebuilt_services_total",
 		Help: "Services rebuilt by incremental publishes: those a batch of changes touched.",
 	})
+	// Both kinds exist from the start, so that rates over them do too.
+	m.BuildDuration.WithLabelValues(BuildFull)
+	m.BuildDuration.WithLabelValues(BuildIncremental)
 	reg.MustRegister(m.RebuiltServices, m.Changes, m.SourceUp, m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
 	return m
 }
