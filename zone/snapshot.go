@@ -6,8 +6,11 @@
 // small structs to a Publisher through the Sink interface; the Publisher
 // keeps the objects, and its single builder goroutine coalesces changes and
 // publishes a new Snapshot with an atomic pointer swap. Readers never lock: a
-// Snapshot and everything reachable from it is never modified after Build
-// returns.
+// Snapshot and everything reachable from it is never modified after it is
+// built. A batch of changes rebuilds only the Services it touches: the new
+// Snapshot shares the others' nodes, EndpointSets and PTR records with the
+// previous one, through a persistent name table and PTR index (nameTable,
+// ptrSeq); the first sync and relists build every Service.
 //
 // The package owns the sources' shrunk objects, the names and records of
 // the specification, and the lists of candidates each question chooses
