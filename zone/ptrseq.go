@@ -115,7 +115,14 @@ func (s ptrSeq[R]) with(remove, add []R) ptrSeq[R] {
 		end, last := s.chunks[c].last, c == len(s.chunks)-1
 		rm, ad := cutUpTo(&remove, end, last), cutUpTo(&add, end, last)
 		out = append(out, s.chunks[next:c]...)
-		out = appendChunks(out, edited(s.chunks[c].recs, rm, ad))
+		recs := edited(s.chunks[c].recs, rm, ad)
+		// A chunk that edits shrank joins its predecessor, so that
+		// removals do not leave the list many small chunks.
+		if n := len(out); n > 0 && len(recs) < ptrChunkSize/2 && len(out[n-1].recs)+len(recs) <= 2*ptrChunkSize {
+			recs = append(slices.Clone(out[n-1].recs), recs...)
+			out = out[:n-1]
+		}
+		out = appendChunks(out, recs)
 		next = c + 1
 	}
 	return ptrSeq[R]{chunks: slices.Clip(append(out, s.chunks[next:]...))}
