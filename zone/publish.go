@@ -158,8 +158,10 @@ func (p *Publisher) rebuild() bool {
 	p.current.Store(snap)
 	// What the new snapshot's Services asked for survives; what only
 	// replaced snapshots used goes.
+	var rebuilt []string
 	if incremental {
-		p.opts.Policies.SweepServices(serviceNames(v.touched))
+		rebuilt = serviceNames(v.touched)
+		p.opts.Policies.SweepServices(rebuilt)
 	} else {
 		p.opts.Policies.Sweep()
 	}
@@ -171,10 +173,13 @@ func (p *Publisher) rebuild() bool {
 	p.observeProgramming(v, published, first)
 	p.reportPolicyErrors(snap)
 	p.log.Debug("published zone snapshot", "serial", snap.Serial, "incremental", incremental,
-		"rebuilt.services", len(v.touched), "services", snap.Stats.Services,
+		"rebuilt.services", len(rebuilt), "rebuilt", rebuilt[:min(len(rebuilt), maxLoggedServices)], "services", snap.Stats.Services,
 		"endpoints", snap.Stats.Endpoints, "names", snap.Stats.Names, "took", took)
 	return true
 }
+
+// maxLoggedServices bounds the Services a publish's debug log names.
+const maxLoggedServices = 10
 
 // anyOdd reports whether a touched Service's namespace or name is not a
 // DNS label (see zoneState.odd).
