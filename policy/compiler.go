@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -326,8 +327,10 @@ func (c *Compiler) upkeep() {
 // in place of what they held before.
 func (c *Compiler) settle() {
 	for _, h := range c.building {
-		c.heldBy.add(&h.cur, 1)
-		c.heldBy.add(&h.prev, -1)
+		if !h.cur.equal(&h.prev) {
+			c.heldBy.add(&h.cur, 1)
+			c.heldBy.add(&h.prev, -1)
+		}
 		h.prev, h.built = heldKeys{}, false
 	}
 	clear(c.building)
@@ -393,6 +396,13 @@ type heldKeys struct {
 }
 
 func (k *heldKeys) clear() { *k = heldKeys{} }
+
+// equal reports whether k and o list the same keys in the same order: a
+// Service rebuilt as it was, whose counts need no change.
+func (k *heldKeys) equal(o *heldKeys) bool {
+	return slices.Equal(k.chains, o.chains) && slices.Equal(k.ledgers, o.ledgers) &&
+		slices.Equal(k.lives, o.lives) && slices.Equal(k.series, o.series)
+}
 
 // hold returns service's hold for the build under way, with c.mu held:
 // the first call since a sweep starts the Service's new list.
