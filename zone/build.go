@@ -59,10 +59,9 @@ type builder struct {
 	names map[string]*Node
 	sh    *shard // the shard being built
 	seq   []int  // 0, 1, 2, … (shareIn)
-	// cands, members and hosts are the arrays that every EndpointSet's
-	// are cut from: a few large allocations per full build instead of a
-	// few small ones per Service among the build's garbage, whose memory
-	// spans they would pin once it is collected.
+	// cands, members and hosts are the arrays that the shard's
+	// EndpointSets (one per zone) are cut from: three allocations per
+	// Service, sized for it.
 	cands   []policy.Endpoint
 	members []member
 	hosts   []int32
@@ -85,16 +84,16 @@ func newBuilder(opts *Options, serial uint32) *builder {
 	return b
 }
 
-// reserve makes room in the arenas for every endpoint of services's
-// headless Services in every zone: no candidate array grows, and the
-// snapshot keeps no room for the endpoints of other Services.
-func (b *builder) reserve(services []*Service, slicesOf map[serviceKey][]*EndpointSlice) {
+// reserve makes room in the arenas for every endpoint of svc, when
+// headless, in every zone: no candidate array grows, and the shard keeps
+// no room for the endpoints of other Services. Arenas are per Service, so
+// that a Service's rebuild frees its old arrays, which no other shard
+// shares.
+func (b *builder) reserve(svc *Service, ss []*EndpointSlice) {
 	endpoints := 0
-	for _, svc := range services {
-		if svc.Kind == KindHeadless {
-			for _, s := range slicesOf[keyOf(svc)] {
-				endpoints += len(s.Endpoints)
-			}
+	if svc.Kind == KindHeadless {
+		for _, s := range ss {
+			endpoints += len(s.Endpoints)
 		}
 	}
 	endpoints *= len(b.opts.Zones)

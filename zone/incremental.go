@@ -172,15 +172,6 @@ func (st *zoneState) update(serial uint32, touched map[serviceKey]touchedService
 		b.scratch, b.names = st.scratch, st.buildNames
 	}
 	defer func() { st.scratch, st.buildNames = b.scratch, b.names }()
-	var svcs []*Service
-	slicesOf := make(map[serviceKey][]*EndpointSlice, len(touched))
-	for k, t := range touched {
-		if t.svc != nil {
-			svcs = append(svcs, t.svc)
-			slicesOf[k] = t.slices
-		}
-	}
-	b.reserve(svcs, slicesOf)
 	var remove, add ptrRecords
 	for k, t := range touched {
 		var sh *shard

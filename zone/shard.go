@@ -40,6 +40,7 @@ type shard struct {
 func (b *builder) buildShard(svc *Service, ss []*EndpointSlice) *shard {
 	sh := &shard{}
 	b.sh = sh
+	b.reserve(svc, ss)
 	clear(b.names)
 	for _, z := range b.opts.Zones {
 		b.addService(svc, ss, z, z == b.opts.Zones[0])
@@ -98,7 +99,6 @@ func buildFull(opts *Options, serial uint32, services []*Service, slices []*Endp
 	for _, s := range slices {
 		slicesOf[sliceOwner(s)] = append(slicesOf[sliceOwner(s)], s)
 	}
-	b.reserve(services, slicesOf)
 	st := newZoneState(opts)
 	for _, svc := range services {
 		st.put(keyOf(svc), b.buildShard(svc, slicesOf[keyOf(svc)]), svc, nil)
