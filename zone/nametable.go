@@ -24,7 +24,14 @@ type nameTable struct {
 // pageSize is the number of buckets per page: a page copy is 1.5 KiB.
 const pageSize = 64
 
-type namePage [pageSize][]nameEntry
+type namePage [pageSize]nameBucket
+
+// nameBucket holds the entries of one hash bucket: the first inline, so
+// that a lookup in a bucket of one (the usual load) reads no more array.
+type nameBucket struct {
+	first nameEntry
+	more  []nameEntry
+}
 
 type nameEntry struct {
 	name string
@@ -58,7 +65,11 @@ func (t *nameTable) bucket(name string) (page, slot int) {
 // get returns name's node, or nil.
 func (t *nameTable) get(name string) *Node {
 	p, s := t.bucket(name)
-	for _, e := range t.dir[p][s] {
+	b := &t.dir[p][s]
+	if b.first.name == name {
+		return b.first.node
+	}
+	for _, e := range b.more {
 		if e.name == name {
 			return e.node
 		}
@@ -70,7 +81,10 @@ func (t *nameTable) get(name string) *Node {
 func (t *nameTable) each(f func(name string, n *Node)) {
 	for _, p := range t.dir {
 		for _, b := range p {
-			for _, e := range b {
+			if b.first.node != nil {
+				f(b.first.name, b.first.node)
+			}
+			for _, e := range b.more {
 				f(e.name, e.node)
 			}
 		}
@@ -98,16 +112,21 @@ func (t *nameTable) with(edits map[string]*Node) *nameTable {
 			out.dir[p] = &page
 			copied[p] = true
 		}
-		out.dir[p][s] = out.edit(out.dir[p][s], name, n)
+		out.dir[p][s] = out.edit(&out.dir[p][s], name, n)
 	}
 	return out
 }
 
 // edit returns a new bucket: b with name's entry set to n, or removed
 // when n is nil. b is unchanged.
-func (t *nameTable) edit(b []nameEntry, name string, n *Node) []nameEntry {
-	out := make([]nameEntry, 0, len(b)+1)
-	for _, e := range b {
+func (t *nameTable) edit(b *nameBucket, name string, n *Node) nameBucket {
+	var all []nameEntry
+	if b.first.node != nil {
+		all = append(all, b.first)
+	}
+	all = append(all, b.more...)
+	out := make([]nameEntry, 0, len(all)+1)
+	for _, e := range all {
 		if e.name != name {
 			out = append(out, e)
 		} else {
@@ -118,10 +137,18 @@ func (t *nameTable) edit(b []nameEntry, name string, n *Node) []nameEntry {
 		out = append(out, nameEntry{name, n})
 		t.count++
 	}
-	if len(out) == 0 {
-		return nil
+	return bucketOf(out)
+}
+
+// bucketOf makes a bucket of entries, which it may keep.
+func bucketOf(entries []nameEntry) nameBucket {
+	switch len(entries) {
+	case 0:
+		return nameBucket{}
+	case 1:
+		return nameBucket{first: entries[0]}
 	}
-	return out
+	return nameBucket{first: entries[0], more: entries[1:]}
 }
 
 // rehash returns a new table of t's entries with edits applied, sized for
@@ -145,7 +172,11 @@ func (t *nameTable) rehash(edits map[string]*Node, n int) *nameTable {
 func (t *nameTable) fill(names map[string]*Node) {
 	for name, n := range names {
 		p, s := t.bucket(name)
-		t.dir[p][s] = append(t.dir[p][s], nameEntry{name, n})
+		if b := &t.dir[p][s]; b.first.node == nil {
+			b.first = nameEntry{name, n}
+		} else {
+			b.more = append(b.more, nameEntry{name, n})
+		}
 	}
 	t.count += len(names)
 }
