@@ -98,6 +98,7 @@ func (sc *ServiceChain) Bind(ids []EndpointID, out []Endpoint) {
 		ep.Handouts = c.endpointCounter(sc.service, id.Key)
 		out[i] = ep
 	}
+	c.holdEndpoints(sc.service, sc.loadQuery, ids)
 	c.mu.Unlock()
 	seedNew(out)
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,17 @@ type Compiler struct {
 	seed    maphash.Seed
 	lives   map[liveKey]*liveEntry
 	series  map[[2]string]uint64 // (service, endpoint) per-endpoint series → gen
+	// held is what each Service's last build asked for, and heldBy how
+	// many Services' builds hold each chain, ledger entry, live cell and
+	// series: a build that rebuilds some Services only releases what
+	// those no longer ask for, and keeps the others' (see SweepServices).
+	held   map[string]*serviceHold
+	heldBy holdCounts
+	// building lists the Services built since the last sweep.
+	building []*serviceHold
+	// chainsOf counts each Service's chains (a Service has one per spec
+	// it was compiled with and still holds).
+	chainsOf map[string]int
 }
 
 type chainKey struct {
@@ -58,6 +70,9 @@ func NewCompiler(defaultSpec string) (*Compiler, error) {
 		seed:        maphash.MakeSeed(),
 		lives:       make(map[liveKey]*liveEntry),
 		series:      make(map[[2]string]uint64),
+		held:        make(map[string]*serviceHold),
+		heldBy:      newHoldCounts(),
+		chainsOf:    make(map[string]int),
 	}, nil
 }
 
@@ -170,8 +185,11 @@ func (c *Compiler) chain(service, spec string) (*Chain, error) {
 			e.chain.handouts = c.handouts.WithLabelValues(service)
 		}
 		c.chains[k] = e
+		c.chainsOf[service]++
 	}
 	e.gen = c.gen
+	h := c.hold(service)
+	h.cur.chains = append(h.cur.chains, k)
 	return e.chain, e.err
 }
 
@@ -221,50 +239,232 @@ func (c *Compiler) ledger(key string) *Ledger {
 // Sweep forgets the chains, ledger entries, live cells and per-endpoint
 // series that no Compile, Bind, Ledger, Live or EndpointCounter asked for
 // since the previous Sweep, and expires what the kept chains' steps hold
-// past its use. Whoever publishes snapshots calls it after each build
-// (zone.Publisher), so that what the published snapshot uses survives.
+// past its use (Upkeep). Whoever publishes snapshots calls it after each
+// build of every Service (zone.Publisher), so that what the published
+// snapshot uses survives; after a build of some Services, SweepServices.
 func (c *Compiler) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	live, gone := make(map[string]bool), make(map[string]bool)
+	for svc, h := range c.held {
+		if !h.built {
+			c.heldBy.add(&h.cur, -1)
+			delete(c.held, svc)
+		}
+	}
+	c.settle()
 	for k, e := range c.chains {
-		if e.gen != c.gen {
-			delete(c.chains, k)
-			if e.chain != nil {
-				e.chain.close()
-			}
-			gone[k.service] = true
-		} else {
-			live[k.service] = true
-			if e.chain != nil {
-				e.chain.expire()
-			}
-		}
+		c.dropChain(k, e)
 	}
-	for svc := range gone {
-		if c.handouts != nil && !live[svc] {
-			c.handouts.DeleteLabelValues(svc)
-		}
+	for k := range c.ledgers {
+		c.dropLedger(k)
 	}
-	for k, l := range c.ledgers {
-		if l.gen != uint32(c.gen) {
-			delete(c.ledgers, k)
-		}
+	for k := range c.lives {
+		c.dropLive(k)
 	}
-	for k, e := range c.lives {
-		if e.gen != c.gen {
-			delete(c.lives, k)
-		}
+	for k := range c.series {
+		c.dropSeries(k)
 	}
-	for k, gen := range c.series {
-		if gen != c.gen {
-			delete(c.series, k)
-			c.perEndpoint.DeleteLabelValues(k[0], k[1])
-		}
-	}
+	c.heldBy.released.clear()
+	c.upkeep()
 	c.gen++
+}
+
+// SweepServices is Sweep after a build of the Services rebuilt
+// ("namespace/name") only: each keeps what its build asked for and
+// releases what its previous build alone held; one rebuilt without asking
+// for anything (deleted, or no longer headless) releases all it held. The
+// state of the other Services stays as it is, whatever the build asked
+// for, and so does their chains' upkeep, which is Upkeep's. Its cost is
+// that of the rebuilt Services, not of the Compiler's state.
+func (c *Compiler) SweepServices(rebuilt []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, svc := range rebuilt {
+		if h := c.held[svc]; h != nil && !h.built {
+			c.heldBy.add(&h.cur, -1)
+			delete(c.held, svc)
+		}
+	}
+	c.settle()
+	r := &c.heldBy.released
+	for _, k := range r.chains {
+		if e := c.chains[k]; e != nil {
+			c.dropChain(k, e)
+		}
+	}
+	for _, k := range r.ledgers {
+		c.dropLedger(k)
+	}
+	for _, k := range r.lives {
+		c.dropLive(k)
+	}
+	for _, k := range r.series {
+		c.dropSeries(k)
+	}
+	r.clear()
+	c.gen++
+}
+
+// Upkeep expires what every chain's steps hold past its use (least-loaded's
+// client holds). Sweep runs it; a publisher that builds some Services only
+// (SweepServices) runs it on a timer, so that the holds of Services no
+// change touches expire too, at a cost that does not fall on each change.
+func (c *Compiler) Upkeep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.upkeep()
+}
+
+func (c *Compiler) upkeep() {
+	for _, e := range c.chains {
+		if e.chain != nil {
+			e.chain.expire()
+		}
+	}
+}
+
+// settle counts what the Services built since the last sweep hold now,
+// in place of what they held before.
+func (c *Compiler) settle() {
+	for _, h := range c.building {
+		if !h.cur.equal(&h.prev) {
+			c.heldBy.add(&h.cur, 1)
+			c.heldBy.add(&h.prev, -1)
+		}
+		h.prev, h.built = heldKeys{}, false
+	}
+	clear(c.building)
+	c.building = c.building[:0]
+}
+
+// dropChain forgets the chain of k unless a Service holds it or something
+// asked for it since the last sweep.
+func (c *Compiler) dropChain(k chainKey, e *chainEntry) {
+	if c.heldBy.chains[k] > 0 || e.gen == c.gen {
+		return
+	}
+	delete(c.chains, k)
+	if e.chain != nil {
+		e.chain.close()
+	}
+	if c.chainsOf[k.service]--; c.chainsOf[k.service] > 0 {
+		return
+	}
+	delete(c.chainsOf, k.service)
+	if c.handouts != nil {
+		c.handouts.DeleteLabelValues(k.service)
+	}
+}
+
+func (c *Compiler) dropLedger(k uint64) {
+	if l := c.ledgers[k]; l != nil && c.heldBy.ledgers[k] <= 0 && l.gen != uint32(c.gen) {
+		delete(c.ledgers, k)
+	}
+}
+
+func (c *Compiler) dropLive(k liveKey) {
+	if e := c.lives[k]; e != nil && c.heldBy.lives[k] <= 0 && e.gen != c.gen {
+		delete(c.lives, k)
+	}
+}
+
+func (c *Compiler) dropSeries(k [2]string) {
+	if gen, ok := c.series[k]; ok && c.heldBy.series[k] <= 0 && gen != c.gen {
+		delete(c.series, k)
+		c.perEndpoint.DeleteLabelValues(k[0], k[1])
+	}
 }
 
 // keyHash is the hash the Compiler keeps ledger entries by, seeded per
 // Compiler so that no one can name Pods to collide with another's key.
 func (c *Compiler) keyHash(key string) uint64 { return maphash.String(c.seed, key) }
+
+// serviceHold is what one Service's builds asked for: cur since its
+// current build began, prev what its previous build held, until the
+// sweep settles the difference.
+type serviceHold struct {
+	built     bool // built since the last sweep, not yet settled
+	cur, prev heldKeys
+}
+
+// heldKeys lists what one Service holds; a key may repeat (one per zone).
+type heldKeys struct {
+	chains  []chainKey
+	ledgers []uint64
+	lives   []liveKey
+	series  [][2]string
+}
+
+func (k *heldKeys) clear() { *k = heldKeys{} }
+
+// equal reports whether k and o list the same keys in the same order: a
+// Service rebuilt as it was, whose counts need no change.
+func (k *heldKeys) equal(o *heldKeys) bool {
+	return slices.Equal(k.chains, o.chains) && slices.Equal(k.ledgers, o.ledgers) &&
+		slices.Equal(k.lives, o.lives) && slices.Equal(k.series, o.series)
+}
+
+// hold returns service's hold for the build under way, with c.mu held:
+// the first call since a sweep starts the Service's new list.
+func (c *Compiler) hold(service string) *serviceHold {
+	h := c.held[service]
+	if h == nil {
+		h = &serviceHold{}
+		c.held[service] = h
+	}
+	if !h.built {
+		h.prev, h.cur, h.built = h.cur, heldKeys{}, true
+		c.building = append(c.building, h)
+	}
+	return h
+}
+
+// holdEndpoints records, with c.mu held, that a build of service bound
+// ids (Bind): their ledger entries, and their live cells under loadQuery
+// ("" for none) and per-endpoint series when those exist.
+func (c *Compiler) holdEndpoints(service, loadQuery string, ids []EndpointID) {
+	h := c.hold(service)
+	for i := range ids {
+		h.cur.ledgers = append(h.cur.ledgers, c.keyHash(ids[i].Key))
+		if loadQuery != "" && ids[i].PodName != "" {
+			h.cur.lives = append(h.cur.lives, liveKey{loadQuery, ids[i].Key})
+		}
+		if c.perEndpoint != nil {
+			h.cur.series = append(h.cur.series, [2]string{service, ids[i].Key})
+		}
+	}
+}
+
+// holdCounts counts the Services that hold each key, and lists the keys
+// whose count fell to zero since the last sweep.
+type holdCounts struct {
+	chains   map[chainKey]int32
+	ledgers  map[uint64]int32
+	lives    map[liveKey]int32
+	series   map[[2]string]int32
+	released heldKeys
+}
+
+func newHoldCounts() holdCounts {
+	return holdCounts{chains: make(map[chainKey]int32), ledgers: make(map[uint64]int32),
+		lives: make(map[liveKey]int32), series: make(map[[2]string]int32)}
+}
+
+// add adds d to the counts of k's keys.
+func (hc *holdCounts) add(k *heldKeys, d int32) {
+	count(hc.chains, k.chains, d, &hc.released.chains)
+	count(hc.ledgers, k.ledgers, d, &hc.released.ledgers)
+	count(hc.lives, k.lives, d, &hc.released.lives)
+	count(hc.series, k.series, d, &hc.released.series)
+}
+
+func count[K comparable](m map[K]int32, keys []K, d int32, released *[]K) {
+	for _, k := range keys {
+		if n := m[k] + d; n > 0 {
+			m[k] = n
+			continue
+		}
+		delete(m, k)
+		*released = append(*released, k)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/miekg/dns"
 
@@ -48,64 +47,59 @@ const (
 // the policy state of the Snapshot's endpoints; the caller sweeps what no
 // build asked for since (policy.Compiler.Sweep), as Publisher does.
 func Build(opts *Options, serial uint32, services []*Service, slices []*EndpointSlice) *Snapshot {
-	b := builder{
-		opts: opts,
-		snap: &Snapshot{Serial: serial, names: make(map[string]*Node)},
-	}
+	snap, _ := buildFull(opts, serial, services, slices)
+	return snap
+}
+
+type builder struct {
+	opts   *Options
+	serial uint32
+	apexes []*Apex // longest name first
+	// names are the nodes of the shard, or of the apexes, being built.
+	names map[string]*Node
+	sh    *shard // the shard being built
+	seq   []int  // 0, 1, 2, … (shareIn)
+	// cands, members and hosts are the arrays that the shard's
+	// EndpointSets (one per zone) are cut from: three allocations per
+	// Service, sized for it.
+	cands   []policy.Endpoint
+	members []member
+	hosts   []int32
+	scratch candidateScratch
+}
+
+// newBuilder returns a builder of a snapshot of serial, with its apexes.
+func newBuilder(opts *Options, serial uint32) *builder {
+	b := &builder{opts: opts, serial: serial, names: make(map[string]*Node)}
 	for _, z := range opts.Zones {
 		b.addApex(z, true)
 	}
 	for _, z := range opts.ReverseZones {
 		b.addApex(z, false)
 	}
-	b.snap.ptrs.ttl = opts.TTL
-	slicesOf := make(map[string][]*EndpointSlice)
-	for _, s := range slices {
-		k := s.Namespace + "/" + s.Service
-		slicesOf[k] = append(slicesOf[k], s)
+	slices.SortStableFunc(b.apexes, func(x, y *Apex) int { return cmp.Compare(len(y.Name), len(x.Name)) })
+	for i, a := range b.apexes {
+		a.index = i
 	}
-	// Room for every endpoint of a headless Service in every zone: no
-	// candidate array grows, and the snapshot keeps no room for the
-	// endpoints of other Services.
+	return b
+}
+
+// reserve makes room in the arenas for every endpoint of svc, when
+// headless, in every zone: no candidate array grows, and the shard keeps
+// no room for the endpoints of other Services. Arenas are per Service, so
+// that a Service's rebuild frees its old arrays, which no other shard
+// shares.
+func (b *builder) reserve(svc *Service, ss []*EndpointSlice) {
 	endpoints := 0
-	for _, svc := range services {
-		if svc.Kind == KindHeadless {
-			for _, s := range slicesOf[svc.Namespace+"/"+svc.Name] {
-				endpoints += len(s.Endpoints)
-			}
+	if svc.Kind == KindHeadless {
+		for _, s := range ss {
+			endpoints += len(s.Endpoints)
 		}
 	}
-	endpoints *= len(opts.Zones)
+	endpoints *= len(b.opts.Zones)
 	b.cands = make([]policy.Endpoint, 0, endpoints)
 	b.members = make([]member, 0, endpoints)
 	b.hosts = make([]int32, 0, endpoints)
-	for _, svc := range services {
-		ss := slicesOf[svc.Namespace+"/"+svc.Name]
-		for _, z := range opts.Zones {
-			b.addService(svc, ss, z, z == opts.Zones[0])
-		}
-		b.snap.Stats.Services++
-	}
-	b.addEmptyNonTerminals()
-	b.snap.ptrs.seal()
-	b.snap.Stats.Names = len(b.snap.names) + b.snap.ptrs.owners() + b.ownNames
-	b.snap.Built = time.Now()
-	return b.snap
-}
-
-type builder struct {
-	opts     *Options
-	snap     *Snapshot
-	ownNames int   // endpoints' own names without a stored node
-	seq      []int // 0, 1, 2, … (shareIn)
-	// cands, members and hosts are the arrays that every EndpointSet's
-	// are cut from: a few large allocations per snapshot instead of a
-	// few small ones per Service among the build's garbage, whose memory
-	// spans they would pin once it is collected.
-	cands   []policy.Endpoint
-	members []member
-	hosts   []int32
-	scratch candidateScratch
 }
 
 func (b *builder) hdr(name string, t uint16) dns.RR_Header {
@@ -118,10 +112,10 @@ func hdrTTL(name string, t uint16, ttl uint32) dns.RR_Header {
 
 // node returns the node for name, creating it inside apex.
 func (b *builder) node(name string, apex *Apex) *Node {
-	n := b.snap.names[name]
+	n := b.names[name]
 	if n == nil {
 		n = &Node{Apex: apex}
-		b.snap.names[name] = n
+		b.names[name] = n
 	}
 	return n
 }
@@ -132,7 +126,7 @@ func (b *builder) addApex(zone string, forward bool) {
 		Hdr:     b.hdr(zone, dns.TypeSOA),
 		Ns:      "ns.dns." + zone,
 		Mbox:    "hostmaster." + zone,
-		Serial:  b.snap.Serial,
+		Serial:  b.serial,
 		Refresh: soaRefresh,
 		Retry:   soaRetry,
 		Expire:  soaExpire,
@@ -145,8 +139,7 @@ func (b *builder) addApex(zone string, forward bool) {
 	neg := *soa
 	neg.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
 	apex.SOA, apex.NegativeSOA = soa, &neg
-	b.snap.apexes = append(b.snap.apexes, apex)
-	slices.SortStableFunc(b.snap.apexes, func(x, y *Apex) int { return cmp.Compare(len(y.Name), len(x.Name)) })
+	b.apexes = append(b.apexes, apex)
 
 	apex.empty, apex.reverse = &Node{Apex: apex}, !forward
 	n := b.node(zone, apex)
@@ -194,7 +187,7 @@ func addrRR(owner string, ip netip.Addr, ttl uint32) dns.RR {
 }
 
 func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, primary bool) {
-	apex := b.snap.ApexOf(zone)
+	apex := findApex(b.apexes, zone)
 	owner := svc.Name + "." + svc.Namespace + ".svc." + zone
 	if !fits(owner) {
 		return
@@ -211,10 +204,7 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 		}
 		n := b.node(owner, apex)
 		var glue []dns.RR
-		to := ptrTarget{set: fixedTarget, idx: uint32(len(b.snap.ptrs.fixed))}
-		if primary {
-			b.snap.ptrs.fixed = append(b.snap.ptrs.fixed, owner)
-		}
+		to := ptrTarget{set: &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, owner: owner}, idx: fixedTarget}
 		for _, ip := range svc.ClusterIPs {
 			n.addAddr(owner, ip, b.opts.TTL)
 			glue = append(glue, addrRR(owner, ip, b.opts.TTL))
@@ -248,17 +238,17 @@ func (b *builder) addPTR(ip netip.Addr, to ptrTarget) {
 	if err != nil {
 		return
 	}
-	apex := findApex(b.snap.apexes, rev)
+	apex := findApex(b.apexes, rev)
 	if apex == nil || !slices.Contains(b.opts.ReverseZones, apex.Name) {
 		return
 	}
 	if rev != apex.Name {
-		b.snap.ptrs.add(ip, to)
+		b.sh.ptrs.add(ip, to)
 		return
 	}
 	// The zone is one address's reverse name: its PTRs are the apex's.
 	var buf RRBuf
-	target := strings.Clone(b.snap.ptrs.name(to, &buf))
+	target := strings.Clone(to.name(&buf))
 	n := b.node(rev, apex)
 	for _, rr := range n.PTR {
 		if rr.(*dns.PTR).Ptr == target {
@@ -266,23 +256,4 @@ func (b *builder) addPTR(ip netip.Addr, to ptrTarget) {
 		}
 	}
 	n.PTR = append(n.PTR, &dns.PTR{Hdr: b.hdr(rev, dns.TypePTR), Ptr: target})
-}
-
-// addEmptyNonTerminals makes every ancestor of a name, up to its apex, exist
-// (RFC 8020: a name with names below it is NODATA, never NXDOMAIN).
-func (b *builder) addEmptyNonTerminals() {
-	var missing []string
-	for name, n := range b.snap.names {
-		for p := parent(name); p != "" && InZone(p, n.Apex.Name); p = parent(p) {
-			if _, ok := b.snap.names[p]; ok {
-				break
-			}
-			missing = append(missing, p)
-		}
-	}
-	for _, p := range missing {
-		if _, ok := b.snap.names[p]; !ok {
-			b.snap.names[p] = b.snap.ApexOf(p).empty
-		}
-	}
 }

@@ -248,7 +248,7 @@ func TestNamesFitWireFormat(t *testing.T) {
 			t.Errorf("PTR of %s points to a name of %d octets", addr, len(target)+1)
 		}
 	})
-	for name, n := range snap.names {
+	snap.names.each(func(name string, n *Node) {
 		if !fits(name) {
 			t.Errorf("owner name of %d octets: %s", len(name)+1, name)
 		}
@@ -264,7 +264,7 @@ func TestNamesFitWireFormat(t *testing.T) {
 				t.Errorf("%s points to a name of %d octets", name, len(target)+1)
 			}
 		}
-	}
+	})
 	owner := "s" + label[:62] + ".n" + label[:62] + ".svc." + opts.Zones[0]
 	if _, n := snap.Lookup(owner); n == nil || n.ChosenA == nil || len(n.ChosenA.In) != 1 {
 		t.Errorf("the Service lost its address record: %+v", n)

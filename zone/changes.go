@@ -117,7 +117,13 @@ type store struct {
 	mu       sync.Mutex
 	services map[ObjectKey]*Service
 	slices   map[ObjectKey]*EndpointSlice
+	// slicesOf indexes slices by the Service they name.
+	slicesOf map[serviceKey]map[string]*EndpointSlice
 	batch    map[ObjectKey]Op // last op per key since the last take
+	// touched are the Services whose records the batch may change: those
+	// it changed, and those whose slices it changed, before and after (a
+	// slice may move from one Service to another).
+	touched  map[serviceKey]bool
 	synced   bool
 	replaced bool // a replace since the last take
 }
@@ -126,7 +132,9 @@ func newStore() *store {
 	return &store{
 		services: make(map[ObjectKey]*Service),
 		slices:   make(map[ObjectKey]*EndpointSlice),
+		slicesOf: make(map[serviceKey]map[string]*EndpointSlice),
 		batch:    make(map[ObjectKey]Op),
+		touched:  make(map[serviceKey]bool),
 	}
 }
 
@@ -145,16 +153,42 @@ func (s *store) apply(changes []Change) {
 		case c.Op == OpDelete && c.Kind == ObjectService:
 			delete(s.services, k)
 		case c.Op == OpDelete && c.Kind == ObjectEndpointSlice:
+			s.unindex(k)
 			delete(s.slices, k)
 		case c.Kind == ObjectService:
 			s.services[k] = c.Service
 		case c.Kind == ObjectEndpointSlice:
+			s.unindex(k)
 			s.slices[k] = c.Slice
+			owner := sliceOwner(c.Slice)
+			if s.slicesOf[owner] == nil {
+				s.slicesOf[owner] = make(map[string]*EndpointSlice)
+			}
+			s.slicesOf[owner][k.Name] = c.Slice
+			s.touched[owner] = true
 		default:
 			continue
 		}
+		if c.Kind == ObjectService {
+			s.touched[serviceKey{k.Namespace, k.Name}] = true
+		}
 		s.batch[k] = c.Op
 	}
+}
+
+// unindex takes the slice of key k, if any, out of its Service's index,
+// which the batch then touches.
+func (s *store) unindex(k ObjectKey) {
+	old := s.slices[k]
+	if old == nil {
+		return
+	}
+	owner := sliceOwner(old)
+	delete(s.slicesOf[owner], k.Name)
+	if len(s.slicesOf[owner]) == 0 {
+		delete(s.slicesOf, owner)
+	}
+	s.touched[owner] = true
 }
 
 // replace makes the store hold exactly these objects, recording as changed
@@ -199,39 +233,63 @@ func (s *store) replace(services []*Service, slices []*EndpointSlice) {
 	s.synced, s.replaced = true, true
 }
 
-// view is what one build reads: every object, and the keys changed since
-// the previous view.
+// view is what one build reads: the keys changed since the previous
+// view, and the objects it needs.
 type view struct {
-	services []*Service
-	slices   []*EndpointSlice
-	batch    map[ObjectKey]Op
+	batch map[ObjectKey]Op
 	// replaced: the source replaced its whole view since the previous
 	// one, even if with equivalent objects.
 	replaced bool
+	// touched are the Services the batch touched, as they are now.
+	touched map[serviceKey]touchedService
+	// changed are the slices the batch upserted, as they are now.
+	changed []*EndpointSlice
 }
 
-// take returns the current view and starts a new batch; ok is false before
-// the first Replace, and the batch then stays.
+// take returns the changes since the last take and starts a new batch; ok
+// is false before the first Replace, and the batch then stays.
 func (s *store) take() (v view, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.synced {
 		return view{}, false
 	}
-	v.services = make([]*Service, 0, len(s.services))
-	for _, svc := range s.services {
-		v.services = append(v.services, svc)
+	v.batch, v.replaced = s.batch, s.replaced
+	v.touched = make(map[serviceKey]touchedService, len(s.touched))
+	for k := range s.touched {
+		if s.replaced {
+			break // a full build follows
+		}
+		t := touchedService{svc: s.services[ObjectKey{Kind: ObjectService, Namespace: k.Namespace, Name: k.Name}]}
+		for _, sl := range s.slicesOf[k] {
+			t.slices = append(t.slices, sl)
+		}
+		v.touched[k] = t
 	}
-	// Services in a stable order, so that a build does not depend on map
-	// order where two Services claim one thing (a PTR's address).
-	slices.SortFunc(v.services, func(a, b *Service) int {
+	for k, op := range v.batch {
+		if k.Kind == ObjectEndpointSlice && op == OpUpsert {
+			v.changed = append(v.changed, s.slices[k])
+		}
+	}
+	s.batch, s.touched, s.replaced = make(map[ObjectKey]Op), make(map[serviceKey]bool), false
+	return v, true
+}
+
+// all returns every object: Services in a stable order, so that a build
+// does not depend on map order.
+func (s *store) all() ([]*Service, []*EndpointSlice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	services := make([]*Service, 0, len(s.services))
+	for _, svc := range s.services {
+		services = append(services, svc)
+	}
+	slices.SortFunc(services, func(a, b *Service) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	v.slices = make([]*EndpointSlice, 0, len(s.slices))
+	all := make([]*EndpointSlice, 0, len(s.slices))
 	for _, sl := range s.slices {
-		v.slices = append(v.slices, sl)
+		all = append(all, sl)
 	}
-	v.batch, v.replaced = s.batch, s.replaced
-	s.batch, s.replaced = make(map[ObjectKey]Op), false
-	return v, true
+	return services, all
 }

@@ -27,7 +27,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		// Reported whether or not the Service has endpoints now, so that a
 		// Service going to zero endpoints and back is not news; once, not
 		// once per zone.
-		b.snap.PolicyErrors = append(b.snap.PolicyErrors, PolicyError{Service: key, Err: sp.Err})
+		b.sh.policyErr = sp.Err
 	}
 	cands := b.headlessCandidates(ss, b.opts.EndpointPodNames, sp.Chain.OfferTerminating())
 	if len(cands) == 0 {
@@ -50,7 +50,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	set.markRepeats()
 	ch.publish(b, apex)
 	if primary {
-		b.snap.Stats.Endpoints += len(cands)
+		b.sh.endpoints += len(cands)
 	}
 }
 
@@ -62,7 +62,6 @@ type setChoices struct {
 	portChoices map[Port]*Choice // by Name and Protocol
 	portOrder   []*Choice
 	ports       portFilter
-	ptrSet      int // the set's index among the PTR targets, once it has one
 }
 
 func newSetChoices(set *EndpointSet, n int) setChoices {
@@ -72,7 +71,6 @@ func newSetChoices(set *EndpointSet, n int) setChoices {
 		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA},
 		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV},
 		portChoices: map[Port]*Choice{},
-		ptrSet:      -1,
 	}
 }
 
@@ -100,7 +98,7 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 	if c.id.Ready {
 		set.hosts = append(set.hosts, int32(i))
 		if primary {
-			b.addMemberPTRs(set, ch, i, c)
+			b.addMemberPTRs(set, i, c)
 		}
 	}
 	m.ports = ch.ports.named(c.ports, set.owner, set)
@@ -121,14 +119,10 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 }
 
 // addMemberPTRs adds the PTR records of candidate i's addresses.
-func (b *builder) addMemberPTRs(set *EndpointSet, ch *setChoices, i int, c *candidate) {
-	if ch.ptrSet < 0 {
-		ch.ptrSet = len(b.snap.ptrs.sets)
-		b.snap.ptrs.sets = append(b.snap.ptrs.sets, set)
-	}
+func (b *builder) addMemberPTRs(set *EndpointSet, i int, c *candidate) {
 	for _, ip := range []netip.Addr{c.v4, c.v6} {
 		if ip.IsValid() {
-			b.addPTR(ip, ptrTarget{set: uint32(ch.ptrSet), idx: uint32(i)})
+			b.addPTR(ip, ptrTarget{set: set, idx: uint32(i)})
 		}
 	}
 }
@@ -193,7 +187,7 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 	}
 	set.hosts = cut(&b.hosts, len(unique))
 	copy(set.hosts, unique)
-	b.ownNames += len(set.hosts)
+	b.sh.ownNames += len(set.hosts)
 }
 
 // markRepeats flags the candidates whose SRV records may repeat records

@@ -8,7 +8,10 @@ import (
 
 // Metrics are the zone's Prometheus metrics.
 type Metrics struct {
-	BuildDuration      prometheus.Histogram
+	// BuildDuration is the time of every publish, by kind: "full" (every
+	// Service: the first sync, a relist) or "incremental" (the Services a
+	// batch of changes touched).
+	BuildDuration      *prometheus.HistogramVec
 	Names              prometheus.Gauge
 	Services           prometheus.Gauge
 	Endpoints          prometheus.Gauge
@@ -20,16 +23,18 @@ type Metrics struct {
 	// Changes counts, per rebuild, the objects its batch changed: an
 	// object changed several times between two rebuilds counts once.
 	Changes *prometheus.CounterVec
+	// RebuiltServices counts the Services incremental publishes rebuilt.
+	RebuiltServices prometheus.Counter
 }
 
 // NewMetrics creates the zone metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		BuildDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+		BuildDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hdns_zone_build_duration_seconds",
-			Help:    "Time to build a zone snapshot.",
+			Help:    "Time to build and publish a zone snapshot, by kind: full (every Service: the first sync, a relist) or incremental (the Services a batch of changes touched).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}),
+		}, []string{"kind"}),
 		Names:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_names", Help: "Owner names in the current snapshot."}),
 		Services:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_services", Help: "Services in the current snapshot."}),
 		Endpoints: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hdns_zone_endpoints", Help: "Ready headless endpoints in the current snapshot."}),
@@ -56,12 +61,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "hdns_zone_changes_total",
 		Help: "Objects the sources changed, counted once per rebuild that took them up, by kind (service, endpointslice) and op (upsert, delete).",
 	}, []string{"kind", "op"})
-	reg.MustRegister(m.Changes, m.SourceUp, m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
+	m.RebuiltServices = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hdns_zone_rebuilt_services_total",
+		Help: "Services rebuilt by incremental publishes: those a batch of changes touched.",
+	})
+	// Both kinds exist from the start, so that rates over them do too.
+	m.BuildDuration.WithLabelValues(BuildFull)
+	m.BuildDuration.WithLabelValues(BuildIncremental)
+	reg.MustRegister(m.RebuiltServices, m.Changes, m.SourceUp, m.PolicyErrors, m.BuildDuration, m.Names, m.Services, m.Endpoints, m.Serial, m.ProgrammingLatency, m.SourceErrors)
 	return m
 }
 
-func (m *Metrics) observeBuild(s *Snapshot, took time.Duration) {
-	m.BuildDuration.Observe(took.Seconds())
+// Build kinds, the values of hdns_zone_build_duration_seconds's kind label.
+const (
+	BuildFull        = "full"
+	BuildIncremental = "incremental"
+)
+
+func (m *Metrics) observeBuild(s *Snapshot, took time.Duration, incremental bool, rebuilt int) {
+	kind := BuildFull
+	if incremental {
+		kind = BuildIncremental
+		m.RebuiltServices.Add(float64(rebuilt))
+	}
+	m.BuildDuration.WithLabelValues(kind).Observe(took.Seconds())
 	m.Names.Set(float64(s.Stats.Names))
 	m.Services.Set(float64(s.Stats.Services))
 	m.Endpoints.Set(float64(s.Stats.Endpoints))

@@ -26,11 +26,26 @@ type (
 )
 
 // ptrTarget is where a PTR record points: the own name of member idx of
-// the index's set number set, or, when set is fixedTarget, the index's
-// fixed name number idx (a ClusterIP Service's name).
-type ptrTarget struct{ set, idx uint32 }
+// set, or, when idx is fixedTarget, set's owner name (a ClusterIP
+// Service's name; set is then only that name's holder).
+type ptrTarget struct {
+	set *EndpointSet
+	idx uint32
+}
 
 const fixedTarget = math.MaxUint32
+
+// compare orders the targets of one address: by Service, then by
+// candidate. The order is the answer's, and the same whichever snapshot
+// the targets were built in.
+func (t ptrTarget) compare(u ptrTarget) int {
+	if t.set != u.set {
+		if c := cmp.Or(strings.Compare(t.set.Namespace, u.set.Namespace), strings.Compare(t.set.Service, u.set.Service)); c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(t.idx, u.idx)
+}
 
 func (r ptr4) ip() netip.Addr {
 	var b [4]byte
@@ -48,10 +63,20 @@ func (r ptr6) ip() netip.Addr {
 func (r ptr4) target() ptrTarget { return r.to }
 func (r ptr6) target() ptrTarget { return r.to }
 
-type ptrRecord interface {
+func (r ptr4) cmpAddr(o ptr4) int { return cmp.Compare(r.addr, o.addr) }
+func (r ptr6) cmpAddr(o ptr6) int { return cmp.Or(cmp.Compare(r.hi, o.hi), cmp.Compare(r.lo, o.lo)) }
+
+type ptrRecord[R any] interface {
 	ptr4 | ptr6
 	ip() netip.Addr
 	target() ptrTarget
+	// cmpAddr compares the records' addresses only.
+	cmpAddr(R) int
+}
+
+// comparePTR is the order of the index: by address, then target.
+func comparePTR[R ptrRecord[R]](a, b R) int {
+	return cmp.Or(a.cmpAddr(b), a.target().compare(b.target()))
 }
 
 func ptr4Of(a netip.Addr, to ptrTarget) ptr4 {
@@ -64,23 +89,27 @@ func ptr6Of(a netip.Addr, to ptrTarget) ptr6 {
 	return ptr6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), to: to}
 }
 
-// ptrIndex holds a Snapshot's PTR records sorted by address, one list per
-// family; an address's records keep the order they were added in. Every
-// endpoint adds one, so an IPv4 record is 12 bytes where a Node, a map
-// entry, the reverse name and a dns.PTR took ≈ 250; the reverse name is
-// parsed and the target's name spelled when asked (lookup).
+// ptrIndex holds a Snapshot's PTR records sorted by address, then by
+// target (ptrTarget.compare), one sequence per family. Every endpoint
+// adds one, so an IPv4 record is 16 bytes where a Node, a map entry, the
+// reverse name and a dns.PTR took ≈ 250; the reverse name is parsed and
+// the target's name spelled when asked (lookup). The sequences are
+// persistent (ptrSeq): a snapshot built from another shares the parts of
+// its index that its edits do not touch.
 type ptrIndex struct {
-	v4  []ptr4
-	v6  []ptr6
+	v4  ptrSeq[ptr4]
+	v6  ptrSeq[ptr6]
 	ttl uint32
-	// sets are the EndpointSets whose members records point to; fixed
-	// the other targets.
-	sets  []*EndpointSet
-	fixed []string
+}
+
+// ptrRecords are one Service's PTR records, sorted as the index is.
+type ptrRecords struct {
+	v4 []ptr4
+	v6 []ptr6
 }
 
 // add records a PTR from addr's reverse name to to.
-func (x *ptrIndex) add(addr netip.Addr, to ptrTarget) {
+func (x *ptrRecords) add(addr netip.Addr, to ptrTarget) {
 	if addr.Is4() {
 		x.v4 = append(x.v4, ptr4Of(addr, to))
 	} else {
@@ -88,42 +117,26 @@ func (x *ptrIndex) add(addr netip.Addr, to ptrTarget) {
 	}
 }
 
-// name returns the name to points to, made in buf when it is a member's.
-func (x *ptrIndex) name(to ptrTarget, buf *RRBuf) string {
-	if to.set == fixedTarget {
-		return x.fixed[to.idx]
-	}
-	set := x.sets[to.set]
-	return buf.ownName(set, &set.members[to.idx])
-}
-
-// seal sorts the records and drops repeated ones. Build calls it once,
-// after the last add.
-func (x *ptrIndex) seal() {
+// seal sorts the records and drops repeated ones, once the last is added.
+func (x *ptrRecords) seal() {
 	x.v4, x.v6 = sealed(x.v4), sealed(x.v6)
-	x.sets, x.fixed = slices.Clip(x.sets), slices.Clip(x.fixed)
 }
 
-// sealed sorts recs by address and drops those with the target of an
-// earlier one of their address. Each target has one ptrTarget (a member,
-// or a Service's fixed name), so comparing those compares the names.
-func sealed[R ptrRecord](recs []R) []R {
-	slices.SortStableFunc(recs, func(a, b R) int { return a.ip().Compare(b.ip()) })
-	out := recs[:0]
-	for _, r := range recs {
-		dup := false
-		for j := len(out) - 1; j >= 0 && out[j].ip() == r.ip(); j-- {
-			if out[j].target() == r.target() {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			out = append(out, r)
-		}
+// sealed sorts recs as the index does and drops repeated ones.
+func sealed[R ptrRecord[R]](recs []R) []R {
+	if len(recs) == 0 {
+		return nil
 	}
-	// A copy, so that the snapshot does not keep append's spare room.
-	return slices.Clone(out)
+	slices.SortFunc(recs, comparePTR[R])
+	return slices.Clip(slices.Compact(recs))
+}
+
+// name returns the name to points to, made in buf when it is a member's.
+func (to ptrTarget) name(buf *RRBuf) string {
+	if to.idx == fixedTarget {
+		return to.set.owner
+	}
+	return buf.ownName(to.set, &to.set.members[to.idx])
 }
 
 // lookup finds the lower-case reverse name in the index, inside apex (a
@@ -136,32 +149,24 @@ func (x *ptrIndex) lookup(name string, apex *Apex, buf *RRBuf) *Node {
 		return nil
 	}
 	if p.Addr().Is4() {
-		k := ptr4Of(p.Addr(), ptrTarget{})
-		first, _ := slices.BinarySearchFunc(x.v4, k, func(r, k ptr4) int { return cmp.Compare(r.addr, k.addr) })
-		return ptrNode(x, x.v4[first:], p, name, apex, buf)
+		return ptrNode(x, &x.v4, ptr4Of(p.Addr(), ptrTarget{}), p, name, apex, buf)
 	}
-	k := ptr6Of(p.Addr(), ptrTarget{})
-	first, _ := slices.BinarySearchFunc(x.v6, k, func(r, k ptr6) int {
-		return cmp.Or(cmp.Compare(r.hi, k.hi), cmp.Compare(r.lo, k.lo))
-	})
-	return ptrNode(x, x.v6[first:], p, name, apex, buf)
+	return ptrNode(x, &x.v6, ptr6Of(p.Addr(), ptrTarget{}), p, name, apex, buf)
 }
 
-// ptrNode is lookup's result for p given the records from the first whose
-// address is p's or after it.
-func ptrNode[R ptrRecord](x *ptrIndex, recs []R, p netip.Prefix, name string, apex *Apex, buf *RRBuf) *Node {
-	if len(recs) == 0 || !p.Contains(recs[0].ip()) {
+// ptrNode is lookup's result for p, whose first address is k's.
+func ptrNode[R ptrRecord[R]](x *ptrIndex, seq *ptrSeq[R], k R, p netip.Prefix, name string, apex *Apex, buf *RRBuf) *Node {
+	it := seq.from(k)
+	r, ok := it.next()
+	if !ok || !p.Contains(r.ip()) {
 		return nil
 	}
 	if !p.IsSingleIP() {
 		return apex.empty
 	}
 	buf.rrs = cleared(buf.rrs)
-	for _, r := range recs {
-		if r.ip() != p.Addr() {
-			break
-		}
-		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: x.name(r.target(), buf)})
+	for ; ok && r.cmpAddr(k) == 0; r, ok = it.next() {
+		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: r.target().name(buf)})
 		buf.rrs = append(buf.rrs, &buf.ptr[len(buf.ptr)-1])
 	}
 	buf.node = Node{Apex: apex, PTR: buf.rrs}
@@ -255,14 +260,4 @@ func nibble(c byte) (byte, bool) {
 
 // owners counts the distinct addresses with records: the reverse names
 // the index answers for.
-func (x *ptrIndex) owners() int { return owners(x.v4) + owners(x.v6) }
-
-func owners[R ptrRecord](recs []R) int {
-	n := 0
-	for i, r := range recs {
-		if i == 0 || recs[i-1].ip() != r.ip() {
-			n++
-		}
-	}
-	return n
-}
+func (x *ptrIndex) owners() int { return x.v4.owners() + x.v6.owners() }

@@ -121,7 +121,9 @@ func TestPTRIndex(t *testing.T) {
 		exists  bool
 		targets []string
 	}{
-		{name: "3.2.1.10.in-addr.arpa.", exists: true, targets: []string{"a.web.ns.svc.cluster.local.", "z.api.ns.svc.cluster.local."}},
+		// An address's targets come in Service order (namespace, name),
+		// whatever order Build is given the Services in.
+		{name: "3.2.1.10.in-addr.arpa.", exists: true, targets: []string{"z.api.ns.svc.cluster.local.", "a.web.ns.svc.cluster.local."}},
 		{name: "4.2.1.10.in-addr.arpa.", exists: true, targets: []string{"b.web.ns.svc.cluster.local."}},
 		{name: "3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", exists: true, targets: []string{"a.web.ns.svc.cluster.local."}},
 		{name: "2.1.10.in-addr.arpa.", exists: true},
@@ -187,10 +189,14 @@ func BenchmarkLookupPTR(b *testing.B) {
 // each calls f with every record, in the index's order.
 func (x *ptrIndex) each(f func(addr netip.Addr, target string)) {
 	var buf RRBuf
-	for _, r := range x.v4 {
-		f(r.ip(), x.name(r.to, &buf))
+	for _, c := range x.v4.chunks {
+		for _, r := range c.recs {
+			f(r.ip(), r.to.name(&buf))
+		}
 	}
-	for _, r := range x.v6 {
-		f(r.ip(), x.name(r.to, &buf))
+	for _, c := range x.v6.chunks {
+		for _, r := range c.recs {
+			f(r.ip(), r.to.name(&buf))
+		}
 	}
 }

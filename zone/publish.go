@@ -13,6 +13,14 @@ import (
 // operating system.
 const releaseAfter = 2 * time.Second
 
+// upkeepEvery is how often Run expires what the policies' steps hold past
+// its use (policy.Compiler.Upkeep). An incremental publish sweeps only the
+// Services it rebuilt, so that the upkeep of all the others, which costs
+// the whole cluster's Services, runs on this timer instead: its cost does
+// not fall on each change, and a zone that no change touches for hours
+// still expires its Services' client holds.
+const upkeepEvery = 5 * time.Second
+
 // Publisher owns the current Snapshot and the objects it is built from.
 // Sources hand it their changes through its Sink methods, which record them
 // and schedule a rebuild; one goroutine, Run, rebuilds and publishes once
@@ -25,7 +33,10 @@ type Publisher struct {
 
 	current atomic.Pointer[Snapshot]
 	store   *store
-	dirty   chan struct{} // capacity 1: a pending rebuild coalesces all later changes
+	// state is what the current Snapshot was built from; nil before the
+	// first build. Owned by the Run goroutine.
+	state *zoneState
+	dirty chan struct{} // capacity 1: a pending rebuild coalesces all later changes
 
 	// Owned by the Run goroutine.
 	serial     uint32
@@ -94,12 +105,17 @@ func (p *Publisher) Run(ctx context.Context) {
 	quiet := time.NewTimer(releaseAfter)
 	quiet.Stop()
 	defer quiet.Stop()
+	upkeep := time.NewTicker(upkeepEvery)
+	defer upkeep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-quiet.C:
 			p.release()
+			continue
+		case <-upkeep.C:
+			p.opts.Policies.Upkeep()
 			continue
 		case <-p.dirty:
 		}
@@ -118,35 +134,71 @@ func (p *Publisher) Run(ctx context.Context) {
 // not run concurrently with Run.
 func (p *Publisher) Rebuild() bool { return p.rebuild() }
 
-// rebuild builds from the whole store, unless nothing changed since the
-// last build. The batch of keys that changed since then is known here: a
-// build of only what they touch starts from it.
+// rebuild builds and publishes a Snapshot, unless nothing changed since
+// the last one. The first build, and the one after a Replace (a relist),
+// build every Service; the others rebuild only the Services their batch
+// of changes touched and share the rest with the current Snapshot.
 func (p *Publisher) rebuild() bool {
 	v, ok := p.store.take()
 	if !ok || (len(v.batch) == 0 && !v.replaced && p.current.Load() != nil) {
 		return false
 	}
 	p.observeBatch(v.batch)
-	services, slices := v.services, v.slices
 	start := time.Now()
 	p.serial++
-	snap := Build(p.opts, p.serial, services, slices)
 	first := p.current.Load() == nil
+	var snap *Snapshot
+	incremental := p.state != nil && !v.replaced && p.state.incremental() && !anyOdd(v.touched)
+	if incremental {
+		snap = p.state.update(p.serial, v.touched)
+	} else {
+		services, slices := p.store.all()
+		snap, p.state = buildFull(p.opts, p.serial, services, slices)
+	}
 	p.current.Store(snap)
 	// What the new snapshot's Services asked for survives; what only
-	// replaced snapshots used goes. A build that changed one Service
-	// would release that Service's state alone.
-	p.opts.Policies.Sweep()
+	// replaced snapshots used goes.
+	var rebuilt []string
+	if incremental {
+		rebuilt = serviceNames(v.touched)
+		p.opts.Policies.SweepServices(rebuilt)
+	} else {
+		p.opts.Policies.Sweep()
+	}
 	published := time.Now()
 	took := published.Sub(start)
 	if p.metrics != nil {
-		p.metrics.observeBuild(snap, took)
+		p.metrics.observeBuild(snap, took, incremental, len(v.touched))
 	}
-	p.observeProgramming(slices, published, first)
+	p.observeProgramming(v, published, first)
 	p.reportPolicyErrors(snap)
-	p.log.Debug("published zone snapshot", "serial", snap.Serial, "services", snap.Stats.Services,
+	p.log.Debug("published zone snapshot", "serial", snap.Serial, "incremental", incremental,
+		"rebuilt.services", len(rebuilt), "rebuilt", rebuilt[:min(len(rebuilt), maxLoggedServices)], "services", snap.Stats.Services,
 		"endpoints", snap.Stats.Endpoints, "names", snap.Stats.Names, "took", took)
 	return true
+}
+
+// maxLoggedServices bounds the Services a publish's debug log names.
+const maxLoggedServices = 10
+
+// anyOdd reports whether a touched Service's namespace or name is not a
+// DNS label (see zoneState.odd).
+func anyOdd(touched map[serviceKey]touchedService) bool {
+	for k := range touched {
+		if !isLabel(k.Namespace) || !isLabel(k.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceNames returns the touched Services' namespace/name.
+func serviceNames(touched map[serviceKey]touchedService) []string {
+	out := make([]string, 0, len(touched))
+	for k := range touched {
+		out = append(out, k.Namespace+"/"+k.Name)
+	}
+	return out
 }
 
 // observeBatch counts and logs the objects a batch changed.
@@ -168,25 +220,31 @@ func (p *Publisher) observeBatch(batch map[ObjectKey]Op) {
 		"slices.deleted", counts[ObjectEndpointSlice][OpDelete])
 }
 
-// observeProgramming records, for every slice whose controller trigger time
-// moved since the last build, how long the change took to reach answers.
-// Trigger times seen in the first build are history, not latency.
-func (p *Publisher) observeProgramming(slices []*EndpointSlice, published time.Time, first bool) {
-	seen := make(map[string]time.Time, len(slices))
-	for _, s := range slices {
+// observeProgramming records, for every slice the batch upserted whose
+// controller trigger time moved since the last build, how long the change
+// took to reach answers. Trigger times seen in the first build are
+// history, not latency.
+func (p *Publisher) observeProgramming(v view, published time.Time, first bool) {
+	for k, op := range v.batch {
+		if k.Kind == ObjectEndpointSlice && op == OpDelete {
+			delete(p.triggers, k.Namespace+"/"+k.Name)
+		}
+	}
+	for _, s := range v.changed {
+		key := s.Namespace + "/" + s.Name
 		if s.TriggerTime.IsZero() {
+			delete(p.triggers, key)
 			continue
 		}
-		key := s.Namespace + "/" + s.Name
-		seen[key] = s.TriggerTime
+		prev, ok := p.triggers[key]
+		p.triggers[key] = s.TriggerTime
 		if first || p.metrics == nil {
 			continue
 		}
-		if prev, ok := p.triggers[key]; !ok || s.TriggerTime.After(prev) {
+		if !ok || s.TriggerTime.After(prev) {
 			p.metrics.ProgrammingLatency.Observe(published.Sub(s.TriggerTime).Seconds())
 		}
 	}
-	p.triggers = seen
 }
 
 // reportPolicyErrors logs each rejected policy annotation once, when it

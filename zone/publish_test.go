@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -82,7 +83,7 @@ func TestPublisherReplaceDiffs(t *testing.T) {
 	if !p.Rebuild() || count("upsert") != 2 || count("delete") != 1 {
 		t.Errorf("an equivalent relist: %v upserts, %v deletes, or no build; want no more changes and a build", count("upsert"), count("delete"))
 	}
-	if v, _ := p.store.take(); len(v.services) != 1 || v.services[0] != a2 {
+	if services, _ := p.store.all(); len(services) != 1 || services[0] != a2 {
 		t.Error("the store kept the old copy of an equivalent object")
 	}
 	p.Apply()
@@ -171,5 +172,32 @@ func TestPublisherReleasesMemoryWhenQuiet(t *testing.T) {
 	}
 	if builds.Load() < 5 {
 		t.Errorf("only %d builds during the burst", builds.Load())
+	}
+}
+
+// TestBuildKinds: the first build is full and a change's build
+// incremental; each counts under its kind, and the incremental one counts
+// the Services it rebuilt.
+func TestBuildKinds(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	p := NewPublisher(testOptions(t), discard, m)
+	a, b := &Service{Namespace: "n", Name: "a"}, &Service{Namespace: "n", Name: "b"}
+	p.Replace([]*Service{a, b}, nil)
+	p.Rebuild()
+	p.Apply(ServiceChange(OpUpsert, &Service{Namespace: "n", Name: "a", Kind: KindExternalName, ExternalName: "x.example"}))
+	p.Rebuild()
+	builds := func(kind string) uint64 {
+		var out dto.Metric
+		if err := m.BuildDuration.WithLabelValues(kind).(prometheus.Histogram).Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out.GetHistogram().GetSampleCount()
+	}
+	if builds(BuildFull) != 1 || builds(BuildIncremental) != 1 || testutil.ToFloat64(m.RebuiltServices) != 1 {
+		t.Errorf("%d full and %d incremental builds, %v Services rebuilt; want 1, 1 and 1",
+			builds(BuildFull), builds(BuildIncremental), testutil.ToFloat64(m.RebuiltServices))
+	}
+	if _, n := p.Snapshot().Lookup("a.n.svc.cluster.local."); n == nil || n.CNAME() == nil {
+		t.Error("the incremental build lost the change")
 	}
 }

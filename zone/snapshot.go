@@ -6,8 +6,11 @@
 // small structs to a Publisher through the Sink interface; the Publisher
 // keeps the objects, and its single builder goroutine coalesces changes and
 // publishes a new Snapshot with an atomic pointer swap. Readers never lock: a
-// Snapshot and everything reachable from it is never modified after Build
-// returns.
+// Snapshot and everything reachable from it is never modified after it is
+// built. A batch of changes rebuilds only the Services it touches: the new
+// Snapshot shares the others' nodes, EndpointSets and PTR records with the
+// previous one, through a persistent name table and PTR index (nameTable,
+// ptrSeq); the first sync and relists build every Service.
 //
 // The package owns the sources' shrunk objects, the names and records of
 // the specification, and the lists of candidates each question chooses
@@ -45,9 +48,9 @@ type Snapshot struct {
 	// rejected; they are served with the default policy.
 	PolicyErrors []PolicyError
 
-	apexes []*Apex          // longest name first
-	names  map[string]*Node // lower-case FQDN → node
-	ptrs   ptrIndex         // the PTR records below reverse apexes
+	apexes []*Apex    // longest name first
+	names  *nameTable // lower-case FQDN → stored node
+	ptrs   ptrIndex   // the PTR records below reverse apexes
 }
 
 // Stats counts the objects a Snapshot was built from and the names it holds.
@@ -76,6 +79,9 @@ type Apex struct {
 	// reverse is set for the reverse zones, whose names below the apex
 	// the PTR index answers for.
 	reverse bool
+	// index is the apex's place in its Snapshot's apexes, the same in
+	// every Snapshot of one Options.
+	index int
 }
 
 // Node holds the records of one owner name. A Node with no records is an
@@ -90,6 +96,10 @@ type Apex struct {
 // from the Snapshot's PTR index. Records only a few names have wait behind
 // Rare.
 type Node struct {
+	// Apex is the zone the node is in. Snapshots share the nodes of the
+	// Services no change touched, so that this Apex may be an earlier
+	// Snapshot's, with an earlier serial: answers take the apex Lookup
+	// returns.
 	Apex *Apex
 
 	// FixedA, FixedAAAA and PTR are answered as they are: a ClusterIP
@@ -246,14 +256,15 @@ func (s *Snapshot) Lookup(name string) (*Apex, *Node) {
 // LookupInto is Lookup with the nodes it makes, and their records, made in
 // buf: they are valid until buf is used again.
 func (s *Snapshot) LookupInto(name string, buf *RRBuf) (*Apex, *Node) {
-	if n, ok := s.names[name]; ok {
-		return n.Apex, n
+	if n := s.names.get(name); n != nil {
+		return s.apexes[n.Apex.index], n
 	}
 	if label, parent, ok := strings.Cut(name, "."); ok {
-		if svc := s.names[parent]; svc != nil {
+		if svc := s.names.get(parent); svc != nil {
 			if set := svc.endpointSet(); set != nil {
 				if i, ok := set.host(label); ok {
-					return svc.Apex, buf.ownNode(svc.Apex, set, i, name)
+					apex := s.apexes[svc.Apex.index]
+					return apex, buf.ownNode(apex, set, i, name)
 				}
 			}
 		}
