@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -81,4 +83,21 @@ func (n *ClusterNode) GetObjectKind() schema.ObjectKind { return schema.EmptyObj
 func (n *ClusterNode) DeepCopyObject() runtime.Object   { c := *n; return &c }
 func (n *ClusterNode) GetObjectMeta() metav1.Object {
 	return &metav1.ObjectMeta{Name: n.Name, ResourceVersion: n.ResourceVersion}
+}
+
+// manifestNode checks what the API server would have checked of what
+// locating uses, and shrinks the Node.
+func manifestNode(n *corev1.Node) (*ClusterNode, error) {
+	if n.Name == "" {
+		return nil, errors.New("metadata.name is empty")
+	}
+	for _, c := range append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...) {
+		if c == "" {
+			continue
+		}
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return nil, fmt.Errorf("podCIDR: %w", err)
+		}
+	}
+	return ClusterNodeFromAPI(n), nil
 }
