@@ -16,19 +16,32 @@ import (
 // candidates with their conditions and load, each policy step's input and
 // output (indices into the candidates), and the final answer.
 type Explanation struct {
-	Name        string             `json:"name"`
-	Type        string             `json:"type"`
-	Client      string             `json:"client"`
-	Rcode       string             `json:"rcode"`
-	Service     string             `json:"service,omitempty"`
-	Policy      string             `json:"policy,omitempty"`
-	PolicyError string             `json:"policyError,omitempty"`
-	TTL         uint32             `json:"ttl,omitempty"`
-	Candidates  []ExplainCandidate `json:"candidates,omitempty"`
-	Steps       []policy.StepTrace `json:"steps,omitempty"`
-	Answer      []string           `json:"answer"`
-	Authority   []string           `json:"authority,omitempty"`
-	Additional  []string           `json:"additional,omitempty"`
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Client string `json:"client"`
+	// ClientLocation is where the client is, when the explainer was
+	// given a locator.
+	ClientLocation *ExplainLocation   `json:"clientLocation,omitempty"`
+	Rcode          string             `json:"rcode"`
+	Service        string             `json:"service,omitempty"`
+	Policy         string             `json:"policy,omitempty"`
+	PolicyError    string             `json:"policyError,omitempty"`
+	TTL            uint32             `json:"ttl,omitempty"`
+	Candidates     []ExplainCandidate `json:"candidates,omitempty"`
+	Steps          []policy.StepTrace `json:"steps,omitempty"`
+	Answer         []string           `json:"answer"`
+	Authority      []string           `json:"authority,omitempty"`
+	Additional     []string           `json:"additional,omitempty"`
+}
+
+// ExplainLocation is the node, zone and region a client was found on,
+// and how: "node-address", "pod-cidr", "endpoint" or "unknown" (then the
+// rest is empty).
+type ExplainLocation struct {
+	Node   string `json:"node,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	Region string `json:"region,omitempty"`
+	By     string `json:"by"`
 }
 
 // ExplainCandidate is one endpoint a policy chose among.
