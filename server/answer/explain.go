@@ -16,22 +16,23 @@ import (
 // candidates with their conditions and load, each policy step's input and
 // output (indices into the candidates), and the final answer.
 type Explanation struct {
-	Name   string `json:"name"`
-	Type   string `json:"type"`
-	Client string `json:"client"`
+	Name        string             `json:"name"`
+	Type        string             `json:"type"`
+	Client      string             `json:"client"`
+	Rcode       string             `json:"rcode"`
+	Service     string             `json:"service,omitempty"`
+	Policy      string             `json:"policy,omitempty"`
+	PolicyError string             `json:"policyError,omitempty"`
+	TTL         uint32             `json:"ttl,omitempty"`
+	Candidates  []ExplainCandidate `json:"candidates,omitempty"`
+	Steps       []policy.StepTrace `json:"steps,omitempty"`
+	Answer      []string           `json:"answer"`
+	Authority   []string           `json:"authority,omitempty"`
+	Additional  []string           `json:"additional,omitempty"`
+
 	// ClientLocation is where the client is, when the explainer was
 	// given a locator.
-	ClientLocation *ExplainLocation   `json:"clientLocation,omitempty"`
-	Rcode          string             `json:"rcode"`
-	Service        string             `json:"service,omitempty"`
-	Policy         string             `json:"policy,omitempty"`
-	PolicyError    string             `json:"policyError,omitempty"`
-	TTL            uint32             `json:"ttl,omitempty"`
-	Candidates     []ExplainCandidate `json:"candidates,omitempty"`
-	Steps          []policy.StepTrace `json:"steps,omitempty"`
-	Answer         []string           `json:"answer"`
-	Authority      []string           `json:"authority,omitempty"`
-	Additional     []string           `json:"additional,omitempty"`
+	ClientLocation *ExplainLocation `json:"clientLocation,omitempty"`
 }
 
 // ExplainLocation is the node, zone and region a client was found on,
