@@ -40,40 +40,42 @@ func (l *Locator) applyNode(c zone.Change) bool {
 	case old != nil && c.Op == zone.OpUpsert && zone.NodesEquivalent(old, c.Node):
 		return false
 	}
+	// The new claims come before the old go, so that an address claimed
+	// by both keeps its winner and is not rewritten.
+	if c.Op == zone.OpUpsert {
+		l.nodes[c.Node.Name] = c.Node
+		for _, a := range c.Node.Addresses {
+			l.claim(a, claim{node: c.Node.Name, by: ByNodeAddress}, +1)
+		}
+	} else {
+		delete(l.nodes, old.Name)
+	}
 	if old != nil {
 		for _, a := range old.Addresses {
 			l.claim(a, claim{node: old.Name, by: ByNodeAddress}, -1)
 		}
-		delete(l.nodes, old.Name)
-	}
-	if c.Op == zone.OpDelete {
-		return true
-	}
-	l.nodes[c.Node.Name] = c.Node
-	for _, a := range c.Node.Addresses {
-		l.claim(a, claim{node: c.Node.Name, by: ByNodeAddress}, +1)
 	}
 	return true
 }
 
-// applySlice records a slice's upsert or delete: the claims of the
-// version held go, those of the new one come. An address whose claims
-// end as they were is not rewritten. The caller holds mu.
+// applySlice records a slice's upsert or delete: the claims of the new
+// version come, then those of the version held go, so that an address
+// both claim keeps its winner and is not rewritten. The caller holds mu.
 func (l *Locator) applySlice(c zone.Change) {
 	k := c.Key()
 	old := l.slices[k]
 	if c.Op == zone.OpUpsert && old == c.Slice {
 		return
 	}
-	if old != nil {
-		l.slicesClaims(old, -1)
+	if c.Op == zone.OpUpsert {
+		l.slices[k] = c.Slice
+		l.slicesClaims(c.Slice, +1)
+	} else {
 		delete(l.slices, k)
 	}
-	if c.Op == zone.OpDelete {
-		return
+	if old != nil {
+		l.slicesClaims(old, -1)
 	}
-	l.slices[k] = c.Slice
-	l.slicesClaims(c.Slice, +1)
 }
 
 // slicesClaims adds (delta +1) or takes back (-1) the claims of s's

@@ -183,6 +183,9 @@ func (l *Locator) Replace(services []*zone.Service, slices []*zone.EndpointSlice
 // Nodes.
 func (l *Locator) publish(nodesMoved bool) {
 	prev := l.current.Load()
+	if prev != nil && !nodesMoved && prev.exact == l.exact.root {
+		return // the batch wrote nothing: a write copies the root
+	}
 	ix := &index{exact: l.exact.root, seed: l.exact.seed}
 	if nodesMoved || prev == nil {
 		ix.nodes = make(map[string]*zone.ClusterNode, len(l.nodes))

@@ -266,3 +266,16 @@ func TestLocateAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestLocatorPublishesOnlyChanges: changes that move no claim (a
+// Service, a slice's equivalent copy) leave the published index as it is.
+func TestLocatorPublishesOnlyChanges(t *testing.T) {
+	l := New(new(sourcetest.Sink))
+	l.Apply(cluster()...)
+	before := l.current.Load()
+	l.Apply(zone.ServiceChange(zone.OpUpsert, &zone.Service{Namespace: "ns", Name: "svc"}))
+	l.Apply(cluster()[3])
+	if l.current.Load() != before {
+		t.Error("a change that moved no claim published a new index")
+	}
+}
