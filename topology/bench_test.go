@@ -26,14 +26,15 @@ func benchNode(i int) *zone.ClusterNode {
 	}
 }
 
-// benchSlice is slice s of the endpoints; version moves them to other
-// nodes, so that each version changes every claim.
+// benchSlice is slice s of the endpoints at a version of a rollout: each
+// version gives every endpoint a new address, outside the podCIDRs, on
+// the same node.
 func benchSlice(s, version int) *zone.EndpointSlice {
 	out := &zone.EndpointSlice{Namespace: "ns", Name: fmt.Sprintf("s-%d", s), Service: "svc"}
 	for j := range benchPerSlice {
 		i := s*benchPerSlice + j
-		n := (i + version) % benchNodes
-		e := zone.NewEndpoint(netip.AddrFrom4([4]byte{10, byte(n >> 8), byte(n), byte(i / benchNodes)}), "", "")
+		n := i % benchNodes
+		e := zone.NewEndpoint(netip.AddrFrom4([4]byte{10, byte(128 + version%4*2 + i>>16), byte(i >> 8), byte(i)}), "", "")
 		e.Topology = &zone.Topology{NodeName: fmt.Sprintf("node-%d", n), Zone: fmt.Sprintf("zone-%d", n%3)}
 		out.Endpoints = append(out.Endpoints, e)
 	}
@@ -83,8 +84,8 @@ func BenchmarkLocate(b *testing.B) {
 	}
 }
 
-// BenchmarkApplySlice is the cost of one slice of 100 endpoints moving
-// to other nodes in an index of 100,000 endpoints.
+// BenchmarkApplySlice is the cost of one slice of 100 endpoints all
+// changing address (a rollout) in an index of 100,000 endpoints.
 func BenchmarkApplySlice(b *testing.B) {
 	l := benchLocator(b)
 	versions := [2][]*zone.EndpointSlice{}

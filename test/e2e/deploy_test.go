@@ -452,7 +452,6 @@ func (e *env) checkServiceAccount(t *testing.T, deployArgs []string, svc *corev1
 		{"list", "", "secrets", "", false},
 		{"get", "", "secrets", deployNamespace, false},
 		{"list", "", "endpoints", "", false},
-		{"list", "", "nodes", "", false},
 		{"list", "", "configmaps", deployNamespace, false},
 	} {
 		r, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(e.ctx, &authorizationv1.SelfSubjectAccessReview{
