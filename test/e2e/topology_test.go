@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/server/answer"
@@ -24,7 +25,8 @@ import (
 // writes them), pods of a headless Service on them (one with an address
 // outside its node's range), and /debug/explain naming each client's node,
 // zone and region and how it was found, for a client at a node address,
-// in a podCIDR, at an endpoint's address, and nowhere known.
+// in a podCIDR, at an endpoint's address, and nowhere known; then a Node
+// deleted while its pod serves.
 func TestTopologyExplain(t *testing.T) {
 	cp := harness.Start(t, harness.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -86,6 +88,31 @@ func TestTopologyExplain(t *testing.T) {
 			}
 		})
 	}
+
+	// node-c goes while web-c still serves (this control plane runs no
+	// pod garbage collector): its address and range are unknown, and its
+	// pod is still placed by its endpoint, in the zone the slice gives.
+	t.Run("NodeDeleted", func(t *testing.T) {
+		if err := cp.Client.CoreV1().Nodes().Delete(ctx, "node-c", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		name := "web." + ns + ".svc.cluster.local"
+		deadline := time.Now().Add(answerTimeout)
+		for h.explainLocation(t, name, "192.0.2.23").By != "unknown" {
+			if time.Now().After(deadline) {
+				t.Fatal("node-c's address still located after its deletion")
+			}
+			time.Sleep(answerPoll)
+		}
+		for client, want := range map[string]answer.ExplainLocation{
+			"10.244.3.77": {By: "unknown"},
+			"10.250.0.3":  {Node: "node-c", Zone: "zone-c", By: "endpoint"},
+		} {
+			if got := h.explainLocation(t, name, client); got != want {
+				t.Errorf("client %s located at %+v, want %+v", client, got, want)
+			}
+		}
+	})
 }
 
 // explainLocation returns where /debug/explain places client.
