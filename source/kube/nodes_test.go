@@ -2,11 +2,12 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -25,13 +26,8 @@ func TestSourceNodes(t *testing.T) {
 	b := fixture.Node{Name: "node-b", InternalIP: "192.168.0.2"}.API()
 	client := fake.NewClientset(a, b)
 	var down atomic.Bool
-	src := &Source{Client: client, Nodes: true, Log: discard, ProbeInterval: 10 * time.Millisecond,
-		Probe: func(context.Context) error {
-			if down.Load() {
-				return errors.New("connection refused")
-			}
-			return nil
-		}}
+	m := zone.NewMetrics(prometheus.NewRegistry())
+	src := &Source{Client: client, Nodes: true, Metrics: m, Log: discard, ProbeInterval: 10 * time.Millisecond, Probe: outageProbe(&down)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var sink sourcetest.Sink
@@ -60,9 +56,9 @@ func TestSourceNodes(t *testing.T) {
 		t.Errorf("changes %+v, want the new address alone", c)
 	}
 
+	// The outage: the set's watch dies, and node-b goes meanwhile.
 	down.Store(true)
-	sourcetest.WaitFor(t, func() bool { return src.current.Load() != nil && src.sets.Load() == 1 })
-	time.Sleep(30 * time.Millisecond)
+	sourcetest.WaitFor(t, func() bool { return testutil.ToFloat64(m.SourceUp) == 0 })
 	src.current.Load().stop()
 	if err := client.CoreV1().Nodes().Delete(ctx, "node-b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
