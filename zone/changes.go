@@ -16,16 +16,20 @@ type Sink interface {
 	// objects, and those it held before and not now are deleted. The first
 	// Replace says the source has synced, and nothing is built before it;
 	// a later one is a relist, after which Apply continues from the new view.
+	// Nodes are not part of it: a source hands them by Apply only, and
+	// after a relist it deletes those gone meanwhile.
 	Replace(services []*Service, slices []*EndpointSlice)
 }
 
-// ObjectKind names the kind of object a Change is about. Node joins these
-// when the zone learns topology.
+// ObjectKind names the kind of object a Change is about.
 type ObjectKind uint8
 
 const (
 	ObjectService ObjectKind = iota + 1
 	ObjectEndpointSlice
+	// ObjectNode: Nodes build no records, and the Publisher's store
+	// ignores them; they are for the Sinks in front of it.
+	ObjectNode
 )
 
 func (k ObjectKind) String() string {
@@ -34,6 +38,8 @@ func (k ObjectKind) String() string {
 		return "service"
 	case ObjectEndpointSlice:
 		return "endpointslice"
+	case ObjectNode:
+		return "node"
 	}
 	return "unknown"
 }
@@ -66,6 +72,7 @@ type Change struct {
 	Kind    ObjectKind
 	Service *Service
 	Slice   *EndpointSlice
+	Node    *ClusterNode
 }
 
 // ServiceChange returns the Change of op on s.
@@ -76,6 +83,11 @@ func ServiceChange(op Op, s *Service) Change {
 // SliceChange returns the Change of op on s.
 func SliceChange(op Op, s *EndpointSlice) Change {
 	return Change{Op: op, Kind: ObjectEndpointSlice, Slice: s}
+}
+
+// NodeChange returns the Change of op on n.
+func NodeChange(op Op, n *ClusterNode) Change {
+	return Change{Op: op, Kind: ObjectNode, Node: n}
 }
 
 // ObjectKey names an object within its kind.
@@ -91,6 +103,8 @@ func (c Change) Key() ObjectKey {
 		return ObjectKey{Kind: c.Kind, Namespace: c.Service.Namespace, Name: c.Service.Name}
 	case ObjectEndpointSlice:
 		return ObjectKey{Kind: c.Kind, Namespace: c.Slice.Namespace, Name: c.Slice.Name}
+	case ObjectNode:
+		return ObjectKey{Kind: c.Kind, Name: c.Node.Name}
 	}
 	return ObjectKey{Kind: c.Kind}
 }
@@ -105,6 +119,8 @@ func (c Change) Equivalent(d Change) bool {
 		return ServicesEquivalent(c.Service, d.Service)
 	case c.Kind == ObjectEndpointSlice:
 		return SlicesEquivalent(c.Slice, d.Slice)
+	case c.Kind == ObjectNode:
+		return NodesEquivalent(c.Node, d.Node)
 	}
 	return false
 }

@@ -20,6 +20,7 @@ import (
 type manifestObjects struct {
 	services []*Service
 	slices   []*EndpointSlice
+	nodes    []*ClusterNode
 }
 
 // checkUnique rejects two objects of one kind with the same namespace and
@@ -40,6 +41,13 @@ func (o *manifestObjects) checkUnique() error {
 		}
 		seen[k] = true
 	}
+	for _, n := range o.nodes {
+		k := "Node " + n.Name
+		if seen[k] {
+			return fmt.Errorf("manifests: %s is defined twice", k)
+		}
+		seen[k] = true
+	}
 	return nil
 }
 
@@ -52,6 +60,30 @@ func ParseManifest(file string, data []byte) ([]*Service, []*EndpointSlice, erro
 		err = objs.checkUnique()
 	}
 	return objs.services, objs.slices, err
+}
+
+// ParseManifestChanges returns the objects of one manifest file's
+// contents as upserts: its Services, EndpointSlices and Nodes.
+func ParseManifestChanges(file string, data []byte) ([]Change, error) {
+	var objs manifestObjects
+	err := parseManifest(file, data, &objs)
+	if err == nil {
+		err = objs.checkUnique()
+	}
+	if err != nil {
+		return nil, err
+	}
+	changes := make([]Change, 0, len(objs.services)+len(objs.slices)+len(objs.nodes))
+	for _, s := range objs.services {
+		changes = append(changes, ServiceChange(OpUpsert, s))
+	}
+	for _, s := range objs.slices {
+		changes = append(changes, SliceChange(OpUpsert, s))
+	}
+	for _, n := range objs.nodes {
+		changes = append(changes, NodeChange(OpUpsert, n))
+	}
+	return changes, nil
 }
 
 // parseManifest adds the Services and EndpointSlices of one file to objs.
@@ -145,6 +177,16 @@ func addObject(js []byte, objs *manifestObjects) error {
 			return fmt.Errorf("EndpointSlice %s/%s: %w", s.Namespace, s.Name, err)
 		}
 		objs.slices = append(objs.slices, slice)
+	case tm.APIVersion == "v1" && tm.Kind == "Node":
+		var n corev1.Node
+		if err := strictJSON(js, &n); err != nil {
+			return fmt.Errorf("Node: %w", err)
+		}
+		node, err := manifestNode(&n)
+		if err != nil {
+			return fmt.Errorf("Node %s: %w", n.Name, err)
+		}
+		objs.nodes = append(objs.nodes, node)
 	case strings.HasSuffix(tm.Kind, "List"):
 		var l struct {
 			Items []json.RawMessage `json:"items"`

@@ -38,6 +38,7 @@ import (
 	"github.com/hdns-dev/hdns/server/forward"
 	"github.com/hdns-dev/hdns/source/kube"
 	"github.com/hdns-dev/hdns/source/manifests"
+	"github.com/hdns-dev/hdns/topology"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -148,7 +149,8 @@ func serve(ctx, drain context.Context, cfg *config, opts *zone.Options, fwd forw
 	if err != nil {
 		return err
 	}
-	runSource, err := cfg.source(ctx, pub, log, zoneMetrics)
+	locator := topology.New(pub)
+	runSource, err := cfg.source(ctx, pub, locator, log, zoneMetrics)
 	if err != nil {
 		return err
 	}
@@ -179,7 +181,7 @@ func serve(ctx, drain context.Context, cfg *config, opts *zone.Options, fwd forw
 	defer httpServer.shutdown()
 	serving := []any{"dns", dnsServer.UDPAddr().String(), "http", httpServer.addr}
 	if cfg.adminListen != "" {
-		debugServer, err := startHTTP(cfg.adminListen, "--admin-listen", admin.DebugHandler(responder, cfg.pprof), log)
+		debugServer, err := startHTTP(cfg.adminListen, "--admin-listen", admin.DebugHandler(responder, cfg.pprof, locator), log)
 		if err != nil {
 			return err
 		}
@@ -282,17 +284,18 @@ func (c *config) loadSource(policies *policy.Compiler, log *slog.Logger, reg pro
 	return loads, nil
 }
 
-// source makes the zone's source of Services and EndpointSlices, manifests
-// or a cluster, which hands them to pub; run watches them until ctx is
-// done. The manifests are loaded and built before it returns.
-func (c *config) source(ctx context.Context, pub *zone.Publisher, log *slog.Logger, metrics *zone.Metrics) (run func(), err error) {
+// source makes the zone's source of Services, EndpointSlices and Nodes,
+// manifests or a cluster, which hands them to locator, in front of pub;
+// run watches them until ctx is done. The manifests are loaded and built
+// before it returns.
+func (c *config) source(ctx context.Context, pub *zone.Publisher, locator *topology.Locator, log *slog.Logger, metrics *zone.Metrics) (run func(), err error) {
 	if c.manifests != "" {
 		src := &manifests.Source{Path: c.manifests, Log: log, Metrics: metrics}
-		if err := src.Load(pub); err != nil {
+		if err := src.Load(locator); err != nil {
 			return nil, err
 		}
 		pub.Rebuild()
-		return func() { src.Run(ctx, pub) }, nil
+		return func() { src.Run(ctx, locator) }, nil
 	}
 	client, err := kubeClient(c.kubeconfig)
 	if err != nil {
@@ -301,8 +304,8 @@ func (c *config) source(ctx context.Context, pub *zone.Publisher, log *slog.Logg
 	if err := kube.CheckReachable(ctx, client, 10*time.Second); err != nil {
 		return nil, err
 	}
-	src := &kube.Source{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics}
-	sink, keeper, err := c.coredns.adopter(client, pub, log)
+	src := &kube.Source{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics, Nodes: true}
+	sink, keeper, err := c.coredns.adopter(client, locator, log)
 	if err != nil {
 		return nil, err
 	}

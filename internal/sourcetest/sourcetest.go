@@ -20,6 +20,7 @@ type Sink struct {
 	mu       sync.Mutex
 	services map[zone.ObjectKey]*zone.Service
 	slices   map[zone.ObjectKey]*zone.EndpointSlice
+	nodes    map[string]*zone.ClusterNode
 	synced   bool
 	calls    int
 	changes  []zone.Change
@@ -44,6 +45,10 @@ func (s *Sink) Apply(changes ...zone.Change) {
 			delete(s.slices, c.Key())
 		case c.Kind == zone.ObjectEndpointSlice:
 			s.slices[c.Key()] = c.Slice
+		case c.Kind == zone.ObjectNode && c.Op == zone.OpDelete:
+			delete(s.nodes, c.Node.Name)
+		case c.Kind == zone.ObjectNode:
+			s.nodes[c.Node.Name] = c.Node
 		}
 	}
 }
@@ -69,6 +74,9 @@ func (s *Sink) init() {
 		s.services = make(map[zone.ObjectKey]*zone.Service)
 		s.slices = make(map[zone.ObjectKey]*zone.EndpointSlice)
 	}
+	if s.nodes == nil {
+		s.nodes = make(map[string]*zone.ClusterNode)
+	}
 }
 
 // List returns the objects held, by namespace and name, and whether the
@@ -91,6 +99,19 @@ func (s *Sink) List() ([]*zone.Service, []*zone.EndpointSlice, bool) {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	return svcs, sls, s.synced
+}
+
+// Nodes returns the Nodes held, by name. Replace does not carry Nodes,
+// so they stay across it.
+func (s *Sink) Nodes() []*zone.ClusterNode {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*zone.ClusterNode
+	for _, n := range s.nodes {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b *zone.ClusterNode) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Calls counts the calls of Apply and Replace.

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hdns-dev/hdns/server/answer"
+	"github.com/hdns-dev/hdns/topology"
 )
 
 // HTTPHandler serves hdns's operational endpoints, meant for the
@@ -59,14 +60,15 @@ func HTTPHandler(gatherer prometheus.Gatherer, r *answer.Responder, readiness *R
 
 // DebugHandler serves the endpoints for an operator at the Pod itself:
 //
-//	/debug/explain  how r answers ?name=…&type=…&client=… (JSON)
+//	/debug/explain  how r answers ?name=…&type=…&client=… (JSON), and
+//	                where loc (nil: not said) finds the client
 //	/debug/pprof/   Go's runtime profiles, only with profiling (they show
 //	                the process's internals and cost CPU while they run)
 //
 // Explain lists every Service's Pods, nodes and zones, and profiles show
 // memory: serve it only on an address that only operators reach (loopback,
 // reached with kubectl port-forward), never next to HTTPHandler.
-func DebugHandler(r *answer.Responder, profiling bool) http.Handler {
+func DebugHandler(r *answer.Responder, profiling bool, loc ClientLocator) http.Handler {
 	mux := http.NewServeMux()
 	if profiling {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -75,13 +77,19 @@ func DebugHandler(r *answer.Responder, profiling bool) http.Handler {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	mux.Handle("GET /debug/explain", ExplainHandler(r))
+	mux.Handle("GET /debug/explain", ExplainHandler(r, loc))
 	return mux
 }
 
+// ClientLocator says where a DNS client is: topology.Locator.
+type ClientLocator interface {
+	Locate(netip.Addr) topology.Location
+}
+
 // ExplainHandler serves GET /debug/explain?name=…&type=A&client=IP as JSON.
-// type defaults to A and client to the HTTP client's address.
-func ExplainHandler(r *answer.Responder) http.HandlerFunc {
+// type defaults to A and client to the HTTP client's address. With loc,
+// the explanation says where the client is.
+func ExplainHandler(r *answer.Responder, loc ClientLocator) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		q := req.URL.Query()
 		name := q.Get("name")
@@ -112,6 +120,10 @@ func ExplainHandler(r *answer.Responder) http.HandlerFunc {
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+		if loc != nil {
+			l := loc.Locate(client)
+			e.ClientLocation = &answer.ExplainLocation{Node: l.Node, Zone: l.Zone, Region: l.Region, By: l.By.String()}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -16,7 +16,7 @@ func TestHTTPProfilingIsOptIn(t *testing.T) {
 	r := &answer.Responder{Snapshot: func() *zone.Snapshot { return nil }}
 	for _, profiling := range []bool{false, true} {
 		rec := httptest.NewRecorder()
-		DebugHandler(r, profiling).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/heap?debug=1", nil))
+		DebugHandler(r, profiling, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/heap?debug=1", nil))
 		want := http.StatusNotFound
 		if profiling {
 			want = http.StatusOK
@@ -41,8 +41,8 @@ func TestMonitoringHandlerServesNoDebugEndpoints(t *testing.T) {
 		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r, nil), path: "/debug/explain?name=a.b.svc.cluster.local", want: http.StatusNotFound},
 		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r, nil), path: "/debug/pprof/heap", want: http.StatusNotFound},
 		{name: "monitoring", handler: HTTPHandler(prometheus.NewRegistry(), r, nil), path: "/metrics", want: http.StatusOK},
-		{name: "debug", handler: DebugHandler(r, true), path: "/metrics", want: http.StatusNotFound},
-		{name: "debug", handler: DebugHandler(r, true), path: "/healthz", want: http.StatusNotFound},
+		{name: "debug", handler: DebugHandler(r, true, nil), path: "/metrics", want: http.StatusNotFound},
+		{name: "debug", handler: DebugHandler(r, true, nil), path: "/healthz", want: http.StatusNotFound},
 	} {
 		rec := httptest.NewRecorder()
 		tc.handler.ServeHTTP(rec, httptest.NewRequest("GET", tc.path, nil))

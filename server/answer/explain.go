@@ -29,6 +29,20 @@ type Explanation struct {
 	Answer      []string           `json:"answer"`
 	Authority   []string           `json:"authority,omitempty"`
 	Additional  []string           `json:"additional,omitempty"`
+
+	// ClientLocation is where the client is, when the explainer was
+	// given a locator.
+	ClientLocation *ExplainLocation `json:"clientLocation,omitempty"`
+}
+
+// ExplainLocation is the node, zone and region a client was found on,
+// and how: "node-address", "pod-cidr", "endpoint" or "unknown" (then the
+// rest is empty).
+type ExplainLocation struct {
+	Node   string `json:"node,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	Region string `json:"region,omitempty"`
+	By     string `json:"by"`
 }
 
 // ExplainCandidate is one endpoint a policy chose among.

@@ -1,5 +1,5 @@
 // Package kube is the Kubernetes source of the zone: informers on Services
-// and EndpointSlices, shrunk to package zone's small structs as they arrive,
+// and EndpointSlices (and Nodes, for locating clients), shrunk to package zone's small structs as they arrive,
 // and a probe of the API server that relists after an outage. It owns the
 // watches and nothing else; the zone decides what to build.
 //
@@ -48,20 +48,37 @@ type Source struct {
 	Log *slog.Logger
 	// Metrics counts watch errors; nil counts nowhere.
 	Metrics *zone.Metrics
+	// Nodes watches Nodes too (cluster-wide, whatever Namespace says),
+	// which needs list and watch on nodes, and hands them to the sink by
+	// Apply: Replace does not carry them.
+	Nodes bool
 
 	current atomic.Pointer[watchSet] // the synced informers whose events reach the sink
 	// handoff orders the current set's events against the Replace that
 	// makes another set current, so that no event of a replaced set
 	// reaches the sink after the Replace.
 	handoff sync.Mutex
-	sets    atomic.Int64 // watch sets started, for tests
+	// nodesHeld names the Nodes the sink was handed and not deleted;
+	// guarded by handoff.
+	nodesHeld map[string]bool
+	sets      atomic.Int64 // watch sets started, for tests
 }
 
-// watchSet is one pair of informers with the factories that run them.
+// watchSet is one pair of informers (a third with Nodes) with the
+// factories that run them.
 type watchSet struct {
 	services, slices cache.SharedIndexInformer
+	nodes            cache.SharedIndexInformer // nil without Source.Nodes
 	factories        []informers.SharedInformerFactory
 	cancel           context.CancelFunc
+}
+
+// informers returns the set's informers.
+func (w *watchSet) informers() []cache.SharedIndexInformer {
+	if w.nodes == nil {
+		return []cache.SharedIndexInformer{w.services, w.slices}
+	}
+	return []cache.SharedIndexInformer{w.services, w.slices, w.nodes}
 }
 
 // startWatchSet creates and starts informers whose events go to sink once
@@ -76,6 +93,11 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 	w.factories = []informers.SharedInformerFactory{svcFactory, sliceFactory}
 	w.services = svcFactory.Core().V1().Services().Informer()
 	w.slices = sliceFactory.Discovery().V1().EndpointSlices().Informer()
+	if k.Nodes {
+		nodeFactory := informers.NewSharedInformerFactory(k.Client, 0)
+		w.factories = append(w.factories, nodeFactory)
+		w.nodes = nodeFactory.Core().V1().Nodes().Informer()
+	}
 
 	// Events of the initial list are covered by the Replace that makes
 	// the set current.
@@ -86,6 +108,7 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 			return
 		}
 		if c, ok := change(op, obj); ok {
+			k.holdNode(c)
 			sink.Apply(c)
 		}
 	}
@@ -98,7 +121,7 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 		},
 		DeleteFunc: func(obj any) { notify(zone.OpDelete, obj) },
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices} {
+	for _, inf := range w.informers() {
 		if err := inf.SetTransform(shrinkReusing(inf.GetStore())); err != nil {
 			cancel()
 			return nil, fmt.Errorf("kube: set informer transform: %w", err)
@@ -119,9 +142,13 @@ func (k *Source) startWatchSet(ctx context.Context, sink zone.Sink) (*watchSet, 
 	return w, nil
 }
 
-// waitSynced waits until both informers synced or ctx ends.
+// waitSynced waits until the set's informers synced or ctx ends.
 func (w *watchSet) waitSynced(ctx context.Context) bool {
-	return cache.WaitForCacheSync(ctx.Done(), w.services.HasSynced, w.slices.HasSynced)
+	var synced []cache.InformerSynced
+	for _, inf := range w.informers() {
+		synced = append(synced, inf.HasSynced)
+	}
+	return cache.WaitForCacheSync(ctx.Done(), synced...)
 }
 
 func (w *watchSet) stop() {
@@ -243,8 +270,47 @@ func (k *Source) makeCurrent(w *watchSet, sink zone.Sink) *watchSet {
 	k.handoff.Lock()
 	defer k.handoff.Unlock()
 	old := k.current.Swap(w)
+	if w.nodes != nil {
+		sink.Apply(k.relistNodes(w)...)
+	}
 	sink.Replace(w.list())
 	return old
+}
+
+// relistNodes returns the changes that make the Nodes the sink holds
+// those w holds: deletes of the others, upserts of these. The caller
+// holds handoff.
+func (k *Source) relistNodes(w *watchSet) []zone.Change {
+	listed := w.nodes.GetStore().List()
+	now := make(map[string]bool, len(listed))
+	changes := make([]zone.Change, 0, len(listed))
+	for _, o := range listed {
+		if n, ok := o.(*zone.ClusterNode); ok {
+			now[n.Name] = true
+			changes = append(changes, zone.NodeChange(zone.OpUpsert, n))
+		}
+	}
+	for name := range k.nodesHeld {
+		if !now[name] {
+			changes = append(changes, zone.NodeChange(zone.OpDelete, &zone.ClusterNode{Name: name}))
+		}
+	}
+	k.nodesHeld = now
+	return changes
+}
+
+// holdNode keeps nodesHeld current with a change handed to the sink. The
+// caller holds handoff.
+func (k *Source) holdNode(c zone.Change) {
+	switch {
+	case c.Kind != zone.ObjectNode:
+	case c.Op == zone.OpDelete:
+		delete(k.nodesHeld, c.Node.Name)
+	case k.nodesHeld == nil:
+		k.nodesHeld = map[string]bool{c.Node.Name: true}
+	default:
+		k.nodesHeld[c.Node.Name] = true
+	}
 }
 
 // list returns what the set's informers hold.
@@ -287,6 +353,8 @@ func change(op zone.Op, obj any) (zone.Change, bool) {
 		return zone.ServiceChange(op, o), true
 	case *zone.EndpointSlice:
 		return zone.SliceChange(op, o), true
+	case *zone.ClusterNode:
+		return zone.NodeChange(op, o), true
 	}
 	return zone.Change{}, false
 }
@@ -306,7 +374,11 @@ func shrinkReusing(cached cache.Store) cache.TransformFunc {
 			return small, nil
 		}
 		k := c.Key()
-		old, exists, err := cached.GetByKey(k.Namespace + "/" + k.Name)
+		key := k.Name // a cluster-scoped object's cache key
+		if k.Namespace != "" {
+			key = k.Namespace + "/" + k.Name
+		}
+		old, exists, err := cached.GetByKey(key)
 		if err != nil || !exists {
 			return small, nil
 		}
@@ -324,6 +396,8 @@ func shrink(obj any) (any, error) {
 		return zone.ServiceFromAPI(o), nil
 	case *discoveryv1.EndpointSlice:
 		return zone.EndpointSliceFromAPI(o), nil
+	case *corev1.Node:
+		return zone.ClusterNodeFromAPI(o), nil
 	default:
 		return obj, nil
 	}

@@ -62,13 +62,7 @@ func TestSourceRelistsAfterOutage(t *testing.T) {
 	var down atomic.Bool
 	reg := prometheus.NewRegistry()
 	m := zone.NewMetrics(reg)
-	src := &Source{Client: client, Metrics: m, Log: discard, ProbeInterval: 10 * time.Millisecond,
-		Probe: func(context.Context) error {
-			if down.Load() {
-				return errors.New("connection refused")
-			}
-			return nil
-		}}
+	src := &Source{Client: client, Metrics: m, Log: discard, ProbeInterval: 10 * time.Millisecond, Probe: outageProbe(&down)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var sink sourcetest.Sink
@@ -108,6 +102,17 @@ func TestSourceRelistsAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	sourcetest.WaitFor(t, func() bool { s, _, _ := sink.List(); return len(s) == 2 })
+}
+
+// outageProbe is a Probe of an API server that is unreachable while down
+// is set.
+func outageProbe(down *atomic.Bool) func(context.Context) error {
+	return func(context.Context) error {
+		if down.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}
 }
 
 // TestSourceDropsUpdatesThatChangeNothing: an update of what the shrink

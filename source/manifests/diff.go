@@ -28,18 +28,11 @@ func (m *Source) read(f string, held *file) (*file, error) {
 		return nil, nil
 	}
 	m.parses.Add(1)
-	svcs, slices, err := zone.ParseManifest(f, data)
+	objects, err := zone.ParseManifestChanges(f, data)
 	if err != nil {
 		return nil, err
 	}
-	next := &file{hash: hash, objects: make([]zone.Change, 0, len(svcs)+len(slices))}
-	for _, s := range svcs {
-		next.objects = append(next.objects, zone.ServiceChange(zone.OpUpsert, s))
-	}
-	for _, s := range slices {
-		next.objects = append(next.objects, zone.SliceChange(zone.OpUpsert, s))
-	}
-	return next, nil
+	return &file{hash: hash, objects: objects}, nil
 }
 
 // reject picks, among the files whose new objects are in next (nil for a
@@ -63,7 +56,11 @@ func (m *Source) reject(next map[string]*file) (string, error) {
 				}
 			}
 			if ok {
-				return f, fmt.Errorf("manifests: %s %s/%s is defined twice: in %s and %s", kindName(k.Kind), k.Namespace, k.Name, other, f)
+				name := k.Name // cluster-scoped
+				if k.Namespace != "" {
+					name = k.Namespace + "/" + k.Name
+				}
+				return f, fmt.Errorf("manifests: %s %s is defined twice: in %s and %s", kindName(k.Kind), name, other, f)
 			}
 			claims[k] = f
 		}
@@ -72,8 +69,11 @@ func (m *Source) reject(next map[string]*file) (string, error) {
 }
 
 func kindName(k zone.ObjectKind) string {
-	if k == zone.ObjectService {
+	switch k {
+	case zone.ObjectService:
 		return "Service"
+	case zone.ObjectNode:
+		return "Node"
 	}
 	return "EndpointSlice"
 }
@@ -117,10 +117,12 @@ func (m *Source) accept(next map[string]*file) []zone.Change {
 	return append(deletes, upserts...)
 }
 
-// all returns every object the files hold.
-func (m *Source) all() ([]*zone.Service, []*zone.EndpointSlice) {
+// all returns every object the files hold; Nodes as upserts, since
+// Replace does not carry them.
+func (m *Source) all() ([]*zone.Service, []*zone.EndpointSlice, []zone.Change) {
 	var svcs []*zone.Service
 	var slices []*zone.EndpointSlice
+	var nodes []zone.Change
 	for _, f := range sortedKeys(m.files) {
 		for _, c := range m.files[f].objects {
 			switch c.Kind {
@@ -128,8 +130,10 @@ func (m *Source) all() ([]*zone.Service, []*zone.EndpointSlice) {
 				svcs = append(svcs, c.Service)
 			case zone.ObjectEndpointSlice:
 				slices = append(slices, c.Slice)
+			case zone.ObjectNode:
+				nodes = append(nodes, c)
 			}
 		}
 	}
-	return svcs, slices
+	return svcs, slices, nodes
 }

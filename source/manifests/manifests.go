@@ -1,6 +1,6 @@
 // Package manifests is the zone's source of Kubernetes YAML or JSON
 // manifests on disk: it polls the files and hands the zone the changes of
-// their Services and EndpointSlices. It owns the files' bookkeeping: which
+// their Services, EndpointSlices and Nodes. It owns the files' bookkeeping: which
 // file holds which object, what each held at its last good parse, and which
 // are broken. Parsing one file's contents is package zone's
 // (zone.ParseManifest), which shrinks to the same objects the Kubernetes
@@ -19,10 +19,11 @@ import (
 	"github.com/hdns-dev/hdns/zone"
 )
 
-// Source reads Services and EndpointSlices from Kubernetes YAML or JSON
-// manifests on disk: one file or every *.yaml, *.yml and *.json file below
-// a directory, with multi-document files and List kinds. Other kinds
-// (Pods, Namespaces...) are skipped.
+// Source reads Services, EndpointSlices and Nodes from Kubernetes YAML or
+// JSON manifests on disk: one file or every *.yaml, *.yml and *.json file
+// below a directory, with multi-document files and List kinds. Other kinds
+// (Pods, Namespaces...) are skipped. Nodes reach the sink by Apply, before
+// the first Replace, which does not carry them.
 //
 // Run polls the files. A file is read again when its size or modification
 // time changed (an editor that replaces it changes both), and parsed again
@@ -128,7 +129,11 @@ func (m *Source) hand(sink zone.Sink, changes []zone.Change) {
 	switch {
 	case !m.synced && len(m.broken) == 0:
 		m.synced = true
-		sink.Replace(m.all())
+		svcs, slices, nodes := m.all()
+		if len(nodes) > 0 {
+			sink.Apply(nodes...)
+		}
+		sink.Replace(svcs, slices)
 	case m.synced && len(changes) > 0:
 		sink.Apply(changes...)
 	}

@@ -438,6 +438,10 @@ func (e *env) checkServiceAccount(t *testing.T, deployArgs []string, svc *corev1
 		{"watch", "", "services", "", true},
 		{"list", "discovery.k8s.io", "endpointslices", "", true},
 		{"watch", "discovery.k8s.io", "endpointslices", "", true},
+		{"list", "", "nodes", "", true},
+		{"watch", "", "nodes", "", true},
+		{"get", "", "nodes", "", false},
+		{"update", "", "nodes", "", false},
 		{"get", "", "services", "awx", false},
 		{"create", "", "services", "awx", false},
 		{"update", "", "services", "awx", false},
@@ -448,7 +452,6 @@ func (e *env) checkServiceAccount(t *testing.T, deployArgs []string, svc *corev1
 		{"list", "", "secrets", "", false},
 		{"get", "", "secrets", deployNamespace, false},
 		{"list", "", "endpoints", "", false},
-		{"list", "", "nodes", "", false},
 		{"list", "", "configmaps", deployNamespace, false},
 	} {
 		r, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(e.ctx, &authorizationv1.SelfSubjectAccessReview{

@@ -74,35 +74,47 @@ func (cp *ControlPlane) EnsureNode(ctx context.Context) error {
 	if cp.nodeReady {
 		return nil
 	}
-	node := fixture.Node{
+	err := cp.CreateNode(ctx, fixture.Node{
 		Name:       NodeName,
 		Labels:     map[string]string{corev1.LabelHostname: NodeName},
 		InternalIP: NodeIP,
-		Capacity: corev1.ResourceList{
+	})
+	if err != nil {
+		return err
+	}
+	cp.nodeReady = true
+	return nil
+}
+
+// CreateNode creates the Node n describes, unless it exists, and writes
+// its status (addresses, the Ready condition, capacity) through the status
+// subresource, as a kubelet would. An empty Capacity is room for 1000
+// pods.
+func (cp *ControlPlane) CreateNode(ctx context.Context, n fixture.Node) error {
+	if n.Capacity == nil {
+		n.Capacity = corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("64"),
 			corev1.ResourceMemory: resource.MustParse("256Gi"),
 			corev1.ResourcePods:   resource.MustParse("1000"),
-		},
-	}.API()
+		}
+	}
+	node := n.API()
 	_, err := cp.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create node %s: %w", NodeName, err)
+		return fmt.Errorf("create node %s: %w", n.Name, err)
 	}
-	// Write the addresses, the Ready condition and the capacity through
-	// the status subresource, as a kubelet would.
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		n, err := cp.Client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+		cur, err := cp.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		n.Status = node.Status
-		_, err = cp.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		cur.Status = node.Status
+		_, err = cp.Client.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("update node %s status: %w", NodeName, err)
+		return fmt.Errorf("update node %s status: %w", n.Name, err)
 	}
-	cp.nodeReady = true
 	return nil
 }
 
@@ -145,11 +157,16 @@ type PodOptions struct {
 	Ports []corev1.ContainerPort
 	// NotReady creates the pod Running but with Ready=False.
 	NotReady bool
+	// Node and HostIP bind the pod to a Node the test created
+	// (CreateNode) and give its hostIP; empty, the pod runs on NodeName
+	// at NodeIP.
+	Node, HostIP string
 }
 
-// CreateReadyPod creates a pod in namespace ns bound to NodeName (creating
-// the Node if needed) and writes its status as a kubelet would: phase
-// Running, the given pod IPs, hostIP NodeIP, a running container and
+// CreateReadyPod creates a pod in namespace ns bound to o.Node, or to
+// NodeName (creating the Node if needed), and writes its status as a
+// kubelet would: phase Running, the given pod IPs, its hostIP, a running
+// container and
 // Ready/ContainersReady True (False with NotReady). It returns the pod as
 // stored after the status write.
 func (cp *ControlPlane) CreateReadyPod(ctx context.Context, ns string, o PodOptions) (*corev1.Pod, error) {
@@ -164,13 +181,17 @@ func (cp *ControlPlane) CreateReadyPod(ctx context.Context, ns string, o PodOpti
 			return nil, fmt.Errorf("create pod %s/%s: IPv6: %w", ns, o.Name, err)
 		}
 	}
-	if err := cp.EnsureNode(ctx); err != nil {
-		return nil, err
+	node, hostIP := o.Node, o.HostIP
+	if node == "" {
+		if err := cp.EnsureNode(ctx); err != nil {
+			return nil, err
+		}
+		node, hostIP = NodeName, NodeIP
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: ns, Labels: o.Labels},
 		Spec: corev1.PodSpec{
-			NodeName:                      NodeName,
+			NodeName:                      node,
 			Hostname:                      o.Hostname,
 			Subdomain:                     o.Subdomain,
 			TerminationGracePeriodSeconds: new(int64),
@@ -193,8 +214,8 @@ func (cp *ControlPlane) CreateReadyPod(ctx context.Context, ns string, o PodOpti
 	}
 	created.Status = corev1.PodStatus{
 		Phase:     corev1.PodRunning,
-		HostIP:    NodeIP,
-		HostIPs:   []corev1.HostIP{{IP: NodeIP}},
+		HostIP:    hostIP,
+		HostIPs:   []corev1.HostIP{{IP: hostIP}},
 		PodIP:     o.IPv4,
 		PodIPs:    podIPs,
 		StartTime: &now,

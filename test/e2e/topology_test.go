@@ -1,0 +1,133 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
+	"github.com/hdns-dev/hdns/server/answer"
+	"github.com/hdns-dev/hdns/test/e2e/harness"
+)
+
+// TestTopologyExplain locates clients on the real control plane: three
+// Nodes in three zones with podCIDRs and addresses (written as a kubelet
+// writes them), pods of a headless Service on them (one with an address
+// outside its node's range), and /debug/explain naming each client's node,
+// zone and region and how it was found, for a client at a node address,
+// in a podCIDR, at an endpoint's address, and nowhere known; then a Node
+// deleted while its pod serves.
+func TestTopologyExplain(t *testing.T) {
+	cp := harness.Start(t, harness.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const ns = "topo"
+	if _, err := cp.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	for i, z := range []string{"a", "b", "c"} {
+		err := cp.CreateNode(ctx, fixture.Node{
+			Name: "node-" + z,
+			Labels: map[string]string{corev1.LabelHostname: "node-" + z,
+				corev1.LabelTopologyZone: "zone-" + z, corev1.LabelTopologyRegion: "region-1"},
+			InternalIP: fmt.Sprintf("192.0.2.%d", 21+i),
+			PodCIDRs:   []string{fmt.Sprintf("10.244.%d.0/24", i+1)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	createService(ctx, t, cp, ns, headless("web", corev1.ServicePort{Name: "http", Port: 80}))
+	pods := []harness.PodOptions{
+		{Name: "web-a", IPv4: "10.244.1.10", Node: "node-a", HostIP: "192.0.2.21"},
+		{Name: "web-b", IPv4: "10.244.2.10", Node: "node-b", HostIP: "192.0.2.22"},
+		// The CNI gave this pod an address outside node-c's range: only
+		// its endpoint places it.
+		{Name: "web-c", IPv4: "10.250.0.3", Node: "node-c", HostIP: "192.0.2.23"},
+	}
+	for i := range pods {
+		pods[i].Labels = map[string]string{"app": "web"}
+	}
+	if err := createPods(ctx, cp, ns, pods, 3); err != nil {
+		t.Fatal(err)
+	}
+	h := startHDNS(t, "--kubeconfig", cp.KubeconfigPath)
+	h.await(t, q("web."+ns+".svc.cluster.local", dns.TypeA), answers(
+		rrs("web."+ns+".svc.cluster.local.", "A", "10.244.1.10", "10.244.2.10", "10.250.0.3")...))
+
+	for _, tc := range []struct {
+		name, client string
+		want         answer.ExplainLocation
+	}{
+		{name: "node address", client: "192.0.2.22",
+			want: answer.ExplainLocation{Node: "node-b", Zone: "zone-b", Region: "region-1", By: "node-address"}},
+		{name: "pod CIDR", client: "10.244.3.77",
+			want: answer.ExplainLocation{Node: "node-c", Zone: "zone-c", Region: "region-1", By: "pod-cidr"}},
+		{name: "endpoint inside its node's range", client: "10.244.1.10",
+			want: answer.ExplainLocation{Node: "node-a", Zone: "zone-a", Region: "region-1", By: "endpoint"}},
+		{name: "endpoint outside any range", client: "10.250.0.3",
+			want: answer.ExplainLocation{Node: "node-c", Zone: "zone-c", Region: "region-1", By: "endpoint"}},
+		{name: "IPv4-mapped", client: "::ffff:192.0.2.21",
+			want: answer.ExplainLocation{Node: "node-a", Zone: "zone-a", Region: "region-1", By: "node-address"}},
+		{name: "unknown", client: "198.51.100.1", want: answer.ExplainLocation{By: "unknown"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := h.explainLocation(t, "web."+ns+".svc.cluster.local", tc.client)
+			if got != tc.want {
+				t.Errorf("client %s located at %+v, want %+v", tc.client, got, tc.want)
+			}
+		})
+	}
+
+	// node-c goes while web-c still serves (this control plane runs no
+	// pod garbage collector): its address and range are unknown, and its
+	// pod is still placed by its endpoint, in the zone the slice gives.
+	t.Run("NodeDeleted", func(t *testing.T) {
+		if err := cp.Client.CoreV1().Nodes().Delete(ctx, "node-c", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		name := "web." + ns + ".svc.cluster.local"
+		deadline := time.Now().Add(answerTimeout)
+		for h.explainLocation(t, name, "192.0.2.23").By != "unknown" {
+			if time.Now().After(deadline) {
+				t.Fatal("node-c's address still located after its deletion")
+			}
+			time.Sleep(answerPoll)
+		}
+		for client, want := range map[string]answer.ExplainLocation{
+			"10.244.3.77": {By: "unknown"},
+			"10.250.0.3":  {Node: "node-c", Zone: "zone-c", By: "endpoint"},
+		} {
+			if got := h.explainLocation(t, name, client); got != want {
+				t.Errorf("client %s located at %+v, want %+v", client, got, want)
+			}
+		}
+	})
+}
+
+// explainLocation returns where /debug/explain places client.
+func (h *hdnsProcess) explainLocation(t *testing.T, name, client string) answer.ExplainLocation {
+	t.Helper()
+	code, body, err := h.debugGet("/debug/explain?name=" + url.QueryEscape(name) + "&client=" + url.QueryEscape(client))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("explain for %s: %d %v: %s", client, code, err, body)
+	}
+	var e answer.Explanation
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.ClientLocation == nil {
+		t.Fatalf("explain for %s has no client location: %s", client, body)
+	}
+	return *e.ClientLocation
+}
