@@ -304,7 +304,14 @@ func (c *config) source(ctx context.Context, pub *zone.Publisher, locator *topol
 	if err := kube.CheckReachable(ctx, client, 10*time.Second); err != nil {
 		return nil, err
 	}
-	src := &kube.Source{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics, Nodes: true}
+	nodes, err := kube.NodesReadable(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	if !nodes {
+		log.Warn("listing nodes is forbidden: clients' nodes and zones stay unknown; apply deploy/rbac.yaml's nodes rule to locate them")
+	}
+	src := &kube.Source{Client: client, Namespace: c.namespace, LabelSelector: c.selector, Log: log, Metrics: metrics, Nodes: nodes}
 	sink, keeper, err := c.coredns.adopter(client, locator, log)
 	if err != nil {
 		return nil, err

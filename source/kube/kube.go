@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -421,5 +422,22 @@ func CheckReachable(ctx context.Context, client kubernetes.Interface, timeout ti
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("kube: no answer from the Kubernetes API server within %v: %w", timeout, ctx.Err())
+	}
+}
+
+// NodesReadable reports whether client may list Nodes: false, with no
+// error, when the API server forbids it (RBAC without the nodes rule, as
+// an install from before client location has), so that the caller can
+// serve without locations instead of never syncing. Any other failure is
+// an error.
+func NodesReadable(ctx context.Context, client kubernetes.Interface) (bool, error) {
+	_, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsForbidden(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("kube: listing nodes: %w", err)
 	}
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,8 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/hdns-dev/hdns/internal/fixture"
 	"github.com/hdns-dev/hdns/internal/sourcetest"
@@ -67,5 +72,33 @@ func TestSourceNodes(t *testing.T) {
 	sourcetest.WaitFor(t, func() bool { return src.sets.Load() == 2 && len(sink.Nodes()) == 1 })
 	if n := sink.Nodes(); n[0].Name != "node-a" {
 		t.Errorf("after the relist: %+v", n)
+	}
+}
+
+// TestNodesReadable: a forbidden list of Nodes means "serve without
+// locations", not a failure to start; other errors still are one.
+func TestNodesReadable(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		listErr error
+		want    bool
+		wantErr bool
+	}{
+		{name: "allowed", want: true},
+		{name: "forbidden", listErr: apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "", errors.New("RBAC: no rule")), want: false},
+		{name: "unavailable", listErr: apierrors.NewServiceUnavailable("etcd down"), wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset()
+			if tc.listErr != nil {
+				client.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, tc.listErr
+				})
+			}
+			got, err := NodesReadable(context.Background(), client)
+			if got != tc.want || (err != nil) != tc.wantErr {
+				t.Errorf("NodesReadable = %v, %v; want %v, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
 	}
 }
