@@ -24,6 +24,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -350,6 +351,11 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		}
 	}
 	rc.UserAgent = "hdns"
+	// Protobuf, as CoreDNS's kubernetes plugin asks for: decoding an
+	// EndpointSlice update costs a fraction of its JSON, and a large
+	// cluster's rollouts send hundreds per second.
+	rc.ContentType = runtime.ContentTypeProtobuf
+	rc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
