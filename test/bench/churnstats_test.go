@@ -103,8 +103,10 @@ func (m *meter) stop() map[string]usage {
 			u.gcs = int(delta("go_gc_duration_seconds_count"))
 			u.gcPause = seconds(delta("go_gc_duration_seconds_sum"))
 			u.gcMax = seconds(after[`go_gc_duration_seconds{quantile="1"}`])
-			u.builds = int(delta("hdns_zone_build_duration_seconds_count"))
-			u.buildSeconds = delta("hdns_zone_build_duration_seconds_sum")
+			for _, kind := range []string{"full", "incremental"} {
+				u.builds += int(delta(`hdns_zone_build_duration_seconds_count{kind="` + kind + `"}`))
+				u.buildSeconds += delta(`hdns_zone_build_duration_seconds_sum{kind="` + kind + `"}`)
+			}
 		}
 		out[s.name] = u
 	}
