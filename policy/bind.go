@@ -36,6 +36,8 @@ type EndpointID struct {
 	// Hostname is the first label of the endpoint's own name; weights
 	// name an endpoint by it when its Pod name has none.
 	Hostname string
+	// Node and Zone are the endpoint's nodeName and zone, "" when unset.
+	Node, Zone string
 	// The EndpointSlice conditions.
 	Ready, Serving, Terminating bool
 }
@@ -91,6 +93,7 @@ func (sc *ServiceChain) Bind(ids []EndpointID, out []Endpoint) {
 	for i := range ids {
 		id := &ids[i]
 		ep := Endpoint{Key: id.Key, Ledger: c.ledger(id.Key), Weight: sc.weight(id),
+			Node: places.intern(id.Node), Zone: places.intern(id.Zone),
 			Ready: id.Ready, Serving: id.Serving, Terminating: id.Terminating}
 		if sc.loadQuery != "" && id.PodName != "" {
 			ep.Live = c.live(sc.loadQuery, id.Key)

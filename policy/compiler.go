@@ -152,6 +152,11 @@ type ServicePolicy struct {
 	// AffinityTimeout is the ClientIP sessionAffinity timeout; 0 when the
 	// Service has no session affinity.
 	AffinityTimeout time.Duration
+	// TrafficDistribution is the Service's spec.trafficDistribution, ""
+	// when unset: PreferSameZone (or its older spelling PreferClose) adds
+	// a prefer-zone step, PreferSameNode a prefer-node step, unless the
+	// policy already has a locality step (see withLocality).
+	TrafficDistribution string
 }
 
 // Compile returns the Service's chain. An invalid annotation yields the
@@ -162,11 +167,11 @@ func (c *Compiler) Compile(sp ServicePolicy) (*Chain, error) {
 	if spec == "" {
 		spec = c.defaultSpec
 	}
-	chain, err := c.chain(sp.Service, withAffinity(spec, sp.AffinityTimeout))
+	chain, err := c.chain(sp.Service, withLocality(withAffinity(spec, sp.AffinityTimeout), sp.TrafficDistribution))
 	if err == nil || sp.Annotation == "" {
 		return chain, err
 	}
-	def, derr := c.chain(sp.Service, withAffinity(c.defaultSpec, sp.AffinityTimeout))
+	def, derr := c.chain(sp.Service, withLocality(withAffinity(c.defaultSpec, sp.AffinityTimeout), sp.TrafficDistribution))
 	if derr != nil {
 		return nil, derr
 	}

@@ -32,7 +32,7 @@ import (
 // Endpoint is what a step may know about one candidate. Bind makes it once
 // per snapshot and it never changes afterwards (what Ledger and Live point
 // to is shared and atomic). Every endpoint of every headless Service has
-// one, so it holds only what steps read, in 48 bytes; the zone keeps the
+// one, so it holds only what steps read, in 56 bytes; the zone keeps the
 // endpoint's addresses and names in its own records, which steps never
 // read.
 type Endpoint struct {
@@ -51,7 +51,10 @@ type Endpoint struct {
 	Handouts *Handouts
 	// Weight is the static weight for the weighted step (1 unless the
 	// Service's hdns.dev/weights annotation says otherwise; ≤ 0: last).
-	Weight      float32
+	Weight float32
+	// Node and Zone are where the endpoint runs (its EndpointSlice's
+	// nodeName and zone), interned; NoPlace when unknown.
+	Node, Zone  Place
 	Ready       bool
 	Serving     bool
 	Terminating bool
@@ -67,6 +70,10 @@ type Request struct {
 	// Client identifies the asker: the EDNS Client Subnet address when
 	// present, else the source address.
 	Client netip.Addr
+	// Node and Zone are where the client runs, NoPlace when unknown. The
+	// server sets them only for chains whose traits include
+	// ReadsLocation, so that other questions do not pay for locating.
+	Node, Zone Place
 	// TTL is the TTL the answer will carry; handouts are weighted by it.
 	TTL uint32
 	// Rand, when set, is the randomness steps draw from (tests seed it);
@@ -167,6 +174,9 @@ const (
 	// sweep and released when its chain is dropped; its Step implements
 	// Upkeeper (Parse checks).
 	NeedsUpkeep
+	// ReadsLocation: the step reads Request.Node and Request.Zone, which
+	// the server then resolves from the client address.
+	ReadsLocation
 )
 
 // Upkeeper is the upkeep of a step that declares NeedsUpkeep. The Compiler
@@ -294,6 +304,10 @@ func (c *Chain) Reorders() bool { return c.traits&Reorders != 0 }
 // UsesLoad reports whether some step reads endpoints' load, so that the
 // zone should give the Service's endpoints live load cells.
 func (c *Chain) UsesLoad() bool { return c.traits&ReadsLoad != 0 }
+
+// UsesLocation reports whether some step reads the client's node and
+// zone (Request.Node, Request.Zone), which the server must then resolve.
+func (c *Chain) UsesLocation() bool { return c.traits&ReadsLocation != 0 }
 
 // Steps lists the chain's steps as written ("first=2").
 func (c *Chain) Steps() []string { return c.names }

@@ -141,6 +141,9 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 				sc.cands = append(sc.cands, candidate{src: e, id: policy.EndpointID{PodName: e.PodName(), Hostname: e.Hostname(),
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
 				}})
+				if t := e.Topology; t != nil {
+					sc.cands[len(sc.cands)-1].id.Node, sc.cands[len(sc.cands)-1].id.Zone = t.NodeName, t.Zone
+				}
 				if key.name != "" {
 					sc.byKey[key] = k
 				}

@@ -19,7 +19,8 @@ import (
 func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, apex *Apex, primary bool) {
 	key := svc.Namespace + "/" + svc.Name
 	sp := b.opts.Policies.CompileService(policy.ServicePolicy{Service: key, Annotation: svc.Policy,
-		Weights: svc.Weights, LoadQuery: svc.LoadQuery, AffinityTimeout: svc.AffinityTimeout})
+		Weights: svc.Weights, LoadQuery: svc.LoadQuery, AffinityTimeout: svc.AffinityTimeout,
+		TrafficDistribution: svc.TrafficDistribution})
 	if sp.Chain == nil {
 		return // only when the default policy itself is broken, which flags prevent
 	}

@@ -153,3 +153,10 @@ func TestParseManifestDuplicatesAndRanges(t *testing.T) {
 		}
 	}
 }
+
+func TestParseManifestReadsTrafficDistribution(t *testing.T) {
+	svcs, _, err := ParseManifest("f.yaml", []byte("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: ns}\nspec: {clusterIP: None, trafficDistribution: PreferSameNode}\n"))
+	if err != nil || len(svcs) != 1 || svcs[0].TrafficDistribution != "PreferSameNode" {
+		t.Fatalf("services %+v, err %v: want trafficDistribution PreferSameNode", svcs, err)
+	}
+}

@@ -62,7 +62,11 @@ type Service struct {
 	// AffinityTimeout is the ClientIP sessionAffinity timeout, 0 without
 	// session affinity.
 	AffinityTimeout time.Duration
-	ResourceVersion string
+	// TrafficDistribution is spec.trafficDistribution ("PreferSameZone",
+	// "PreferClose", "PreferSameNode"), "" when unset; the policy package
+	// says what it means.
+	TrafficDistribution string
+	ResourceVersion     string
 }
 
 // Endpoint is one endpoint of an EndpointSlice, in 48 bytes: the
@@ -158,6 +162,9 @@ func ServiceFromAPI(s *corev1.Service) *Service {
 		LoadQuery:       strings.TrimSpace(s.Annotations[AnnotationLoadQuery]),
 		ResourceVersion: s.ResourceVersion,
 	}
+	if s.Spec.TrafficDistribution != nil {
+		out.TrafficDistribution = *s.Spec.TrafficDistribution
+	}
 	if s.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
 		out.AffinityTimeout = time.Duration(corev1.DefaultClientIPServiceAffinitySeconds) * time.Second
 		if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil && *c.ClientIP.TimeoutSeconds > 0 {
@@ -186,7 +193,7 @@ func ServiceFromAPI(s *corev1.Service) *Service {
 		out.Ports = append(out.Ports, Port{Name: p.Name, Protocol: protocol(p.Protocol), Port: uint16(p.Port)})
 	}
 	var strs stringPack
-	strs.add(&out.Namespace, &out.Name, &out.ExternalName, &out.Policy, &out.Weights, &out.LoadQuery, &out.ResourceVersion)
+	strs.add(&out.Namespace, &out.Name, &out.ExternalName, &out.Policy, &out.Weights, &out.LoadQuery, &out.TrafficDistribution, &out.ResourceVersion)
 	for i := range out.Ports {
 		strs.add(&out.Ports[i].Name)
 	}
@@ -274,7 +281,8 @@ func ServicesEquivalent(a, b *Service) bool {
 	return a.Namespace == b.Namespace && a.Name == b.Name && a.Kind == b.Kind &&
 		slices.Equal(a.ClusterIPs, b.ClusterIPs) && a.ExternalName == b.ExternalName &&
 		slices.Equal(a.Ports, b.Ports) && a.Policy == b.Policy && a.Weights == b.Weights &&
-		a.LoadQuery == b.LoadQuery && a.AffinityTimeout == b.AffinityTimeout
+		a.LoadQuery == b.LoadQuery && a.AffinityTimeout == b.AffinityTimeout &&
+		a.TrafficDistribution == b.TrafficDistribution
 }
 
 // SlicesEquivalent reports whether a and b give the same records, as

@@ -25,6 +25,9 @@ func TestServicesEquivalent(t *testing.T) {
 		{name: "other annotation", edit: func(s *corev1.Service) { s.Annotations = map[string]string{"x": "y"} }, same: true},
 		{name: "selector", edit: func(s *corev1.Service) { s.Spec.Selector = map[string]string{"app": "x"} }, same: true},
 		{name: "port", edit: func(s *corev1.Service) { s.Spec.Ports[0].Port = 81 }},
+		{name: "trafficDistribution", edit: func(s *corev1.Service) {
+			s.Spec.TrafficDistribution = new(corev1.ServiceTrafficDistributionPreferSameZone)
+		}},
 		{name: "cluster IP", edit: func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"10.96.0.2"} }},
 		{name: "policy", edit: func(s *corev1.Service) { s.Annotations = policyAnnotation("random") }},
 		{name: "affinity", edit: func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP }},
@@ -74,7 +77,7 @@ func TestSlicesEquivalent(t *testing.T) {
 // here as one DNS does not use.
 func TestEquivalenceKnowsEveryField(t *testing.T) {
 	for typ, want := range map[reflect.Type]int{
-		reflect.TypeFor[Service]():       11, // ResourceVersion is not compared
+		reflect.TypeFor[Service]():       12, // ResourceVersion is not compared
 		reflect.TypeFor[EndpointSlice](): 8,  // ResourceVersion and TriggerTime are not compared
 		reflect.TypeFor[Endpoint]():      8,  // compared whole
 	} {

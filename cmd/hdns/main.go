@@ -161,6 +161,7 @@ func serve(ctx, drain context.Context, cfg *config, opts *zone.Options, fwd forw
 		Zones:      append(append([]string(nil), opts.Zones...), opts.ReverseZones...),
 		Metrics:    answer.NewMetrics(reg),
 		PodRecords: cfg.pods == "insecure",
+		Locator:    locator,
 	}
 	dnsServer := &server.Server{Addr: cfg.listen, Responder: responder, Log: log, Metrics: server.NewMetrics(reg)}
 	if dnsServer.RateLimit, err = cfg.rrl.limiter(reg); err != nil {

@@ -302,6 +302,10 @@ func (r *Responder) fixedOrChosen(p *plan, s *Scratch, fixed, extra []dns.RR, c 
 	// The request lives in the scratch: passed to steps through an
 	// interface, a local would escape to the heap on every query.
 	s.preq = policy.Request{Qtype: qtype, Client: client, TTL: c.Set.TTL}
+	if r.Locator != nil && c.Set.Policy.UsesLocation() {
+		l := r.Locator.Locate(client)
+		s.preq.Node, s.preq.Zone = policy.PlaceOf(l.Node), policy.PlaceOf(l.Zone)
+	}
 	if s.explain != nil {
 		p.picked, s.explain.Steps = c.Set.Policy.Explain(&s.preq, c.Set.Candidates, c.In)
 		s.explain.choice(c)

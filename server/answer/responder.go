@@ -16,6 +16,7 @@ import (
 
 	"github.com/hdns-dev/hdns/policy"
 	"github.com/hdns-dev/hdns/server/wire"
+	"github.com/hdns-dev/hdns/topology"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -58,6 +59,16 @@ type Responder struct {
 	// address, as CoreDNS's "pods insecure" does: without checking that
 	// such a Pod exists.
 	PodRecords bool
+	// Locator, when set, says where clients run, for the Services whose
+	// policy reads the client's node and zone (prefer-zone, prefer-node);
+	// nil leaves every client unknown.
+	Locator ClientLocator
+}
+
+// ClientLocator says where a DNS client runs: topology.Locator. Locate
+// must not block and should not allocate: it runs on the answer path.
+type ClientLocator interface {
+	Locate(netip.Addr) topology.Location
 }
 
 // Scratch is per-goroutine state reused across queries to avoid

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +91,8 @@ func TestTopologyExplain(t *testing.T) {
 		})
 	}
 
+	t.Run("PreferZone", func(t *testing.T) { preferZone(ctx, t, cp, h, ns) })
+
 	// node-c goes while web-c still serves (this control plane runs no
 	// pod garbage collector): its address and range are unknown, and its
 	// pod is still placed by its endpoint, in the zone the slice gives.
@@ -113,6 +117,75 @@ func TestTopologyExplain(t *testing.T) {
 			}
 		}
 	})
+}
+
+// preferZone gives web spec.trafficDistribution PreferSameZone and asks
+// as a client on each node. The queries so far, under the ordered policy,
+// gave the pods first, second and third places (handouts 1, 1/2, 1/4):
+// the clients of the second and third are answered their own zone's pod,
+// the first one's is more than twice as loaded as the others and spills
+// over to all three, as does an unknown client. Then the annotation
+// "prefer-zone=min:2", which no zone meets, spills every answer over.
+func preferZone(ctx context.Context, t *testing.T, cp *harness.ControlPlane, h *hdnsProcess, ns string) {
+	name := "web." + ns + ".svc.cluster.local"
+	before, err := h.explain(name, "A", "198.51.100.1")
+	if err != nil || len(before.Answer) != 3 {
+		t.Fatalf("explain: %v %v", before.Answer, err)
+	}
+	var order []string
+	for _, rr := range before.Answer {
+		order = append(order, rr[strings.LastIndexByte(rr, ' ')+1:])
+	}
+	clientOf := map[string]string{"10.244.1.10": "192.0.2.21", "10.244.2.10": "192.0.2.22", "10.250.0.3": "192.0.2.23"}
+	svc, err := cp.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.TrafficDistribution = new(corev1.ServiceTrafficDistributionPreferSameZone)
+	if svc, err = cp.Client.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := slices.Sorted(slices.Values(order))
+	h.awaitExplainAnswer(t, name, clientOf[order[2]], order[2])
+	for client, want := range map[string][]string{clientOf[order[1]]: {order[1]}, clientOf[order[0]]: all, "198.51.100.1": all} {
+		if got := h.explainAnswer(t, name, client); !slices.Equal(got, want) {
+			t.Errorf("PreferSameZone, client %s: answer %v, want %v (ordered answered %v)", client, got, want, order)
+		}
+	}
+	svc.Annotations = map[string]string{"hdns.dev/policy": "prefer-zone=min:2"}
+	if _, err = cp.Client.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitExplainAnswer(t, name, clientOf[order[2]], all...)
+}
+
+// awaitExplainAnswer waits until /debug/explain answers client with want.
+func (h *hdnsProcess) awaitExplainAnswer(t *testing.T, name, client string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(answerTimeout)
+	for got := h.explainAnswer(t, name, client); !slices.Equal(got, want); got = h.explainAnswer(t, name, client) {
+		if time.Now().After(deadline) {
+			_, body, _ := h.debugGet("/debug/explain?name=" + url.QueryEscape(name) + "&client=" + url.QueryEscape(client))
+			t.Fatalf("client %s: answer %v, want %v; explanation %s", client, got, want, body)
+		}
+		time.Sleep(answerPoll)
+	}
+}
+
+// explainAnswer returns the addresses /debug/explain answers client,
+// sorted.
+func (h *hdnsProcess) explainAnswer(t *testing.T, name, client string) []string {
+	t.Helper()
+	e, err := h.explain(name, "A", client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, rr := range e.Answer {
+		out = append(out, rr[strings.LastIndexByte(rr, ' ')+1:])
+	}
+	slices.Sort(out)
+	return out
 }
 
 // explainLocation returns where /debug/explain places client.
