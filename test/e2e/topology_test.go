@@ -121,11 +121,13 @@ func TestTopologyExplain(t *testing.T) {
 
 // preferZone gives web spec.trafficDistribution PreferSameZone and asks
 // as a client on each node. The queries so far, under the ordered policy,
-// gave the pods first, second and third places (handouts 1, 1/2, 1/4):
-// the clients of the second and third are answered their own zone's pod,
-// the first one's is more than twice as loaded as the others and spills
-// over to all three, as does an unknown client. Then the annotation
-// "prefer-zone=min:2", which no zone meets, spills every answer over.
+// gave the pods first, second and third places: the clients of the second
+// and third are answered their own zone's pod, and an unknown client all
+// three. Whether the first pod's zone spills over depends on how much of
+// the earlier subtests' handouts its ledger still holds, so it is left to
+// the unit tests of spill-over by load (policy/locality_test.go). Then the
+// annotation "prefer-zone=min:2", which no zone meets, spills every answer
+// over.
 func preferZone(ctx context.Context, t *testing.T, cp *harness.ControlPlane, h *hdnsProcess, ns string) {
 	name := "web." + ns + ".svc.cluster.local"
 	before, err := h.explain(name, "A", "198.51.100.1")
@@ -147,7 +149,7 @@ func preferZone(ctx context.Context, t *testing.T, cp *harness.ControlPlane, h *
 	}
 	all := slices.Sorted(slices.Values(order))
 	h.awaitExplainAnswer(t, name, clientOf[order[2]], order[2])
-	for client, want := range map[string][]string{clientOf[order[1]]: {order[1]}, clientOf[order[0]]: all, "198.51.100.1": all} {
+	for client, want := range map[string][]string{clientOf[order[1]]: {order[1]}, "198.51.100.1": all} {
 		if got := h.explainAnswer(t, name, client); !slices.Equal(got, want) {
 			t.Errorf("PreferSameZone, client %s: answer %v, want %v (ordered answered %v)", client, got, want, order)
 		}
