@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -84,7 +83,10 @@ func TestAdoptCoreDNS(t *testing.T) {
 import hdns/*.server
 `, corednsPort, cp.KubeconfigPath)
 	coreDNS := "127.0.0.1:" + strconv.Itoa(corednsPort)
-	startCoreDNSWith(t, bin, dir, corefile, coreDNS)
+	runCoreDNS(t, bin, dir, corefile, "CoreDNS answering on "+coreDNS, func() (bool, string) {
+		_, err := goLookup(context.Background(), netip.Addr{}, coreDNS, "kubernetes.default.svc.cluster.local.")
+		return err == nil, fmt.Sprint(err)
+	})
 
 	web, other := "web."+ns+".svc.cluster.local.", "other."+ns+".svc.cluster.local."
 	lookup := func(name string) ([]string, error) { return goLookup(ctx, netip.Addr{}, coreDNS, name) }
@@ -271,31 +273,4 @@ func syncConfigMap(ctx context.Context, t *testing.T, cp *harness.ControlPlane, 
 			}
 		}
 	}
-}
-
-// startCoreDNSWith runs CoreDNS with corefile in dir, waits until addr
-// answers (any rcode), and stops it at the end of t.
-func startCoreDNSWith(t *testing.T, bin, dir, corefile, addr string) {
-	t.Helper()
-	path := filepath.Join(dir, "Corefile")
-	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-conf", path)
-	cmd.Dir = dir
-	p := testproc.Start(t, "coredns", cmd)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("coredns Corefile:\n%s\ncoredns output:\n%s", corefile, p.Tail(8000))
-		}
-	})
-	awaitCond(t, "CoreDNS answering on "+addr, startTimeout, func() (bool, string) {
-		select {
-		case <-p.Exited():
-			t.Fatalf("coredns exited: %v\n%s", cmd.ProcessState, p.Tail(8000))
-		default:
-		}
-		_, err := goLookup(context.Background(), netip.Addr{}, addr, "kubernetes.default.svc.cluster.local.")
-		return err == nil, fmt.Sprint(err)
-	})
 }

@@ -110,39 +110,42 @@ www    60 IN A   ` + outOfZoneAddr + `
 func startCoreDNS(t *testing.T, bin, corefile string) {
 	t.Helper()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "Corefile")
-	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, exampleZoneFile), []byte(exampleZone), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, exampleZoneFile), []byte(exampleZone), 0o644); err != nil {
+	begin := time.Now()
+	runCoreDNS(t, bin, dir, corefile, "CoreDNS answering "+outOfZoneName, func() (bool, string) {
+		got, err := goLookup(context.Background(), netip.Addr{}, corednsAddr+":53", outOfZoneName)
+		return err == nil && slices.Equal(got, []string{outOfZoneAddr}), fmt.Sprint(got, err)
+	})
+	t.Logf("coredns ready in %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// runCoreDNS writes corefile into dir, runs CoreDNS there until the end of
+// t, and waits until ready reports true; CoreDNS exiting first fails t.
+// When t fails, the Corefile and CoreDNS's output are logged.
+func runCoreDNS(t *testing.T, bin, dir, corefile, what string, ready func() (bool, string)) {
+	t.Helper()
+	path := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(path, []byte(corefile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-conf", path)
 	cmd.Dir = dir
 	p := testproc.Start(t, "coredns", cmd)
-	exited := p.Exited()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("coredns Corefile:\n%s", corefile)
+			t.Logf("coredns Corefile:\n%s\ncoredns output:\n%s", corefile, p.Tail(8000))
 		}
 	})
-	begin := time.Now()
-	for {
+	awaitCond(t, what, startTimeout, func() (bool, string) {
 		select {
-		case <-exited:
+		case <-p.Exited():
 			t.Fatalf("coredns exited: %v\n%s", cmd.ProcessState, p.Tail(8000))
 		default:
 		}
-		got, err := goLookup(context.Background(), netip.Addr{}, corednsAddr+":53", outOfZoneName)
-		if err == nil && slices.Equal(got, []string{outOfZoneAddr}) {
-			t.Logf("coredns ready in %v", time.Since(begin).Round(time.Millisecond))
-			return
-		}
-		if time.Since(begin) > startTimeout {
-			t.Fatalf("coredns does not answer %s within %v: %v %v\n%s", outOfZoneName, startTimeout, got, err, p.Tail(8000))
-		}
-		time.Sleep(answerPoll)
-	}
+		return ready()
+	})
 }
 
 // askTogether sends n A questions for name to server at once, each from
