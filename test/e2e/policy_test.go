@@ -33,32 +33,43 @@ import (
 // policyAnnotation is the annotation a Service picks its policy with.
 const policyAnnotation = "hdns.dev/policy"
 
-// exchangeECS asks hdns one UDP question (EDNS buffer 1232, RD off, 2s
-// timeout) and returns the raw response, so that the answer order can be
-// checked. With a valid client the query carries an EDNS Client Subnet
-// option naming client with a full-length source prefix (/32 or /128),
-// which hdns takes as the client instead of the query's source.
+// exchangeECS asks hdns one question with exchangeFrom and returns the raw
+// response, so that the answer order can be checked. With a valid client
+// the query carries an EDNS Client Subnet option naming client with a
+// full-length source prefix (/32 or /128), which hdns takes as the client
+// instead of the query's source.
 func (h *hdnsProcess) exchangeECS(name string, qtype uint16, client netip.Addr) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	m.RecursionDesired = false
-	m.SetEdns0(1232, false)
-	if client.IsValid() {
-		family, bits := uint16(1), uint8(32)
-		if client.Is6() {
-			family, bits = 2, 128
-		}
-		opt := m.IsEdns0()
-		opt.Option = append(opt.Option, &dns.EDNS0_SUBNET{
-			Code: dns.EDNS0SUBNET, Family: family, SourceNetmask: bits, Address: net.IP(client.AsSlice()),
-		})
-	}
-	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
-	resp, _, err := c.Exchange(m, h.DNS)
+	resp, err := exchangeFrom(h.DNS, netip.Addr{}, netip.PrefixFrom(client, client.BitLen()), name, qtype)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s (client %v): %w", name, dns.TypeToString[qtype], client, err)
 	}
 	return resp, nil
+}
+
+// exchangeFrom sends server (host:port) one UDP question (EDNS buffer 1232,
+// RD off, 2s timeout), from the local address src when valid, with an EDNS
+// Client Subnet option naming ecs (its masked address and length) when
+// ecs is valid, and returns the raw response.
+func exchangeFrom(server string, src netip.Addr, ecs netip.Prefix, name string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = false
+	m.SetEdns0(1232, false)
+	if ecs.IsValid() {
+		family := uint16(1)
+		if ecs.Addr().Is6() {
+			family = 2
+		}
+		opt := m.IsEdns0()
+		opt.Option = append(opt.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: family,
+			SourceNetmask: uint8(ecs.Bits()), Address: net.IP(ecs.Masked().Addr().AsSlice())})
+	}
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	if src.IsValid() {
+		c.Dialer = &net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.UDPAddr{IP: src.AsSlice()}}
+	}
+	resp, _, err := c.Exchange(m, server)
+	return resp, err
 }
 
 // addrsOf returns the addresses of m's A and AAAA answer records, in

@@ -1,0 +1,400 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
+	"github.com/hdns-dev/hdns/server/answer"
+	"github.com/hdns-dev/hdns/test/e2e/harness"
+)
+
+// TestTopologyPaths proves zone-aware answers along the paths real clients
+// take to hdns, on the real control plane with the real hdns and CoreDNS
+// binaries: three Nodes in three zones, two pods of a headless Service on
+// each, and clients asking from pod and node addresses directly, through a
+// CoreDNS that puts the client into ECS (rewrite edns0 subnet), through
+// one that does not, and through a NodeLocal-DNSCache-style cache on each
+// node; then bad input (a Node without zone labels, overlapping podCIDRs,
+// an address two Nodes list, ECS from an unknown range, a Node deleted
+// while its pods serve), each answered NOERROR with the addresses the
+// locator's rules give, through the Node informer and the whole answer
+// path.
+//
+// The pod network on this machine is loopback: node-z's podCIDR is
+// 127.30.z.0/24 and its address 127.30.0.z (z = 1, 2, 3 for zones a, b,
+// c), so a client pod on it is a source address in its range, and its
+// NodeLocal cache listens on and forwards from the node's address. The
+// Service's pods get 10.244.z.x (EndpointSlices refuse loopback
+// addresses): their endpoints place them by nodeName, outside their node's
+// range, as some CNIs allocate.
+func TestTopologyPaths(t *testing.T) {
+	bin := corednsBinary(t)
+	cp := harness.Start(t, harness.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e := &pathsEnv{ctx: ctx, cp: cp, name: "web." + pathsNS + ".svc.cluster.local."}
+	e.createCluster(t)
+	// A 1 s TTL bounds how long a cache holds an answer the test changes.
+	e.h = startHDNS(t, "--kubeconfig", cp.KubeconfigPath, "--ttl", "1s")
+	// An unknown client (127.0.0.1) gets every pod. These answers also
+	// give every pod handouts, so that no zone's load is compared with
+	// zones that have none (see pathsPolicy).
+	e.h.await(t, q(e.name, dns.TypeA), answers(rrs(e.name, "A", e.all...)...))
+	e.startCoreDNS(t, bin)
+
+	t.Run("Direct", e.direct)
+	t.Run("CoreDNSRewrite", e.coreDNSRewrite)
+	t.Run("CoreDNSWithoutRewrite", e.coreDNSWithoutRewrite)
+	t.Run("NodeLocalCache", e.nodeLocalCache)
+	t.Run("BadInput", func(t *testing.T) {
+		t.Run("UnlabelledNode", e.unlabelledNode)
+		t.Run("OverlappingPodCIDRs", e.overlappingPodCIDRs)
+		t.Run("ClientOnTwoNodes", e.clientOnTwoNodes)
+		t.Run("UnknownECS", e.unknownECS)
+		t.Run("NodeDeleted", e.nodeDeleted)
+	})
+}
+
+const (
+	pathsNS = "paths"
+	// pathsPolicy keeps every answer in the client's zone: the threshold
+	// of spill-over by load is set so high that the few queries here,
+	// many from one zone, never reach it (spill-over is proven by
+	// policy/locality_test.go and TestTopologyExplain). A zone's load is
+	// compared with the others' mean, which must not be 0: the first
+	// answers give every pod handouts.
+	pathsPolicy = "prefer-zone=over:1000"
+	// ecsRewrite is the directive of deploy/examples/Corefile.stub-domain
+	// that puts the asking pod's address into ECS.
+	ecsRewrite = "rewrite edns0 subnet set 32 128"
+)
+
+// Where the two CoreDNS blocks listen and forward from: pods on node-c,
+// in its podCIDR.
+var (
+	rewriteDNS = netip.MustParseAddr("127.30.3.53") // with ecsRewrite
+	plainDNS   = netip.MustParseAddr("127.30.3.54") // without it
+)
+
+// pathsZone is one zone of the test's cluster: one Node and the Service's
+// pods on it.
+type pathsZone struct {
+	zone, node string
+	addr       netip.Addr   // the Node's InternalIP, where its cache listens
+	podCIDR    netip.Prefix // spec.podCIDRs
+	pods       []string     // the Service's pods' addresses, sorted
+}
+
+// client is the address of the k-th client pod of the zone's node.
+func (z pathsZone) client(k int) netip.Addr {
+	a := z.podCIDR.Addr().As4()
+	a[3] = byte(100 + k)
+	return netip.AddrFrom4(a)
+}
+
+type pathsEnv struct {
+	ctx   context.Context
+	cp    *harness.ControlPlane
+	h     *hdnsProcess
+	name  string // the Service's name
+	zones []pathsZone
+	all   []string // every pod's address, sorted: an unknown client's answer
+}
+
+// createCluster creates the Nodes, the Service and its pods.
+func (e *pathsEnv) createCluster(t *testing.T) {
+	t.Helper()
+	if _, err := e.cp.CreateNamespace(e.ctx, pathsNS); err != nil {
+		t.Fatal(err)
+	}
+	svc := headless("web", corev1.ServicePort{Name: "http", Port: 80})
+	svc.Annotations = map[string]string{policyAnnotation: pathsPolicy}
+	createService(e.ctx, t, e.cp, pathsNS, svc)
+	var pods []harness.PodOptions
+	for i, z := range []string{"a", "b", "c"} {
+		pz := pathsZone{zone: "zone-" + z, node: "node-" + z,
+			addr:    netip.AddrFrom4([4]byte{127, 30, 0, byte(i + 1)}),
+			podCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 30, byte(i + 1), 0}), 24)}
+		e.createNode(t, pz.node, pz.zone, pz.addr.String(), pz.podCIDR.String())
+		for k := range 2 {
+			ip := fmt.Sprintf("10.244.%d.%d", i+1, 10+k)
+			pz.pods = append(pz.pods, ip)
+			pods = append(pods, harness.PodOptions{Name: fmt.Sprintf("web-%s-%d", z, k), Labels: svc.Spec.Selector,
+				IPv4: ip, Node: pz.node, HostIP: pz.addr.String()})
+		}
+		e.zones = append(e.zones, pz)
+		e.all = append(e.all, pz.pods...)
+	}
+	slices.Sort(e.all)
+	if err := createPods(e.ctx, e.cp, pathsNS, pods, 3); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createNode creates a Node with a hostname label, zone's zone and region
+// labels unless zone is empty, and address and podCIDR unless empty.
+func (e *pathsEnv) createNode(t *testing.T, name, zone, addr, podCIDR string) {
+	t.Helper()
+	n := fixture.Node{Name: name, Labels: map[string]string{corev1.LabelHostname: name}, InternalIP: addr}
+	if zone != "" {
+		n.Labels[corev1.LabelTopologyZone], n.Labels[corev1.LabelTopologyRegion] = zone, "region-1"
+	}
+	if podCIDR != "" {
+		n.PodCIDRs = []string{podCIDR}
+	}
+	if err := e.cp.CreateNode(e.ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deleteNode deletes the Node name.
+func (e *pathsEnv) deleteNode(t *testing.T, name string) {
+	t.Helper()
+	if err := e.cp.Client.CoreV1().Nodes().Delete(e.ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startCoreDNS runs one CoreDNS with four kinds of block for cluster.local,
+// each on its own address and forwarding to hdns from it (forward's
+// source_address, as each pod or node has its own): at rewriteDNS with
+// ecsRewrite, at plainDNS without it, and on each node's address a
+// NodeLocal-style cache (cache, no rewrite), as NodeLocal DNSCache
+// forwards from the node.
+func (e *pathsEnv) startCoreDNS(t *testing.T, bin string) {
+	t.Helper()
+	example, err := os.ReadFile(filepath.Join(deployDir, "examples", "Corefile.stub-domain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(example), "\n    "+ecsRewrite+"\n") {
+		t.Fatalf("Corefile.stub-domain no longer has %q, which this test proves:\n%s", ecsRewrite, example)
+	}
+	block := func(bind netip.Addr, plugins string) string {
+		return fmt.Sprintf("cluster.local:53 {\n    bind %s\n%s    forward . %s {\n        source_address %s\n    }\n}\n",
+			bind, plugins, e.h.DNS, bind)
+	}
+	corefile := block(rewriteDNS, "    "+ecsRewrite+"\n") + block(plainDNS, "")
+	listens := []netip.Addr{rewriteDNS, plainDNS}
+	for _, z := range e.zones {
+		corefile += block(z.addr, "    cache 30 {\n        success 9984 30 1\n    }\n")
+		listens = append(listens, z.addr)
+	}
+	// Ready when every block answers the apex's SOA, which gives no pod
+	// a handout.
+	runCoreDNS(t, bin, t.TempDir(), corefile, "every CoreDNS block answering", func() (bool, string) {
+		for _, a := range listens {
+			m := new(dns.Msg)
+			m.SetQuestion("cluster.local.", dns.TypeSOA)
+			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, net.JoinHostPort(a.String(), "53"))
+			if err != nil || r.Rcode != dns.RcodeSuccess {
+				return false, fmt.Sprintf("%s: %v %v", a, r, err)
+			}
+		}
+		return true, ""
+	})
+}
+
+// direct: hdns locates a client asking it directly by the query's source
+// address: a pod in its node's podCIDR, a hostNetwork client at its
+// node's address. Each gets its zone's pods; an unknown source all.
+func (e *pathsEnv) direct(t *testing.T) {
+	for _, z := range e.zones {
+		e.expect(t, "pod on "+z.node+", direct", e.h.DNS, z.client(0), netip.Prefix{}, z.pods)
+		e.expect(t, "hostNetwork client on "+z.node+", direct", e.h.DNS, z.addr, netip.Prefix{}, z.pods)
+	}
+	e.expect(t, "unknown client 127.0.0.1, direct", e.h.DNS, netip.Addr{}, netip.Prefix{}, e.all)
+}
+
+// coreDNSRewrite: through the CoreDNS with ecsRewrite, which runs on
+// node-c, each client pod's address reaches hdns in ECS, and each gets its
+// own zone's pods, asking with miekg/dns and with Go's resolver.
+func (e *pathsEnv) coreDNSRewrite(t *testing.T) {
+	server := net.JoinHostPort(rewriteDNS.String(), "53")
+	for k := range 2 {
+		for _, z := range e.zones {
+			e.expect(t, fmt.Sprintf("pod %d on %s via CoreDNS with rewrite", k, z.node), server, z.client(k), netip.Prefix{}, z.pods)
+		}
+	}
+	for _, z := range e.zones {
+		got, err := goLookup(e.ctx, z.client(2), server, e.name)
+		if err != nil || !slices.Equal(got, z.pods) {
+			t.Errorf("Go resolver on %s (%v) via CoreDNS with rewrite: %v (error %v), want %s's pods %v", z.node, z.client(2), got, err, z.zone, z.pods)
+		}
+	}
+}
+
+// coreDNSWithoutRewrite: through the CoreDNS without ecsRewrite, every
+// query reaches hdns from CoreDNS's own address, a pod on node-c, so that
+// every client, whatever its zone, gets zone-c's pods.
+func (e *pathsEnv) coreDNSWithoutRewrite(t *testing.T) {
+	server := net.JoinHostPort(plainDNS.String(), "53")
+	zoneC := e.zones[2]
+	for _, z := range e.zones {
+		e.expect(t, "pod on "+z.node+" via CoreDNS without rewrite (on node-c)", server, z.client(0), netip.Prefix{}, zoneC.pods)
+	}
+}
+
+// nodeLocalCache: each node's cache forwards from the node's address, so
+// hdns locates it at that node (by node-address) and answers its zone's
+// pods; the cache then gives that answer to the node's pods.
+func (e *pathsEnv) nodeLocalCache(t *testing.T) {
+	for _, z := range e.zones {
+		loc := e.h.explainLocation(t, e.name, z.addr.String())
+		if want := (answer.ExplainLocation{Node: z.node, Zone: z.zone, Region: "region-1", By: "node-address"}); loc != want {
+			t.Errorf("the cache's address %v is located at %+v, want %+v", z.addr, loc, want)
+		}
+		server := net.JoinHostPort(z.addr.String(), "53")
+		for k := range 3 {
+			e.expect(t, fmt.Sprintf("pod %d on %s via its node's cache", k, z.node), server, z.client(k), netip.Prefix{}, z.pods)
+		}
+	}
+}
+
+// unlabelledNode: a Node without zone or region labels, with a pod of the
+// Service. Its clients are located on it with no zone, and get every pod;
+// its pod's endpoint, with no zone either, is in no zone's answer.
+func (e *pathsEnv) unlabelledNode(t *testing.T) {
+	e.createNode(t, "node-n", "", "127.30.0.9", "127.30.9.0/24")
+	err := createPods(e.ctx, e.cp, pathsNS, []harness.PodOptions{{Name: "web-n", Labels: map[string]string{"app": "web"},
+		IPv4: "10.244.9.10", Node: "node-n", HostIP: "127.30.0.9"}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.all = slices.Sorted(slices.Values(append(e.all, "10.244.9.10")))
+	e.await(t, "unknown client, direct, once web-n serves", e.h.DNS, netip.Addr{}, netip.Prefix{}, e.all)
+	e.awaitLocated(t, "127.30.9.100", answer.ExplainLocation{Node: "node-n", By: "pod-cidr"})
+	e.expect(t, "pod on node-n via CoreDNS with rewrite", net.JoinHostPort(rewriteDNS.String(), "53"),
+		netip.MustParseAddr("127.30.9.100"), netip.Prefix{}, e.all)
+	e.expect(t, "hostNetwork client on node-n, direct", e.h.DNS, netip.MustParseAddr("127.30.0.9"), netip.Prefix{}, e.all)
+	e.expect(t, "web-n as client (ECS), direct", e.h.DNS, netip.Addr{}, netip.MustParsePrefix("10.244.9.10/32"), e.all)
+	a := e.zones[0]
+	e.expect(t, "pod on node-a, direct", e.h.DNS, a.client(0), netip.Prefix{}, a.pods)
+}
+
+// overlappingPodCIDRs: node-0, in zone-b, has node-a's podCIDR, and node-x,
+// in zone-c, half of it. A client in both /24s belongs to the node whose
+// name sorts first (node-0), one also in the /25 to node-x (the longest
+// prefix); when both Nodes go, node-a's clients are node-a's again.
+func (e *pathsEnv) overlappingPodCIDRs(t *testing.T) {
+	a, b, c := e.zones[0], e.zones[1], e.zones[2]
+	e.createNode(t, "node-0", b.zone, "", a.podCIDR.String())
+	e.createNode(t, "node-x", c.zone, "", "127.30.1.128/25")
+	low, high := netip.MustParseAddr("127.30.1.100"), netip.MustParseAddr("127.30.1.200")
+	e.awaitLocated(t, low.String(), answer.ExplainLocation{Node: "node-0", Zone: b.zone, Region: "region-1", By: "pod-cidr"})
+	e.awaitLocated(t, high.String(), answer.ExplainLocation{Node: "node-x", Zone: c.zone, Region: "region-1", By: "pod-cidr"})
+	rewrite := net.JoinHostPort(rewriteDNS.String(), "53")
+	e.expect(t, "pod in node-a's and node-0's range via CoreDNS with rewrite", rewrite, low, netip.Prefix{}, b.pods)
+	e.expect(t, "pod also in node-x's /25 via CoreDNS with rewrite", rewrite, high, netip.Prefix{}, c.pods)
+	e.deleteNode(t, "node-0")
+	e.deleteNode(t, "node-x")
+	e.awaitLocated(t, high.String(), answer.ExplainLocation{Node: a.node, Zone: a.zone, Region: "region-1", By: "pod-cidr"})
+	e.expect(t, "pod on node-a via CoreDNS with rewrite, the overlaps gone", rewrite, high, netip.Prefix{}, a.pods)
+}
+
+// clientOnTwoNodes: node-1, in zone-c, lists node-b's address too. A client
+// at it belongs to the node whose name sorts first (node-1); when node-1
+// goes, to node-b again.
+func (e *pathsEnv) clientOnTwoNodes(t *testing.T) {
+	b, c := e.zones[1], e.zones[2]
+	e.createNode(t, "node-1", c.zone, b.addr.String(), "")
+	e.awaitLocated(t, b.addr.String(), answer.ExplainLocation{Node: "node-1", Zone: c.zone, Region: "region-1", By: "node-address"})
+	e.expect(t, "hostNetwork client at node-b's and node-1's address, direct", e.h.DNS, b.addr, netip.Prefix{}, c.pods)
+	e.deleteNode(t, "node-1")
+	e.awaitLocated(t, b.addr.String(), answer.ExplainLocation{Node: b.node, Zone: b.zone, Region: "region-1", By: "node-address"})
+	e.expect(t, "hostNetwork client on node-b, direct, node-1 gone", e.h.DNS, b.addr, netip.Prefix{}, b.pods)
+}
+
+// unknownECS: an ECS address that nothing places is an unknown client,
+// whatever the query's source, and gets every pod: IPv4, IPv6, and a
+// prefix wider than any node's range; through CoreDNS with rewrite, a
+// source in no range. A /0 option names nobody: the source is the client.
+func (e *pathsEnv) unknownECS(t *testing.T) {
+	a := e.zones[0]
+	for _, ecs := range []string{"198.51.100.7/32", "2001:db8::7/128", "127.30.0.0/16"} {
+		e.expect(t, "pod on node-a, direct, ECS "+ecs, e.h.DNS, a.client(0), netip.MustParsePrefix(ecs), e.all)
+	}
+	e.expect(t, "unknown source 127.31.0.1 via CoreDNS with rewrite", net.JoinHostPort(rewriteDNS.String(), "53"),
+		netip.MustParseAddr("127.31.0.1"), netip.Prefix{}, e.all)
+	e.expect(t, "pod on node-a, direct, ECS 0.0.0.0/0", e.h.DNS, a.client(0), netip.MustParsePrefix("0.0.0.0/0"), a.pods)
+}
+
+// nodeDeleted: node-c goes while its pods serve (this control plane runs
+// no pod garbage collector). Its address and range place nobody, so its
+// cache, its pods and the CoreDNS without rewrite that runs there get
+// every pod; its pods still serve everyone, and a client at one of their
+// addresses is still placed in zone-c by its endpoint.
+func (e *pathsEnv) nodeDeleted(t *testing.T) {
+	c := e.zones[2]
+	e.deleteNode(t, c.node)
+	e.awaitLocated(t, c.addr.String(), answer.ExplainLocation{By: "unknown"})
+	// The cache may hold hdns's last zone-c answer for its TTL.
+	e.await(t, "pod on node-c via node-c's cache", net.JoinHostPort(c.addr.String(), "53"), c.client(0), netip.Prefix{}, e.all)
+	e.expect(t, "pod on node-c via CoreDNS with rewrite", net.JoinHostPort(rewriteDNS.String(), "53"), c.client(1), netip.Prefix{}, e.all)
+	e.expect(t, "pod on node-a via CoreDNS without rewrite (on node-c)", net.JoinHostPort(plainDNS.String(), "53"), e.zones[0].client(0), netip.Prefix{}, e.all)
+	e.expect(t, "node-c's pod "+c.pods[0]+" as client (ECS), direct", e.h.DNS, netip.Addr{},
+		netip.PrefixFrom(netip.MustParseAddr(c.pods[0]), 32), c.pods)
+}
+
+// answerOf describes r and reports whether it is NOERROR with exactly the
+// A records want (sorted).
+func answerOf(r *dns.Msg, want []string) (bool, string) {
+	got := addrsOf(r)
+	slices.Sort(got)
+	return r.Rcode == dns.RcodeSuccess && slices.Equal(got, want), fmt.Sprintf("%s %v", dns.RcodeToString[r.Rcode], got)
+}
+
+// expect asks once and fails t unless the reply is NOERROR with exactly
+// want.
+func (e *pathsEnv) expect(t *testing.T, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
+	t.Helper()
+	r, err := exchangeFrom(server, src, ecs, e.name, dns.TypeA)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	if ok, got := answerOf(r, want); !ok {
+		t.Errorf("%s: %s, want NOERROR %v", what, got, want)
+	}
+}
+
+// await asks until the reply is NOERROR with exactly want, for at most
+// answerTimeout; any other rcode fails t at once.
+func (e *pathsEnv) await(t *testing.T, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
+	t.Helper()
+	awaitCond(t, what, answerTimeout, func() (bool, string) {
+		r, err := exchangeFrom(server, src, ecs, e.name, dns.TypeA)
+		if err != nil {
+			return false, err.Error()
+		}
+		if r.Rcode != dns.RcodeSuccess {
+			t.Fatalf("%s: %s, want NOERROR", what, dns.RcodeToString[r.Rcode])
+		}
+		return answerOf(r, want)
+	})
+}
+
+// awaitLocated waits until /debug/explain locates client at want: the
+// Node informer has delivered the change.
+func (e *pathsEnv) awaitLocated(t *testing.T, client string, want answer.ExplainLocation) {
+	t.Helper()
+	awaitCond(t, "client "+client+" located", answerTimeout, func() (bool, string) {
+		got := e.h.explainLocation(t, e.name, client)
+		return got == want, fmt.Sprintf("%+v, want %+v", got, want)
+	})
+}
