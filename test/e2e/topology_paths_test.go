@@ -29,7 +29,8 @@ import (
 // each, and clients asking from pod and node addresses directly, through a
 // CoreDNS that puts the client into ECS (rewrite edns0 subnet), through
 // one that does not, and through a NodeLocal-DNSCache-style cache on each
-// node; then bad input (a Node without zone labels, overlapping podCIDRs,
+// node; Services with each spec.trafficDistribution value, asked through
+// the CoreDNS with rewrite and the node caches; then bad input (a Node without zone labels, overlapping podCIDRs,
 // an address two Nodes list, ECS from an unknown range, a Node deleted
 // while its pods serve), each answered NOERROR with the addresses the
 // locator's rules give, through the Node informer and the whole answer
@@ -38,8 +39,9 @@ import (
 // The pod network on this machine is loopback: node-z's podCIDR is
 // 127.30.z.0/24 and its address 127.30.0.z (z = 1, 2, 3 for zones a, b,
 // c), so a client pod on it is a source address in its range, and its
-// NodeLocal cache listens on and forwards from the node's address. The
-// Service's pods get 10.244.z.x (EndpointSlices refuse loopback
+// NodeLocal cache listens on and forwards from the node's address;
+// node-a2, a second Node in zone-a, has 127.30.11.0/24 and 127.30.0.11.
+// The Services' pods get 10.244.z.x (EndpointSlices refuse loopback
 // addresses): their endpoints place them by nodeName, outside their node's
 // range, as some CNIs allocate.
 func TestTopologyPaths(t *testing.T) {
@@ -55,12 +57,14 @@ func TestTopologyPaths(t *testing.T) {
 	// give every pod handouts, so that no zone's load is compared with
 	// zones that have none (see pathsPolicy).
 	e.h.await(t, q(e.name, dns.TypeA), answers(rrs(e.name, "A", e.all...)...))
+	e.h.await(t, q(e.manualName(), dns.TypeA), answers(rrs(e.manualName(), "A", e.manualPods()...)...))
 	e.startCoreDNS(t, bin)
 
 	t.Run("Direct", e.direct)
 	t.Run("CoreDNSRewrite", e.coreDNSRewrite)
 	t.Run("CoreDNSWithoutRewrite", e.coreDNSWithoutRewrite)
 	t.Run("NodeLocalCache", e.nodeLocalCache)
+	t.Run("TrafficDistribution", e.trafficDistribution)
 	t.Run("BadInput", func(t *testing.T) {
 		t.Run("UnlabelledNode", e.unlabelledNode)
 		t.Run("OverlappingPodCIDRs", e.overlappingPodCIDRs)
@@ -79,6 +83,9 @@ const (
 	// compared with the others' mean, which must not be 0: the first
 	// answers give every pod handouts.
 	pathsPolicy = "prefer-zone=over:1000"
+	// twinCIDR is node-a2's podCIDR: its third byte numbers its pods'
+	// addresses, as for the other nodes.
+	twinCIDR = "127.30.11.0/24"
 	// ecsRewrite is the directive of deploy/examples/Corefile.stub-domain
 	// that puts the asking pod's address into ECS.
 	ecsRewrite = "rewrite edns0 subnet set 32 128"
@@ -91,13 +98,30 @@ var (
 	plainDNS   = netip.MustParseAddr("127.30.3.54") // without it
 )
 
-// pathsZone is one zone of the test's cluster: one Node and the Service's
-// pods on it.
+// pathsDistributions are the spec.trafficDistribution values the test
+// proves, each on a Service of its own (named svc, without annotation, so
+// with the default spill-over) with one pod on each node: pods of
+// different Services share no ledger entry, so that one Service's answers
+// cannot spill another's over.
+var pathsDistributions = []struct{ svc, value string }{
+	{svc: "same-zone", value: corev1.ServiceTrafficDistributionPreferSameZone},
+	{svc: "close", value: corev1.ServiceTrafficDistributionPreferClose},
+	{svc: "same-node", value: corev1.ServiceTrafficDistributionPreferSameNode},
+}
+
+// pathsZone is one zone of the test's cluster: one Node and web's pods on
+// it.
 type pathsZone struct {
 	zone, node string
 	addr       netip.Addr   // the Node's InternalIP, where its cache listens
 	podCIDR    netip.Prefix // spec.podCIDRs
-	pods       []string     // the Service's pods' addresses, sorted
+	pods       []string     // web's pods' addresses, sorted
+}
+
+// distributionPod is the address of the pod of pathsDistributions[d] on
+// z's node: 10.244.n.(20+d), n the third byte of its podCIDR.
+func (z pathsZone) distributionPod(d int) string {
+	return fmt.Sprintf("10.244.%d.%d", z.podCIDR.Addr().As4()[2], 20+d)
 }
 
 // client is the address of the k-th client pod of the zone's node.
@@ -111,12 +135,18 @@ type pathsEnv struct {
 	ctx   context.Context
 	cp    *harness.ControlPlane
 	h     *hdnsProcess
-	name  string // the Service's name
+	name  string // web's name
 	zones []pathsZone
-	all   []string // every pod's address, sorted: an unknown client's answer
+	twin  pathsZone // node-a2, in zone-a, where web has no pod
+	all   []string  // every pod's address, sorted: an unknown client's answer
 }
 
-// createCluster creates the Nodes, the Service and its pods.
+// nodes lists every node of the cluster as created: node-a, -b, -c and
+// node-a2.
+func (e *pathsEnv) nodes() []pathsZone { return append(slices.Clone(e.zones), e.twin) }
+
+// createCluster creates the Nodes, web and its pods, the Services of
+// pathsDistributions and theirs, and manual with its EndpointSlice.
 func (e *pathsEnv) createCluster(t *testing.T) {
 	t.Helper()
 	if _, err := e.cp.CreateNamespace(e.ctx, pathsNS); err != nil {
@@ -141,8 +171,62 @@ func (e *pathsEnv) createCluster(t *testing.T) {
 		e.all = append(e.all, pz.pods...)
 	}
 	slices.Sort(e.all)
+	a := e.zones[0]
+	e.twin = pathsZone{zone: a.zone, node: a.node + "2", addr: netip.AddrFrom4([4]byte{127, 30, 0, 11}),
+		podCIDR: netip.MustParsePrefix(twinCIDR)}
+	e.createNode(t, e.twin.node, e.twin.zone, e.twin.addr.String(), e.twin.podCIDR.String())
+	for d, dist := range pathsDistributions {
+		svc := headless(dist.svc, corev1.ServicePort{Name: "http", Port: 80})
+		svc.Spec.TrafficDistribution = new(dist.value)
+		createService(e.ctx, t, e.cp, pathsNS, svc)
+		for _, n := range e.nodes() {
+			pods = append(pods, harness.PodOptions{Name: dist.svc + "-" + n.node, Labels: svc.Spec.Selector,
+				IPv4: n.distributionPod(d), Node: n.node, HostIP: n.addr.String()})
+		}
+	}
 	if err := createPods(e.ctx, e.cp, pathsNS, pods, 3); err != nil {
 		t.Fatal(err)
+	}
+	e.createManual(t)
+}
+
+// manual is a selector-less Service whose one EndpointSlice its owner
+// writes (manualSlice), as a mesh or a custom controller does: an endpoint
+// on each of node-a, -b and -c, at 10.244.z.30, with its nodeName and
+// zone. No controller rewrites it when a Node goes, so it keeps its
+// endpoints on a deleted Node for as long as the test needs.
+const manualService = "manual"
+
+func (e *pathsEnv) manualName() string { return manualService + "." + pathsNS + ".svc.cluster.local." }
+
+// manualPod is the address of manual's endpoint on z's node.
+func (z pathsZone) manualPod() string {
+	return fmt.Sprintf("10.244.%d.30", z.podCIDR.Addr().As4()[2])
+}
+
+// manualPods lists manual's endpoints' addresses, sorted.
+func (e *pathsEnv) manualPods() []string {
+	var out []string
+	for _, z := range e.zones {
+		out = append(out, z.manualPod())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// createManual creates manual, with pathsPolicy, and its EndpointSlice.
+func (e *pathsEnv) createManual(t *testing.T) {
+	t.Helper()
+	ports := []fixture.Port{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}
+	createService(e.ctx, t, e.cp, pathsNS, fixture.Service{Namespace: pathsNS, Name: manualService, Headless: true,
+		Annotations: map[string]string{policyAnnotation: pathsPolicy}, Ports: ports}.API())
+	slice := fixture.EndpointSlice{Namespace: pathsNS, Name: manualService + "-owned", Service: manualService,
+		Labels: manualSlice, Ports: ports}
+	for _, z := range e.zones {
+		slice.Endpoints = append(slice.Endpoints, fixture.Endpoint{Address: z.manualPod(), NodeName: z.node, Zone: z.zone})
+	}
+	if _, err := e.cp.Client.DiscoveryV1().EndpointSlices(pathsNS).Create(e.ctx, slice.API(), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create EndpointSlice: %v", err)
 	}
 }
 
@@ -175,7 +259,7 @@ func (e *pathsEnv) deleteNode(t *testing.T, name string) {
 // source_address, as each pod or node has its own): at rewriteDNS with
 // ecsRewrite, at plainDNS without it, and on each node's address a
 // NodeLocal-style cache (cache, no rewrite), as NodeLocal DNSCache
-// forwards from the node.
+// forwards from the node (node-a2's included).
 func (e *pathsEnv) startCoreDNS(t *testing.T, bin string) {
 	t.Helper()
 	example, err := os.ReadFile(filepath.Join(deployDir, "examples", "Corefile.stub-domain"))
@@ -191,7 +275,7 @@ func (e *pathsEnv) startCoreDNS(t *testing.T, bin string) {
 	}
 	corefile := block(rewriteDNS, "    "+ecsRewrite+"\n") + block(plainDNS, "")
 	listens := []netip.Addr{rewriteDNS, plainDNS}
-	for _, z := range e.zones {
+	for _, z := range e.nodes() {
 		corefile += block(z.addr, "    cache 30 {\n        success 9984 30 1\n    }\n")
 		listens = append(listens, z.addr)
 	}
@@ -266,6 +350,43 @@ func (e *pathsEnv) nodeLocalCache(t *testing.T) {
 	}
 }
 
+// trafficDistribution: each Service of pathsDistributions, asked through
+// the CoreDNS with rewrite by a pod on each node, then through each node's
+// cache, answers its zone's pods (PreferSameZone, PreferClose) or its
+// node's pod (PreferSameNode): node-a and node-a2 get both zone-a pods,
+// or each its own. No answer spills over: the nodes are asked in turn,
+// each once a round, so that no zone's pods collect more than about one
+// and a half times the others' handouts (spill-over by load is proven by
+// policy/locality_test.go); waiting through /debug/explain counts none.
+func (e *pathsEnv) trafficDistribution(t *testing.T) {
+	rewrite := net.JoinHostPort(rewriteDNS.String(), "53")
+	for d, dist := range pathsDistributions {
+		t.Run(dist.value, func(t *testing.T) {
+			name := dist.svc + "." + pathsNS + ".svc.cluster.local."
+			want := make(map[string][]string) // by node
+			var all []string
+			for _, n := range e.nodes() {
+				all = append(all, n.distributionPod(d))
+				for _, m := range e.nodes() {
+					if m.node == n.node || m.zone == n.zone && dist.value != corev1.ServiceTrafficDistributionPreferSameNode {
+						want[n.node] = append(want[n.node], m.distributionPod(d))
+					}
+				}
+				slices.Sort(want[n.node])
+			}
+			slices.Sort(all)
+			e.h.awaitExplainAnswer(t, name, "198.51.100.1", all...)
+			for _, n := range e.nodes() {
+				e.expectFor(t, name, "pod on "+n.node+" via CoreDNS with rewrite", rewrite, n.client(0), netip.Prefix{}, want[n.node])
+			}
+			for _, n := range e.nodes() {
+				e.expectFor(t, name, "pod on "+n.node+" via its node's cache", net.JoinHostPort(n.addr.String(), "53"),
+					n.client(1), netip.Prefix{}, want[n.node])
+			}
+		})
+	}
+}
+
 // unlabelledNode: a Node without zone or region labels, with a pod of the
 // Service. Its clients are located on it with no zone, and get every pod;
 // its pod's endpoint, with no zone either, is in no zone's answer.
@@ -337,18 +458,37 @@ func (e *pathsEnv) unknownECS(t *testing.T) {
 // nodeDeleted: node-c goes while its pods serve (this control plane runs
 // no pod garbage collector). Its address and range place nobody, so its
 // cache, its pods and the CoreDNS without rewrite that runs there get
-// every pod; its pods still serve everyone, and a client at one of their
-// addresses is still placed in zone-c by its endpoint.
+// every endpoint of manual, whose owner keeps node-c's endpoint; a client
+// at that endpoint's address is still placed in zone-c by the endpoint.
+// web's slice is the EndpointSlice controller's, which drops a deleted
+// Node's pods at the Service's next sync ("skipping Pod ... Node not
+// found"), whenever that comes: its clients on node-c get every pod of
+// web the slice holds at the time, with or without node-c's.
 func (e *pathsEnv) nodeDeleted(t *testing.T) {
 	c := e.zones[2]
+	cache, rewrite := net.JoinHostPort(c.addr.String(), "53"), net.JoinHostPort(rewriteDNS.String(), "53")
+	manual := e.manualName()
+	e.expectFor(t, manual, "pod on node-c via node-c's cache, before", cache, c.client(0), netip.Prefix{}, []string{c.manualPod()})
 	e.deleteNode(t, c.node)
 	e.awaitLocated(t, c.addr.String(), answer.ExplainLocation{By: "unknown"})
 	// The cache may hold hdns's last zone-c answer for its TTL.
-	e.await(t, "pod on node-c via node-c's cache", net.JoinHostPort(c.addr.String(), "53"), c.client(0), netip.Prefix{}, e.all)
-	e.expect(t, "pod on node-c via CoreDNS with rewrite", net.JoinHostPort(rewriteDNS.String(), "53"), c.client(1), netip.Prefix{}, e.all)
-	e.expect(t, "pod on node-a via CoreDNS without rewrite (on node-c)", net.JoinHostPort(plainDNS.String(), "53"), e.zones[0].client(0), netip.Prefix{}, e.all)
-	e.expect(t, "node-c's pod "+c.pods[0]+" as client (ECS), direct", e.h.DNS, netip.Addr{},
-		netip.PrefixFrom(netip.MustParseAddr(c.pods[0]), 32), c.pods)
+	e.awaitFor(t, manual, "pod on node-c via node-c's cache", cache, c.client(0), netip.Prefix{}, e.manualPods())
+	e.expectFor(t, manual, "pod on node-c via CoreDNS with rewrite", rewrite, c.client(1), netip.Prefix{}, e.manualPods())
+	e.expectFor(t, manual, "pod on node-a via CoreDNS without rewrite (on node-c)", net.JoinHostPort(plainDNS.String(), "53"),
+		e.zones[0].client(0), netip.Prefix{}, e.manualPods())
+	e.expectFor(t, manual, "node-c's endpoint "+c.manualPod()+" as client (ECS), direct", e.h.DNS, netip.Addr{},
+		netip.PrefixFrom(netip.MustParseAddr(c.manualPod()), 32), []string{c.manualPod()})
+
+	withoutC := slices.DeleteFunc(slices.Clone(e.all), func(a string) bool { return slices.Contains(c.pods, a) })
+	r, err := exchangeFrom(rewrite, c.client(1), netip.Prefix{}, e.name, dns.TypeA)
+	if err != nil {
+		t.Fatalf("web, pod on node-c via CoreDNS with rewrite: %v", err)
+	}
+	if ok, got := answerOf(r, e.all); !ok {
+		if ok, _ := answerOf(r, withoutC); !ok {
+			t.Errorf("web, pod on node-c via CoreDNS with rewrite: %s, want NOERROR %v or, node-c's pods dropped, %v", got, e.all, withoutC)
+		}
+	}
 }
 
 // answerOf describes r and reports whether it is NOERROR with exactly the
@@ -359,11 +499,17 @@ func answerOf(r *dns.Msg, want []string) (bool, string) {
 	return r.Rcode == dns.RcodeSuccess && slices.Equal(got, want), fmt.Sprintf("%s %v", dns.RcodeToString[r.Rcode], got)
 }
 
-// expect asks once and fails t unless the reply is NOERROR with exactly
-// want.
+// expect asks for web once and fails t unless the reply is NOERROR with
+// exactly want.
 func (e *pathsEnv) expect(t *testing.T, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
 	t.Helper()
-	r, err := exchangeFrom(server, src, ecs, e.name, dns.TypeA)
+	e.expectFor(t, e.name, what, server, src, ecs, want)
+}
+
+// expectFor is expect for the Service name.
+func (e *pathsEnv) expectFor(t *testing.T, name, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
+	t.Helper()
+	r, err := exchangeFrom(server, src, ecs, name, dns.TypeA)
 	if err != nil {
 		t.Errorf("%s: %v", what, err)
 		return
@@ -373,12 +519,18 @@ func (e *pathsEnv) expect(t *testing.T, what, server string, src netip.Addr, ecs
 	}
 }
 
-// await asks until the reply is NOERROR with exactly want, for at most
-// answerTimeout; any other rcode fails t at once.
+// await asks for web until the reply is NOERROR with exactly want, for at
+// most answerTimeout; any other rcode fails t at once.
 func (e *pathsEnv) await(t *testing.T, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
 	t.Helper()
+	e.awaitFor(t, e.name, what, server, src, ecs, want)
+}
+
+// awaitFor is await for the Service name.
+func (e *pathsEnv) awaitFor(t *testing.T, name, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
+	t.Helper()
 	awaitCond(t, what, answerTimeout, func() (bool, string) {
-		r, err := exchangeFrom(server, src, ecs, e.name, dns.TypeA)
+		r, err := exchangeFrom(server, src, ecs, name, dns.TypeA)
 		if err != nil {
 			return false, err.Error()
 		}
