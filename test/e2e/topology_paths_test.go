@@ -296,11 +296,19 @@ func (e *pathsEnv) startCoreDNS(t *testing.T, bin string) {
 
 // direct: hdns locates a client asking it directly by the query's source
 // address: a pod in its node's podCIDR, a hostNetwork client at its
-// node's address. Each gets its zone's pods; an unknown source all.
+// node's address; and by the ECS address when the query carries one,
+// whatever its source, the reply echoing the option (RFC 7871 7.2.1; its
+// scope is left to the tests of the writer). Each gets its zone's pods;
+// an unknown source all.
 func (e *pathsEnv) direct(t *testing.T) {
 	for _, z := range e.zones {
 		e.expect(t, "pod on "+z.node+", direct", e.h.DNS, z.client(0), netip.Prefix{}, z.pods)
 		e.expect(t, "hostNetwork client on "+z.node+", direct", e.h.DNS, z.addr, netip.Prefix{}, z.pods)
+		ecs := netip.PrefixFrom(z.client(1), 32)
+		r := e.expect(t, "pod on "+z.node+" as ECS, direct", e.h.DNS, netip.Addr{}, ecs, z.pods)
+		if ok, got := echoesECS(r, ecs); r != nil && !ok {
+			t.Errorf("pod on %s as ECS, direct: reply's ECS option %s, want %v echoed", z.node, got, ecs)
+		}
 	}
 	e.expect(t, "unknown client 127.0.0.1, direct", e.h.DNS, netip.Addr{}, netip.Prefix{}, e.all)
 }
@@ -500,23 +508,40 @@ func answerOf(r *dns.Msg, want []string) (bool, string) {
 }
 
 // expect asks for web once and fails t unless the reply is NOERROR with
-// exactly want.
-func (e *pathsEnv) expect(t *testing.T, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
+// exactly want. It returns the reply, nil when none came.
+func (e *pathsEnv) expect(t *testing.T, what, server string, src netip.Addr, ecs netip.Prefix, want []string) *dns.Msg {
 	t.Helper()
-	e.expectFor(t, e.name, what, server, src, ecs, want)
+	return e.expectFor(t, e.name, what, server, src, ecs, want)
 }
 
 // expectFor is expect for the Service name.
-func (e *pathsEnv) expectFor(t *testing.T, name, what, server string, src netip.Addr, ecs netip.Prefix, want []string) {
+func (e *pathsEnv) expectFor(t *testing.T, name, what, server string, src netip.Addr, ecs netip.Prefix, want []string) *dns.Msg {
 	t.Helper()
 	r, err := exchangeFrom(server, src, ecs, name, dns.TypeA)
 	if err != nil {
 		t.Errorf("%s: %v", what, err)
-		return
+		return nil
 	}
 	if ok, got := answerOf(r, want); !ok {
 		t.Errorf("%s: %s, want NOERROR %v", what, got, want)
 	}
+	return r
+}
+
+// echoesECS describes r's client subnet option and reports whether it
+// repeats the family, source prefix length and address of the query's,
+// ecs, as RFC 7871 7.2.1 requires of every reply to a query that has one.
+func echoesECS(r *dns.Msg, ecs netip.Prefix) (bool, string) {
+	o := echoedECS(r)
+	if o == nil {
+		return false, "none"
+	}
+	family := uint16(1)
+	if ecs.Addr().Is6() {
+		family = 2
+	}
+	return o.Family == family && int(o.SourceNetmask) == ecs.Bits() && o.Address.Equal(net.IP(ecs.Masked().Addr().AsSlice())),
+		o.String()
 }
 
 // await asks for web until the reply is NOERROR with exactly want, for at
