@@ -25,16 +25,17 @@ import (
 
 // TestTopologyPaths proves zone-aware answers along the paths real clients
 // take to hdns, on the real control plane with the real hdns and CoreDNS
-// binaries: three Nodes in three zones, two pods of a headless Service on
-// each, and clients asking from pod and node addresses directly, through a
-// CoreDNS that puts the client into ECS (rewrite edns0 subnet), through
-// one that does not, and through a NodeLocal-DNSCache-style cache on each
-// node; Services with each spec.trafficDistribution value, asked through
-// the CoreDNS with rewrite and the node caches; then bad input (a Node without zone labels, overlapping podCIDRs,
-// an address two Nodes list, ECS from an unknown range, a Node deleted
-// while its pods serve), each answered NOERROR with the addresses the
-// locator's rules give, through the Node informer and the whole answer
-// path.
+// binaries: three Nodes in three zones, two pods of a headless Service
+// (web) on each, and clients asking from pod and node addresses directly,
+// through a CoreDNS that puts the client into ECS (rewrite edns0 subnet),
+// through one that does not, and through a NodeLocal-DNSCache-style cache
+// on each node; Services with each spec.trafficDistribution value, asked
+// through the CoreDNS with rewrite and the node caches; then bad input (a
+// Node without zone labels, overlapping podCIDRs, an address two Nodes
+// list, ECS from an unknown range, a Node deleted while its pods serve),
+// each answered NOERROR with the addresses the locator's rules give,
+// through the Node informer and the whole answer path. One control plane,
+// one hdns and one CoreDNS serve every subtest, in order.
 //
 // The pod network on this machine is loopback: node-z's podCIDR is
 // 127.30.z.0/24 and its address 127.30.0.z (z = 1, 2, 3 for zones a, b,
@@ -53,9 +54,9 @@ func TestTopologyPaths(t *testing.T) {
 	e.createCluster(t)
 	// A 1 s TTL bounds how long a cache holds an answer the test changes.
 	e.h = startHDNS(t, "--kubeconfig", cp.KubeconfigPath, "--ttl", "1s")
-	// An unknown client (127.0.0.1) gets every pod. These answers also
-	// give every pod handouts, so that no zone's load is compared with
-	// zones that have none (see pathsPolicy).
+	// An unknown client (127.0.0.1) gets every pod of web and of manual.
+	// These answers also give every pod handouts, so that no zone's load
+	// is compared with zones that have none (see pathsPolicy).
 	e.h.await(t, q(e.name, dns.TypeA), answers(rrs(e.name, "A", e.all...)...))
 	e.h.await(t, q(e.manualName(), dns.TypeA), answers(rrs(e.manualName(), "A", e.manualPods()...)...))
 	e.startCoreDNS(t, bin)
@@ -109,9 +110,9 @@ var pathsDistributions = []struct{ svc, value string }{
 	{svc: "same-node", value: corev1.ServiceTrafficDistributionPreferSameNode},
 }
 
-// pathsZone is one zone of the test's cluster: one Node and web's pods on
-// it.
-type pathsZone struct {
+// pathsNode is one Node of the test's cluster, its zone and web's pods on
+// it: one in each zone (pathsEnv.zones), and node-a2 with none.
+type pathsNode struct {
 	zone, node string
 	addr       netip.Addr   // the Node's InternalIP, where its cache listens
 	podCIDR    netip.Prefix // spec.podCIDRs
@@ -120,12 +121,12 @@ type pathsZone struct {
 
 // distributionPod is the address of the pod of pathsDistributions[d] on
 // z's node: 10.244.n.(20+d), n the third byte of its podCIDR.
-func (z pathsZone) distributionPod(d int) string {
+func (z pathsNode) distributionPod(d int) string {
 	return fmt.Sprintf("10.244.%d.%d", z.podCIDR.Addr().As4()[2], 20+d)
 }
 
-// client is the address of the k-th client pod of the zone's node.
-func (z pathsZone) client(k int) netip.Addr {
+// client is the address of the k-th client pod on the node.
+func (z pathsNode) client(k int) netip.Addr {
 	a := z.podCIDR.Addr().As4()
 	a[3] = byte(100 + k)
 	return netip.AddrFrom4(a)
@@ -136,14 +137,14 @@ type pathsEnv struct {
 	cp    *harness.ControlPlane
 	h     *hdnsProcess
 	name  string // web's name
-	zones []pathsZone
-	twin  pathsZone // node-a2, in zone-a, where web has no pod
+	zones []pathsNode
+	twin  pathsNode // node-a2, in zone-a, where web has no pod
 	all   []string  // every pod's address, sorted: an unknown client's answer
 }
 
 // nodes lists every node of the cluster as created: node-a, -b, -c and
 // node-a2.
-func (e *pathsEnv) nodes() []pathsZone { return append(slices.Clone(e.zones), e.twin) }
+func (e *pathsEnv) nodes() []pathsNode { return append(slices.Clone(e.zones), e.twin) }
 
 // createCluster creates the Nodes, web and its pods, the Services of
 // pathsDistributions and theirs, and manual with its EndpointSlice.
@@ -157,7 +158,7 @@ func (e *pathsEnv) createCluster(t *testing.T) {
 	createService(e.ctx, t, e.cp, pathsNS, svc)
 	var pods []harness.PodOptions
 	for i, z := range []string{"a", "b", "c"} {
-		pz := pathsZone{zone: "zone-" + z, node: "node-" + z,
+		pz := pathsNode{zone: "zone-" + z, node: "node-" + z,
 			addr:    netip.AddrFrom4([4]byte{127, 30, 0, byte(i + 1)}),
 			podCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 30, byte(i + 1), 0}), 24)}
 		e.createNode(t, pz.node, pz.zone, pz.addr.String(), pz.podCIDR.String())
@@ -172,7 +173,7 @@ func (e *pathsEnv) createCluster(t *testing.T) {
 	}
 	slices.Sort(e.all)
 	a := e.zones[0]
-	e.twin = pathsZone{zone: a.zone, node: a.node + "2", addr: netip.AddrFrom4([4]byte{127, 30, 0, 11}),
+	e.twin = pathsNode{zone: a.zone, node: a.node + "2", addr: netip.AddrFrom4([4]byte{127, 30, 0, 11}),
 		podCIDR: netip.MustParsePrefix(twinCIDR)}
 	e.createNode(t, e.twin.node, e.twin.zone, e.twin.addr.String(), e.twin.podCIDR.String())
 	for d, dist := range pathsDistributions {
@@ -200,7 +201,7 @@ const manualService = "manual"
 func (e *pathsEnv) manualName() string { return manualService + "." + pathsNS + ".svc.cluster.local." }
 
 // manualPod is the address of manual's endpoint on z's node.
-func (z pathsZone) manualPod() string {
+func (z pathsNode) manualPod() string {
 	return fmt.Sprintf("10.244.%d.30", z.podCIDR.Addr().As4()[2])
 }
 
@@ -254,7 +255,7 @@ func (e *pathsEnv) deleteNode(t *testing.T, name string) {
 	}
 }
 
-// startCoreDNS runs one CoreDNS with four kinds of block for cluster.local,
+// startCoreDNS runs one CoreDNS with three kinds of block for cluster.local,
 // each on its own address and forwarding to hdns from it (forward's
 // source_address, as each pod or node has its own): at rewriteDNS with
 // ecsRewrite, at plainDNS without it, and on each node's address a
