@@ -38,6 +38,10 @@ type EndpointID struct {
 	Hostname string
 	// Node and Zone are the endpoint's nodeName and zone, "" when unset.
 	Node, Zone string
+	// ForZones and ForNodes are the names of the endpoint's EndpointSlice
+	// hints.forZones and hints.forNodes, separated by spaces; "" when
+	// unset.
+	ForZones, ForNodes string
 	// The EndpointSlice conditions.
 	Ready, Serving, Terminating bool
 }
@@ -93,7 +97,7 @@ func (sc *ServiceChain) Bind(ids []EndpointID, out []Endpoint) {
 	for i := range ids {
 		id := &ids[i]
 		ep := Endpoint{Key: id.Key, Ledger: c.ledger(id.Key), Weight: sc.weight(id),
-			Node: places.intern(id.Node), Zone: places.intern(id.Zone),
+			Node: places.intern(id.Node), Zone: places.intern(id.Zone), Hints: hintSets.intern(id.ForZones, id.ForNodes),
 			Ready: id.Ready, Serving: id.Serving, Terminating: id.Terminating}
 		if sc.loadQuery != "" && id.PodName != "" {
 			ep.Live = c.live(sc.loadQuery, id.Key)

@@ -157,6 +157,12 @@ type ServicePolicy struct {
 	// a prefer-zone step, PreferSameNode a prefer-node step, unless the
 	// policy already has a locality step (see withLocality).
 	TrafficDistribution string
+	// Hints is the trafficDistribution the Service's EndpointSlice hints
+	// stand for (HintedDistribution), "" without hints. When neither the
+	// policy nor TrafficDistribution has a locality step, it adds the one
+	// it names, following hints only (by:hints): kube-proxy follows hints
+	// whenever every ready endpoint has them, and ignores them otherwise.
+	Hints string
 }
 
 // Compile returns the Service's chain. An invalid annotation yields the
@@ -167,15 +173,22 @@ func (c *Compiler) Compile(sp ServicePolicy) (*Chain, error) {
 	if spec == "" {
 		spec = c.defaultSpec
 	}
-	chain, err := c.chain(sp.Service, withLocality(withAffinity(spec, sp.AffinityTimeout), sp.TrafficDistribution))
+	chain, err := c.chain(sp.Service, sp.complete(spec))
 	if err == nil || sp.Annotation == "" {
 		return chain, err
 	}
-	def, derr := c.chain(sp.Service, withLocality(withAffinity(c.defaultSpec, sp.AffinityTimeout), sp.TrafficDistribution))
+	def, derr := c.chain(sp.Service, sp.complete(c.defaultSpec))
 	if derr != nil {
 		return nil, derr
 	}
 	return def, fmt.Errorf("annotation %q rejected, serving %q instead: %w", sp.Annotation, def.String(), err)
+}
+
+// complete adds to spec the steps the Service's other fields ask for: the
+// sticky step of its affinity, the locality step of its
+// trafficDistribution, else of its hints.
+func (sp *ServicePolicy) complete(spec string) string {
+	return withHints(withLocality(withAffinity(spec, sp.AffinityTimeout), sp.TrafficDistribution), sp.Hints)
 }
 
 func (c *Compiler) chain(service, spec string) (*Chain, error) {

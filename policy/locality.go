@@ -120,10 +120,11 @@ func (b localityBuilder) Name() string { return b.name }
 // answer depends on who asks, and it reads load for spill-over.
 func (b localityBuilder) Traits() Traits { return ReadsClient | ReadsLocation | ReadsLoad }
 
-// Build reads "min:N over:F" (either, both or neither, space-separated):
-// N ≥ 1 ready local endpoints are needed, and F ≥ 0 is how far the local
+// Build reads "min:N over:F by:hints" (any of them, space-separated):
+// N ≥ 1 ready local endpoints are needed, F ≥ 0 is how far the local
 // endpoints' mean load score may exceed the others' (as a fraction of it)
-// before the answer spills over.
+// before the answer spills over, and by:hints follows EndpointSlice hints
+// only, never the endpoints' own node and zone.
 func (b localityBuilder) Build(args string) (Step, error) {
 	l := &locality{node: b.node, min: defaultLocalMin, over: defaultLocalOver}
 	for _, f := range strings.Fields(args) {
@@ -140,11 +141,16 @@ func (b localityBuilder) Build(args string) (Step, error) {
 			if err == nil && !(l.over >= 0) {
 				err = fmt.Errorf("below 0")
 			}
+		case "by":
+			l.byHints = val == "hints"
+			if !l.byHints {
+				err = fmt.Errorf("only by:hints")
+			}
 		default:
 			err = fmt.Errorf("unknown argument")
 		}
 		if err != nil {
-			return nil, fmt.Errorf("want %s[=min:N over:F] with N ≥ 1 and F ≥ 0, got %q: %w", b.name, f, err)
+			return nil, fmt.Errorf("want %s[=min:N over:F by:hints] with N ≥ 1 and F ≥ 0, got %q: %w", b.name, f, err)
 		}
 	}
 	return l, nil
@@ -155,7 +161,11 @@ func (b localityBuilder) Build(args string) (Step, error) {
 // only those: "prefer-zone, least-loaded, first=1" answers the least
 // loaded endpoint of the client's zone. prefer-zone keeps the candidates
 // in the client's zone; prefer-node those on the client's node, else
-// those in its zone.
+// those in its zone. Where every ready candidate has EndpointSlice hints
+// for the level (forNodes for the node, forZones for the zone), the local
+// candidates are those whose hints name the client's node or zone
+// instead (see levelOf); with by:hints, a level whose hints are missing
+// or incomplete keeps no local candidates, as kube-proxy ignores them.
 //
 // A set of local candidates serves when it has at least min ready ones
 // and their mean load score (BlendedScores over all the candidates, as
@@ -164,17 +174,22 @@ func (b localityBuilder) Build(args string) (Step, error) {
 // steps choose across zones. A client of unknown place, or whose place
 // has no candidate, gets every candidate, as without the step.
 type locality struct {
-	node bool
-	min  int
-	over float64
+	node    bool
+	byHints bool
+	min     int
+	over    float64
 }
 
 func (l *locality) Pick(req *Request, cands []Endpoint, in, out []int) []int {
-	if l.node && req.Node != NoPlace && l.serves(cands, in, func(e *Endpoint) bool { return e.Node == req.Node }) {
-		return appendLocal(out, cands, in, func(e *Endpoint) bool { return e.Node == req.Node })
+	if l.node && req.Node != NoPlace {
+		if lv, ok := l.levelOf(cands, in, req.Node, true); ok && l.serves(cands, in, lv.local) {
+			return appendLocal(out, cands, in, lv.local)
+		}
 	}
-	if req.Zone != NoPlace && l.serves(cands, in, func(e *Endpoint) bool { return e.Zone == req.Zone }) {
-		return appendLocal(out, cands, in, func(e *Endpoint) bool { return e.Zone == req.Zone })
+	if req.Zone != NoPlace {
+		if lv, ok := l.levelOf(cands, in, req.Zone, false); ok && l.serves(cands, in, lv.local) {
+			return appendLocal(out, cands, in, lv.local)
+		}
 	}
 	return append(out, in...)
 }

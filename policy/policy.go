@@ -32,7 +32,7 @@ import (
 // Endpoint is what a step may know about one candidate. Bind makes it once
 // per snapshot and it never changes afterwards (what Ledger and Live point
 // to is shared and atomic). Every endpoint of every headless Service has
-// one, so it holds only what steps read, in 56 bytes; the zone keeps the
+// one, so it holds only what steps read, in 64 bytes; the zone keeps the
 // endpoint's addresses and names in its own records, which steps never
 // read.
 type Endpoint struct {
@@ -52,6 +52,9 @@ type Endpoint struct {
 	// Weight is the static weight for the weighted step (1 unless the
 	// Service's hdns.dev/weights annotation says otherwise; ≤ 0: last).
 	Weight float32
+	// Hints are the endpoint's EndpointSlice hints, interned; NoHints
+	// without.
+	Hints HintSet
 	// Node and Zone are where the endpoint runs (its EndpointSlice's
 	// nodeName and zone), interned; NoPlace when unknown.
 	Node, Zone  Place

@@ -142,7 +142,8 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 					Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating,
 				}})
 				if t := e.Topology; t != nil {
-					sc.cands[len(sc.cands)-1].id.Node, sc.cands[len(sc.cands)-1].id.Zone = t.NodeName, t.Zone
+					id := &sc.cands[len(sc.cands)-1].id
+					id.Node, id.Zone, id.ForZones, id.ForNodes = t.NodeName, t.Zone, t.ForZones, t.ForNodes
 				}
 				if key.name != "" {
 					sc.byKey[key] = k

@@ -20,7 +20,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	key := svc.Namespace + "/" + svc.Name
 	sp := b.opts.Policies.CompileService(policy.ServicePolicy{Service: key, Annotation: svc.Policy,
 		Weights: svc.Weights, LoadQuery: svc.LoadQuery, AffinityTimeout: svc.AffinityTimeout,
-		TrafficDistribution: svc.TrafficDistribution})
+		TrafficDistribution: svc.TrafficDistribution, Hints: hintedDistribution(ss)})
 	if sp.Chain == nil {
 		return // only when the default policy itself is broken, which flags prevent
 	}

@@ -70,7 +70,11 @@ var (
 	diffAddrs      = []string{"10.0.0.1", "10.0.0.2", "10.0.1.1", "10.1.0.1", "fd00::1", "fd00::2", "fd00:1::1"}
 	diffPods       = []string{"", "p0", "p1", "p2"}
 	diffHosts      = []string{"", "h0", "h1"}
-	diffPorts      = [][]Port{nil, {{Name: "http", Protocol: "tcp", Port: 80}},
+	// diffTopologies: none, a place only, and hints of each kind, which
+	// add a locality step to the Service's chain.
+	diffTopologies = []Topology{{}, {NodeName: "n0", Zone: "z0"}, {NodeName: "n1", Zone: "z1", ForZones: "z1"},
+		{NodeName: "n0", Zone: "z0", ForZones: "z0 z1", ForNodes: "n0"}}
+	diffPorts = [][]Port{nil, {{Name: "http", Protocol: "tcp", Port: 80}},
 		{{Name: "http", Protocol: "tcp", Port: 80}, {Name: "dns", Protocol: "udp", Port: 53}, {Protocol: "tcp", Port: 9}}}
 )
 
@@ -180,6 +184,9 @@ func diffSlice(in *diffBytes, ns string) *EndpointSlice {
 		}
 		e := NewEndpoint(a, pod, diffHosts[in.next(len(diffHosts))])
 		e.Ready, e.Serving, e.Terminating = in.next(4) != 0, in.next(2) == 0, in.next(3) == 0
+		if t := diffTopologies[in.next(len(diffTopologies))]; t != (Topology{}) {
+			e.Topology = topologies.intern(t)
+		}
 		s.Endpoints = append(s.Endpoints, e)
 	}
 	return s
@@ -302,6 +309,7 @@ func describeChoice(b *strings.Builder, c *Choice) {
 		if c.Glue() {
 			rrs = c.AppendGlue(rrs, i, &buf)
 		}
-		fmt.Fprintf(b, "  %v repeat %v %+v %q\n", rrs, c.Glue() && c.MayRepeat(i), set.Candidates[i].Key, set.Hostname(i))
+		e := &set.Candidates[i]
+		fmt.Fprintf(b, "  %v repeat %v %+v %q at %d/%d hints %v\n", rrs, c.Glue() && c.MayRepeat(i), e.Key, set.Hostname(i), e.Node, e.Zone, e.Hints)
 	}
 }

@@ -256,6 +256,10 @@ func EndpointSliceFromAPI(s *discoveryv1.EndpointSlice) *EndpointSlice {
 		if e.Zone != nil {
 			t.Zone = *e.Zone
 		}
+		if h := e.Hints; h != nil {
+			t.ForZones = hintNames(len(h.ForZones), func(i int) string { return h.ForZones[i].Name })
+			t.ForNodes = hintNames(len(h.ForNodes), func(i int) string { return h.ForNodes[i].Name })
+		}
 		if t != (Topology{}) {
 			ep.Topology = topologies.intern(t)
 		}
@@ -344,9 +348,44 @@ func addressType(t discoveryv1.AddressType) discoveryv1.AddressType {
 	return t
 }
 
-// Topology is the node and zone an endpoint runs in.
+// Topology is the node and zone an endpoint runs in, and its
+// EndpointSlice hints: the zones and nodes whose clients it should serve.
 type Topology struct {
 	NodeName, Zone string
+	// ForZones and ForNodes are the names of hints.forZones and
+	// hints.forNodes, separated by spaces (which no zone or node name
+	// holds); "" without hints.
+	ForZones, ForNodes string
+}
+
+// hintNames joins the n names that name returns with spaces, skipping
+// empty ones; one name is returned as it is, without copying.
+func hintNames(n int, name func(i int) string) string {
+	var joined string
+	for i := range n {
+		switch s := name(i); {
+		case s == "":
+		case joined == "":
+			joined = s
+		default:
+			joined += " " + s
+		}
+	}
+	return joined
+}
+
+// hintedDistribution is the trafficDistribution the hints of the slices'
+// endpoints stand for (policy.HintedDistribution), "" when none has hints.
+func hintedDistribution(ss []*EndpointSlice) string {
+	zones, nodes := false, false
+	for _, s := range ss {
+		for i := range s.Endpoints {
+			if t := s.Endpoints[i].Topology; t != nil {
+				zones, nodes = zones || t.ForZones != "", nodes || t.ForNodes != ""
+			}
+		}
+	}
+	return policy.HintedDistribution(zones, nodes)
 }
 
 // topologies holds the topologies of the endpoints shrunk so far.

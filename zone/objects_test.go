@@ -60,6 +60,13 @@ func TestSlicesEquivalent(t *testing.T) {
 		{name: "address", edit: func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].Addresses = []string{"10.0.0.2"} }},
 		{name: "zone", edit: func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].Zone = new("b") }},
 		{name: "pod", edit: func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].TargetRef.Name = "web-9" }},
+		{name: "zone hints", edit: func(s *discoveryv1.EndpointSlice) {
+			s.Endpoints[0].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "a"}}}
+		}},
+		{name: "node hints", edit: func(s *discoveryv1.EndpointSlice) {
+			s.Endpoints[0].Hints = &discoveryv1.EndpointHints{ForNodes: []discoveryv1.ForNode{{Name: "n1"}}}
+		}},
+		{name: "empty hints", edit: func(s *discoveryv1.EndpointSlice) { s.Endpoints[0].Hints = &discoveryv1.EndpointHints{} }, same: true},
 		{name: "endpoint added", edit: func(s *discoveryv1.EndpointSlice) { s.Endpoints = append(s.Endpoints, s.Endpoints[0]) }},
 		{name: "port", edit: func(s *discoveryv1.EndpointSlice) { s.Ports[0].Port = new(int32(81)) }},
 		{name: "service", edit: func(s *discoveryv1.EndpointSlice) { s.Labels[discoveryv1.LabelServiceName] = "api" }},
@@ -69,6 +76,31 @@ func TestSlicesEquivalent(t *testing.T) {
 		if got := SlicesEquivalent(EndpointSliceFromAPI(base()), EndpointSliceFromAPI(edited)); got != tc.same {
 			t.Errorf("%s: equivalent %v, want %v", tc.name, got, tc.same)
 		}
+	}
+}
+
+// TestSliceShrinksHints: an endpoint's hints are kept as names in its
+// Topology, shared by the endpoints with the same place and hints.
+func TestSliceShrinksHints(t *testing.T) {
+	s := EndpointSliceFromAPI(fixture.EndpointSlice{Namespace: "n", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{
+		{Address: "10.0.0.1", NodeName: "n1", Zone: "a", ForZones: []string{"a", "b"}, ForNodes: []string{"n1"}},
+		{Address: "10.0.0.2", NodeName: "n1", Zone: "a", ForZones: []string{"a", "b"}, ForNodes: []string{"n1"}},
+		{Address: "10.0.0.3", ForZones: []string{"c"}},
+		{Address: "10.0.0.4", NodeName: "n1", Zone: "a"},
+	}}.API())
+	want := []Topology{
+		{NodeName: "n1", Zone: "a", ForZones: "a b", ForNodes: "n1"},
+		{NodeName: "n1", Zone: "a", ForZones: "a b", ForNodes: "n1"},
+		{ForZones: "c"},
+		{NodeName: "n1", Zone: "a"},
+	}
+	for i, e := range s.Endpoints {
+		if e.Topology == nil || *e.Topology != want[i] {
+			t.Errorf("endpoint %d: topology %+v, want %+v", i, e.Topology, want[i])
+		}
+	}
+	if s.Endpoints[0].Topology != s.Endpoints[1].Topology {
+		t.Error("endpoints with the same hints do not share their Topology")
 	}
 }
 

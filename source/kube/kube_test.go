@@ -115,18 +115,26 @@ func outageProbe(down *atomic.Bool) func(context.Context) error {
 	}
 }
 
+// runSynced runs a Source of client until the test ends and waits for its
+// first List.
+func runSynced(t *testing.T, client *fake.Clientset) (context.Context, *Source, *sourcetest.Sink) {
+	t.Helper()
+	src := &Source{Client: client}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sink := &sourcetest.Sink{}
+	go src.Run(ctx, sink)
+	sourcetest.WaitFor(t, func() bool { _, _, ok := sink.List(); return ok })
+	return ctx, src, sink
+}
+
 // TestSourceDropsUpdatesThatChangeNothing: an update of what the shrink
 // drops reaches no one; one of what DNS uses does.
 func TestSourceDropsUpdatesThatChangeNothing(t *testing.T) {
 	web := fixture.Service{Namespace: "awx", Name: "web", Headless: true}.API()
 	slice := fixture.EndpointSlice{Namespace: "awx", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{{Address: "10.0.0.1", Ready: new(true)}}}.API()
 	client := fake.NewClientset(web, slice)
-	src := &Source{Client: client}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var sink sourcetest.Sink
-	go src.Run(ctx, &sink)
-	sourcetest.WaitFor(t, func() bool { _, _, ok := sink.List(); return ok })
+	ctx, src, sink := runSynced(t, client)
 
 	web.Labels = map[string]string{"team": "a"}
 	web.ResourceVersion = "2"
@@ -151,5 +159,32 @@ func TestSourceDropsUpdatesThatChangeNothing(t *testing.T) {
 	cached, _, _ := src.current.Load().services.GetStore().GetByKey("awx/web")
 	if svcs, _, _ := sink.List(); len(svcs) != 1 || cached != any(svcs[0]) {
 		t.Error("the cache holds another copy of an unchanged Service than the zone")
+	}
+}
+
+// TestSourcePassesHintChanges: EndpointSlice hints survive the shrink, and
+// an update that changes only them reaches the zone.
+func TestSourcePassesHintChanges(t *testing.T) {
+	slice := fixture.EndpointSlice{Namespace: "awx", Name: "web-1", Service: "web", Endpoints: []fixture.Endpoint{
+		{Address: "10.0.0.1", Ready: new(true), NodeName: "n1", Zone: "a", ForZones: []string{"a"}}}}
+	api := slice.API()
+	client := fake.NewClientset(fixture.Service{Namespace: "awx", Name: "web", Headless: true}.API(), api)
+	ctx, _, sink := runSynced(t, client)
+	if _, s, _ := sink.List(); len(s) != 1 || s[0].Endpoints[0].Topology == nil || s[0].Endpoints[0].Topology.ForZones != "a" {
+		t.Fatalf("slices after sync %+v: want the endpoint's forZones hint", s)
+	}
+	slice.Endpoints[0].ForZones, slice.Endpoints[0].ForNodes = []string{"a", "b"}, []string{"n1"}
+	api = slice.API()
+	api.ResourceVersion = "2"
+	if _, err := client.DiscoveryV1().EndpointSlices("awx").Update(ctx, api, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sourcetest.WaitFor(t, func() bool { return len(sink.Changes()) > 0 })
+	c := sink.Changes()
+	if len(c) != 1 || c[0].Kind != zone.ObjectEndpointSlice {
+		t.Fatalf("changes %+v, want the hints update", c)
+	}
+	if got, want := *c[0].Slice.Endpoints[0].Topology, (zone.Topology{NodeName: "n1", Zone: "a", ForZones: "a b", ForNodes: "n1"}); got != want {
+		t.Errorf("topology after the update %+v, want %+v", got, want)
 	}
 }
