@@ -117,8 +117,10 @@ type localityBuilder struct {
 func (b localityBuilder) Name() string { return b.name }
 
 // Traits: the step keeps candidates in their order (no Reorders), its
-// answer depends on who asks, and it reads load for spill-over.
-func (b localityBuilder) Traits() Traits { return ReadsClient | ReadsLocation | ReadsLoad }
+// answer depends on where the asker is (not on its address: no
+// ReadsClient, so that a reply's ECS scope is the prefix that located
+// the asker), and it reads load for spill-over.
+func (b localityBuilder) Traits() Traits { return ReadsLocation | ReadsLoad }
 
 // Build reads "min:N over:F" (either, both or neither, space-separated):
 // N ≥ 1 ready local endpoints are needed, and F ≥ 0 is how far the local

@@ -175,7 +175,8 @@ const (
 	// Upkeeper (Parse checks).
 	NeedsUpkeep
 	// ReadsLocation: the step reads Request.Node and Request.Zone, which
-	// the server then resolves from the client address.
+	// the server then resolves from the client address; the reply's EDNS
+	// Client Subnet scope then covers the prefix that located the client.
 	ReadsLocation
 )
 
