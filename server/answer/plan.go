@@ -353,6 +353,21 @@ func (r *Responder) locate(p *plan, req *policy.Request, client netip.Addr) {
 	p.scope = max(p.scope, bits)
 }
 
+// locality is where the first pick runs, seen from the located client.
+func (p *plan) locality() locality {
+	if !p.client.known {
+		return unknownClient
+	}
+	e := &p.choice.Set.Candidates[p.picked[0]]
+	switch {
+	case p.client.node != policy.NoPlace && e.Node == p.client.node:
+		return sameNode
+	case p.client.zone != policy.NoPlace && e.Zone == p.client.zone:
+		return sameZone
+	}
+	return otherZone
+}
+
 // pickedRecords counts the answer records of the picked candidates of c.
 func pickedRecords(c *zone.Choice, picked []int, buf *zone.RRBuf, rrs *[]dns.RR) int {
 	n := 0

@@ -36,7 +36,8 @@ func (l prefixLocator) Locate(a netip.Addr) topology.Location {
 // endpoints, in zone-a (nodes a1, a2) and zone-b (node b1), with the
 // policies the ECS scope depends on; and a locator that places a /22 of
 // pods in zone-a (a uniform podCIDR of a1), a node address in zone-b, an
-// IPv6 /64 in zone-a, and a /24 in zone-c, which has no endpoints.
+// IPv6 /64 in zone-a, a /24 in zone-c, which has no endpoints, and a /24
+// of node a3 in zone-a, which has none.
 func scopeCluster(t testing.TB) *Responder {
 	t.Helper()
 	var objects []runtime.Object
@@ -45,6 +46,7 @@ func scopeCluster(t testing.TB) *Responder {
 		{name: "close", distribution: "PreferClose"},
 		{name: "plain", spec: "round-robin"},
 		{name: "sticky", spec: "prefer-zone, sticky, first=1"},
+		{name: "nodal", distribution: "PreferSameNode"},
 	} {
 		s := k8s.Service{Namespace: "loc", Name: svc.name, Headless: true}
 		if svc.spec != "" {
@@ -65,6 +67,7 @@ func scopeCluster(t testing.TB) *Responder {
 		{netip.MustParsePrefix("10.7.8.5/32"), topology.Location{Node: "b1", Zone: "zone-b", By: topology.ByNodeAddress, Bits: 32}},
 		{netip.MustParsePrefix("fd00:7::/64"), topology.Location{Node: "a1", Zone: "zone-a", By: topology.ByPodCIDR, Bits: 64}},
 		{netip.MustParsePrefix("10.7.9.0/24"), topology.Location{Node: "c1", Zone: "zone-c", By: topology.ByPodCIDR, Bits: 24}},
+		{netip.MustParsePrefix("10.7.4.0/24"), topology.Location{Node: "a3", Zone: "zone-a", By: topology.ByPodCIDR, Bits: 24}},
 	}
 	r.Locator = loc
 	return r
