@@ -172,55 +172,137 @@ type locality struct {
 }
 
 func (l *locality) Pick(req *Request, cands []Endpoint, in, out []int) []int {
-	if l.node && req.Node != NoPlace && l.serves(cands, in, func(e *Endpoint) bool { return e.Node == req.Node }) {
-		return appendLocal(out, cands, in, func(e *Endpoint) bool { return e.Node == req.Node })
+	keep, _ := l.decide(req, cands, in)
+	if keep == keepAll {
+		return append(out, in...)
 	}
-	if req.Zone != NoPlace && l.serves(cands, in, func(e *Endpoint) bool { return e.Zone == req.Zone }) {
-		return appendLocal(out, cands, in, func(e *Endpoint) bool { return e.Zone == req.Zone })
-	}
-	return append(out, in...)
-}
-
-func appendLocal(out []int, cands []Endpoint, in []int, local func(*Endpoint) bool) []int {
 	for _, i := range in {
-		if local(&cands[i]) {
+		if keep.holds(&cands[i], req) {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// serves reports whether the local candidates can take the answer alone:
-// enough of them are ready and they are not overloaded.
-func (l *locality) serves(cands []Endpoint, in []int, local func(*Endpoint) bool) bool {
-	ready, others := 0, 0
-	for _, i := range in {
-		switch {
-		case !local(&cands[i]):
-			others++
-		case cands[i].Ready:
-			ready++
-		}
+// keep is which candidates a locality step keeps.
+type keep uint8
+
+const (
+	keepAll keep = iota
+	keepNode
+	keepZone
+)
+
+// holds reports whether e is among the candidates k keeps for req.
+func (k keep) holds(e *Endpoint, req *Request) bool {
+	switch k {
+	case keepNode:
+		return e.Node == req.Node
+	case keepZone:
+		return e.Zone == req.Zone
 	}
-	if ready < l.min {
-		return false
-	}
-	return others == 0 || !l.overloaded(cands, in, local)
+	return true
 }
 
-// overloaded reports whether the local candidates' mean load score
-// exceeds (1+over) times the others'.
-func (l *locality) overloaded(cands []Endpoint, in []int, local func(*Endpoint) bool) bool {
+// spill is why the candidates of a place cannot take an answer alone.
+type spill uint8
+
+const (
+	served      spill = iota // they can
+	unplaced                 // the client's place is unknown, or no endpoint was ever there (NoPlace)
+	noneLocal                // no candidate is there
+	tooFewReady              // fewer than min of them are ready
+	overloaded               // their load exceeds the others' by more than over
+)
+
+// decide returns which candidates the step keeps for req and, when it
+// keeps them all, why the client's place could not serve alone.
+func (l *locality) decide(req *Request, cands []Endpoint, in []int) (keep, spill) {
+	why := unplaced
+	if l.node && req.Node != NoPlace {
+		if why = l.serves(req, cands, in, keepNode); why == served {
+			return keepNode, served
+		}
+	}
+	if req.Zone != NoPlace {
+		// A zone that spills says why, over its node.
+		if why = l.serves(req, cands, in, keepZone); why == served {
+			return keepZone, served
+		}
+	}
+	return keepAll, why
+}
+
+// serves reports whether the candidates k keeps can take the answer
+// alone, or why not: enough of them are ready and they are not
+// overloaded.
+func (l *locality) serves(req *Request, cands []Endpoint, in []int, k keep) spill {
+	local, ready, others := 0, 0, 0
+	for _, i := range in {
+		switch {
+		case !k.holds(&cands[i], req):
+			others++
+		case cands[i].Ready:
+			local, ready = local+1, ready+1
+		default:
+			local++
+		}
+	}
+	switch {
+	case local == 0:
+		return noneLocal
+	case ready < l.min:
+		return tooFewReady
+	case others > 0 && l.overloaded(req, cands, in, k):
+		return overloaded
+	}
+	return served
+}
+
+// overloaded reports whether the mean load score of the candidates k
+// keeps exceeds (1+over) times the others'.
+func (l *locality) overloaded(req *Request, cands []Endpoint, in []int, k keep) bool {
 	var buf [64]float64
 	scores := BlendedScores(cands, in, nowTicks(), wallNow(cands, in), nil, buf[:0])
 	var localSum, otherSum float64
 	var nLocal, nOther int
-	for k, i := range in {
-		if local(&cands[i]) {
-			localSum, nLocal = localSum+scores[k], nLocal+1
+	for j, i := range in {
+		if k.holds(&cands[i], req) {
+			localSum, nLocal = localSum+scores[j], nLocal+1
 		} else {
-			otherSum, nOther = otherSum+scores[k], nOther+1
+			otherSum, nOther = otherSum+scores[j], nOther+1
 		}
 	}
 	return localSum/float64(nLocal) > (1+l.over)*otherSum/float64(nOther)
+}
+
+// The notes a locality step's trace carries (StepTrace.Note): what it
+// kept, or why it kept every candidate. Notes that start with
+// NoteSpillOver name a spill-over.
+const (
+	NoteKeptNode    = "same-node: the client's node serves"
+	NoteKeptZone    = "same-zone: the client's zone serves"
+	NoteUnplaced    = "client unknown, or its node and zone never had an endpoint: every candidate"
+	NoteNoneLocal   = "no candidate on the client's node or in its zone: every candidate"
+	NoteSpillOver   = "spill-over: "
+	NoteTooFewReady = NoteSpillOver + "fewer local endpoints ready than min"
+	NoteOverloaded  = NoteSpillOver + "local load above threshold"
+)
+
+// note says, for a trace, what the step made of the question.
+func (l *locality) note(req *Request, cands []Endpoint, in []int) string {
+	keep, why := l.decide(req, cands, in)
+	switch {
+	case keep == keepNode:
+		return NoteKeptNode
+	case keep == keepZone:
+		return NoteKeptZone
+	case why == noneLocal:
+		return NoteNoneLocal
+	case why == tooFewReady:
+		return NoteTooFewReady
+	case why == overloaded:
+		return NoteOverloaded
+	}
+	return NoteUnplaced
 }

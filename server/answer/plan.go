@@ -318,6 +318,7 @@ func (r *Responder) fixedOrChosen(p *plan, s *Scratch, fixed, extra []dns.RR, c 
 	if s.explain != nil {
 		p.picked, s.explain.Steps = c.Set.Policy.Explain(&s.preq, c.Set.Candidates, c.In)
 		s.explain.choice(c)
+		s.explain.place(c, p.picked, p)
 	} else {
 		p.picked = c.Set.Policy.Pick(&s.preq, c.Set.Candidates, c.In, p.picked[:0], &s.policy)
 	}
@@ -355,14 +356,17 @@ func (r *Responder) locate(p *plan, req *policy.Request, client netip.Addr) {
 
 // locality is where the first pick runs, seen from the located client.
 func (p *plan) locality() locality {
-	if !p.client.known {
-		return unknownClient
-	}
-	e := &p.choice.Set.Candidates[p.picked[0]]
+	return p.client.locality(&p.choice.Set.Candidates[p.picked[0]])
+}
+
+// locality is where e runs, seen from the client at c.
+func (c clientPlace) locality(e *policy.Endpoint) locality {
 	switch {
-	case p.client.node != policy.NoPlace && e.Node == p.client.node:
+	case !c.known:
+		return unknownClient
+	case c.node != policy.NoPlace && e.Node == c.node:
 		return sameNode
-	case p.client.zone != policy.NoPlace && e.Zone == p.client.zone:
+	case c.zone != policy.NoPlace && e.Zone == c.zone:
 		return sameZone
 	}
 	return otherZone

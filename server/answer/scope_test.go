@@ -47,6 +47,7 @@ func scopeCluster(t testing.TB) *Responder {
 		{name: "plain", spec: "round-robin"},
 		{name: "sticky", spec: "prefer-zone, sticky, first=1"},
 		{name: "nodal", distribution: "PreferSameNode"},
+		{name: "draining", spec: "prefer-zone, drain"},
 	} {
 		s := k8s.Service{Namespace: "loc", Name: svc.name, Headless: true}
 		if svc.spec != "" {
@@ -56,10 +57,15 @@ func scopeCluster(t testing.TB) *Responder {
 		if svc.distribution != "" {
 			api.Spec.TrafficDistribution = &svc.distribution
 		}
-		objects = append(objects, api, k8s.EndpointSlice{Namespace: "loc", Name: svc.name + "-1", Service: svc.name, Endpoints: []k8s.Endpoint{
+		endpoints := []k8s.Endpoint{
 			{Address: "10.9.1.1", NodeName: "a1", Zone: "zone-a"}, {Address: "10.9.2.1", NodeName: "b1", Zone: "zone-b"},
 			{Address: "10.9.1.2", NodeName: "a2", Zone: "zone-a"},
-		}}.API())
+		}
+		if svc.name == "draining" {
+			// Its second pod of zone-a is terminating, still serving.
+			endpoints[2] = k8s.Endpoint{Address: "10.9.1.3", NodeName: "a2", Zone: "zone-a", Ready: new(false), Serving: new(true), Terminating: new(true)}
+		}
+		objects = append(objects, api, k8s.EndpointSlice{Namespace: "loc", Name: svc.name + "-1", Service: svc.name, Endpoints: endpoints}.API())
 	}
 	r := responderOf(fixture.Build(t, nil, objects...))
 	loc := prefixLocator{
