@@ -63,15 +63,16 @@ func (s Method) String() string {
 type Location struct {
 	Node, Zone, Region string
 	By                 Method
-	// Bits is the length of the prefix that located the client: every
-	// address sharing its first Bits bits with the client's is located on
-	// the same Node, Zone and Region, so that an answer that depends only
-	// on them holds for the whole prefix (an EDNS Client Subnet scope).
-	// It is the address's length (32, 128) for node-address and endpoint,
-	// the podCIDR's length for pod-cidr when the podCIDR is uniform (no
-	// address in it is claimed exactly for another place, and no longer
-	// podCIDR of another place lies inside it), else the address's
-	// length; 0 when unknown.
+	// Bits is the length of the prefix the client's Location holds for:
+	// every address sharing its first Bits bits with the client's is
+	// located on the same Node, Zone and Region, so that an answer that
+	// depends only on them holds for the whole prefix (an EDNS Client
+	// Subnet scope). It is the length of the podCIDR that holds the
+	// address when that podCIDR is uniform (no address in it is claimed
+	// exactly for another place, and no longer podCIDR of another place
+	// lies inside it), whatever the Method: a pod that backs a Service
+	// shares its node's prefix. Else it is the address's length (32, 128);
+	// 0 when unknown.
 	Bits uint8
 }
 
@@ -134,15 +135,18 @@ func (l *Locator) Locate(a netip.Addr) Location {
 	if !a.IsValid() {
 		return Location{}
 	}
+	// A uniform podCIDR locates every address in it alike, the exactly
+	// claimed ones included (a claim elsewhere would make it mixed).
+	name, ref, inCIDR := ix.cidrs.lookup(a)
+	bits := uint8(a.BitLen())
+	if _, mixed := ix.mixed[ref]; inCIDR && !mixed {
+		bits = uint8(ref.bits)
+	}
 	k := addrKey(a.As16())
 	if h, ok := get(ix.exact, &k, ix.seed); ok {
-		return resolve(ix.nodes, h.node, h.zone, h.by, uint8(a.BitLen()))
+		return resolve(ix.nodes, h.node, h.zone, h.by, bits)
 	}
-	if name, ref, ok := ix.cidrs.lookup(a); ok {
-		bits := uint8(ref.bits)
-		if _, mixed := ix.mixed[ref]; mixed {
-			bits = uint8(a.BitLen())
-		}
+	if inCIDR {
 		return resolve(ix.nodes, name, "", ByPodCIDR, bits)
 	}
 	return Location{}

@@ -9,9 +9,9 @@ import (
 	"github.com/hdns-dev/hdns/zone"
 )
 
-// TestLocateBitsUniform: a pod-cidr client's Bits is its podCIDR's
-// length only while every address in the podCIDR is located alike, and
-// comes back when what made it mixed goes.
+// TestLocateBitsUniform: a client's Bits is the length of the podCIDR
+// holding it only while every address in the podCIDR is located alike,
+// and comes back when what made it mixed goes.
 func TestLocateBitsUniform(t *testing.T) {
 	l := New(new(sourcetest.Sink))
 	l.Apply(cluster()...)
@@ -33,9 +33,11 @@ func TestLocateBitsUniform(t *testing.T) {
 	}{
 		{name: "uniform", client: "10.0.1.7", bits: 24},
 		{name: "another node's pod inside", change: stray, client: "10.0.1.7", bits: 32},
+		{name: "that pod itself", client: "10.0.1.99", bits: 32},
 		{name: "the other node's pod in its own range stays uniform", client: "10.0.2.7", bits: 24},
 		{name: "the stray pod gone", change: undo(stray), client: "10.0.1.7", bits: 24},
 		{name: "the node's own pod inside", change: own, client: "10.0.1.7", bits: 24},
+		{name: "that pod itself: its node's prefix", client: "10.0.1.98", bits: 24},
 		{name: "another node's address inside", change: hostX, client: "10.0.1.7", bits: 32},
 		{name: "that node gone", change: undo(hostX), client: "10.0.1.7", bits: 24},
 		{name: "a longer podCIDR of another zone inside", change: inner, client: "10.0.1.7", bits: 32},
