@@ -7,10 +7,12 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/hdns-dev/hdns/internal/dnstest"
 	k8s "github.com/hdns-dev/hdns/internal/fixture"
+	"github.com/hdns-dev/hdns/internal/sourcetest"
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/topology"
 	"github.com/hdns-dev/hdns/zone"
@@ -154,5 +156,50 @@ func TestClientSubnetScope(t *testing.T) {
 				t.Errorf("answer\n got %q\nwant %q", got, want)
 			}
 		})
+	}
+}
+
+// TestClientSubnetScopeFromLocator: with topology's Locator, a pod's
+// answer is shared across its node's podCIDR while the podCIDR is
+// uniform, an endpoint's too, and only with itself once another node's
+// pod lies in that range.
+func TestClientSubnetScopeFromLocator(t *testing.T) {
+	svc := k8s.Service{Namespace: "loc", Name: "zonal", Headless: true, Annotations: map[string]string{zone.AnnotationPolicy: "prefer-zone"}}
+	slice := k8s.EndpointSlice{Namespace: "loc", Name: "zonal-1", Service: "zonal", Endpoints: []k8s.Endpoint{
+		{Address: "10.7.0.11", NodeName: "a1", Zone: "zone-a"}, {Address: "10.7.8.11", NodeName: "b1", Zone: "zone-b"},
+	}}
+	loc := topology.New(new(sourcetest.Sink))
+	labels := func(z string) map[string]string { return map[string]string{corev1.LabelTopologyZone: z} }
+	loc.Apply(
+		zone.NodeChange(zone.OpUpsert, zone.ClusterNodeFromAPI(k8s.Node{Name: "a1", Labels: labels("zone-a"), InternalIP: "192.168.0.1", PodCIDRs: []string{"10.7.0.0/24"}}.API())),
+		zone.NodeChange(zone.OpUpsert, zone.ClusterNodeFromAPI(k8s.Node{Name: "b1", Labels: labels("zone-b"), InternalIP: "192.168.0.2", PodCIDRs: []string{"10.7.8.0/24"}}.API())),
+		zone.SliceChange(zone.OpUpsert, zone.EndpointSliceFromAPI(slice.API())),
+	)
+	stray := k8s.EndpointSlice{Namespace: "other", Name: "s-1", Service: "s", Endpoints: []k8s.Endpoint{{Address: "10.7.0.99", NodeName: "b1", Zone: "zone-b"}}}
+	for _, step := range []struct {
+		name   string
+		apply  *k8s.EndpointSlice
+		client string
+		answer string
+		scope  uint8
+	}{
+		{name: "a pod in a1's podCIDR", client: "10.7.0.50", answer: "10.7.0.11", scope: 24},
+		{name: "an endpoint in a1's podCIDR", client: "10.7.0.11", answer: "10.7.0.11", scope: 24},
+		{name: "b1's node address", client: "192.168.0.2", answer: "10.7.8.11", scope: 32},
+		{name: "another node's pod in a1's podCIDR: the address only", apply: &stray, client: "10.7.0.50", answer: "10.7.0.11", scope: 32},
+		{name: "that pod", client: "10.7.0.99", answer: "10.7.8.11", scope: 32},
+	} {
+		if step.apply != nil {
+			loc.Apply(zone.SliceChange(zone.OpUpsert, zone.EndpointSliceFromAPI(step.apply.API())))
+		}
+		// A fresh zone for each question: the handouts of one would
+		// make the next spill over.
+		r := responderOf(fixture.Build(t, nil, svc.API(), slice.API()))
+		r.Locator = loc
+		reply := exchange(t, r, ecsQuery("zonal.loc.svc.cluster.local.", netip.MustParseAddr(step.client), 32), "udp")
+		e := replyECS(reply)
+		if e == nil || e.SourceScope != step.scope || len(reply.Answer) != 1 || reply.Answer[0].(*dns.A).A.String() != step.answer {
+			t.Errorf("%s: answer %v, ECS %v; want %s with scope %d", step.name, reply.Answer, e, step.answer, step.scope)
+		}
 	}
 }
