@@ -117,8 +117,10 @@ type localityBuilder struct {
 func (b localityBuilder) Name() string { return b.name }
 
 // Traits: the step keeps candidates in their order (no Reorders), its
-// answer depends on who asks, and it reads load for spill-over.
-func (b localityBuilder) Traits() Traits { return ReadsClient | ReadsLocation | ReadsLoad }
+// answer depends on where the asker is (not on its address: no
+// ReadsClient, so that a reply's ECS scope is the prefix that located
+// the asker), and it reads load for spill-over.
+func (b localityBuilder) Traits() Traits { return ReadsLocation | ReadsLoad }
 
 // Build reads "min:N over:F by:hints" (any of them, space-separated):
 // N ≥ 1 ready local endpoints are needed, F ≥ 0 is how far the local
@@ -181,59 +183,128 @@ type locality struct {
 }
 
 func (l *locality) Pick(req *Request, cands []Endpoint, in, out []int) []int {
-	if l.node && req.Node != NoPlace {
-		if lv, ok := l.levelOf(cands, in, req.Node, true); ok && l.serves(cands, in, lv.local) {
-			return appendLocal(out, cands, in, lv.local)
-		}
+	lv, why := l.decide(req, cands, in)
+	if why != served {
+		return append(out, in...)
 	}
-	if req.Zone != NoPlace {
-		if lv, ok := l.levelOf(cands, in, req.Zone, false); ok && l.serves(cands, in, lv.local) {
-			return appendLocal(out, cands, in, lv.local)
-		}
-	}
-	return append(out, in...)
-}
-
-func appendLocal(out []int, cands []Endpoint, in []int, local func(*Endpoint) bool) []int {
 	for _, i := range in {
-		if local(&cands[i]) {
+		if lv.local(&cands[i]) {
 			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// serves reports whether the local candidates can take the answer alone:
-// enough of them are ready and they are not overloaded.
-func (l *locality) serves(cands []Endpoint, in []int, local func(*Endpoint) bool) bool {
-	ready, others := 0, 0
-	for _, i := range in {
-		switch {
-		case !local(&cands[i]):
-			others++
-		case cands[i].Ready:
-			ready++
+// spill is why the candidates of a place cannot take an answer alone.
+type spill uint8
+
+const (
+	served      spill = iota // they can
+	unplaced                 // the client's place is unknown, or no endpoint was ever there (NoPlace)
+	unhinted                 // by:hints, and the candidates' hints are missing or incomplete
+	noneLocal                // no candidate is there
+	tooFewReady              // fewer than min of them are ready
+	overloaded               // their load exceeds the others' by more than over
+)
+
+// decide returns the level whose local candidates the step keeps, or,
+// when it keeps them all, why the client's place could not serve alone
+// (anything but served).
+func (l *locality) decide(req *Request, cands []Endpoint, in []int) (level, spill) {
+	why := unplaced
+	if l.node && req.Node != NoPlace {
+		lv, ok := l.levelOf(cands, in, req.Node, true)
+		if why = unhinted; ok {
+			if why = l.serves(cands, in, &lv); why == served {
+				return lv, served
+			}
 		}
 	}
-	if ready < l.min {
-		return false
+	if req.Zone != NoPlace {
+		// A zone that spills says why, over its node.
+		lv, ok := l.levelOf(cands, in, req.Zone, false)
+		if why = unhinted; ok {
+			if why = l.serves(cands, in, &lv); why == served {
+				return lv, served
+			}
+		}
 	}
-	return others == 0 || !l.overloaded(cands, in, local)
+	return level{}, why
 }
 
-// overloaded reports whether the local candidates' mean load score
-// exceeds (1+over) times the others'.
-func (l *locality) overloaded(cands []Endpoint, in []int, local func(*Endpoint) bool) bool {
+// serves reports whether the candidates local at lv can take the answer
+// alone, or why not: enough of them are ready and they are not
+// overloaded.
+func (l *locality) serves(cands []Endpoint, in []int, lv *level) spill {
+	local, ready, others := 0, 0, 0
+	for _, i := range in {
+		switch {
+		case !lv.local(&cands[i]):
+			others++
+		case cands[i].Ready:
+			local, ready = local+1, ready+1
+		default:
+			local++
+		}
+	}
+	switch {
+	case local == 0:
+		return noneLocal
+	case ready < l.min:
+		return tooFewReady
+	case others > 0 && l.overloaded(cands, in, lv):
+		return overloaded
+	}
+	return served
+}
+
+// overloaded reports whether the mean load score of the candidates local
+// at lv exceeds (1+over) times the others'.
+func (l *locality) overloaded(cands []Endpoint, in []int, lv *level) bool {
 	var buf [64]float64
 	scores := BlendedScores(cands, in, nowTicks(), wallNow(cands, in), nil, buf[:0])
 	var localSum, otherSum float64
 	var nLocal, nOther int
-	for k, i := range in {
-		if local(&cands[i]) {
-			localSum, nLocal = localSum+scores[k], nLocal+1
+	for j, i := range in {
+		if lv.local(&cands[i]) {
+			localSum, nLocal = localSum+scores[j], nLocal+1
 		} else {
-			otherSum, nOther = otherSum+scores[k], nOther+1
+			otherSum, nOther = otherSum+scores[j], nOther+1
 		}
 	}
 	return localSum/float64(nLocal) > (1+l.over)*otherSum/float64(nOther)
+}
+
+// The notes a locality step's trace carries (StepTrace.Note): what it
+// kept, or why it kept every candidate. Notes that start with
+// NoteSpillOver name a spill-over.
+const (
+	NoteKeptNode    = "same-node: the client's node serves"
+	NoteKeptZone    = "same-zone: the client's zone serves"
+	NoteUnplaced    = "client unknown, or its node and zone never had an endpoint: every candidate"
+	NoteNoneLocal   = "no candidate on the client's node or in its zone: every candidate"
+	NoteUnhinted    = "by:hints, and hints are missing or incomplete: every candidate"
+	NoteSpillOver   = "spill-over: "
+	NoteTooFewReady = NoteSpillOver + "fewer local endpoints ready than min"
+	NoteOverloaded  = NoteSpillOver + "local load above threshold"
+)
+
+// note says, for a trace, what the step made of the question.
+func (l *locality) note(req *Request, cands []Endpoint, in []int) string {
+	lv, why := l.decide(req, cands, in)
+	switch {
+	case why == served && lv.node:
+		return NoteKeptNode
+	case why == served:
+		return NoteKeptZone
+	case why == unhinted:
+		return NoteUnhinted
+	case why == noneLocal:
+		return NoteNoneLocal
+	case why == tooFewReady:
+		return NoteTooFewReady
+	case why == overloaded:
+		return NoteOverloaded
+	}
+	return NoteUnplaced
 }

@@ -33,34 +33,40 @@ func TestLocalityKeepsTheClientsPlace(t *testing.T) {
 		node, zone string
 		setup      func(cands []Endpoint)
 		want       []int
+		note       string // the step's trace note
 	}{
-		{name: "zone a", spec: "prefer-zone", node: "a2", zone: "zone-a", want: []int{0, 1}},
-		{name: "zone b", spec: "prefer-zone", node: "b1", zone: "zone-b", want: []int{2, 3}},
-		{name: "unknown client", spec: "prefer-zone", want: []int{0, 1, 2, 3, 4, 5}},
-		{name: "zone without endpoints", spec: "prefer-zone", zone: "zone-d", want: []int{0, 1, 2, 3, 4, 5}},
-		{name: "node first", spec: "prefer-node", node: "b2", zone: "zone-b", want: []int{3}},
-		{name: "node unknown: its zone", spec: "prefer-node", node: "b9", zone: "zone-b", want: []int{2, 3}},
+		{name: "zone a", spec: "prefer-zone", node: "a2", zone: "zone-a", want: []int{0, 1}, note: NoteKeptZone},
+		{name: "zone b", spec: "prefer-zone", node: "b1", zone: "zone-b", want: []int{2, 3}, note: NoteKeptZone},
+		{name: "unknown client", spec: "prefer-zone", want: []int{0, 1, 2, 3, 4, 5}, note: NoteUnplaced},
+		{name: "zone without endpoints", spec: "prefer-zone", zone: "zone-d", want: []int{0, 1, 2, 3, 4, 5}, note: NoteNoneLocal},
+		{name: "node first", spec: "prefer-node", node: "b2", zone: "zone-b", want: []int{3}, note: NoteKeptNode},
+		{name: "node unknown: its zone", spec: "prefer-node", node: "b9", zone: "zone-b", want: []int{2, 3}, note: NoteKeptZone},
 		{name: "node not ready: its zone", spec: "prefer-node", node: "b2", zone: "zone-b",
-			setup: func(c []Endpoint) { c[3].Ready = false }, want: []int{2, 3}},
+			setup: func(c []Endpoint) { c[3].Ready = false }, want: []int{2, 3}, note: NoteKeptZone},
 		{name: "too few ready: spill", spec: "prefer-zone=min:2", node: "a1", zone: "zone-a",
-			setup: func(c []Endpoint) { c[1].Ready = false }, want: []int{0, 1, 2, 3, 4, 5}},
-		{name: "enough ready", spec: "prefer-zone=min:2", node: "a1", zone: "zone-a", want: []int{0, 1}},
+			setup: func(c []Endpoint) { c[1].Ready = false }, want: []int{0, 1, 2, 3, 4, 5}, note: NoteTooFewReady},
+		{name: "enough ready", spec: "prefer-zone=min:2", node: "a1", zone: "zone-a", want: []int{0, 1}, note: NoteKeptZone},
 		{name: "overloaded: spill", spec: "prefer-zone", zone: "zone-a",
 			setup: func(c []Endpoint) { c[0].Ledger.Add(30); c[1].Ledger.Add(30); c[2].Ledger.Add(10) },
-			want:  []int{0, 1, 2, 3, 4, 5}},
+			want:  []int{0, 1, 2, 3, 4, 5}, note: NoteOverloaded},
 		{name: "loaded within the threshold", spec: "prefer-zone=over:20", zone: "zone-a",
 			setup: func(c []Endpoint) { c[0].Ledger.Add(30); c[1].Ledger.Add(30); c[2].Ledger.Add(10) },
-			want:  []int{0, 1}},
-		{name: "no load anywhere", spec: "prefer-zone=over:0", zone: "zone-c", want: []int{4, 5}},
+			want:  []int{0, 1}, note: NoteKeptZone},
+		{name: "no load anywhere", spec: "prefer-zone=over:0", zone: "zone-c", want: []int{4, 5}, note: NoteKeptZone},
+		{name: "node not ready, zone too few: the zone says why", spec: "prefer-node=min:2", node: "b2", zone: "zone-b",
+			setup: func(c []Endpoint) { c[3].Ready = false }, want: []int{0, 1, 2, 3, 4, 5}, note: NoteTooFewReady},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cands := spread()
 			if tc.setup != nil {
 				tc.setup(cands)
 			}
-			out, _ := mustChain(t, tc.spec).Explain(from(tc.node, tc.zone), cands, indices(6))
+			out, trace := mustChain(t, tc.spec).Explain(from(tc.node, tc.zone), cands, indices(6))
 			if !slices.Equal(out, tc.want) {
 				t.Errorf("%s: got %v, want %v", tc.spec, out, tc.want)
+			}
+			if trace[0].Note != tc.note {
+				t.Errorf("%s: note %q, want %q", tc.spec, trace[0].Note, tc.note)
 			}
 		})
 	}
@@ -103,8 +109,10 @@ func TestLocalityArgsAndTraits(t *testing.T) {
 		}
 	}
 	c := mustChain(t, "prefer-node=min:2 over:0.5, least-loaded")
-	if !c.UsesLocation() || !c.UsesClient() || !c.UsesLoad() {
-		t.Errorf("traits %05b: want ReadsLocation, ReadsClient, ReadsLoad", c.Traits())
+	// Not ReadsClient: the answer depends on the client's place, not its
+	// address, and the ECS scope is the prefix that located it.
+	if !c.UsesLocation() || c.UsesClient() || !c.UsesLoad() {
+		t.Errorf("traits %06b: want ReadsLocation, ReadsLoad, not ReadsClient", c.Traits())
 	}
 	if mustChain(t, "least-loaded, first=1").UsesLocation() {
 		t.Error("least-loaded reads the location")

@@ -178,7 +178,8 @@ const (
 	// Upkeeper (Parse checks).
 	NeedsUpkeep
 	// ReadsLocation: the step reads Request.Node and Request.Zone, which
-	// the server then resolves from the client address.
+	// the server then resolves from the client address; the reply's EDNS
+	// Client Subnet scope then covers the prefix that located the client.
 	ReadsLocation
 )
 
@@ -377,11 +378,28 @@ func (c *Chain) Pick(req *Request, cands []Endpoint, in, out []int, s *Scratch) 
 	return out
 }
 
-// StepTrace is one step's input and output, for explaining a choice.
+// StepTrace is one step's input and output, for explaining a choice, and
+// the step's note on what it made of the question, when it says.
 type StepTrace struct {
 	Step   string `json:"step"`
 	Input  []int  `json:"input"`
 	Output []int  `json:"output"`
+	Note   string `json:"note,omitempty"`
+}
+
+// noter is a step that says, for a trace, what it makes of a question:
+// note answers for the Pick of the same arguments.
+type noter interface {
+	note(req *Request, cands []Endpoint, in []int) string
+}
+
+// traced is step i's trace of a Pick from in to out.
+func (c *Chain) traced(i int, req *Request, cands []Endpoint, in, out []int) StepTrace {
+	t := StepTrace{Step: c.names[i], Input: slices.Clone(in), Output: slices.Clone(out)}
+	if n, ok := c.steps[i].(noter); ok {
+		t.Note = n.note(req, cands, in)
+	}
+	return t
 }
 
 // Explain runs the chain like Pick, without recording handouts, and
@@ -422,7 +440,7 @@ func (c *Chain) run(req *Request, cands []Endpoint, in, out []int, s *Scratch, t
 		req.want = c.want(i, trace)
 		*buf = step.Pick(req, cands, cur, (*buf)[:0])
 		if trace != nil {
-			*trace = append(*trace, StepTrace{Step: c.names[i], Input: slices.Clone(cur), Output: slices.Clone(*buf)})
+			*trace = append(*trace, c.traced(i, req, cands, cur, *buf))
 		}
 		cur = *buf
 	}
@@ -431,7 +449,7 @@ func (c *Chain) run(req *Request, cands []Endpoint, in, out []int, s *Scratch, t
 	out = c.steps[last].Pick(req, cands, cur, out)
 	req.want = 0
 	if trace != nil {
-		*trace = append(*trace, StepTrace{Step: c.names[last], Input: slices.Clone(cur), Output: slices.Clone(out[start:])})
+		*trace = append(*trace, c.traced(last, req, cands, cur, out[start:]))
 	}
 	return out
 }

@@ -57,9 +57,15 @@ func buildCIDRs(nodes map[string]*zone.ClusterNode) *cidrTable {
 	return t
 }
 
+// cidrRef names one podCIDR: its masked address and length.
+type cidrRef struct {
+	key  addrKey
+	bits int
+}
+
 // lookup returns the node whose longest podCIDR holds a, an unmapped
-// address.
-func (t *cidrTable) lookup(a netip.Addr) (string, bool) {
+// address, and that podCIDR.
+func (t *cidrTable) lookup(a netip.Addr) (string, cidrRef, bool) {
 	lens := t.v6
 	if a.Is4() {
 		lens = t.v4
@@ -69,9 +75,10 @@ func (t *cidrTable) lookup(a netip.Addr) (string, bool) {
 		if err != nil {
 			continue
 		}
-		if name, ok := lens[i].nodes[addrKey(p.Addr().As16())]; ok {
-			return name, true
+		ref := cidrRef{key: addrKey(p.Addr().As16()), bits: lens[i].bits}
+		if name, ok := lens[i].nodes[ref.key]; ok {
+			return name, ref, true
 		}
 	}
-	return "", false
+	return "", cidrRef{}, false
 }

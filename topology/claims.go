@@ -124,6 +124,8 @@ func (l *Locator) claim(a netip.Addr, c claim, delta int32) {
 	after := winner(cs)
 	if after != before {
 		l.exact.put(&k, after, after.by != Unknown)
+		l.countStray(a, before, -1)
+		l.countStray(a, after, +1)
 	}
 }
 

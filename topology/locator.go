@@ -63,6 +63,17 @@ func (s Method) String() string {
 type Location struct {
 	Node, Zone, Region string
 	By                 Method
+	// Bits is the length of the prefix the client's Location holds for:
+	// every address sharing its first Bits bits with the client's is
+	// located on the same Node, Zone and Region, so that an answer that
+	// depends only on them holds for the whole prefix (an EDNS Client
+	// Subnet scope). It is the length of the podCIDR that holds the
+	// address when that podCIDR is uniform (no address in it is claimed
+	// exactly for another place, and no longer podCIDR of another place
+	// lies inside it), whatever the Method: a pod that backs a Service
+	// shares its node's prefix. Else it is the address's length (32, 128);
+	// 0 when unknown.
+	Bits uint8
 }
 
 // Locator is a zone.Sink that hands every call on to Next and indexes, on
@@ -84,6 +95,10 @@ type Locator struct {
 	claims map[addrKey][]claim // every claim on each address
 	exact  trieWriter
 	cidrs  *cidrTable
+	// strays counts, per podCIDR, what keeps it from being uniform;
+	// strayed is set when a count crossed zero since the last publish.
+	strays  map[cidrRef]int32
+	strayed bool
 }
 
 // index is one published version of what the Locator knows.
@@ -92,6 +107,7 @@ type index struct {
 	seed  uint64
 	nodes map[string]*zone.ClusterNode
 	cidrs *cidrTable
+	mixed map[cidrRef]struct{} // the podCIDRs that are not uniform
 }
 
 // New returns a Locator in front of next.
@@ -103,6 +119,7 @@ func New(next zone.Sink) *Locator {
 		claims: make(map[addrKey][]claim),
 		exact:  trieWriter{seed: newSeed()},
 		cidrs:  new(cidrTable),
+		strays: make(map[cidrRef]int32),
 	}
 	l.publish(true)
 	return l
@@ -118,20 +135,27 @@ func (l *Locator) Locate(a netip.Addr) Location {
 	if !a.IsValid() {
 		return Location{}
 	}
+	// A uniform podCIDR locates every address in it alike, the exactly
+	// claimed ones included (a claim elsewhere would make it mixed).
+	name, ref, inCIDR := ix.cidrs.lookup(a)
+	bits := uint8(a.BitLen())
+	if _, mixed := ix.mixed[ref]; inCIDR && !mixed {
+		bits = uint8(ref.bits)
+	}
 	k := addrKey(a.As16())
 	if h, ok := get(ix.exact, &k, ix.seed); ok {
-		return ix.resolve(h.node, h.zone, h.by)
+		return resolve(ix.nodes, h.node, h.zone, h.by, bits)
 	}
-	if name, ok := ix.cidrs.lookup(a); ok {
-		return ix.resolve(name, "", ByPodCIDR)
+	if inCIDR {
+		return resolve(ix.nodes, name, "", ByPodCIDR, bits)
 	}
 	return Location{}
 }
 
 // resolve completes the Location of a client found on node.
-func (ix *index) resolve(node, fallbackZone string, by Method) Location {
-	loc := Location{Node: node, By: by}
-	if n, ok := ix.nodes[node]; ok {
+func resolve(nodes map[string]*zone.ClusterNode, node, fallbackZone string, by Method, bits uint8) Location {
+	loc := Location{Node: node, By: by, Bits: bits}
+	if n, ok := nodes[node]; ok {
 		loc.Zone, loc.Region = n.Zone, n.Region
 	}
 	if loc.Zone == "" {
@@ -193,10 +217,12 @@ func (l *Locator) publish(nodesMoved bool) {
 			ix.nodes[name] = n
 		}
 		l.cidrs = buildCIDRs(l.nodes)
+		l.recountStrays()
 	} else {
 		ix.nodes = prev.nodes
 	}
 	ix.cidrs = l.cidrs
+	ix.mixed = l.mixed(prev)
 	l.current.Store(ix)
 	l.exact.gen++
 }

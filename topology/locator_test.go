@@ -64,58 +64,58 @@ func TestLocate(t *testing.T) {
 		want    Location
 	}{
 		{name: "node address", client: "192.168.0.2",
-			want: Location{Node: "node-b", Zone: "zone-b", Region: "region-1", By: ByNodeAddress}},
+			want: Location{Node: "node-b", Zone: "zone-b", Region: "region-1", By: ByNodeAddress, Bits: 32}},
 		{name: "node address IPv6", client: "fd00::1",
-			want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByNodeAddress}},
+			want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByNodeAddress, Bits: 128}},
 		{name: "IPv4-mapped IPv6 client", client: "::ffff:192.168.0.3",
-			want: Location{Node: "node-c", Zone: "zone-c", Region: "region-1", By: ByNodeAddress}},
+			want: Location{Node: "node-c", Zone: "zone-c", Region: "region-1", By: ByNodeAddress, Bits: 32}},
 		{name: "pod CIDR", client: "10.0.3.77",
-			want: Location{Node: "node-c", Zone: "zone-c", Region: "region-1", By: ByPodCIDR}},
+			want: Location{Node: "node-c", Zone: "zone-c", Region: "region-1", By: ByPodCIDR, Bits: 24}},
 		{name: "pod CIDR IPv6", client: "fd10::1:0:0:0:42",
-			want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByPodCIDR}},
-		{name: "endpoint inside its node's range", client: "10.0.1.5",
-			want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByEndpoint}},
+			want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByPodCIDR, Bits: 64}},
+		{name: "endpoint inside its node's range: the range's prefix", client: "10.0.1.5",
+			want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByEndpoint, Bits: 24}},
 		{name: "endpoint outside any range", client: "10.200.0.9",
-			want: Location{Node: "node-c", Zone: "zone-c", Region: "region-1", By: ByEndpoint}},
+			want: Location{Node: "node-c", Zone: "zone-c", Region: "region-1", By: ByEndpoint, Bits: 32}},
 		{name: "unknown", client: "172.16.0.1", want: Location{}},
 		{name: "unknown IPv6", client: "2001:db8::1", want: Location{}},
 		{name: "invalid address", client: "", want: Location{}},
 		{name: "node without zone labels: node known, zone unknown",
 			changes: []zone.Change{node(fixture.Node{Name: "node-d", InternalIP: "192.168.0.4", PodCIDRs: []string{"10.0.4.0/24"}})},
-			client:  "10.0.4.1", want: Location{Node: "node-d", By: ByPodCIDR}},
+			client:  "10.0.4.1", want: Location{Node: "node-d", By: ByPodCIDR, Bits: 24}},
 		{name: "overlapping pod CIDRs: the longest prefix wins",
 			changes: []zone.Change{node(fixture.Node{Name: "node-wide", Labels: zoneLabels("zone-w", ""), PodCIDRs: []string{"10.0.0.0/16"}})},
-			client:  "10.0.2.9", want: Location{Node: "node-b", Zone: "zone-b", Region: "region-1", By: ByPodCIDR}},
+			client:  "10.0.2.9", want: Location{Node: "node-b", Zone: "zone-b", Region: "region-1", By: ByPodCIDR, Bits: 24}},
 		{name: "overlapping pod CIDRs: the shorter where the longer does not hold it",
 			changes: []zone.Change{node(fixture.Node{Name: "node-wide", Labels: zoneLabels("zone-w", ""), PodCIDRs: []string{"10.0.0.0/16"}})},
-			client:  "10.0.9.9", want: Location{Node: "node-wide", Zone: "zone-w", By: ByPodCIDR}},
+			client:  "10.0.9.9", want: Location{Node: "node-wide", Zone: "zone-w", By: ByPodCIDR, Bits: 32}},
 		{name: "equal pod CIDRs: the node whose name sorts first",
 			changes: []zone.Change{node(fixture.Node{Name: "node-0", Labels: zoneLabels("zone-0", ""), PodCIDRs: []string{"10.0.2.0/24"}})},
-			client:  "10.0.2.9", want: Location{Node: "node-0", Zone: "zone-0", By: ByPodCIDR}},
+			client:  "10.0.2.9", want: Location{Node: "node-0", Zone: "zone-0", By: ByPodCIDR, Bits: 32}},
 		{name: "an address two nodes list: the node whose name sorts first",
 			changes: []zone.Change{node(fixture.Node{Name: "node-0", Labels: zoneLabels("zone-0", ""), InternalIP: "192.168.0.3"})},
-			client:  "192.168.0.3", want: Location{Node: "node-0", Zone: "zone-0", By: ByNodeAddress}},
+			client:  "192.168.0.3", want: Location{Node: "node-0", Zone: "zone-0", By: ByNodeAddress, Bits: 32}},
 		{name: "a node address inside another node's pod CIDR: the node address",
 			changes: []zone.Change{node(fixture.Node{Name: "node-x", Labels: zoneLabels("zone-x", ""), InternalIP: "10.0.1.200"})},
-			client:  "10.0.1.200", want: Location{Node: "node-x", Zone: "zone-x", By: ByNodeAddress}},
+			client:  "10.0.1.200", want: Location{Node: "node-x", Zone: "zone-x", By: ByNodeAddress, Bits: 32}},
 		{name: "a node address that is also an endpoint of another node: the node address",
 			changes: []zone.Change{slice(fixture.EndpointSlice{Name: "host", Endpoints: []fixture.Endpoint{
 				{Address: "192.168.0.1", Pod: "h", NodeName: "node-b", Zone: "zone-b"}}})},
-			client: "192.168.0.1", want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByNodeAddress}},
+			client: "192.168.0.1", want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByNodeAddress, Bits: 32}},
 		{name: "an address two slices place on two nodes: the node whose name sorts first",
 			changes: []zone.Change{slice(fixture.EndpointSlice{Name: "stale", Endpoints: []fixture.Endpoint{
 				{Address: "10.0.2.5", Pod: "old", NodeName: "node-0"}}})},
-			client: "10.0.2.5", want: Location{Node: "node-0", By: ByEndpoint}},
+			client: "10.0.2.5", want: Location{Node: "node-0", By: ByEndpoint, Bits: 32}},
 		{name: "node deleted while its pods serve: the endpoint's node and zone",
 			changes: []zone.Change{zone.NodeChange(zone.OpDelete, &zone.ClusterNode{Name: "node-c"})},
-			client:  "10.200.0.9", want: Location{Node: "node-c", Zone: "zone-c", By: ByEndpoint}},
+			client:  "10.200.0.9", want: Location{Node: "node-c", Zone: "zone-c", By: ByEndpoint, Bits: 32}},
 		{name: "node deleted: its address and range are unknown",
 			changes: []zone.Change{zone.NodeChange(zone.OpDelete, &zone.ClusterNode{Name: "node-c"})},
 			client:  "10.0.3.77", want: Location{}},
 		{name: "endpoint of an unknown node without a zone field",
 			changes: []zone.Change{slice(fixture.EndpointSlice{Name: "ghost", Endpoints: []fixture.Endpoint{
 				{Address: "10.99.0.1", Pod: "g", NodeName: "node-gone"}}})},
-			client: "10.99.0.1", want: Location{Node: "node-gone", By: ByEndpoint}},
+			client: "10.99.0.1", want: Location{Node: "node-gone", By: ByEndpoint, Bits: 32}},
 		{name: "endpoint without a node name is no claim",
 			changes: []zone.Change{slice(fixture.EndpointSlice{Name: "nameless", Endpoints: []fixture.Endpoint{
 				{Address: "10.99.0.2", Pod: "n", Zone: "zone-a"}}})},
@@ -123,10 +123,10 @@ func TestLocate(t *testing.T) {
 		{name: "node zone label wins over the endpoint's zone field",
 			changes: []zone.Change{slice(fixture.EndpointSlice{Name: "mislabelled", Endpoints: []fixture.Endpoint{
 				{Address: "10.99.0.3", Pod: "m", NodeName: "node-a", Zone: "zone-q"}}})},
-			client: "10.99.0.3", want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByEndpoint}},
+			client: "10.99.0.3", want: Location{Node: "node-a", Zone: "zone-a", Region: "region-1", By: ByEndpoint, Bits: 32}},
 		{name: "IPv4-mapped pod CIDR locates IPv4 clients",
 			changes: []zone.Change{node(fixture.Node{Name: "node-m", Labels: zoneLabels("zone-m", ""), PodCIDRs: []string{"::ffff:10.50.0.0/112"}})},
-			client:  "10.50.3.3", want: Location{Node: "node-m", Zone: "zone-m", By: ByPodCIDR}},
+			client:  "10.50.3.3", want: Location{Node: "node-m", Zone: "zone-m", By: ByPodCIDR, Bits: 16}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := New(new(sourcetest.Sink))
@@ -215,9 +215,16 @@ func TestLocatorChanges(t *testing.T) {
 }
 
 // TestLocatorMatchesRebuild applies many changes one by one and checks
-// that the incremental index answers as one built from the final objects.
+// that the incremental index answers as one built from the final objects,
+// Bits included: nested podCIDRs of other zones hold the endpoints.
 func TestLocatorMatchesRebuild(t *testing.T) {
+	var nodes []zone.Change
+	for k := range 3 {
+		nodes = append(nodes, node(fixture.Node{Name: fmt.Sprintf("node-%d", k), Labels: zoneLabels(fmt.Sprintf("z-node-%d", k), ""),
+			PodCIDRs: []string{fmt.Sprintf("10.%d.0.0/16", k), fmt.Sprintf("10.%d.%d.0/24", (k+1)%3, k)}}))
+	}
 	l := New(new(sourcetest.Sink))
+	l.Apply(nodes...)
 	final := make(map[string]zone.Change)
 	for round := range 40 {
 		for i := range 50 {
@@ -236,6 +243,7 @@ func TestLocatorMatchesRebuild(t *testing.T) {
 		}
 	}
 	fresh := New(new(sourcetest.Sink))
+	fresh.Apply(nodes...)
 	for _, c := range final {
 		fresh.Apply(c)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hdns-dev/hdns/server/internal/fixture"
 	"github.com/hdns-dev/hdns/zone"
@@ -49,7 +50,10 @@ func unknownOptionQuery(b testing.TB, name string) []byte {
 }
 
 func benchRespond(b *testing.B, snap *zone.Snapshot, pkt []byte, tcp bool) {
-	r := &Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}
+	benchResponder(b, &Responder{Snapshot: func() *zone.Snapshot { return snap }, Zones: []string{"cluster.local."}}, pkt, tcp)
+}
+
+func benchResponder(b *testing.B, r *Responder, pkt []byte, tcp bool) {
 	var s Scratch
 	client := netip.MustParseAddr("127.0.0.1")
 	out, _ := r.Respond(pkt, client, tcp, &s)
@@ -99,6 +103,17 @@ func BenchmarkRespond(b *testing.B) {
 			b.Run(fmt.Sprintf("zone=%d/%s", services, tc.name), func(b *testing.B) { benchRespond(b, snap, tc.pkt, tc.tcp) })
 		}
 	}
+	// A prefer-zone Service asked with ECS from a located podCIDR: the
+	// client is located, the scope set and the answer's locality counted.
+	b.Run("locality/A-3-ECS", func(b *testing.B) {
+		pkt, err := ecsQuery("zonal.loc.svc.cluster.local.", netip.MustParseAddr("10.7.1.0"), 24).Pack()
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := scopeCluster(b)
+		r.Metrics = NewMetrics(prometheus.NewRegistry())
+		benchResponder(b, r, pkt, false)
+	})
 }
 
 // BenchmarkZoneSizeRatio reports how much slower a 3-endpoint answer is in

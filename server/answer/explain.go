@@ -33,6 +33,11 @@ type Explanation struct {
 	// ClientLocation is where the client is, when the explainer was
 	// given a locator.
 	ClientLocation *ExplainLocation `json:"clientLocation,omitempty"`
+	// ClientPrefix is how many leading bits of the client's address the
+	// answer depends on: the EDNS Client Subnet scope of the reply to a
+	// query whose source prefix is at least as long (0: every client
+	// gets this answer; the address's length: only this address).
+	ClientPrefix int `json:"clientPrefix"`
 }
 
 // ExplainLocation is the node, zone and region a client was found on,
@@ -79,6 +84,16 @@ type ExplainCandidate struct {
 	// as for an asker that holds none of them.
 	Score   float64  `json:"score"`
 	Records []string `json:"records"`
+	// Placed says why the candidate is in the answer or left out: where
+	// it runs seen from the client ("same-node", "same-zone", "other
+	// zone", "unknown client") for a policy that reads the client's
+	// place, or "answered"; a spill-over's reason (a locality step's
+	// policy.NoteSpillOver note) for an answered candidate of another
+	// zone; for one left out, the step that left it out and why, when
+	// that is the candidate's readiness or place ("filtered by drain:
+	// not ready", "filtered by prefer-zone: other zone", "not chosen by
+	// first=1").
+	Placed string `json:"placed,omitempty"`
 }
 
 func (e *Explanation) choice(c *zone.Choice) {
@@ -113,6 +128,99 @@ func (e *Explanation) choice(c *zone.Choice) {
 	}
 }
 
+// placedAs names, in explanations, where a candidate runs seen from a
+// client a policy located.
+var placedAs = [numLocalities]string{unknownClient: "unknown client", sameNode: "same-node", sameZone: "same-zone", otherZone: "other zone"}
+
+// keptLevel names the level a locality step kept, by its locality.
+var keptLevel = [numLocalities]string{sameNode: "node", sameZone: "zone"}
+
+// place fills in why each candidate is placed as it is in the answer
+// picked (indices into c's candidates): from where it runs seen from the
+// client, when the plan p located it, and from the steps' traces.
+func (e *Explanation) place(c *zone.Choice, picked []int, p *plan) {
+	n := len(c.Set.Candidates)
+	answered := make([]bool, n)
+	for _, i := range picked {
+		answered[i] = true
+	}
+	droppedBy := e.droppedBy(n)
+	spillNote, kept := "", numLocalities
+	for _, st := range e.Steps {
+		switch {
+		case strings.HasPrefix(st.Note, policy.NoteSpillOver):
+			spillNote = st.Note
+		case st.Note == policy.NoteKeptNode:
+			kept = sameNode
+		case st.Note == policy.NoteKeptZone:
+			kept = sameZone
+		}
+	}
+	for k := range e.Candidates {
+		ec := &e.Candidates[k]
+		ep := &c.Set.Candidates[ec.Index]
+		where := p.client.locality(ep)
+		switch {
+		case !answered[ec.Index] && droppedBy[ec.Index] >= 0:
+			ec.Placed = leftOut(&e.Steps[droppedBy[ec.Index]], ep, where, p.located)
+		case !answered[ec.Index]:
+			ec.Placed = "not chosen"
+		case !p.located:
+			ec.Placed = "answered"
+		case where == otherZone && spillNote != "":
+			ec.Placed = spillNote
+		case kept != numLocalities && where > kept:
+			// Kept at a level farther than where it runs: by its hints.
+			ec.Placed = placedAs[where] + ", hinted for the client's " + keptLevel[kept]
+		default:
+			ec.Placed = placedAs[where]
+		}
+	}
+}
+
+// droppedBy returns, for each of n candidates, the index of the first
+// step whose input holds it and whose output does not; -1 for none.
+func (e *Explanation) droppedBy(n int) []int {
+	by := make([]int, n)
+	for i := range by {
+		by[i] = -1
+	}
+	out := make([]bool, n)
+	for s, st := range e.Steps {
+		clear(out)
+		for _, i := range st.Output {
+			out[i] = true
+		}
+		for _, i := range st.Input {
+			if !out[i] && by[i] < 0 {
+				by[i] = s
+			}
+		}
+	}
+	return by
+}
+
+// leftOut says why step st left out the candidate ep, which runs at
+// where seen from the client (when located): its readiness, or its place
+// when the step noted what it made of the client's place, else only the
+// step.
+func leftOut(st *policy.StepTrace, ep *policy.Endpoint, where locality, located bool) string {
+	byPlace := located && st.Note != ""
+	switch {
+	case !ep.Ready:
+		return "filtered by " + st.Step + ": not ready"
+	case byPlace && where == otherZone:
+		return "filtered by " + st.Step + ": other zone"
+	case byPlace && where == sameZone && st.Note == policy.NoteKeptNode:
+		return "filtered by " + st.Step + ": other node"
+	case byPlace && where != unknownClient && st.Note == policy.NoteKeptNode:
+		return "filtered by " + st.Step + ": hinted for another node"
+	case byPlace && where != unknownClient && st.Note == policy.NoteKeptZone:
+		return "filtered by " + st.Step + ": hinted for another zone"
+	}
+	return "not chosen by " + st.Step
+}
+
 func rrStrings(rrs []dns.RR) []string {
 	out := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
@@ -138,6 +246,7 @@ func (r *Responder) Explain(name string, qtype uint16, client netip.Addr) (*Expl
 	uncounted := *r
 	uncounted.Metrics = nil
 	out, _ := uncounted.Respond(pkt, client, true, s)
+	e.ClientPrefix = int(min(s.plan.scope, uint8(client.BitLen())))
 	var reply dns.Msg
 	if err := reply.Unpack(out); err != nil {
 		return nil, err

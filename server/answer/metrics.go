@@ -24,7 +24,26 @@ type Metrics struct {
 	typeIdx  [256]uint8             // qtype (< 256) → index; len(countedTypes) = other
 	rcodeIdx [32]uint8
 	dropped  prometheus.Counter
+	locality [numLocalities]prometheus.Counter
 }
+
+// locality is where an answer's first address runs, seen from its client.
+type locality uint8
+
+const (
+	// unknownClient: the client matched no node.
+	unknownClient locality = iota
+	// sameNode: the first address runs on the client's node.
+	sameNode
+	// sameZone: on another node of the client's zone.
+	sameZone
+	// otherZone: neither on the client's node nor known to be in its
+	// zone (another zone, or a zone unknown on either side).
+	otherZone
+	numLocalities
+)
+
+var localityLabels = [numLocalities]string{"unknown", "same-node", "same-zone", "other-zone"}
 
 // NewMetrics creates the server metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -64,7 +83,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		row = append(row, requests.WithLabelValues(tn, otherLabel))
 		m.requests = append(m.requests, row)
 	}
-	reg.MustRegister(m.duration, requests, m.dropped)
+	answers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hdns_dns_answer_locality_total",
+		Help: "Answers of Services whose policy reads the client's place (prefer-zone, prefer-node, trafficDistribution), " +
+			"by where their first address runs: same-node, same-zone, other-zone as the client, or unknown (the client matched no node).",
+	}, []string{"locality"})
+	for l, name := range localityLabels {
+		m.locality[l] = answers.WithLabelValues(name)
+	}
+	reg.MustRegister(m.duration, requests, m.dropped, answers)
 	return m
 }
 
@@ -101,4 +128,12 @@ func (m *Metrics) Count(qtype uint16, rcode int, seconds float64) {
 	}
 	m.requests[ti][ri].Inc()
 	m.duration.Observe(seconds)
+}
+
+// countLocality counts the locality of the answer p plans, when its
+// choice located the client and picked an endpoint.
+func (m *Metrics) countLocality(p *plan) {
+	if p.located && p.choice != nil && len(p.picked) > 0 {
+		m.locality[p.locality()].Inc()
+	}
 }

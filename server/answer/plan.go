@@ -7,6 +7,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/hdns-dev/hdns/policy"
+	"github.com/hdns-dev/hdns/topology"
 	"github.com/hdns-dev/hdns/zone"
 )
 
@@ -22,15 +23,24 @@ type plan struct {
 	question bool
 	// opt: the reply carries an OPT record; ecs: with the query's client
 	// subnet option, subnet its address masked to its prefix, its scope
-	// set by usedClient.
+	// set by scope.
 	opt, ecs bool
 	subnet   netip.Addr
+	// scope is how many leading bits of the client's address the answer
+	// depends on: 0 when every client gets it, the prefix that located
+	// the client when it depends on the client's place, fullScope when it
+	// depends on the address itself. The reply's ECS scope is scope
+	// bounded by the query's source prefix (RFC 7871 7.2.1).
+	scope uint8
+	// located is set when the answer's choice located the client; client
+	// is then where it is (NoPlace when it is unknown), for counting the
+	// answer's locality.
+	located bool
+	client  clientPlace
 	// tsigError, when set, is the TSIG error of the reply's unsigned TSIG
 	// record, which goes after the OPT and is cut (with TC) when the reply
 	// does not fit.
 	tsigError uint16
-	// usedClient is set when the answer depended on who asked.
-	usedClient bool
 	// outOfZone is set for an IN question outside every zone.
 	outOfZone bool
 
@@ -288,7 +298,7 @@ func (r *Responder) records(p *plan, s *Scratch, node *zone.Node, qtype uint16, 
 				p.extra, p.glue = nil, false
 				return
 			}
-			p.fixed, p.extra, p.choice, p.picked = nil, nil, nil, p.picked[:0]
+			p.fixed, p.extra, p.choice, p.picked, p.located = nil, nil, nil, p.picked[:0], false
 		}
 	}
 }
@@ -303,17 +313,63 @@ func (r *Responder) fixedOrChosen(p *plan, s *Scratch, fixed, extra []dns.RR, c 
 	// interface, a local would escape to the heap on every query.
 	s.preq = policy.Request{Qtype: qtype, Client: client, TTL: c.Set.TTL}
 	if r.Locator != nil && c.Set.Policy.UsesLocation() {
-		l := r.Locator.Locate(client)
-		s.preq.Node, s.preq.Zone = policy.PlaceOf(l.Node), policy.PlaceOf(l.Zone)
+		r.locate(p, &s.preq, client)
 	}
 	if s.explain != nil {
 		p.picked, s.explain.Steps = c.Set.Policy.Explain(&s.preq, c.Set.Candidates, c.In)
 		s.explain.choice(c)
+		s.explain.place(c, p.picked, p)
 	} else {
 		p.picked = c.Set.Policy.Pick(&s.preq, c.Set.Candidates, c.In, p.picked[:0], &s.policy)
 	}
-	p.usedClient = p.usedClient || c.Set.Policy.UsesClient()
+	if c.Set.Policy.UsesClient() {
+		p.scope = fullScope
+	}
 	p.choice, p.glue = c, c.Glue()
+}
+
+// fullScope is the scope of an answer that depends on the client's
+// whole address: the source prefix, whatever its length.
+const fullScope = 128
+
+// clientPlace is where a located client is, interned.
+type clientPlace struct {
+	node, zone policy.Place
+	known      bool
+}
+
+// locate sets where the client is in req and p, and widens p's scope to
+// the prefix that located it. An unknown client's answer (every
+// candidate) holds for its own address only: the addresses around it may
+// be located, and their answers differ, so a cache must not share it.
+func (r *Responder) locate(p *plan, req *policy.Request, client netip.Addr) {
+	l := r.Locator.Locate(client)
+	req.Node, req.Zone = policy.PlaceOf(l.Node), policy.PlaceOf(l.Zone)
+	p.located = true
+	p.client = clientPlace{node: req.Node, zone: req.Zone, known: l.By != topology.Unknown}
+	bits := l.Bits
+	if !p.client.known {
+		bits = fullScope
+	}
+	p.scope = max(p.scope, bits)
+}
+
+// locality is where the first pick runs, seen from the located client.
+func (p *plan) locality() locality {
+	return p.client.locality(&p.choice.Set.Candidates[p.picked[0]])
+}
+
+// locality is where e runs, seen from the client at c.
+func (c clientPlace) locality(e *policy.Endpoint) locality {
+	switch {
+	case !c.known:
+		return unknownClient
+	case c.node != policy.NoPlace && e.Node == c.node:
+		return sameNode
+	case c.zone != policy.NoPlace && e.Zone == c.zone:
+		return sameZone
+	}
+	return otherZone
 }
 
 // pickedRecords counts the answer records of the picked candidates of c.

@@ -121,6 +121,7 @@ func (r *Responder) Respond(pkt []byte, client netip.Addr, tcp bool, s *Scratch)
 		out = s.serverFailure()
 	}
 	if r.Metrics != nil {
+		r.Metrics.countLocality(p)
 		r.Metrics.Count(p.qtype, p.rcode, time.Since(start).Seconds())
 	}
 	return out, Reply

@@ -292,8 +292,9 @@ func (w *writer) additional(p *plan, s *Scratch) bool {
 
 // opt appends the reply's OPT record: version 0, hdns's buffer size, the
 // query's DO bit, the upper bits of an extended rcode, and the query's
-// client subnet option, its scope the source prefix when the answer
-// depended on the client, else 0 (RFC 7871 7.2.1).
+// client subnet option, its scope the plan's bounded by the source
+// prefix: 0 when the answer did not depend on the client (RFC 7871
+// 7.2.1).
 func (w *writer) opt(q *query, p *plan) {
 	var do byte
 	if q.do {
@@ -309,10 +310,7 @@ func (w *writer) opt(q *query, p *plan) {
 		return
 	}
 	e := &q.ecs
-	scope := uint8(0)
-	if p.usedClient {
-		scope = e.bits
-	}
+	scope := min(p.scope, e.bits)
 	alen := ecsLen(e)
 	w.b = append(w.b, 0, byte(dns.EDNS0SUBNET), 0, byte(4+alen), byte(e.family>>8), byte(e.family), e.bits, scope)
 	if p.subnet.Is4() {
