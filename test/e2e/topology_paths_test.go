@@ -30,7 +30,9 @@ import (
 // through a CoreDNS that puts the client into ECS (rewrite edns0 subnet),
 // through one that does not, and through a NodeLocal-DNSCache-style cache
 // on each node; Services with each spec.trafficDistribution value, asked
-// through the CoreDNS with rewrite and the node caches; then bad input (a
+// through the CoreDNS with rewrite and the node caches; the ECS scope of
+// the replies, directly and through the CoreDNS with rewrite; the
+// answer-locality metric over a known set of questions; then bad input (a
 // Node without zone labels, overlapping podCIDRs, an address two Nodes
 // list, ECS from an unknown range, a Node deleted while its pods serve),
 // each answered NOERROR with the addresses the locator's rules give,
@@ -66,6 +68,8 @@ func TestTopologyPaths(t *testing.T) {
 	t.Run("CoreDNSWithoutRewrite", e.coreDNSWithoutRewrite)
 	t.Run("NodeLocalCache", e.nodeLocalCache)
 	t.Run("TrafficDistribution", e.trafficDistribution)
+	t.Run("ECSScope", e.ecsScope)
+	t.Run("LocalityMetric", e.localityMetric)
 	t.Run("BadInput", func(t *testing.T) {
 		t.Run("UnlabelledNode", e.unlabelledNode)
 		t.Run("OverlappingPodCIDRs", e.overlappingPodCIDRs)
@@ -156,6 +160,9 @@ func (e *pathsEnv) createCluster(t *testing.T) {
 	svc := headless("web", corev1.ServicePort{Name: "http", Port: 80})
 	svc.Annotations = map[string]string{policyAnnotation: pathsPolicy}
 	createService(e.ctx, t, e.cp, pathsNS, svc)
+	blind := headless(blindService, corev1.ServicePort{Name: "http", Port: 80})
+	blind.Spec.Selector = svc.Spec.Selector
+	createService(e.ctx, t, e.cp, pathsNS, blind)
 	var pods []harness.PodOptions
 	for i, z := range []string{"a", "b", "c"} {
 		pz := pathsNode{zone: "zone-" + z, node: "node-" + z,
@@ -299,8 +306,7 @@ func (e *pathsEnv) startCoreDNS(t *testing.T, bin string) {
 // address: a pod in its node's podCIDR, a hostNetwork client at its
 // node's address; and by the ECS address when the query carries one,
 // whatever its source, the reply echoing the option (RFC 7871 7.2.1; its
-// scope is left to the tests of the writer). Each gets its zone's pods;
-// an unknown source all.
+// scope is ecsScope's). Each gets its zone's pods; an unknown source all.
 func (e *pathsEnv) direct(t *testing.T) {
 	for _, z := range e.zones {
 		e.expect(t, "pod on "+z.node+", direct", e.h.DNS, z.client(0), netip.Prefix{}, z.pods)
@@ -371,29 +377,36 @@ func (e *pathsEnv) trafficDistribution(t *testing.T) {
 	rewrite := net.JoinHostPort(rewriteDNS.String(), "53")
 	for d, dist := range pathsDistributions {
 		t.Run(dist.value, func(t *testing.T) {
-			name := dist.svc + "." + pathsNS + ".svc.cluster.local."
-			want := make(map[string][]string) // by node
-			var all []string
+			name := distributionName(d)
+			e.h.awaitExplainAnswer(t, name, "198.51.100.1", e.distributionPods(d)...)
 			for _, n := range e.nodes() {
-				all = append(all, n.distributionPod(d))
-				for _, m := range e.nodes() {
-					if m.node == n.node || m.zone == n.zone && dist.value != corev1.ServiceTrafficDistributionPreferSameNode {
-						want[n.node] = append(want[n.node], m.distributionPod(d))
-					}
-				}
-				slices.Sort(want[n.node])
-			}
-			slices.Sort(all)
-			e.h.awaitExplainAnswer(t, name, "198.51.100.1", all...)
-			for _, n := range e.nodes() {
-				e.expectFor(t, name, "pod on "+n.node+" via CoreDNS with rewrite", rewrite, n.client(0), netip.Prefix{}, want[n.node])
+				e.expectFor(t, name, "pod on "+n.node+" via CoreDNS with rewrite", rewrite, n.client(0), netip.Prefix{}, e.distributionAnswer(d, n))
 			}
 			for _, n := range e.nodes() {
 				e.expectFor(t, name, "pod on "+n.node+" via its node's cache", net.JoinHostPort(n.addr.String(), "53"),
-					n.client(1), netip.Prefix{}, want[n.node])
+					n.client(1), netip.Prefix{}, e.distributionAnswer(d, n))
 			}
 		})
 	}
+}
+
+// distributionName is the name of the Service of pathsDistributions[d].
+func distributionName(d int) string {
+	return pathsDistributions[d].svc + "." + pathsNS + ".svc.cluster.local."
+}
+
+// distributionAnswer is what a client on n gets from the Service of
+// pathsDistributions[d], sorted: the pods of n's zone, or n's own pod for
+// PreferSameNode.
+func (e *pathsEnv) distributionAnswer(d int, n pathsNode) []string {
+	var out []string
+	for _, m := range e.nodes() {
+		if m.node == n.node || m.zone == n.zone && pathsDistributions[d].value != corev1.ServiceTrafficDistributionPreferSameNode {
+			out = append(out, m.distributionPod(d))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // unlabelledNode: a Node without zone or region labels, with a pod of the
