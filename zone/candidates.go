@@ -81,8 +81,8 @@ func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []str
 	return out
 }
 
-// candidateScratch is what headlessCandidates reuses from one Service to
-// the next. A build's temporary data, allocated afresh per Service, would
+// candidateScratch is what building a Service (headlessCandidates, its
+// PTR records) reuses from one Service to the next. A build's temporary data, allocated afresh per Service, would
 // scatter among the snapshot's and leave its memory spans part-used once
 // collected.
 type candidateScratch struct {
@@ -92,6 +92,16 @@ type candidateScratch struct {
 	ids    []policy.EndpointID  // endpointIDs's
 	byKey  map[candidateKey]int // index into cands
 	seen   map[netip.Addr]bool
+	byHost map[string]int32 // markRepeats's
+	// dashes and ends are nameHosts's: the dashed labels, and where
+	// each candidate's ends.
+	dashes []byte
+	ends   []int
+	// ptrRecs are the PTR records of the shard being built (addPTR).
+	ptrRecs ptrRecords
+	// hosts are the named ready candidates of the EndpointSet being
+	// built, before addOwnNames keeps the unique ones.
+	hosts []int32
 }
 
 // candidateKey merges the endpoints of one Pod, or of one hostname, across
@@ -162,20 +172,37 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 	}
 	sc.ptrs = sc.ptrs[:0]
 	for i := range sc.cands {
-		c := &sc.cands[i]
+		sc.ptrs = append(sc.ptrs, &sc.cands[i])
+	}
+	sc.nameHosts(podNames)
+	return sc.ptrs
+}
+
+// nameHosts sets the label of each candidate's own name: its hostname,
+// else (with podNames) its Pod's name, else its dashed address. The
+// dashed labels are cut from one string: one allocation per Service, not
+// one per endpoint.
+func (sc *candidateScratch) nameHosts(podNames bool) {
+	sc.dashes, sc.ends = sc.dashes[:0], sc.ends[:0]
+	for _, c := range sc.ptrs {
 		switch {
 		case isLabel(c.id.Hostname):
 			c.host = hostFromHostname
 		case podNames && isLabel(strings.ToLower(c.src.PodName())):
 			c.id.Hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
 		case c.v4.IsValid():
-			c.id.Hostname, c.host = dashed(c.v4), hostFrom4
+			sc.dashes, c.host = appendDashed(sc.dashes, c.v4), hostFrom4
 		default:
-			c.id.Hostname, c.host = dashed(c.v6), hostFrom6
+			sc.dashes, c.host = appendDashed(sc.dashes, c.v6), hostFrom6
 		}
-		sc.ptrs = append(sc.ptrs, c)
+		sc.ends = append(sc.ends, len(sc.dashes))
 	}
-	return sc.ptrs
+	all, start := string(sc.dashes), 0
+	for i, c := range sc.ptrs {
+		if end := sc.ends[i]; end > start {
+			c.id.Hostname, start = all[start:end], end
+		}
+	}
 }
 
 // repeats reports whether a port appears twice in ports.

@@ -44,11 +44,12 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	set.members = cut(&b.members, len(cands))
 	sp.Bind(b.endpointIDs(cands), set.Candidates)
 	ch := newSetChoices(set, len(cands))
+	set.hosts = b.scratch.hosts[:0]
 	for i, c := range cands {
 		b.addMember(set, &ch, i, c, primary)
 	}
 	b.addOwnNames(set, cands, apex)
-	set.markRepeats()
+	set.markRepeats(cands, &b.scratch.byHost)
 	ch.publish(b, apex)
 	if primary {
 		b.sh.endpoints += len(cands)
@@ -186,6 +187,7 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 		}
 		k = run
 	}
+	b.scratch.hosts = set.hosts[:0]
 	set.hosts = cut(&b.hosts, len(unique))
 	copy(set.hosts, unique)
 	b.sh.ownNames += len(set.hosts)
@@ -195,19 +197,25 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 // of the same answer: those whose own name another candidate shares (two
 // endpoints of one hostname), and those with a port number twice. The
 // answer drops identical records (RFC 2181 5) and checks only these.
-func (s *EndpointSet) markRepeats() {
-	byName := make(map[string]int32, len(s.members))
+// Own names share the set's owner, so that equal names are equal
+// hostnames (cands's, from which the members were made); byHost is
+// scratch space, kept from one call to the next.
+func (s *EndpointSet) markRepeats(cands []*candidate, byHost *map[string]int32) {
+	if *byHost == nil {
+		*byHost = make(map[string]int32)
+	}
+	byName := *byHost
+	clear(byName)
 	for i := range s.members {
 		m := &s.members[i]
 		if m.flags&named == 0 || m.ports == 0 {
 			continue
 		}
-		name := string(s.appendOwnName(nil, m))
-		if first, ok := byName[name]; ok {
+		if first, ok := byName[cands[i].id.Hostname]; ok {
 			m.flags |= repeatsSRV
 			s.members[first].flags |= repeatsSRV
 		} else {
-			byName[name] = int32(i)
+			byName[cands[i].id.Hostname] = int32(i)
 		}
 		ports := s.ports(m)
 		for k := range ports {

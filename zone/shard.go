@@ -40,12 +40,14 @@ type shard struct {
 func (b *builder) buildShard(svc *Service, ss []*EndpointSlice) *shard {
 	sh := &shard{}
 	b.sh = sh
+	recs := &b.scratch.ptrRecs
+	recs.v4, recs.v6 = recs.v4[:0], recs.v6[:0]
 	b.reserve(svc, ss)
 	clear(b.names)
 	for _, z := range b.opts.Zones {
 		b.addService(svc, ss, z, z == b.opts.Zones[0])
 	}
-	sh.ptrs.seal()
+	sh.ptrs = ptrRecords{v4: sealedCopy(recs.v4), v6: sealedCopy(recs.v6)}
 	for name, n := range b.names {
 		sh.nodes = append(sh.nodes, nameEntry{name, n})
 	}
