@@ -58,7 +58,6 @@ type builder struct {
 	// names are the nodes of the shard, or of the apexes, being built.
 	names map[string]*Node
 	sh    *shard // the shard being built
-	seq   []int  // 0, 1, 2, … (shareIn)
 	// cands, members and hosts are the arrays that the shard's
 	// EndpointSets (one per zone) are cut from: three allocations per
 	// Service, sized for it.

@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
@@ -91,7 +92,10 @@ type candidateScratch struct {
 	ptrs   []*candidate
 	ids    []policy.EndpointID  // endpointIDs's
 	byKey  map[candidateKey]int // index into cands
-	seen   map[netip.Addr]bool
+	// seen4 and seen6 are the addresses of the candidates so far: an
+	// address repeated in another endpoint is its first one's.
+	seen4  map[uint32]struct{}
+	seen6  map[netip.Addr]struct{}
 	byHost map[string]int32 // markRepeats's
 	// dashes and ends are nameHosts's: the dashed labels, and where
 	// each candidate's ends.
@@ -102,6 +106,10 @@ type candidateScratch struct {
 	// hosts are the named ready candidates of the EndpointSet being
 	// built, before addOwnNames keeps the unique ones.
 	hosts []int32
+	ins   inScratch // the arrays of the set's choices' In lists
+	// seq is 0, 1, 2, …: the In list of every choice that all of a
+	// set's candidates answer (shareIn), shared by snapshots.
+	seq []int
 }
 
 // candidateKey merges the endpoints of one Pod, or of one hostname, across
@@ -118,28 +126,26 @@ type candidateKey struct {
 // the next call.
 func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
 	sc := &b.scratch
-	if sc.byKey == nil {
-		sc.byKey, sc.seen = make(map[candidateKey]int), make(map[netip.Addr]bool)
-	}
-	clear(sc.byKey)
-	clear(sc.seen)
+	sc.reset()
 	sc.slices = append(sc.slices[:0], ss...)
 	slices.SortFunc(sc.slices, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+	// Endpoints merge only across address families: in slices of one
+	// family, every endpoint is a candidate of its own.
+	merge := slices.ContainsFunc(sc.slices, func(s *EndpointSlice) bool {
+		return (s.AddressType == "IPv4") != (sc.slices[0].AddressType == "IPv4")
+	})
 	sc.cands = sc.cands[:0]
 	for _, s := range sc.slices {
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
 			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
 			ip := e.Address()
-			if !usable || !ip.IsValid() {
+			if !usable || !ip.IsValid() || (s.AddressType == "IPv4") != ip.Is4() || !sc.firstSeen(ip) {
 				continue
 			}
-			if sc.seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
-				continue
-			}
-			sc.seen[ip] = true
 			var key candidateKey
 			switch {
+			case !merge:
 			case e.PodKey() != "":
 				key = candidateKey{pod: true, name: e.PodKey()}
 			case e.Hostname() != "":
@@ -203,6 +209,29 @@ func (sc *candidateScratch) nameHosts(podNames bool) {
 			c.id.Hostname, start = all[start:end], end
 		}
 	}
+}
+
+// reset empties the maps of headlessCandidates for the next Service.
+func (sc *candidateScratch) reset() {
+	if sc.byKey == nil {
+		sc.byKey, sc.seen4, sc.seen6 = make(map[candidateKey]int), make(map[uint32]struct{}), make(map[netip.Addr]struct{})
+	}
+	clear(sc.byKey)
+	clear(sc.seen4)
+	clear(sc.seen6)
+}
+
+// firstSeen records ip among the candidates' addresses and reports
+// whether it was new.
+func (sc *candidateScratch) firstSeen(ip netip.Addr) bool {
+	n := len(sc.seen4) + len(sc.seen6)
+	if ip.Is4() {
+		b := ip.As4()
+		sc.seen4[binary.BigEndian.Uint32(b[:])] = struct{}{}
+	} else {
+		sc.seen6[ip] = struct{}{}
+	}
+	return len(sc.seen4)+len(sc.seen6) > n
 }
 
 // repeats reports whether a port appears twice in ports.

@@ -43,7 +43,7 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 	set.Candidates = cut(&b.cands, len(cands))
 	set.members = cut(&b.members, len(cands))
 	sp.Bind(b.endpointIDs(cands), set.Candidates)
-	ch := newSetChoices(set, len(cands))
+	ch := newSetChoices(set, len(cands), &b.scratch.ins)
 	set.hosts = b.scratch.hosts[:0]
 	for i, c := range cands {
 		b.addMember(set, &ch, i, c, primary)
@@ -64,16 +64,37 @@ type setChoices struct {
 	portChoices map[Port]*Choice // by Name and Protocol
 	portOrder   []*Choice
 	ports       portFilter
+	ins         *inScratch // where the choices' In lists grow
 }
 
-func newSetChoices(set *EndpointSet, n int) setChoices {
+func newSetChoices(set *EndpointSet, n int, ins *inScratch) setChoices {
 	return setChoices{
 		n:           n,
-		a4:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeA},
-		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA},
-		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV},
+		a4:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeA, In: ins.take()},
+		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA, In: ins.take()},
+		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV, In: ins.take()},
 		portChoices: map[Port]*Choice{},
+		ins:         ins,
 	}
+}
+
+// inScratch lends the choices of the set being built the arrays their
+// In lists grow in, kept from one Service to the next: publish copies
+// out only the lists that are not every candidate (shareIn), so that a
+// Service's rebuild allocates no list of all its candidates.
+type inScratch struct {
+	lists [][]int
+	used  int
+}
+
+// take lends the next array, empty; publish gives them all back, in the
+// order they were taken.
+func (s *inScratch) take() []int {
+	if s.used == len(s.lists) {
+		s.lists = append(s.lists, nil)
+	}
+	s.used++
+	return s.lists[s.used-1][:0]
 }
 
 // addMember fills in candidate i's member and adds it to the choices it
@@ -83,11 +104,11 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 	m.src, m.alt, m.flags = c.src, c.alt, c.host
 	if c.v4.IsValid() {
 		m.flags |= has4
-		ch.a4.add(i, ch.n)
+		ch.a4.add(i)
 	}
 	if c.v6.IsValid() {
 		m.flags |= has6
-		ch.a6.add(i, ch.n)
+		ch.a6.add(i)
 	}
 	// An endpoint whose name would pass 255 octets answers under the
 	// Service name only: no name, SRV or PTR records of its own.
@@ -109,14 +130,15 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 		pk := Port{Name: p.Name, Protocol: p.Protocol}
 		pc := ch.portChoices[pk]
 		if pc == nil {
-			pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + set.owner, Qtype: dns.TypeSRV, Port: &mports[k]}
+			pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + set.owner, Qtype: dns.TypeSRV, Port: &mports[k],
+				In: ch.ins.take()}
 			ch.portChoices[pk] = pc
 			ch.portOrder = append(ch.portOrder, pc)
 		}
-		pc.add(i, ch.n)
+		pc.add(i)
 	}
 	if m.ports != 0 {
-		ch.all.add(i, ch.n)
+		ch.all.add(i)
 	}
 }
 
@@ -132,9 +154,11 @@ func (b *builder) addMemberPTRs(set *EndpointSet, i int, c *candidate) {
 // publish shares the choices' candidate lists and puts the choices that
 // answer anything on their nodes.
 func (ch *setChoices) publish(b *builder, apex *Apex) {
-	for _, c := range append([]*Choice{ch.a4, ch.a6, ch.all}, ch.portOrder...) {
+	for k, c := range append([]*Choice{ch.a4, ch.a6, ch.all}, ch.portOrder...) {
+		ch.ins.lists[k] = c.In[:0]
 		c.In = b.shareIn(c.In, ch.n)
 	}
+	ch.ins.used = 0
 	n := b.node(ch.a4.Owner, apex)
 	if len(ch.a4.In) > 0 {
 		n.ChosenA = ch.a4
@@ -150,11 +174,8 @@ func (ch *setChoices) publish(b *builder, apex *Apex) {
 	}
 }
 
-// add makes candidate i (of n) answer c, once.
-func (c *Choice) add(i, n int) {
-	if c.In == nil {
-		c.In = make([]int, 0, n)
-	}
+// add makes candidate i answer c, once.
+func (c *Choice) add(i int) {
 	if len(c.In) == 0 || c.In[len(c.In)-1] != i {
 		c.In = append(c.In, i)
 	}
@@ -277,15 +298,19 @@ func cut[T any](arena *[]T, n int) []T {
 	return (*arena)[start:len(*arena):len(*arena)]
 }
 
-// shareIn returns in, or, when it holds every one of n candidates (and so
-// is 0, 1, …, n-1), the builder's one such slice, read-only and shared by
-// every choice of that size.
+// shareIn returns a copy of in, which may be scratch space, or, when it
+// holds every one of n candidates (and so is 0, 1, …, n-1), the one such
+// slice, read-only and shared by every choice of that size and by later
+// builds; nil when in is empty.
 func (b *builder) shareIn(in []int, n int) []int {
 	if len(in) != n {
-		return in
+		return slices.Clip(slices.Clone(in))
 	}
-	for len(b.seq) < n {
-		b.seq = append(b.seq, len(b.seq))
+	seq := &b.scratch.seq
+	for len(*seq) < n {
+		// Appending never writes where a shared slice reads: each ends
+		// at its capacity, within the part already written.
+		*seq = append(*seq, len(*seq))
 	}
-	return b.seq[:n:n]
+	return (*seq)[:n:n]
 }
