@@ -135,8 +135,8 @@ func (st *zoneState) assemble(b *builder, static map[string]*Node, services []*S
 	st.names = newNameTable(maphash.MakeSeed(), len(names))
 	st.names.fill(names)
 	st.ptrs = ptrIndex{ttl: st.opts.TTL}
-	st.ptrs.v4.chunks = appendChunks(nil, ptrs.v4)
-	st.ptrs.v6.chunks = appendChunks(nil, ptrs.v6)
+	st.ptrs.v4 = newPTRSeq(ptrs.v4)
+	st.ptrs.v6 = newPTRSeq(ptrs.v6)
 	snap := &Snapshot{Serial: b.serial, apexes: b.apexes, names: st.names, ptrs: st.ptrs}
 	st.finish(snap)
 	return snap
