@@ -58,6 +58,8 @@ type builder struct {
 	// names are the nodes of the shard, or of the apexes, being built.
 	names map[string]*Node
 	sh    *shard // the shard being built
+	// prev are the bound endpoints of the shard sh replaces (shard.bound).
+	prev []policy.Endpoint
 	// cands, members and hosts are the arrays that the shard's
 	// EndpointSets (one per zone) are cut from: three allocations per
 	// Service, sized for it.

@@ -42,7 +42,11 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		owner: owner, srvWeight: uint16(max(1, 100/len(cands)))}
 	set.Candidates = cut(&b.cands, len(cands))
 	set.members = cut(&b.members, len(cands))
+	sp.Previous = b.prev
 	sp.Bind(b.endpointIDs(cands), set.Candidates)
+	if primary {
+		b.sh.bound = set.Candidates
+	}
 	ch := newSetChoices(set, len(cands), &b.scratch.ins)
 	set.hosts = b.scratch.hosts[:0]
 	for i, c := range cands {

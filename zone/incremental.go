@@ -176,7 +176,7 @@ func (st *zoneState) update(serial uint32, touched map[serviceKey]touchedService
 	for k, t := range touched {
 		var sh *shard
 		if t.svc != nil {
-			sh = b.buildShard(t.svc, t.slices)
+			sh = b.buildShard(t.svc, t.slices, st.shards[k])
 			add.add(sh.ptrs)
 		}
 		if old := st.put(k, sh, t.svc, edits); old != nil {
