@@ -27,24 +27,18 @@ type candidate struct {
 }
 
 // endpointIDs returns the candidates' identities for policy.Bind, in b's
-// scratch until the next call.
-func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
-	keys := candidateKeys(cands)
-	ids := b.scratch.ids[:0]
-	for i, c := range cands {
-		id := c.id
-		id.Key = keys[i]
-		ids = append(ids, id)
-	}
-	b.scratch.ids = ids
-	return ids
-}
-
-// candidateKeys returns each candidate's Key, which identifies it across
+// scratch until the next call. A Key identifies its candidate across
 // replicas and snapshots: its Pod's namespace/name (the source's string),
 // else its first address.
-func candidateKeys(cands []*candidate) []string {
-	keys := packed(cands, func(c *candidate, b []byte) []byte {
+func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
+	sc := &b.scratch
+	ids := sc.ids[:0]
+	for _, c := range cands {
+		id := c.id
+		id.Key = c.src.PodKey()
+		ids = append(ids, id)
+	}
+	sc.packed(cands, func(c *candidate, b []byte) []byte {
 		switch {
 		case c.src.PodKey() != "":
 			return b
@@ -53,33 +47,29 @@ func candidateKeys(cands []*candidate) []string {
 		default:
 			return c.v6.AppendTo(b)
 		}
-	})
-	for i, c := range cands {
-		if c.src.PodKey() != "" {
-			keys[i] = c.src.PodKey()
-		}
-	}
-	return keys
+	}, func(i int, key string) { ids[i].Key = key })
+	sc.ids = ids
+	return ids
 }
 
-// packed returns the strings that write appends for each candidate, cut
-// from one string: one allocation per Service where there were one per
-// endpoint, and one block of memory that the snapshot's lifetime alone
-// decides, not scattered among the build's garbage.
-func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []string {
-	var b []byte
-	ends := make([]int, len(cands))
-	for i, c := range cands {
-		b = write(c, b)
-		ends[i] = len(b)
+// packed calls set with the string that write appends for each candidate
+// (when it appends any), cut from one string: one allocation per Service
+// where there were one per endpoint, and one block of memory that the
+// snapshot's lifetime alone decides, not scattered among the build's
+// garbage. Its working space is sc's.
+func (sc *candidateScratch) packed(cands []*candidate, write func(c *candidate, b []byte) []byte, set func(i int, s string)) {
+	sc.bytes, sc.ends = sc.bytes[:0], sc.ends[:0]
+	for _, c := range cands {
+		sc.bytes = write(c, sc.bytes)
+		sc.ends = append(sc.ends, len(sc.bytes))
 	}
-	all := string(b)
-	out := make([]string, len(cands))
-	start := 0
-	for i, end := range ends {
-		out[i], start = all[start:end], end
+	all, start := string(sc.bytes), 0
+	for i, end := range sc.ends {
+		if end > start {
+			set(i, all[start:end])
+		}
+		start = end
 	}
-	return out
 }
 
 // candidateScratch is what building a Service (headlessCandidates, its
@@ -97,10 +87,10 @@ type candidateScratch struct {
 	seen4  map[uint32]struct{}
 	seen6  map[netip.Addr]struct{}
 	byHost map[string]int32 // markRepeats's
-	// dashes and ends are nameHosts's: the dashed labels, and where
-	// each candidate's ends.
-	dashes []byte
-	ends   []int
+	// bytes and ends are packed's: the strings it cuts, and where each
+	// candidate's ends.
+	bytes []byte
+	ends  []int
 	// ptrRecs are the PTR records of the shard being built (addPTR).
 	ptrRecs ptrRecords
 	// hosts are the named ready candidates of the EndpointSet being
@@ -185,30 +175,21 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 }
 
 // nameHosts sets the label of each candidate's own name: its hostname,
-// else (with podNames) its Pod's name, else its dashed address. The
-// dashed labels are cut from one string: one allocation per Service, not
-// one per endpoint.
+// else (with podNames) its Pod's name, else its dashed address.
 func (sc *candidateScratch) nameHosts(podNames bool) {
-	sc.dashes, sc.ends = sc.dashes[:0], sc.ends[:0]
-	for _, c := range sc.ptrs {
+	sc.packed(sc.ptrs, func(c *candidate, b []byte) []byte {
 		switch {
 		case isLabel(c.id.Hostname):
 			c.host = hostFromHostname
 		case podNames && isLabel(strings.ToLower(c.src.PodName())):
 			c.id.Hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
 		case c.v4.IsValid():
-			sc.dashes, c.host = appendDashed(sc.dashes, c.v4), hostFrom4
+			b, c.host = appendDashed(b, c.v4), hostFrom4
 		default:
-			sc.dashes, c.host = appendDashed(sc.dashes, c.v6), hostFrom6
+			b, c.host = appendDashed(b, c.v6), hostFrom6
 		}
-		sc.ends = append(sc.ends, len(sc.dashes))
-	}
-	all, start := string(sc.dashes), 0
-	for i, c := range sc.ptrs {
-		if end := sc.ends[i]; end > start {
-			c.id.Hostname, start = all[start:end], end
-		}
-	}
+		return b
+	}, func(i int, label string) { sc.ptrs[i].id.Hostname = label })
 }
 
 // reset empties the maps of headlessCandidates for the next Service.
