@@ -58,6 +58,11 @@ type ServiceChain struct {
 	// were accepted.
 	Err error
 
+	// Previous, when set, are the Service's endpoints as its last build
+	// bound them (Bind's out then): Bind takes the ledger entries of
+	// those that remain from them instead of looking each up again.
+	Previous []Endpoint
+
 	compiler  *Compiler
 	service   string
 	weights   map[string]float64
@@ -94,9 +99,10 @@ func (c *Compiler) CompileService(sp ServicePolicy) ServiceChain {
 func (sc *ServiceChain) Bind(ids []EndpointID, out []Endpoint) {
 	c := sc.compiler
 	c.mu.Lock()
+	prev := sc.Previous
 	for i := range ids {
 		id := &ids[i]
-		ep := Endpoint{Key: id.Key, Ledger: c.ledger(id.Key), Weight: sc.weight(id),
+		ep := Endpoint{Key: id.Key, Ledger: c.ledgerAfter(&prev, id.Key), Weight: sc.weight(id),
 			Node: places.intern(id.Node), Zone: places.intern(id.Zone), Hints: hintSets.intern(id.ForZones, id.ForNodes),
 			Ready: id.Ready, Serving: id.Serving, Terminating: id.Terminating}
 		if sc.loadQuery != "" && id.PodName != "" {
@@ -108,6 +114,24 @@ func (sc *ServiceChain) Bind(ids []EndpointID, out []Endpoint) {
 	c.holdEndpoints(sc.service, sc.loadQuery, ids)
 	c.mu.Unlock()
 	seedNew(out)
+}
+
+// ledgerAfter returns key's ledger entry, with c.mu held: that of the
+// first or second of the previous endpoints *prev when it has key, which
+// it then consumes, else the Compiler's (ledger). A Service's endpoints
+// keep their order from one build to the next and a change adds or drops
+// a few, so that most are found in *prev, without a lookup among every
+// endpoint's entries. A previous endpoint's entry is the Compiler's: its
+// Service holds it until a build without it is swept.
+func (c *Compiler) ledgerAfter(prev *[]Endpoint, key string) *Ledger {
+	for k := range min(2, len(*prev)) {
+		if p := (*prev)[k]; p.Key == key && p.Ledger != nil {
+			*prev = (*prev)[k+1:]
+			p.Ledger.gen = uint32(c.gen)
+			return p.Ledger
+		}
+	}
+	return c.ledger(key)
 }
 
 // weight is the endpoint's static weight: the weights annotation's by its

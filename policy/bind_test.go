@@ -55,3 +55,38 @@ func TestBindWiresEndpoints(t *testing.T) {
 		t.Errorf("bad weights, a chain that reads no load: weight %v live %p; want 1, no live cell", out[0].Weight, out[0].Live)
 	}
 }
+
+// TestBindAfterPrevious: binding after the previous build's endpoints
+// (an endpoint dropped, one added, the others in order) gives every
+// endpoint the Compiler's own ledger entry, as a bind without them does.
+func TestBindAfterPrevious(t *testing.T) {
+	comp, err := NewCompiler("ordered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(keys ...string) []EndpointID {
+		out := make([]EndpointID, len(keys))
+		for i, k := range keys {
+			out[i] = EndpointID{Key: k, Ready: true}
+		}
+		return out
+	}
+	sc := comp.CompileService(ServicePolicy{Service: "ns/web"})
+	first := make([]Endpoint, 4)
+	sc.Bind(ids("a", "b", "c", "d"), first)
+	comp.SweepServices([]string{"ns/web"})
+
+	next := comp.CompileService(ServicePolicy{Service: "ns/web"})
+	next.Previous = first
+	now := ids("a", "c", "x", "d", "y")
+	out := make([]Endpoint, len(now))
+	next.Bind(now, out)
+	for i, id := range now {
+		if out[i].Ledger == nil || out[i].Ledger != comp.Ledger(id.Key) {
+			t.Errorf("%s: ledger %p, want the Compiler's %p", id.Key, out[i].Ledger, comp.Ledger(id.Key))
+		}
+	}
+	if out[0].Ledger != first[0].Ledger || out[1].Ledger != first[2].Ledger || out[3].Ledger != first[3].Ledger {
+		t.Error("a remaining endpoint's ledger entry changed")
+	}
+}

@@ -58,7 +58,8 @@ type builder struct {
 	// names are the nodes of the shard, or of the apexes, being built.
 	names map[string]*Node
 	sh    *shard // the shard being built
-	seq   []int  // 0, 1, 2, … (shareIn)
+	// prev are the bound endpoints of the shard sh replaces (shard.bound).
+	prev []policy.Endpoint
 	// cands, members and hosts are the arrays that the shard's
 	// EndpointSets (one per zone) are cut from: three allocations per
 	// Service, sized for it.
@@ -66,6 +67,11 @@ type builder struct {
 	members []member
 	hosts   []int32
 	scratch candidateScratch
+	// reverse are the reverse zones' prefixes when reverseExact: then a
+	// PTR record of an address is a shard's exactly when one contains the
+	// address (addPTR), without spelling its reverse name.
+	reverse      []netip.Prefix
+	reverseExact bool
 }
 
 // newBuilder returns a builder of a snapshot of serial, with its apexes.
@@ -81,7 +87,30 @@ func newBuilder(opts *Options, serial uint32) *builder {
 	for i, a := range b.apexes {
 		a.index = i
 	}
+	b.reverse, b.reverseExact = reversePrefixes(opts)
 	return b
+}
+
+// reversePrefixes returns the prefixes of opts's reverse zones, and
+// whether they decide alone which addresses have PTR records in a
+// shard: when no zone nests in another, at most one apex holds an
+// address's reverse name, and no reverse zone is one address's name; so
+// that a reverse zone holds the name exactly when its prefix holds the
+// address. A reverse zone that is no prefix's name ("arpa.") makes it
+// false.
+func reversePrefixes(opts *Options) ([]netip.Prefix, bool) {
+	if zonesNest(opts) {
+		return nil, false
+	}
+	out := make([]netip.Prefix, 0, len(opts.ReverseZones))
+	for _, z := range opts.ReverseZones {
+		p, ok := parseReverse(z)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, p)
+	}
+	return out, true
 }
 
 // reserve makes room in the arenas for every endpoint of svc, when
@@ -234,6 +263,15 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 // addPTR adds a PTR record from ip's reverse name to to when the reverse
 // name is inside one of the reverse zones.
 func (b *builder) addPTR(ip netip.Addr, to ptrTarget) {
+	if b.reverseExact && !ip.Is4In6() && ip.Zone() == "" {
+		for _, p := range b.reverse {
+			if p.Contains(ip) {
+				b.scratch.ptrRecs.add(ip, to)
+				return
+			}
+		}
+		return
+	}
 	rev, err := dns.ReverseAddr(ip.String())
 	if err != nil {
 		return
@@ -243,7 +281,7 @@ func (b *builder) addPTR(ip netip.Addr, to ptrTarget) {
 		return
 	}
 	if rev != apex.Name {
-		b.sh.ptrs.add(ip, to)
+		b.scratch.ptrRecs.add(ip, to)
 		return
 	}
 	// The zone is one address's reverse name: its PTRs are the apex's.

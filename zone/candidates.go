@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
@@ -26,24 +27,18 @@ type candidate struct {
 }
 
 // endpointIDs returns the candidates' identities for policy.Bind, in b's
-// scratch until the next call.
-func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
-	keys := candidateKeys(cands)
-	ids := b.scratch.ids[:0]
-	for i, c := range cands {
-		id := c.id
-		id.Key = keys[i]
-		ids = append(ids, id)
-	}
-	b.scratch.ids = ids
-	return ids
-}
-
-// candidateKeys returns each candidate's Key, which identifies it across
+// scratch until the next call. A Key identifies its candidate across
 // replicas and snapshots: its Pod's namespace/name (the source's string),
 // else its first address.
-func candidateKeys(cands []*candidate) []string {
-	keys := packed(cands, func(c *candidate, b []byte) []byte {
+func (b *builder) endpointIDs(cands []*candidate) []policy.EndpointID {
+	sc := &b.scratch
+	ids := sc.ids[:0]
+	for _, c := range cands {
+		id := c.id
+		id.Key = c.src.PodKey()
+		ids = append(ids, id)
+	}
+	sc.packed(cands, func(c *candidate, b []byte) []byte {
 		switch {
 		case c.src.PodKey() != "":
 			return b
@@ -52,37 +47,33 @@ func candidateKeys(cands []*candidate) []string {
 		default:
 			return c.v6.AppendTo(b)
 		}
-	})
-	for i, c := range cands {
-		if c.src.PodKey() != "" {
-			keys[i] = c.src.PodKey()
+	}, func(i int, key string) { ids[i].Key = key })
+	sc.ids = ids
+	return ids
+}
+
+// packed calls set with the string that write appends for each candidate
+// (when it appends any), cut from one string: one allocation per Service
+// where there were one per endpoint, and one block of memory that the
+// snapshot's lifetime alone decides, not scattered among the build's
+// garbage. Its working space is sc's.
+func (sc *candidateScratch) packed(cands []*candidate, write func(c *candidate, b []byte) []byte, set func(i int, s string)) {
+	sc.bytes, sc.ends = sc.bytes[:0], sc.ends[:0]
+	for _, c := range cands {
+		sc.bytes = write(c, sc.bytes)
+		sc.ends = append(sc.ends, len(sc.bytes))
+	}
+	all, start := string(sc.bytes), 0
+	for i, end := range sc.ends {
+		if end > start {
+			set(i, all[start:end])
 		}
+		start = end
 	}
-	return keys
 }
 
-// packed returns the strings that write appends for each candidate, cut
-// from one string: one allocation per Service where there were one per
-// endpoint, and one block of memory that the snapshot's lifetime alone
-// decides, not scattered among the build's garbage.
-func packed(cands []*candidate, write func(c *candidate, b []byte) []byte) []string {
-	var b []byte
-	ends := make([]int, len(cands))
-	for i, c := range cands {
-		b = write(c, b)
-		ends[i] = len(b)
-	}
-	all := string(b)
-	out := make([]string, len(cands))
-	start := 0
-	for i, end := range ends {
-		out[i], start = all[start:end], end
-	}
-	return out
-}
-
-// candidateScratch is what headlessCandidates reuses from one Service to
-// the next. A build's temporary data, allocated afresh per Service, would
+// candidateScratch is what building a Service (headlessCandidates, its
+// PTR records) reuses from one Service to the next. A build's temporary data, allocated afresh per Service, would
 // scatter among the snapshot's and leave its memory spans part-used once
 // collected.
 type candidateScratch struct {
@@ -91,7 +82,24 @@ type candidateScratch struct {
 	ptrs   []*candidate
 	ids    []policy.EndpointID  // endpointIDs's
 	byKey  map[candidateKey]int // index into cands
-	seen   map[netip.Addr]bool
+	// seen4 and seen6 are the addresses of the candidates so far: an
+	// address repeated in another endpoint is its first one's.
+	seen4  map[uint32]struct{}
+	seen6  map[netip.Addr]struct{}
+	byHost map[string]int32 // markRepeats's
+	// bytes and ends are packed's: the strings it cuts, and where each
+	// candidate's ends.
+	bytes []byte
+	ends  []int
+	// ptrRecs are the PTR records of the shard being built (addPTR).
+	ptrRecs ptrRecords
+	// hosts are the named ready candidates of the EndpointSet being
+	// built, before addOwnNames keeps the unique ones.
+	hosts []int32
+	ins   inScratch // the arrays of the set's choices' In lists
+	// seq is 0, 1, 2, …: the In list of every choice that all of a
+	// set's candidates answer (shareIn), shared by snapshots.
+	seq []int
 }
 
 // candidateKey merges the endpoints of one Pod, or of one hostname, across
@@ -108,28 +116,26 @@ type candidateKey struct {
 // the next call.
 func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTerminating bool) []*candidate {
 	sc := &b.scratch
-	if sc.byKey == nil {
-		sc.byKey, sc.seen = make(map[candidateKey]int), make(map[netip.Addr]bool)
-	}
-	clear(sc.byKey)
-	clear(sc.seen)
+	sc.reset()
 	sc.slices = append(sc.slices[:0], ss...)
 	slices.SortFunc(sc.slices, func(x, y *EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+	// Endpoints merge only across address families: in slices of one
+	// family, every endpoint is a candidate of its own.
+	merge := slices.ContainsFunc(sc.slices, func(s *EndpointSlice) bool {
+		return (s.AddressType == "IPv4") != (sc.slices[0].AddressType == "IPv4")
+	})
 	sc.cands = sc.cands[:0]
 	for _, s := range sc.slices {
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
 			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
 			ip := e.Address()
-			if !usable || !ip.IsValid() {
+			if !usable || !ip.IsValid() || (s.AddressType == "IPv4") != ip.Is4() || !sc.firstSeen(ip) {
 				continue
 			}
-			if sc.seen[ip] || (s.AddressType == "IPv4") != ip.Is4() {
-				continue
-			}
-			sc.seen[ip] = true
 			var key candidateKey
 			switch {
+			case !merge:
 			case e.PodKey() != "":
 				key = candidateKey{pod: true, name: e.PodKey()}
 			case e.Hostname() != "":
@@ -163,20 +169,51 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 	}
 	sc.ptrs = sc.ptrs[:0]
 	for i := range sc.cands {
-		c := &sc.cands[i]
+		sc.ptrs = append(sc.ptrs, &sc.cands[i])
+	}
+	sc.nameHosts(podNames)
+	return sc.ptrs
+}
+
+// nameHosts sets the label of each candidate's own name: its hostname,
+// else (with podNames) its Pod's name, else its dashed address.
+func (sc *candidateScratch) nameHosts(podNames bool) {
+	sc.packed(sc.ptrs, func(c *candidate, b []byte) []byte {
 		switch {
 		case isLabel(c.id.Hostname):
 			c.host = hostFromHostname
 		case podNames && isLabel(strings.ToLower(c.src.PodName())):
 			c.id.Hostname, c.host = strings.ToLower(c.src.PodName()), hostFromPod
 		case c.v4.IsValid():
-			c.id.Hostname, c.host = dashed(c.v4), hostFrom4
+			b, c.host = appendDashed(b, c.v4), hostFrom4
 		default:
-			c.id.Hostname, c.host = dashed(c.v6), hostFrom6
+			b, c.host = appendDashed(b, c.v6), hostFrom6
 		}
-		sc.ptrs = append(sc.ptrs, c)
+		return b
+	}, func(i int, label string) { sc.ptrs[i].id.Hostname = label })
+}
+
+// reset empties the maps of headlessCandidates for the next Service.
+func (sc *candidateScratch) reset() {
+	if sc.byKey == nil {
+		sc.byKey, sc.seen4, sc.seen6 = make(map[candidateKey]int), make(map[uint32]struct{}), make(map[netip.Addr]struct{})
 	}
-	return sc.ptrs
+	clear(sc.byKey)
+	clear(sc.seen4)
+	clear(sc.seen6)
+}
+
+// firstSeen records ip among the candidates' addresses and reports
+// whether it was new.
+func (sc *candidateScratch) firstSeen(ip netip.Addr) bool {
+	n := len(sc.seen4) + len(sc.seen6)
+	if ip.Is4() {
+		b := ip.As4()
+		sc.seen4[binary.BigEndian.Uint32(b[:])] = struct{}{}
+	} else {
+		sc.seen6[ip] = struct{}{}
+	}
+	return len(sc.seen4)+len(sc.seen6) > n
 }
 
 // repeats reports whether a port appears twice in ports.

@@ -42,13 +42,18 @@ func (b *builder) addHeadless(svc *Service, ss []*EndpointSlice, owner string, a
 		owner: owner, srvWeight: uint16(max(1, 100/len(cands)))}
 	set.Candidates = cut(&b.cands, len(cands))
 	set.members = cut(&b.members, len(cands))
+	sp.Previous = b.prev
 	sp.Bind(b.endpointIDs(cands), set.Candidates)
-	ch := newSetChoices(set, len(cands))
+	if primary {
+		b.sh.bound = set.Candidates
+	}
+	ch := newSetChoices(set, len(cands), &b.scratch.ins)
+	set.hosts = b.scratch.hosts[:0]
 	for i, c := range cands {
 		b.addMember(set, &ch, i, c, primary)
 	}
 	b.addOwnNames(set, cands, apex)
-	set.markRepeats()
+	set.markRepeats(cands, &b.scratch.byHost)
 	ch.publish(b, apex)
 	if primary {
 		b.sh.endpoints += len(cands)
@@ -63,16 +68,37 @@ type setChoices struct {
 	portChoices map[Port]*Choice // by Name and Protocol
 	portOrder   []*Choice
 	ports       portFilter
+	ins         *inScratch // where the choices' In lists grow
 }
 
-func newSetChoices(set *EndpointSet, n int) setChoices {
+func newSetChoices(set *EndpointSet, n int, ins *inScratch) setChoices {
 	return setChoices{
 		n:           n,
-		a4:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeA},
-		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA},
-		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV},
+		a4:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeA, In: ins.take()},
+		a6:          &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeAAAA, In: ins.take()},
+		all:         &Choice{Set: set, Owner: set.owner, Qtype: dns.TypeSRV, In: ins.take()},
 		portChoices: map[Port]*Choice{},
+		ins:         ins,
 	}
+}
+
+// inScratch lends the choices of the set being built the arrays their
+// In lists grow in, kept from one Service to the next: publish copies
+// out only the lists that are not every candidate (shareIn), so that a
+// Service's rebuild allocates no list of all its candidates.
+type inScratch struct {
+	lists [][]int
+	used  int
+}
+
+// take lends the next array, empty; publish gives them all back, in the
+// order they were taken.
+func (s *inScratch) take() []int {
+	if s.used == len(s.lists) {
+		s.lists = append(s.lists, nil)
+	}
+	s.used++
+	return s.lists[s.used-1][:0]
 }
 
 // addMember fills in candidate i's member and adds it to the choices it
@@ -82,11 +108,11 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 	m.src, m.alt, m.flags = c.src, c.alt, c.host
 	if c.v4.IsValid() {
 		m.flags |= has4
-		ch.a4.add(i, ch.n)
+		ch.a4.add(i)
 	}
 	if c.v6.IsValid() {
 		m.flags |= has6
-		ch.a6.add(i, ch.n)
+		ch.a6.add(i)
 	}
 	// An endpoint whose name would pass 255 octets answers under the
 	// Service name only: no name, SRV or PTR records of its own.
@@ -108,14 +134,15 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 		pk := Port{Name: p.Name, Protocol: p.Protocol}
 		pc := ch.portChoices[pk]
 		if pc == nil {
-			pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + set.owner, Qtype: dns.TypeSRV, Port: &mports[k]}
+			pc = &Choice{Set: set, Owner: "_" + p.Name + "._" + p.Protocol + "." + set.owner, Qtype: dns.TypeSRV, Port: &mports[k],
+				In: ch.ins.take()}
 			ch.portChoices[pk] = pc
 			ch.portOrder = append(ch.portOrder, pc)
 		}
-		pc.add(i, ch.n)
+		pc.add(i)
 	}
 	if m.ports != 0 {
-		ch.all.add(i, ch.n)
+		ch.all.add(i)
 	}
 }
 
@@ -131,9 +158,11 @@ func (b *builder) addMemberPTRs(set *EndpointSet, i int, c *candidate) {
 // publish shares the choices' candidate lists and puts the choices that
 // answer anything on their nodes.
 func (ch *setChoices) publish(b *builder, apex *Apex) {
-	for _, c := range append([]*Choice{ch.a4, ch.a6, ch.all}, ch.portOrder...) {
+	for k, c := range append([]*Choice{ch.a4, ch.a6, ch.all}, ch.portOrder...) {
+		ch.ins.lists[k] = c.In[:0]
 		c.In = b.shareIn(c.In, ch.n)
 	}
+	ch.ins.used = 0
 	n := b.node(ch.a4.Owner, apex)
 	if len(ch.a4.In) > 0 {
 		n.ChosenA = ch.a4
@@ -149,11 +178,8 @@ func (ch *setChoices) publish(b *builder, apex *Apex) {
 	}
 }
 
-// add makes candidate i (of n) answer c, once.
-func (c *Choice) add(i, n int) {
-	if c.In == nil {
-		c.In = make([]int, 0, n)
-	}
+// add makes candidate i answer c, once.
+func (c *Choice) add(i int) {
 	if len(c.In) == 0 || c.In[len(c.In)-1] != i {
 		c.In = append(c.In, i)
 	}
@@ -186,6 +212,7 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 		}
 		k = run
 	}
+	b.scratch.hosts = set.hosts[:0]
 	set.hosts = cut(&b.hosts, len(unique))
 	copy(set.hosts, unique)
 	b.sh.ownNames += len(set.hosts)
@@ -195,19 +222,25 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 // of the same answer: those whose own name another candidate shares (two
 // endpoints of one hostname), and those with a port number twice. The
 // answer drops identical records (RFC 2181 5) and checks only these.
-func (s *EndpointSet) markRepeats() {
-	byName := make(map[string]int32, len(s.members))
+// Own names share the set's owner, so that equal names are equal
+// hostnames (cands's, from which the members were made); byHost is
+// scratch space, kept from one call to the next.
+func (s *EndpointSet) markRepeats(cands []*candidate, byHost *map[string]int32) {
+	if *byHost == nil {
+		*byHost = make(map[string]int32)
+	}
+	byName := *byHost
+	clear(byName)
 	for i := range s.members {
 		m := &s.members[i]
 		if m.flags&named == 0 || m.ports == 0 {
 			continue
 		}
-		name := string(s.appendOwnName(nil, m))
-		if first, ok := byName[name]; ok {
+		if first, ok := byName[cands[i].id.Hostname]; ok {
 			m.flags |= repeatsSRV
 			s.members[first].flags |= repeatsSRV
 		} else {
-			byName[name] = int32(i)
+			byName[cands[i].id.Hostname] = int32(i)
 		}
 		ports := s.ports(m)
 		for k := range ports {
@@ -269,15 +302,19 @@ func cut[T any](arena *[]T, n int) []T {
 	return (*arena)[start:len(*arena):len(*arena)]
 }
 
-// shareIn returns in, or, when it holds every one of n candidates (and so
-// is 0, 1, …, n-1), the builder's one such slice, read-only and shared by
-// every choice of that size.
+// shareIn returns a copy of in, which may be scratch space, or, when it
+// holds every one of n candidates (and so is 0, 1, …, n-1), the one such
+// slice, read-only and shared by every choice of that size and by later
+// builds; nil when in is empty.
 func (b *builder) shareIn(in []int, n int) []int {
 	if len(in) != n {
-		return in
+		return slices.Clip(slices.Clone(in))
 	}
-	for len(b.seq) < n {
-		b.seq = append(b.seq, len(b.seq))
+	seq := &b.scratch.seq
+	for len(*seq) < n {
+		// Appending never writes where a shared slice reads: each ends
+		// at its capacity, within the part already written.
+		*seq = append(*seq, len(*seq))
 	}
-	return b.seq[:n:n]
+	return (*seq)[:n:n]
 }

@@ -172,25 +172,55 @@ func (st *zoneState) update(serial uint32, touched map[serviceKey]touchedService
 		b.scratch, b.names = st.scratch, st.buildNames
 	}
 	defer func() { st.scratch, st.buildNames = b.scratch, b.names }()
-	var remove, add ptrRecords
+	var remove, add ptrLists
 	for k, t := range touched {
 		var sh *shard
 		if t.svc != nil {
-			sh = b.buildShard(t.svc, t.slices)
-			add.v4, add.v6 = append(add.v4, sh.ptrs.v4...), append(add.v6, sh.ptrs.v6...)
+			sh = b.buildShard(t.svc, t.slices, st.shards[k])
+			add.add(sh.ptrs)
 		}
 		if old := st.put(k, sh, t.svc, edits); old != nil {
-			remove.v4, remove.v6 = append(remove.v4, old.ptrs.v4...), append(remove.v6, old.ptrs.v6...)
+			remove.add(old.ptrs)
 		}
 	}
-	for _, x := range []*ptrRecords{&remove, &add} {
-		slices.SortFunc(x.v4, comparePTR[ptr4])
-		slices.SortFunc(x.v6, comparePTR[ptr6])
-	}
 	st.names = st.names.with(edits)
-	st.ptrs.v4 = st.ptrs.v4.with(remove.v4, add.v4)
-	st.ptrs.v6 = st.ptrs.v6.with(remove.v6, add.v6)
+	st.ptrs.v4 = st.ptrs.v4.with(merged(remove.v4), merged(add.v4))
+	st.ptrs.v6 = st.ptrs.v6.with(merged(remove.v6), merged(add.v6))
 	snap := &Snapshot{Serial: serial, apexes: b.apexes, names: st.names, ptrs: st.ptrs}
 	st.finish(snap)
 	return snap
+}
+
+// ptrLists are the PTR records of some shards, one sorted list per shard
+// and family.
+type ptrLists struct {
+	v4 [][]ptr4
+	v6 [][]ptr6
+}
+
+func (x *ptrLists) add(recs ptrRecords) {
+	if len(recs.v4) > 0 {
+		x.v4 = append(x.v4, recs.v4)
+	}
+	if len(recs.v6) > 0 {
+		x.v6 = append(x.v6, recs.v6)
+	}
+}
+
+// merged returns the records of lists, each sorted, in one sorted list:
+// the one list itself when there is one (the usual change touches one
+// Service), so that it is neither copied nor sorted again.
+func merged[R ptrRecord[R]](lists [][]R) []R {
+	if len(lists) <= 1 {
+		if len(lists) == 0 {
+			return nil
+		}
+		return lists[0]
+	}
+	var out []R
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.SortFunc(out, comparePTR[R])
+	return out
 }

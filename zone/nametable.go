@@ -21,8 +21,14 @@ type nameTable struct {
 	count int
 }
 
-// pageSize is the number of buckets per page: a page copy is 1.5 KiB.
-const pageSize = 64
+// pageSize is the number of buckets per page: a page copy is 1.5 KiB,
+// and the directory of a table sized for n names n/4 bytes. An edit of
+// one Service copies about ten pages (its names and the apexes').
+const pageSize = 32
+
+// pageBits is log2(pageSize): the hash bits that pick a bucket in its
+// page.
+const pageBits = 5
 
 type namePage [pageSize]nameBucket
 
@@ -59,7 +65,7 @@ func newNameTable(seed maphash.Seed, n int) *nameTable {
 // it.
 func (t *nameTable) bucket(name string) (page, slot int) {
 	h := maphash.String(t.seed, name)
-	return int(h>>6) & (len(t.dir) - 1), int(h & (pageSize - 1))
+	return int(h>>pageBits) & (len(t.dir) - 1), int(h & (pageSize - 1))
 }
 
 // get returns name's node, or nil.

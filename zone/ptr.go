@@ -131,6 +131,18 @@ func sealed[R ptrRecord[R]](recs []R) []R {
 	return slices.Clip(slices.Compact(recs))
 }
 
+// sealedCopy returns recs sorted as the index is, without repeats, in an
+// array of their size; recs, which it sorts, may be scratch space.
+func sealedCopy[R ptrRecord[R]](recs []R) []R {
+	if len(recs) == 0 {
+		return nil
+	}
+	if !slices.IsSortedFunc(recs, comparePTR[R]) {
+		slices.SortFunc(recs, comparePTR[R])
+	}
+	return slices.Clone(slices.Compact(recs))
+}
+
 // name returns the name to points to, made in buf when it is a member's.
 func (to ptrTarget) name(buf *RRBuf) string {
 	if to.idx == fixedTarget {

@@ -189,14 +189,12 @@ func BenchmarkLookupPTR(b *testing.B) {
 // each calls f with every record, in the index's order.
 func (x *ptrIndex) each(f func(addr netip.Addr, target string)) {
 	var buf RRBuf
-	for _, c := range x.v4.chunks {
-		for _, r := range c.recs {
-			f(r.ip(), r.to.name(&buf))
-		}
+	it4 := x.v4.from(ptr4{})
+	for r, ok := it4.next(); ok; r, ok = it4.next() {
+		f(r.ip(), r.to.name(&buf))
 	}
-	for _, c := range x.v6.chunks {
-		for _, r := range c.recs {
-			f(r.ip(), r.to.name(&buf))
-		}
+	it6 := x.v6.from(ptr6{})
+	for r, ok := it6.next(); ok; r, ok = it6.next() {
+		f(r.ip(), r.to.name(&buf))
 	}
 }

@@ -3,13 +3,30 @@ package zone
 import "slices"
 
 // ptrSeq is a persistent sorted sequence of PTR records: a list of
-// chunks, each a sorted array of at most 2*ptrChunkSize records, in
-// order. with copies the list and the chunks its edits touch, and shares
-// the others; nothing it returns is modified afterwards, so that readers
-// need no lock.
+// groups of chunks, each chunk a sorted array of at most 2*ptrChunkSize
+// records, each group at most 2*ptrGroupSize chunks, in order. with
+// copies the group list, the groups and the chunks its edits touch, and
+// shares the others, so that an edit copies a few KiB whatever the
+// sequence's length; nothing it returns is modified afterwards, so that
+// readers need no lock.
 type ptrSeq[R ptrRecord[R]] struct {
-	chunks []ptrChunk[R]
+	groups []ptrGroup[R]
 }
+
+// ptrGroup is a non-empty run of chunks, its first and last record (kept
+// beside it, so that searches read one array), and the number of
+// distinct addresses in it.
+type ptrGroup[R ptrRecord[R]] struct {
+	chunks      []ptrChunk[R]
+	first, last R
+	owners      int
+}
+
+// ptrGroupSize is the number of chunks groups are cut to: an edit copies
+// about 5 KiB of chunk list per group it touches, and the group list is
+// 1/ptrGroupSize of the chunk list. A variable so that tests can cut
+// small groups.
+var ptrGroupSize = 64
 
 // ptrChunk is a non-empty sorted run of records, its first and last
 // (kept beside it, so that searches and counts over the chunk list read
@@ -47,55 +64,97 @@ func appendChunks[R ptrRecord[R]](chunks []ptrChunk[R], recs []R) []ptrChunk[R] 
 	return chunks
 }
 
+// newPTRSeq returns the sequence of recs, sorted, which it keeps.
+func newPTRSeq[R ptrRecord[R]](recs []R) ptrSeq[R] {
+	return ptrSeq[R]{groups: appendGroups(nil, appendChunks(nil, recs))}
+}
+
+// appendGroups appends chunks, in order, cut into groups of ptrGroupSize.
+func appendGroups[R ptrRecord[R]](groups []ptrGroup[R], chunks []ptrChunk[R]) []ptrGroup[R] {
+	for len(chunks) > 0 {
+		n := min(len(chunks), ptrGroupSize)
+		if len(chunks) <= 2*ptrGroupSize {
+			n = len(chunks)
+		}
+		g := ptrGroup[R]{chunks: chunks[:n:n], first: chunks[0].first, last: chunks[n-1].last}
+		g.owners = countOwners(g.chunks, func(c ptrChunk[R]) (int, R, R) { return c.owners, c.first, c.last })
+		groups = append(groups, g)
+		chunks = chunks[n:]
+	}
+	return groups
+}
+
+// countOwners counts the distinct addresses of parts in order, each
+// with its count, first and last record: an address across a boundary
+// counts once.
+func countOwners[P any, R ptrRecord[R]](parts []P, of func(P) (int, R, R)) int {
+	n := 0
+	var prev R
+	for i, p := range parts {
+		owners, first, last := of(p)
+		n += owners
+		if i > 0 && prev.cmpAddr(first) == 0 {
+			n--
+		}
+		prev = last
+	}
+	return n
+}
+
 // ptrIter walks a sequence from a position.
 type ptrIter[R ptrRecord[R]] struct {
-	chunks []ptrChunk[R]
-	c, r   int
+	groups  []ptrGroup[R]
+	g, c, r int
 }
 
 func (it *ptrIter[R]) next() (R, bool) {
-	for it.c < len(it.chunks) {
-		if recs := it.chunks[it.c].recs; it.r < len(recs) {
-			it.r++
-			return recs[it.r-1], true
+	for it.g < len(it.groups) {
+		chunks := it.groups[it.g].chunks
+		for it.c < len(chunks) {
+			if recs := chunks[it.c].recs; it.r < len(recs) {
+				it.r++
+				return recs[it.r-1], true
+			}
+			it.c, it.r = it.c+1, 0
 		}
-		it.c, it.r = it.c+1, 0
+		it.g, it.c = it.g+1, 0
 	}
 	var zero R
 	return zero, false
 }
 
+// firstNotBefore returns the index of the first of n parts whose last
+// record's address is not before k's (n when none is).
+func firstNotBefore[R ptrRecord[R]](n int, last func(int) R, k R) int {
+	lo, hi := 0, n
+	for lo < hi {
+		if mid := int(uint(lo+hi) >> 1); last(mid).cmpAddr(k) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
 // from returns an iterator at the first record whose address is k's or
 // after it.
 func (s *ptrSeq[R]) from(k R) ptrIter[R] {
-	c, _ := slices.BinarySearchFunc(s.chunks, k, func(c ptrChunk[R], k R) int {
-		if c.last.cmpAddr(k) < 0 {
-			return -1
-		}
-		return 1
-	})
-	it := ptrIter[R]{chunks: s.chunks, c: c}
-	if c < len(s.chunks) {
-		it.r, _ = slices.BinarySearchFunc(s.chunks[c].recs, k, func(r, k R) int {
-			if r.cmpAddr(k) < 0 {
-				return -1
-			}
-			return 1
-		})
+	it := ptrIter[R]{groups: s.groups}
+	it.g = firstNotBefore(len(s.groups), func(i int) R { return s.groups[i].last }, k)
+	if it.g == len(s.groups) {
+		return it
 	}
+	chunks := s.groups[it.g].chunks
+	it.c = firstNotBefore(len(chunks), func(i int) R { return chunks[i].last }, k)
+	recs := chunks[it.c].recs
+	it.r = firstNotBefore(len(recs), func(i int) R { return recs[i] }, k)
 	return it
 }
 
 // owners counts the distinct addresses of the sequence.
 func (s *ptrSeq[R]) owners() int {
-	n := 0
-	for i, c := range s.chunks {
-		n += c.owners
-		if i > 0 && s.chunks[i-1].last.cmpAddr(c.first) == 0 {
-			n--
-		}
-	}
-	return n
+	return countOwners(s.groups, func(g ptrGroup[R]) (int, R, R) { return g.owners, g.first, g.last })
 }
 
 // with returns the sequence with the records of remove taken out and
@@ -105,17 +164,42 @@ func (s ptrSeq[R]) with(remove, add []R) ptrSeq[R] {
 	if len(remove) == 0 && len(add) == 0 {
 		return s
 	}
-	if len(s.chunks) == 0 {
-		return ptrSeq[R]{chunks: appendChunks(nil, slices.Clone(add))}
+	if len(s.groups) == 0 {
+		return newPTRSeq(slices.Clone(add))
 	}
-	out := make([]ptrChunk[R], 0, len(s.chunks)+1)
+	out := make([]ptrGroup[R], 0, len(s.groups)+1)
+	next := 0 // the first group not yet in out
+	for len(remove) > 0 || len(add) > 0 {
+		g := partOf(len(s.groups), func(i int) R { return s.groups[i].last }, remove, add)
+		end, last := s.groups[g].last, g == len(s.groups)-1
+		rm, ad := cutUpTo(&remove, end, last), cutUpTo(&add, end, last)
+		out = append(out, s.groups[next:g]...)
+		chunks := chunksWith(s.groups[g].chunks, rm, ad)
+		// A group that edits shrank joins its predecessor, so that
+		// removals do not leave the list many small groups.
+		if n := len(out); n > 0 && len(chunks) < ptrGroupSize/2 && len(out[n-1].chunks)+len(chunks) <= 2*ptrGroupSize {
+			chunks = append(slices.Clone(out[n-1].chunks), chunks...)
+			out = out[:n-1]
+		}
+		out = appendGroups(out, chunks)
+		next = g + 1
+	}
+	return ptrSeq[R]{groups: slices.Clip(append(out, s.groups[next:]...))}
+}
+
+// chunksWith returns a new list of chunks: those of chunks, a non-empty
+// list, with remove's records taken out and add's put in, where remove
+// and add belong (all of them, past the last chunk's end, in the last).
+// Chunks that the edits do not touch are shared.
+func chunksWith[R ptrRecord[R]](chunks []ptrChunk[R], remove, add []R) []ptrChunk[R] {
+	out := make([]ptrChunk[R], 0, len(chunks)+1)
 	next := 0 // the first chunk not yet in out
 	for len(remove) > 0 || len(add) > 0 {
-		c := s.chunkOf(remove, add)
-		end, last := s.chunks[c].last, c == len(s.chunks)-1
+		c := partOf(len(chunks), func(i int) R { return chunks[i].last }, remove, add)
+		end, last := chunks[c].last, c == len(chunks)-1
 		rm, ad := cutUpTo(&remove, end, last), cutUpTo(&add, end, last)
-		out = append(out, s.chunks[next:c]...)
-		recs := edited(s.chunks[c].recs, rm, ad)
+		out = append(out, chunks[next:c]...)
+		recs := edited(chunks[c].recs, rm, ad)
 		// A chunk that edits shrank joins its predecessor, so that
 		// removals do not leave the list many small chunks.
 		if n := len(out); n > 0 && len(recs) < ptrChunkSize/2 && len(out[n-1].recs)+len(recs) <= 2*ptrChunkSize {
@@ -125,20 +209,23 @@ func (s ptrSeq[R]) with(remove, add []R) ptrSeq[R] {
 		out = appendChunks(out, recs)
 		next = c + 1
 	}
-	return ptrSeq[R]{chunks: slices.Clip(append(out, s.chunks[next:]...))}
+	return slices.Clip(append(out, chunks[next:]...))
 }
 
-// chunkOf returns the chunk where the first of remove and add belongs:
-// the first whose last record is not before it, or the last chunk.
-func (s ptrSeq[R]) chunkOf(remove, add []R) int {
+// partOf returns the part (of n, each ending with last(i)) where the
+// first of remove and add belongs: the first whose last record is not
+// before it, or the last part.
+func partOf[R ptrRecord[R]](n int, last func(int) R, remove, add []R) int {
 	k := cmpFirst(remove, add)
-	c, _ := slices.BinarySearchFunc(s.chunks, k, func(c ptrChunk[R], k R) int {
-		if comparePTR(c.last, k) < 0 {
-			return -1
+	lo, hi := 0, n
+	for lo < hi {
+		if mid := int(uint(lo+hi) >> 1); comparePTR(last(mid), k) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
 		}
-		return 1
-	})
-	return min(c, len(s.chunks)-1)
+	}
+	return min(lo, n-1)
 }
 
 // cmpFirst returns the first record of a and b, either non-empty.

@@ -12,6 +12,16 @@ import (
 // record of an address across chunk boundaries, counts distinct
 // addresses, and leaves the sequences it was made from as they were.
 func TestPTRSeqEdits(t *testing.T) {
+	for _, size := range []int{2, 64} {
+		t.Run(fmt.Sprintf("group=%d", size), func(t *testing.T) {
+			defer func(was int) { ptrGroupSize = was }(ptrGroupSize)
+			ptrGroupSize = size
+			testPTRSeqEdits(t)
+		})
+	}
+}
+
+func testPTRSeqEdits(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	sets := make([]*EndpointSet, 40)
 	for i := range sets {
@@ -54,11 +64,19 @@ func TestPTRSeqEdits(t *testing.T) {
 func checkPTRSeq(t *testing.T, seq ptrSeq[ptr4], want []ptr4) {
 	t.Helper()
 	var got []ptr4
-	for _, c := range seq.chunks {
-		if len(c.recs) == 0 || len(c.recs) > 2*ptrChunkSize {
-			t.Fatalf("a chunk of %d records", len(c.recs))
+	for _, g := range seq.groups {
+		if len(g.chunks) == 0 || len(g.chunks) > 2*ptrGroupSize {
+			t.Fatalf("a group of %d chunks", len(g.chunks))
 		}
-		got = append(got, c.recs...)
+		if g.first != g.chunks[0].first || g.last != g.chunks[len(g.chunks)-1].last {
+			t.Fatalf("a group's first and last are not its chunks'")
+		}
+		for _, c := range g.chunks {
+			if len(c.recs) == 0 || len(c.recs) > 2*ptrChunkSize {
+				t.Fatalf("a chunk of %d records", len(c.recs))
+			}
+			got = append(got, c.recs...)
+		}
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("sequence of %d records differs from the %d expected", len(got), len(want))

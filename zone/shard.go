@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/hdns-dev/hdns/policy"
 )
 
 // serviceKey names a Service, or the Service an EndpointSlice belongs to.
@@ -34,18 +36,28 @@ type shard struct {
 	// names without a stored node.
 	endpoints, ownNames int
 	policyErr           error
+	// bound are the endpoints of its EndpointSet in the primary zone, as
+	// policy bound them: the next build of the Service binds after them
+	// (policy.ServiceChain.Previous).
+	bound []policy.Endpoint
 }
 
-// buildShard builds svc's shard from its slices.
-func (b *builder) buildShard(svc *Service, ss []*EndpointSlice) *shard {
+// buildShard builds svc's shard from its slices; prev is the shard it
+// replaces, or nil.
+func (b *builder) buildShard(svc *Service, ss []*EndpointSlice, prev *shard) *shard {
 	sh := &shard{}
-	b.sh = sh
+	b.sh, b.prev = sh, nil
+	if prev != nil {
+		b.prev = prev.bound
+	}
+	recs := &b.scratch.ptrRecs
+	recs.v4, recs.v6 = recs.v4[:0], recs.v6[:0]
 	b.reserve(svc, ss)
 	clear(b.names)
 	for _, z := range b.opts.Zones {
 		b.addService(svc, ss, z, z == b.opts.Zones[0])
 	}
-	sh.ptrs.seal()
+	sh.ptrs = ptrRecords{v4: sealedCopy(recs.v4), v6: sealedCopy(recs.v6)}
 	for name, n := range b.names {
 		sh.nodes = append(sh.nodes, nameEntry{name, n})
 	}
@@ -57,7 +69,7 @@ func (b *builder) buildShard(svc *Service, ss []*EndpointSlice) *shard {
 			sh.above = append(sh.above, nameEntry{name, n})
 		}
 	})
-	b.sh = nil
+	b.sh, b.prev = nil, nil
 	return sh
 }
 
@@ -101,7 +113,7 @@ func buildFull(opts *Options, serial uint32, services []*Service, slices []*Endp
 	}
 	st := newZoneState(opts)
 	for _, svc := range services {
-		st.put(keyOf(svc), b.buildShard(svc, slicesOf[keyOf(svc)]), svc, nil)
+		st.put(keyOf(svc), b.buildShard(svc, slicesOf[keyOf(svc)], nil), svc, nil)
 	}
 	return st.assemble(b, static, services), st
 }
@@ -133,8 +145,8 @@ func (st *zoneState) assemble(b *builder, static map[string]*Node, services []*S
 	st.names = newNameTable(maphash.MakeSeed(), len(names))
 	st.names.fill(names)
 	st.ptrs = ptrIndex{ttl: st.opts.TTL}
-	st.ptrs.v4.chunks = appendChunks(nil, ptrs.v4)
-	st.ptrs.v6.chunks = appendChunks(nil, ptrs.v6)
+	st.ptrs.v4 = newPTRSeq(ptrs.v4)
+	st.ptrs.v6 = newPTRSeq(ptrs.v6)
 	snap := &Snapshot{Serial: b.serial, apexes: b.apexes, names: st.names, ptrs: st.ptrs}
 	st.finish(snap)
 	return snap

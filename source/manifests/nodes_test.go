@@ -41,9 +41,9 @@ func TestSourceNodes(t *testing.T) {
 		client string
 		want   topology.Location
 	}{
-		{client: "192.168.0.1", want: topology.Location{Node: "node-a", Zone: "zone-a", By: topology.ByNodeAddress}},
-		{client: "10.0.2.7", want: topology.Location{Node: "node-b", Zone: "zone-b", By: topology.ByPodCIDR}},
-		{client: "10.9.0.1", want: topology.Location{Node: "node-b", Zone: "zone-b", By: topology.ByEndpoint}},
+		{client: "192.168.0.1", want: topology.Location{Node: "node-a", Zone: "zone-a", By: topology.ByNodeAddress, Bits: 32}},
+		{client: "10.0.2.7", want: topology.Location{Node: "node-b", Zone: "zone-b", By: topology.ByPodCIDR, Bits: 24}},
+		{client: "10.9.0.1", want: topology.Location{Node: "node-b", Zone: "zone-b", By: topology.ByEndpoint, Bits: 32}},
 	} {
 		if got := at(c.client); got != c.want {
 			t.Errorf("Locate(%s) = %+v, want %+v", c.client, got, c.want)
@@ -61,7 +61,7 @@ func TestSourceNodes(t *testing.T) {
 	if got := at("10.0.1.1"); got.Zone != "zone-c" {
 		t.Errorf("after the edit node-a's pods are at %+v", got)
 	}
-	if got := at("10.9.0.1"); got != (topology.Location{Node: "node-b", Zone: "zone-b", By: topology.ByEndpoint}) {
+	if got := at("10.9.0.1"); got != (topology.Location{Node: "node-b", Zone: "zone-b", By: topology.ByEndpoint, Bits: 32}) {
 		t.Errorf("a pod of the removed node-b is at %+v, want its endpoint's node and zone", got)
 	}
 
