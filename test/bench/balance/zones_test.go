@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -139,12 +140,7 @@ func TestBalanceZones(t *testing.T) {
 	}
 	began := time.Now()
 	ctx := context.Background()
-	hdnsBin := os.Getenv("HDNS_BENCH_HDNS")
-	if hdnsBin == "" {
-		build := harness.Binary{Pkg: harness.HDNS}
-		t.Cleanup(build.Remove)
-		hdnsBin = build.Path(t)
-	}
+	hdnsBin := hdnsBinary(t)
 	t.Logf("hdns built after %v", time.Since(began).Round(time.Millisecond))
 	lay := zoneLayout{nodesPerZone: max(1, cfg.caches/zoneCount), hostsPerNode: cfg.goHostsPerCache}
 
@@ -174,18 +170,36 @@ func TestBalanceZones(t *testing.T) {
 	}
 	report := fmt.Sprintf("\n# hdns balance within zones\n\n%s\n\n%s\n%s", zoneModel(cfg, lay), zoneTable(results), zoneVerdict(results))
 	t.Logf("\n%s", report)
-	if dir := os.Getenv("HDNS_BENCH_OUT"); dir != "" {
-		// Appended: TestBalance, which runs first, writes the file anew.
-		f, err := os.OpenFile(dir+"/balance.md", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(report); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendReport(t, report)
 	t.Logf("zone benchmark took %v", time.Since(began).Round(time.Second))
+}
+
+// hdnsBinary is HDNS_BENCH_HDNS, else hdns built from the work tree for
+// the test.
+func hdnsBinary(t *testing.T) string {
+	if bin := os.Getenv("HDNS_BENCH_HDNS"); bin != "" {
+		return bin
+	}
+	build := harness.Binary{Pkg: harness.HDNS}
+	t.Cleanup(build.Remove)
+	return build.Path(t)
+}
+
+// appendReport appends report to HDNS_BENCH_OUT/balance.md, when set:
+// TestBalance, which runs first, writes the file anew.
+func appendReport(t *testing.T, report string) {
+	dir := os.Getenv("HDNS_BENCH_OUT")
+	if dir == "" {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "balance.md"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(report); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // createZoneNodes creates the layout's Nodes with their zone labels,
