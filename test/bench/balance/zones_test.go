@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,8 +127,8 @@ type zoneResult struct {
 // client hosts on every node asking hdns directly from their pod address
 // or through their node's cache, and for each, the share of connections
 // that land in the client's zone and max/mean among each zone's pods.
-// Opt-in: HDNS_BENCH_ONLY=zone; the smoke run runs it with 3 pods per zone
-// and one node per zone.
+// Opt-in: HDNS_BENCH_ONLY=zone (HDNS_BENCH_ZONE_NODES sets the nodes per
+// zone); the smoke run runs it with 3 pods per zone and one node per zone.
 func TestBalanceZones(t *testing.T) {
 	cfg := benchConfig(t)
 	smoke := os.Getenv("HDNS_BENCH_SMOKE") != "" || testing.Short()
@@ -142,7 +143,7 @@ func TestBalanceZones(t *testing.T) {
 	ctx := context.Background()
 	hdnsBin := hdnsBinary(t)
 	t.Logf("hdns built after %v", time.Since(began).Round(time.Millisecond))
-	lay := zoneLayout{nodesPerZone: max(1, cfg.caches/zoneCount), hostsPerNode: cfg.goHostsPerCache}
+	lay := zoneLayout{nodesPerZone: zoneNodesPerZone(t, cfg, smoke), hostsPerNode: cfg.goHostsPerCache}
 
 	cp := harness.Start(t, harness.Options{})
 	if _, err := cp.CreateNamespace(ctx, namespace); err != nil {
@@ -162,16 +163,38 @@ func TestBalanceZones(t *testing.T) {
 	for s, n := range cfg.sizes {
 		lay.n = n
 		scs := createZoneScenarios(ctx, t, cp, h, lay, s)
-		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
-			rs := runZoneScenarios(t, cfg, h, lay, scs)
-			results = append(results, rs...)
-			t.Logf("\n%s", zoneTable(rs))
-		})
+		// One path at a time, as TestBalance runs its slots.
+		for pa, path := range zonePaths {
+			t.Run(fmt.Sprintf("%s/N=%d", path.key, n), func(t *testing.T) {
+				rs := runZoneScenarios(t, cfg, h, lay, slices.DeleteFunc(slices.Clone(scs), func(sc *zoneScenario) bool { return sc.path != pa }))
+				results = append(results, rs...)
+				t.Logf("\n%s", zoneTable(rs))
+			})
+		}
 	}
 	report := fmt.Sprintf("\n# hdns balance within zones\n\n%s\n\n%s\n%s", zoneModel(cfg, lay), zoneTable(results), zoneVerdict(results))
 	t.Logf("\n%s", report)
 	appendReport(t, report)
 	t.Logf("zone benchmark took %v", time.Since(began).Round(time.Second))
+}
+
+// zoneNodesPerZone is HDNS_BENCH_ZONE_NODES, else cfg.caches (1 in the
+// smoke run): each node has one cache, so that each zone has as many
+// caches and client hosts as TestBalance has in all, and its rows compare
+// with TestBalance's.
+func zoneNodesPerZone(t *testing.T, cfg config, smoke bool) int {
+	v := os.Getenv("HDNS_BENCH_ZONE_NODES")
+	switch {
+	case v == "" && smoke:
+		return 1
+	case v == "":
+		return cfg.caches
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n*zoneCount > 250 {
+		t.Fatalf("HDNS_BENCH_ZONE_NODES=%q: want nodes per zone from 1 to %d", v, 250/zoneCount)
+	}
+	return n
 }
 
 // hdnsBinary is HDNS_BENCH_HDNS, else hdns built from the work tree for
@@ -343,14 +366,14 @@ func createZoneScenarios(ctx context.Context, t *testing.T, cp *harness.ControlP
 	return scs
 }
 
-// runZoneScenarios runs every scenario concurrently for the warm-up and
-// steady windows and returns the rows.
+// runZoneScenarios runs the scenarios scs together for the warm-up and
+// steady windows and returns their rows.
 func runZoneScenarios(t *testing.T, cfg config, h *hdnsProc, lay zoneLayout, scs []*zoneScenario) []zoneResult {
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.warm+cfg.steady)
 	defer cancel()
 	var wg sync.WaitGroup
-	for si, sc := range scs {
+	for _, sc := range scs {
 		sc.bk = startBackends(t, sc.subnet, zoneCount*lay.n, begin)
 		sc.zoneOf = map[netip.Addr]int{}
 		for g := range lay.nodes() {
@@ -359,7 +382,7 @@ func runZoneScenarios(t *testing.T, cfg config, h *hdnsProc, lay zoneLayout, scs
 				server = zoneNodeAddr(g) + ":" + dnsPort
 			}
 			for hst := range lay.hostsPerNode {
-				src := lay.clientAddr(si, g, hst)
+				src := lay.clientAddr(sc.path*len(zonePolicies)+sc.policy, g, hst)
 				sc.zoneOf[src] = lay.nodeZone(g)
 				wg.Go(func() { goClient(ctx, src, server, sc.fqdn, sc.bk.port, cfg.goPause, &sc.errs) })
 			}
@@ -454,7 +477,7 @@ in its node's podCIDR (hdns places it "by pod-cidr"), connecting from that addre
 pausing %v. direct: the hosts ask hdns. cache: each host asks its node's cache (CoreDNS cache 30, min TTL %d s, forward
 with source_address = the node's address: hdns places the cache "by node-address", as a NodeLocal DNSCache forwarding from
 its node). glibc clients are left out: glibc cannot choose its source address, so neither hdns nor the backends could place
-them. All scenarios of one size run at once; warm-up %v (not counted), then %v measured. "in client's zone" is the share
+them. The scenarios of one size and path run at once; warm-up %v (not counted), then %v measured. "in client's zone" is the share
 of connections whose backend is in the zone of the client's node, counted at the backends from the connection's source
 address; max/mean is over the N pods of each zone.`,
 		zoneCount, lay.nodesPerZone, lay.nodesPerZone, lay.hostsPerNode, cfg.goPause, cfg.ttl, cfg.warm, cfg.steady)
