@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -35,6 +36,10 @@ const (
 	// spillSlowFactor is how many times slower the pods of zone-a are.
 	spillSlowFactor = 3
 	spillScrape     = time.Second
+	// spillOpenRate is each client's request rate in the open loop, per
+	// second: 4 clients offer a zone 180 requests/s, where zone-a's pods
+	// serve 133/s and each other zone's 400/s.
+	spillOpenRate = 45.0
 	// spillQuery smooths the scraped in-flight gauge over a few scrapes,
 	// as BenchmarkClosedLoop does.
 	spillQuery = "avg_over_time(inflight[3s])"
@@ -53,6 +58,27 @@ func spillTimingOf(smoke bool) spillTiming {
 		return spillTiming{warmup: time.Second, phase: 4 * time.Second, rounds: 1}
 	}
 	return spillTiming{warmup: 3 * time.Second, phase: 13 * time.Second, rounds: 2}
+}
+
+// spillLoads are how the clients load the pods: closed, each client
+// sending its next request as soon as the previous one is answered (the
+// load of a zone is bounded by its clients: a slow zone is never
+// overloaded, its clients only wait longer), or open, Poisson arrivals at
+// spillOpenRate per client whatever the answers take (a slow zone that
+// keeps its clients' requests falls behind without bound).
+var spillLoads = []struct {
+	key  string
+	rate float64 // requests per second per client; 0: closed loop
+}{
+	{key: "closed"},
+	{key: "open", rate: spillOpenRate},
+}
+
+func spillLoadDesc(l int) string {
+	if spillLoads[l].rate == 0 {
+		return "closed"
+	}
+	return fmt.Sprintf("open, %.0f/s per zone", spillLoads[l].rate*spillClientsPerZone)
 }
 
 // spillPolicies are the phases of one round: hdns policies, each its own
@@ -93,10 +119,10 @@ func (b *spillBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // spillSet is one phase's pods, all listening on port.
 type spillSet struct {
-	round, policy int
-	service       string
-	port          int
-	pods          []*spillBackend
+	round, load, policy int
+	service             string
+	port                int
+	pods                []*spillBackend
 }
 
 func spillNodeAddr(z int) string { return fmt.Sprintf("127.54.2.%d", z+1) }
@@ -105,12 +131,13 @@ func spillClientAddr(z, c int) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 57, byte(z), byte(c + 1)})
 }
 
-// startSpillSet starts phase (round r, policy p)'s pods: spillPodsPerZone
-// per zone on 127.58.<phase>.x, zone-a's spillSlowFactor times slower.
-func startSpillSet(t *testing.T, r, p int) *spillSet {
+// startSpillSet starts phase (round r, load l, policy p)'s pods:
+// spillPodsPerZone per zone on 127.58.<phase>.x, zone-a's spillSlowFactor
+// times slower.
+func startSpillSet(t *testing.T, r, l, p int) *spillSet {
 	t.Helper()
-	phase := r*len(spillPolicies) + p
-	s := &spillSet{round: r, policy: p, service: fmt.Sprintf("%s-r%d", spillPolicies[p].key, r)}
+	phase := (r*len(spillLoads)+l)*len(spillPolicies) + p
+	s := &spillSet{round: r, load: l, policy: p, service: fmt.Sprintf("%s-%s-r%d", spillPolicies[p].key, spillLoads[l].key, r)}
 	for i := range zoneCount * spillPodsPerZone {
 		b := &spillBackend{pod: fmt.Sprintf("%s-%d", s.service, i), zone: i / spillPodsPerZone,
 			addr: netip.AddrFrom4([4]byte{127, 58, byte(phase), byte(i + 1)}), service: spillService}
@@ -161,6 +188,7 @@ func spillManifest(t *testing.T, sets []*spillSet) string {
 // spillResult is one phase's row.
 type spillResult struct {
 	round          int
+	load           int
 	policy         string
 	requests       int
 	p50, p99       time.Duration
@@ -179,11 +207,13 @@ type spillResult struct {
 // hdns reads Nodes (zone, address, podCIDR), Services and EndpointSlices
 // from --manifests and polls Prometheus every 500 ms; spillClientsPerZone
 // clients per zone ask it from their own address in their zone's podCIDR
-// with Go's resolver and send one request to the first address, again as
-// soon as it is answered. Each policy is a phase with its own Service
-// over its own pods, run one after the other, two rounds, the second in
-// reverse order. Opt-in: HDNS_BENCH_ONLY=zone (with HDNS_BENCH_SMOKE, one
-// short round).
+// with Go's resolver and send one request to the first address, under
+// each of spillLoads: again as soon as it is answered (closed), or at a
+// fixed rate that overloads zone-a if it serves its own clients alone
+// (open). Each policy and load is a phase with its own Service over its
+// own pods, run one after the other, two rounds, the second in reverse
+// order. Opt-in: HDNS_BENCH_ONLY=zone (with HDNS_BENCH_SMOKE, one short
+// round).
 func TestBalanceZoneSpill(t *testing.T) {
 	cfg := benchConfig(t)
 	if !slices.Contains(cfg.only, zoneKey) {
@@ -194,11 +224,13 @@ func TestBalanceZoneSpill(t *testing.T) {
 	var sets []*spillSet
 	var targets []string
 	for r := range tm.rounds {
-		for p := range spillPolicies {
-			s := startSpillSet(t, r, p)
-			sets = append(sets, s)
-			for _, b := range s.pods {
-				targets = append(targets, netip.AddrPortFrom(b.addr, uint16(s.port)).String())
+		for l := range spillLoads {
+			for p := range spillPolicies {
+				s := startSpillSet(t, r, l, p)
+				sets = append(sets, s)
+				for _, b := range s.pods {
+					targets = append(targets, netip.AddrPortFrom(b.addr, uint16(s.port)).String())
+				}
 			}
 		}
 	}
@@ -217,16 +249,15 @@ func TestBalanceZoneSpill(t *testing.T) {
 	}
 
 	var rs []spillResult
+	per := len(spillPolicies)
 	for r := range tm.rounds {
-		order := slices.Clone(sets[r*len(spillPolicies) : (r+1)*len(spillPolicies)])
-		if r%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, s := range order {
-			res := runSpillPhase(t, tm, h, s)
-			t.Logf("round %d %-46s requests %6d p50 %6.2f ms p99 %6.2f ms (slow zone's clients %6.2f, others %6.2f) in zone %5.1f%% slow zone serves %5.1f%% errors %d",
-				r+1, res.policy, res.requests, ms(res.p50), ms(res.p99), ms(res.p99Slow), ms(res.p99Fast), 100*res.inZone, 100*res.slowShare, res.errors)
-			rs = append(rs, res)
+		for l := range spillLoads {
+			first := (r*len(spillLoads) + l) * per
+			order := slices.Clone(sets[first : first+per])
+			if r%2 == 1 {
+				slices.Reverse(order)
+			}
+			rs = append(rs, runSpillPhases(t, tm, h, order)...)
 		}
 	}
 	report := fmt.Sprintf("\n# hdns zone spill-over under live load\n\n%s\n\n%s\n%s", spillModel(tm), spillTable(rs), spillVerdict(rs))
@@ -234,65 +265,88 @@ func TestBalanceZoneSpill(t *testing.T) {
 	appendReport(t, report)
 }
 
-// runSpillPhase runs the closed loop against phase s and returns its row.
-func runSpillPhase(t *testing.T, tm spillTiming, h *hdnsProc, s *spillSet) spillResult {
-	pol := spillPolicies[s.policy]
-	res := spillResult{round: s.round, policy: pol.policy}
-	if pol.policy == "" {
-		res.policy = "ideal-jsq (zone-blind, in-flight read directly)"
+// runSpillPhases runs the phases sets one after the other.
+func runSpillPhases(t *testing.T, tm spillTiming, h *hdnsProc, sets []*spillSet) []spillResult {
+	var rs []spillResult
+	for _, s := range sets {
+		res := runSpillPhase(t, tm, h, s)
+		t.Logf("round %d %s %-46s requests %6d p50 %6.2f ms p99 %6.2f ms (slow zone's clients %6.2f, others %6.2f) in zone %5.1f%% slow zone serves %5.1f%% errors %d",
+			res.round+1, spillLoadDesc(res.load), res.policy, res.requests, ms(res.p50), ms(res.p99), ms(res.p99Slow), ms(res.p99Fast), 100*res.inZone, 100*res.slowShare, res.errors)
+		rs = append(rs, res)
 	}
+	return rs
+}
+
+// spillSample is one measured request: its latency, the client's zone and
+// the zone of the pod that served it.
+type spillSample struct {
+	lat              time.Duration
+	clientZone, zone int
+}
+
+// runSpillPhase runs phase s's load against its pods and returns its row.
+// A request counts when it is sent within the measured window, however
+// late it is answered.
+func runSpillPhase(t *testing.T, tm spillTiming, h *hdnsProc, s *spillSet) spillResult {
 	fqdn := s.service + "." + spillNS + ".svc.cluster.local."
 	zoneOf := map[netip.Addr]int{}
 	for _, b := range s.pods {
 		zoneOf[b.addr] = b.zone
 	}
-	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: zoneCount * spillClientsPerZone}, Timeout: 10 * time.Second}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
 	defer httpClient.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), tm.phase)
 	defer cancel()
 	measureFrom := time.Now().Add(tm.warmup)
-	type sample struct {
-		lat              time.Duration
-		clientZone, zone int
-	}
 	var (
 		mu      sync.Mutex
-		samples []sample
+		samples []spillSample
 		errs    atomic.Int64
 		wg      sync.WaitGroup
 	)
+	// request sends one request of a client of zone z, asking r.
+	request := func(z int, r *net.Resolver) {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		addr, err := spillPick(rctx, r, fqdn, s)
+		if err != nil {
+			errs.Add(1)
+			return
+		}
+		start := time.Now()
+		resp, err := httpClient.Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, uint16(s.port))))
+		if err != nil {
+			errs.Add(1)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if start.Before(measureFrom) {
+			return
+		}
+		mu.Lock()
+		samples = append(samples, spillSample{lat: time.Since(start), clientZone: z, zone: zoneOf[addr]})
+		mu.Unlock()
+	}
+	rate := spillLoads[s.load].rate
 	for z := range zoneCount {
 		for c := range spillClientsPerZone {
 			src := &net.UDPAddr{IP: spillClientAddr(z, c).AsSlice()}
-			res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				d := net.Dialer{LocalAddr: src}
 				return d.DialContext(ctx, "udp", h.DNS)
 			}}
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					addr, err := spillPick(ctx, res, fqdn, s)
-					if err != nil {
-						if ctx.Err() == nil {
-							errs.Add(1)
-						}
+					if rate == 0 {
+						request(z, r)
 						continue
 					}
-					start := time.Now()
-					resp, err := httpClient.Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, uint16(s.port))))
-					if err != nil {
-						if ctx.Err() == nil {
-							errs.Add(1)
-						}
-						continue
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Duration(rand.ExpFloat64() / rate * float64(time.Second))):
+						wg.Go(func() { request(z, r) })
 					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if start.Before(measureFrom) || ctx.Err() != nil {
-						continue
-					}
-					mu.Lock()
-					samples = append(samples, sample{lat: time.Since(start), clientZone: z, zone: zoneOf[addr]})
-					mu.Unlock()
 				}
 			})
 		}
@@ -301,6 +355,18 @@ func runSpillPhase(t *testing.T, tm spillTiming, h *hdnsProc, s *spillSet) spill
 	if len(samples) == 0 {
 		t.Fatalf("%s: no request completed (%d errors)", s.service, errs.Load())
 	}
+	res := spillSummary(samples)
+	res.round, res.load, res.errors = s.round, s.load, errs.Load()
+	res.policy = spillPolicies[s.policy].policy
+	if res.policy == "" {
+		res.policy = "ideal-jsq (zone-blind, in-flight read directly)"
+	}
+	return res
+}
+
+// spillSummary is the latency quantiles and zone shares of samples.
+func spillSummary(samples []spillSample) spillResult {
+	var res spillResult
 	var all, slow, fast []time.Duration
 	var inZone, slowServed, slowClients, slowOut int
 	for _, x := range samples {
@@ -320,7 +386,7 @@ func runSpillPhase(t *testing.T, tm spillTiming, h *hdnsProc, s *spillSet) spill
 			slowServed++
 		}
 	}
-	res.requests, res.errors = len(samples), errs.Load()
+	res.requests = len(samples)
 	res.p50, res.p99 = quantile(all, 0.5), quantile(all, 0.99)
 	res.p99Slow, res.p99Fast = quantile(slow, 0.99), quantile(fast, 0.99)
 	res.inZone = float64(inZone) / float64(len(samples))
@@ -358,58 +424,62 @@ func quantile(d []time.Duration, q float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func spillTable(rs []spillResult) string {
-	blind := map[int]time.Duration{}
+// spillBlind is the zone-blind least-loaded p99 of each round and load.
+func spillBlind(rs []spillResult) map[[2]int]time.Duration {
+	blind := map[[2]int]time.Duration{}
 	for _, r := range rs {
 		if r.policy == spillPolicies[0].policy {
-			blind[r.round] = r.p99
+			blind[[2]int{r.round, r.load}] = r.p99
 		}
 	}
+	return blind
+}
+
+func spillTable(rs []spillResult) string {
+	blind := spillBlind(rs)
 	var b strings.Builder
-	b.WriteString("| round | policy | requests | p50 ms | p99 ms | p99 ÷ zone-blind | p99 ms, slow zone's clients / others | in client's zone | served by the slow zone | slow zone's requests sent out | errors |\n")
-	b.WriteString("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
+	b.WriteString("| round | load | policy | requests | p50 ms | p99 ms | p99 ÷ zone-blind | p99 ms, slow zone's clients / others | in client's zone | served by the slow zone | slow zone's requests sent out | errors |\n")
+	b.WriteString("|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %d | %s | %d | %.2f | %.2f | %.2f | %.2f / %.2f | %.1f%% | %.1f%% | %.1f%% | %d |\n",
-			r.round+1, r.policy, r.requests, ms(r.p50), ms(r.p99), float64(r.p99)/float64(blind[r.round]),
+		fmt.Fprintf(&b, "| %d | %s | %s | %d | %.2f | %.2f | %.2f | %.2f / %.2f | %.1f%% | %.1f%% | %.1f%% | %d |\n",
+			r.round+1, spillLoadDesc(r.load), r.policy, r.requests, ms(r.p50), ms(r.p99), float64(r.p99)/float64(blind[[2]int{r.round, r.load}]),
 			ms(r.p99Slow), ms(r.p99Fast), 100*r.inZone, 100*r.slowShare, 100*r.slowClientsOut, r.errors)
 	}
 	return b.String()
 }
 
-// spillVerdict states the target: prefer-zone's p99 (default spill-over)
-// at or below the zone-blind least-loaded p99 of the same round.
+// spillVerdict states the target: prefer-zone's p99 at or below the
+// zone-blind least-loaded p99 of the same round and load.
 func spillVerdict(rs []spillResult) string {
 	var b strings.Builder
-	b.WriteString("\nTarget: prefer-zone, least-loaded, first=1 p99 ≤ least-loaded, first=1 (zone-blind) p99 in the same round:\n")
-	blind := map[int]time.Duration{}
-	for _, r := range rs {
-		if r.policy == spillPolicies[0].policy {
-			blind[r.round] = r.p99
-		}
-	}
+	b.WriteString("\nTarget: prefer-zone p99 ≤ least-loaded, first=1 (zone-blind) p99 in the same round and load:\n")
+	blind := spillBlind(rs)
 	for _, r := range rs {
 		if !strings.HasPrefix(r.policy, "prefer-zone") {
 			continue
 		}
+		against := blind[[2]int{r.round, r.load}]
 		mark := "meets"
-		if r.p99 > blind[r.round] {
+		if r.p99 > against {
 			mark = "MISSES"
 		}
-		fmt.Fprintf(&b, "- round %d, %s: %.2f ms against %.2f ms: %s\n", r.round+1, r.policy, ms(r.p99), ms(blind[r.round]), mark)
+		fmt.Fprintf(&b, "- round %d, %s, %s: %.2f ms against %.2f ms: %s\n", r.round+1, spillLoadDesc(r.load), r.policy, ms(r.p99), ms(against), mark)
 	}
 	return b.String()
 }
 
 func spillModel(tm spillTiming) string {
-	return fmt.Sprintf(`Model. The closed loop of loadsource's BenchmarkClosedLoop over three zones: %d pods per zone, one worker each,
-%v per request in zone-b and zone-c, %v in zone-a (zone-a's capacity is 1/%d of each other zone's). One Node per zone
-(zone label, loopback InternalIP, podCIDR 127.57.z.0/24) and one headless Service per phase over its own pods, each endpoint
-with its node and zone, read by hdns from --manifests. %d clients per zone, each resolving with Go's resolver from its own
-address in its zone's podCIDR, then sending one HTTP request to the first address, again as soon as it is answered (no
-pause). A real Prometheus scrapes the pods' in-flight gauges every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase
-runs %v, the first %v not measured, one after the other; %d round(s), the second in reverse order. ideal-jsq sends each
-request to the pod with the fewest in flight, read directly, whatever its zone. prefer-zone spills over when the mean
-load score of the client's zone's pods exceeds (1+F) times the others' (F = 1 by default; over:1000 never spills here).`,
-		spillPodsPerZone, spillService, spillService*spillSlowFactor, spillSlowFactor, spillClientsPerZone, spillScrape, spillQuery,
-		tm.phase, tm.warmup, tm.rounds)
+	return fmt.Sprintf(`Model. loadsource's BenchmarkClosedLoop over three zones: %d pods per zone, one worker each, %v per request
+in zone-b and zone-c, %v in zone-a (zone-a's capacity is 1/%d of each other zone's). One Node per zone (zone label, loopback
+InternalIP, podCIDR 127.57.z.0/24) and one headless Service per phase over its own pods, each endpoint with its node and
+zone, read by hdns from --manifests. %d clients per zone, each resolving with Go's resolver from its own address in its
+zone's podCIDR, then sending one HTTP request to the first address. closed: each client again as soon as its request is
+answered (no pause); open: each client at Poisson arrivals, %.0f/s, whatever the answers take. A real Prometheus scrapes
+the pods' in-flight gauges every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
+first %v not measured, one after the other; %d round(s), the second in reverse order; latency is the HTTP request's, the
+lookup before it left out. ideal-jsq sends each request to the pod with the fewest in flight, read directly, whatever its
+zone. prefer-zone spills over when the mean load score of the client's zone's pods exceeds (1+F) times the others' (F = 1
+by default; over:1000 never spills here).`,
+		spillPodsPerZone, spillService, spillService*spillSlowFactor, spillSlowFactor, spillClientsPerZone, spillOpenRate,
+		spillScrape, spillQuery, tm.phase, tm.warmup, tm.rounds)
 }
