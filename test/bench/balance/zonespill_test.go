@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,11 +54,21 @@ type spillTiming struct {
 	rounds        int
 }
 
-func spillTimingOf(smoke bool) spillTiming {
+// spillTimingOf is the smoke run's timing or the full one, with
+// HDNS_BENCH_SPILL_ROUNDS rounds when set (default 2).
+func spillTimingOf(t *testing.T, smoke bool) spillTiming {
+	tm := spillTiming{warmup: 3 * time.Second, phase: 13 * time.Second, rounds: 2}
 	if smoke {
-		return spillTiming{warmup: time.Second, phase: 4 * time.Second, rounds: 1}
+		tm = spillTiming{warmup: time.Second, phase: 4 * time.Second, rounds: 1}
 	}
-	return spillTiming{warmup: 3 * time.Second, phase: 13 * time.Second, rounds: 2}
+	if v := os.Getenv("HDNS_BENCH_SPILL_ROUNDS"); v != "" {
+		r, err := strconv.Atoi(v)
+		if err != nil || r < 1 || r > 12 {
+			t.Fatalf("HDNS_BENCH_SPILL_ROUNDS=%q: want 1 to 12 rounds", v)
+		}
+		tm.rounds = r
+	}
+	return tm
 }
 
 // spillLoads are how the clients load the pods: closed, each client
@@ -211,15 +222,15 @@ type spillResult struct {
 // each of spillLoads: again as soon as it is answered (closed), or at a
 // fixed rate that overloads zone-a if it serves its own clients alone
 // (open). Each policy and load is a phase with its own Service over its
-// own pods, run one after the other, two rounds, the second in reverse
-// order. Opt-in: HDNS_BENCH_ONLY=zone (with HDNS_BENCH_SMOKE, one short
-// round).
+// own pods, run one after the other, two rounds (HDNS_BENCH_SPILL_ROUNDS),
+// every second one in reverse order. Opt-in: HDNS_BENCH_ONLY=zone (with
+// HDNS_BENCH_SMOKE, one short round).
 func TestBalanceZoneSpill(t *testing.T) {
 	cfg := benchConfig(t)
 	if !slices.Contains(cfg.only, zoneKey) {
 		t.Skip("opt-in: HDNS_BENCH_ONLY=" + zoneKey)
 	}
-	tm := spillTimingOf(os.Getenv("HDNS_BENCH_SMOKE") != "" || testing.Short())
+	tm := spillTimingOf(t, os.Getenv("HDNS_BENCH_SMOKE") != "" || testing.Short())
 	hdnsBin := hdnsBinary(t)
 	var sets []*spillSet
 	var targets []string
@@ -476,7 +487,7 @@ zone, read by hdns from --manifests. %d clients per zone, each resolving with Go
 zone's podCIDR, then sending one HTTP request to the first address. closed: each client again as soon as its request is
 answered (no pause); open: each client at Poisson arrivals, %.0f/s, whatever the answers take. A real Prometheus scrapes
 the pods' in-flight gauges every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
-first %v not measured, one after the other; %d round(s), the second in reverse order; latency is the HTTP request's, the
+first %v not measured, one after the other; %d round(s), every second one in reverse order; latency is the HTTP request's, the
 lookup before it left out. ideal-jsq sends each request to the pod with the fewest in flight, read directly, whatever its
 zone. prefer-zone spills over when the mean load score of the client's zone's pods exceeds (1+F) times the others' (F = 1
 by default; over:1000 never spills here).`,
