@@ -282,9 +282,13 @@ func (bk *backends) serve(i int, ln net.Listener) {
 			continue
 		}
 		at := time.Since(bk.begin)
+		var from netip.Addr
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			from = a.AddrPort().Addr().Unmap()
+		}
 		c.Close()
 		bk.mu.Lock()
-		bk.events = append(bk.events, event{at: at, backend: i})
+		bk.events = append(bk.events, event{at: at, backend: i, from: from})
 		bk.mu.Unlock()
 	}
 }

@@ -5,6 +5,7 @@ package balance
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -42,11 +43,12 @@ func measure(counts []int) spread {
 	return s
 }
 
-// event is one accepted connection: when (since the scenario began) and on
-// which backend.
+// event is one accepted connection: when (since the scenario began), on
+// which backend, and from which client address.
 type event struct {
 	at      time.Duration
 	backend int
+	from    netip.Addr
 }
 
 // countsIn returns the connections per backend (0..n-1) accepted in

@@ -1,0 +1,496 @@
+//go:build bench
+
+package balance
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/hdns-dev/hdns/internal/fixture"
+	"github.com/hdns-dev/hdns/internal/promtest"
+)
+
+// The spill-over experiment: a closed loop as loadsource's
+// BenchmarkClosedLoop runs it, over pods in three zones of which one is
+// slow, with clients in every zone.
+const (
+	spillPodsPerZone    = 2
+	spillClientsPerZone = 4
+	spillService        = 5 * time.Millisecond
+	// spillSlowFactor is how many times slower the pods of zone-a are.
+	spillSlowFactor = 3
+	spillScrape     = time.Second
+	// spillOpenRate is each client's request rate in the open loop, per
+	// second: 4 clients offer a zone 180 requests/s, where zone-a's pods
+	// serve 133/s and each other zone's 400/s.
+	spillOpenRate = 45.0
+	// spillQuery smooths the scraped in-flight gauge over a few scrapes,
+	// as BenchmarkClosedLoop does.
+	spillQuery = "avg_over_time(inflight[3s])"
+	spillNS    = "spill"
+)
+
+// spillTiming is how long each phase runs, its first warmup not
+// measured, and how many rounds of every phase run.
+type spillTiming struct {
+	warmup, phase time.Duration
+	rounds        int
+}
+
+// spillTimingOf is the smoke run's timing or the full one, with
+// HDNS_BENCH_SPILL_ROUNDS rounds when set (default 2).
+func spillTimingOf(t *testing.T, smoke bool) spillTiming {
+	tm := spillTiming{warmup: 3 * time.Second, phase: 13 * time.Second, rounds: 2}
+	if smoke {
+		tm = spillTiming{warmup: time.Second, phase: 4 * time.Second, rounds: 1}
+	}
+	if v := os.Getenv("HDNS_BENCH_SPILL_ROUNDS"); v != "" {
+		r, err := strconv.Atoi(v)
+		if err != nil || r < 1 || r > 12 {
+			t.Fatalf("HDNS_BENCH_SPILL_ROUNDS=%q: want 1 to 12 rounds", v)
+		}
+		tm.rounds = r
+	}
+	return tm
+}
+
+// spillLoads are how the clients load the pods: closed, each client
+// sending its next request as soon as the previous one is answered (the
+// load of a zone is bounded by its clients: a slow zone is never
+// overloaded, its clients only wait longer), or open, Poisson arrivals at
+// spillOpenRate per client whatever the answers take (a slow zone that
+// keeps its clients' requests falls behind without bound).
+var spillLoads = []struct {
+	key  string
+	rate float64 // requests per second per client; 0: closed loop
+}{
+	{key: "closed"},
+	{key: "open", rate: spillOpenRate},
+}
+
+func spillLoadDesc(l int) string {
+	if spillLoads[l].rate == 0 {
+		return "closed"
+	}
+	return fmt.Sprintf("open, %.0f/s per zone", spillLoads[l].rate*spillClientsPerZone)
+}
+
+// spillPolicies are the phases of one round: hdns policies, each its own
+// Service over its own pods, and ideal-jsq (policy ""), which sends each
+// request to the pod with the fewest in flight, read directly, whatever
+// its zone.
+var spillPolicies = []struct{ key, policy string }{
+	{key: "blind", policy: "least-loaded, first=1"},
+	{key: "pz", policy: "prefer-zone, least-loaded, first=1"},
+	{key: "pz-over025", policy: "prefer-zone=over:0.25, least-loaded, first=1"},
+	{key: "pz-strict", policy: "prefer-zone=over:1000, least-loaded, first=1"},
+	{key: "jsq", policy: ""},
+}
+
+// spillBackend is one pod: a single worker serving requests in turn, each
+// taking service; inflight counts requests queued or being served, and
+// /metrics exposes it for Prometheus.
+type spillBackend struct {
+	pod      string
+	zone     int
+	addr     netip.Addr
+	service  time.Duration
+	worker   sync.Mutex
+	inflight atomic.Int64
+}
+
+func (b *spillBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" {
+		fmt.Fprintf(w, "# TYPE inflight gauge\ninflight{namespace=%q,pod=%q} %d\n", spillNS, b.pod, b.inflight.Load())
+		return
+	}
+	b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	b.worker.Lock()
+	time.Sleep(b.service)
+	b.worker.Unlock()
+}
+
+// spillSet is one phase's pods, all listening on port.
+type spillSet struct {
+	round, load, policy int
+	service             string
+	port                int
+	pods                []*spillBackend
+}
+
+func spillNodeAddr(z int) string { return fmt.Sprintf("127.54.2.%d", z+1) }
+func spillPodCIDR(z int) string  { return fmt.Sprintf("127.57.%d.0/24", z) }
+func spillClientAddr(z, c int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 57, byte(z), byte(c + 1)})
+}
+
+// startSpillSet starts phase (round r, load l, policy p)'s pods:
+// spillPodsPerZone per zone on 127.58.<phase>.x, zone-a's spillSlowFactor
+// times slower.
+func startSpillSet(t *testing.T, r, l, p int) *spillSet {
+	t.Helper()
+	phase := (r*len(spillLoads)+l)*len(spillPolicies) + p
+	s := &spillSet{round: r, load: l, policy: p, service: fmt.Sprintf("%s-%s-r%d", spillPolicies[p].key, spillLoads[l].key, r)}
+	for i := range zoneCount * spillPodsPerZone {
+		b := &spillBackend{pod: fmt.Sprintf("%s-%d", s.service, i), zone: i / spillPodsPerZone,
+			addr: netip.AddrFrom4([4]byte{127, 58, byte(phase), byte(i + 1)}), service: spillService}
+		if b.zone == 0 {
+			b.service *= spillSlowFactor
+		}
+		l, err := net.Listen("tcp", netip.AddrPortFrom(b.addr, uint16(s.port)).String())
+		if err != nil {
+			t.Fatalf("pod %s: %v", b.pod, err)
+		}
+		s.port = l.Addr().(*net.TCPAddr).Port
+		srv := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		s.pods = append(s.pods, b)
+	}
+	return s
+}
+
+// spillManifest is the Nodes (one per zone, its address and podCIDR) and
+// each hdns phase's Service and EndpointSlice, each endpoint with its
+// node and zone, as --manifests reads them.
+func spillManifest(t *testing.T, sets []*spillSet) string {
+	t.Helper()
+	var objs []runtime.Object
+	for z := range zoneCount {
+		objs = append(objs, fixture.Node{Name: zoneNodeName(z),
+			Labels:     map[string]string{corev1.LabelTopologyZone: zoneNames[z], corev1.LabelTopologyRegion: "region-1"},
+			InternalIP: spillNodeAddr(z), PodCIDRs: []string{spillPodCIDR(z)}}.API())
+	}
+	for _, s := range sets {
+		pol := spillPolicies[s.policy].policy
+		if pol == "" {
+			continue
+		}
+		objs = append(objs, fixture.Service{Namespace: spillNS, Name: s.service, Headless: true,
+			Annotations: map[string]string{policyAnno: pol}}.API())
+		sl := fixture.EndpointSlice{Namespace: spillNS, Name: s.service + "-1", Service: s.service}
+		for _, b := range s.pods {
+			sl.Endpoints = append(sl.Endpoints, fixture.Endpoint{Address: b.addr.String(), Pod: b.pod,
+				NodeName: zoneNodeName(b.zone), Zone: zoneNames[b.zone]})
+		}
+		objs = append(objs, sl.API())
+	}
+	return fixture.YAML(t, objs...)
+}
+
+// spillResult is one phase's row.
+type spillResult struct {
+	round          int
+	load           int
+	policy         string
+	requests       int
+	p50, p99       time.Duration
+	p99Slow        time.Duration // of the slow zone's clients
+	p99Fast        time.Duration // of the other zones' clients
+	inZone         float64       // share of requests to a pod in the client's zone
+	slowShare      float64       // share of requests served by the slow zone
+	slowClientsOut float64       // share of the slow zone's clients' requests sent out of it
+	errors         int64
+}
+
+// TestBalanceZoneSpill is the closed loop with live load from a real
+// Prometheus (loadsource's BenchmarkClosedLoop) over pods in three zones,
+// zone-a's pods spillSlowFactor times slower: does prefer-zone's
+// spill-over keep the p99 at or below zone-blind least-loaded's? A real
+// hdns reads Nodes (zone, address, podCIDR), Services and EndpointSlices
+// from --manifests and polls Prometheus every 500 ms; spillClientsPerZone
+// clients per zone ask it from their own address in their zone's podCIDR
+// with Go's resolver and send one request to the first address, under
+// each of spillLoads: again as soon as it is answered (closed), or at a
+// fixed rate that overloads zone-a if it serves its own clients alone
+// (open). Each policy and load is a phase with its own Service over its
+// own pods, run one after the other, two rounds (HDNS_BENCH_SPILL_ROUNDS),
+// every second one in reverse order. Opt-in: HDNS_BENCH_ONLY=zone (with
+// HDNS_BENCH_SMOKE, one short round).
+func TestBalanceZoneSpill(t *testing.T) {
+	cfg := benchConfig(t)
+	if !slices.Contains(cfg.only, zoneKey) {
+		t.Skip("opt-in: HDNS_BENCH_ONLY=" + zoneKey)
+	}
+	tm := spillTimingOf(t, os.Getenv("HDNS_BENCH_SMOKE") != "" || testing.Short())
+	hdnsBin := hdnsBinary(t)
+	var sets []*spillSet
+	var targets []string
+	for r := range tm.rounds {
+		for l := range spillLoads {
+			for p := range spillPolicies {
+				s := startSpillSet(t, r, l, p)
+				sets = append(sets, s)
+				for _, b := range s.pods {
+					targets = append(targets, netip.AddrPortFrom(b.addr, uint16(s.port)).String())
+				}
+			}
+		}
+	}
+	prom := promtest.Start(t, spillScrape, targets...)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "spill.yaml"), []byte(spillManifest(t, sets)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := startHDNS(t, hdnsBin, "--manifests", dir, "--ttl", "1s", "--prometheus-url", prom.URL,
+		"--load-query", spillQuery, "--load-interval", "500ms")
+	for z := range zoneCount {
+		name := sets[0].service + "." + spillNS + ".svc.cluster.local."
+		if zone, by, err := h.locate(name, spillClientAddr(z, 0).String()); err != nil || zone != zoneNames[z] {
+			t.Fatalf("hdns places client %s in zone %q (by %s, error %v), want %s", spillClientAddr(z, 0), zone, by, err, zoneNames[z])
+		}
+	}
+
+	var rs []spillResult
+	per := len(spillPolicies)
+	for r := range tm.rounds {
+		for l := range spillLoads {
+			first := (r*len(spillLoads) + l) * per
+			order := slices.Clone(sets[first : first+per])
+			if r%2 == 1 {
+				slices.Reverse(order)
+			}
+			rs = append(rs, runSpillPhases(t, tm, h, order)...)
+		}
+	}
+	report := fmt.Sprintf("\n# hdns zone spill-over under live load\n\n%s\n\n%s\n%s", spillModel(tm), spillTable(rs), spillVerdict(rs))
+	t.Logf("\n%s", report)
+	appendReport(t, report)
+}
+
+// runSpillPhases runs the phases sets one after the other.
+func runSpillPhases(t *testing.T, tm spillTiming, h *hdnsProc, sets []*spillSet) []spillResult {
+	var rs []spillResult
+	for _, s := range sets {
+		res := runSpillPhase(t, tm, h, s)
+		t.Logf("round %d %s %-46s requests %6d p50 %6.2f ms p99 %6.2f ms (slow zone's clients %6.2f, others %6.2f) in zone %5.1f%% slow zone serves %5.1f%% errors %d",
+			res.round+1, spillLoadDesc(res.load), res.policy, res.requests, ms(res.p50), ms(res.p99), ms(res.p99Slow), ms(res.p99Fast), 100*res.inZone, 100*res.slowShare, res.errors)
+		rs = append(rs, res)
+	}
+	return rs
+}
+
+// spillSample is one measured request: its latency, the client's zone and
+// the zone of the pod that served it.
+type spillSample struct {
+	lat              time.Duration
+	clientZone, zone int
+}
+
+// runSpillPhase runs phase s's load against its pods and returns its row.
+// A request counts when it is sent within the measured window, however
+// late it is answered.
+func runSpillPhase(t *testing.T, tm spillTiming, h *hdnsProc, s *spillSet) spillResult {
+	fqdn := s.service + "." + spillNS + ".svc.cluster.local."
+	zoneOf := map[netip.Addr]int{}
+	for _, b := range s.pods {
+		zoneOf[b.addr] = b.zone
+	}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}
+	defer httpClient.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), tm.phase)
+	defer cancel()
+	measureFrom := time.Now().Add(tm.warmup)
+	var (
+		mu      sync.Mutex
+		samples []spillSample
+		errs    atomic.Int64
+		wg      sync.WaitGroup
+	)
+	// request sends one request of a client of zone z, asking r.
+	request := func(z int, r *net.Resolver) {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		addr, err := spillPick(rctx, r, fqdn, s)
+		if err != nil {
+			errs.Add(1)
+			return
+		}
+		start := time.Now()
+		resp, err := httpClient.Get(fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr, uint16(s.port))))
+		if err != nil {
+			errs.Add(1)
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if start.Before(measureFrom) {
+			return
+		}
+		mu.Lock()
+		samples = append(samples, spillSample{lat: time.Since(start), clientZone: z, zone: zoneOf[addr]})
+		mu.Unlock()
+	}
+	rate := spillLoads[s.load].rate
+	for z := range zoneCount {
+		for c := range spillClientsPerZone {
+			src := &net.UDPAddr{IP: spillClientAddr(z, c).AsSlice()}
+			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				d := net.Dialer{LocalAddr: src}
+				return d.DialContext(ctx, "udp", h.DNS)
+			}}
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					if rate == 0 {
+						request(z, r)
+						continue
+					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Duration(rand.ExpFloat64() / rate * float64(time.Second))):
+						wg.Go(func() { request(z, r) })
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(samples) == 0 {
+		t.Fatalf("%s: no request completed (%d errors)", s.service, errs.Load())
+	}
+	res := spillSummary(samples)
+	res.round, res.load, res.errors = s.round, s.load, errs.Load()
+	res.policy = spillPolicies[s.policy].policy
+	if res.policy == "" {
+		res.policy = "ideal-jsq (zone-blind, in-flight read directly)"
+	}
+	return res
+}
+
+// spillSummary is the latency quantiles and zone shares of samples.
+func spillSummary(samples []spillSample) spillResult {
+	var res spillResult
+	var all, slow, fast []time.Duration
+	var inZone, slowServed, slowClients, slowOut int
+	for _, x := range samples {
+		all = append(all, x.lat)
+		if x.clientZone == 0 {
+			slow, slowClients = append(slow, x.lat), slowClients+1
+			if x.zone != 0 {
+				slowOut++
+			}
+		} else {
+			fast = append(fast, x.lat)
+		}
+		if x.zone == x.clientZone {
+			inZone++
+		}
+		if x.zone == 0 {
+			slowServed++
+		}
+	}
+	res.requests = len(samples)
+	res.p50, res.p99 = quantile(all, 0.5), quantile(all, 0.99)
+	res.p99Slow, res.p99Fast = quantile(slow, 0.99), quantile(fast, 0.99)
+	res.inZone = float64(inZone) / float64(len(samples))
+	res.slowShare = float64(slowServed) / float64(len(samples))
+	res.slowClientsOut = float64(slowOut) / float64(max(slowClients, 1))
+	return res
+}
+
+// spillPick is where one request of phase s goes: the first address of
+// hdns's answer, or for ideal-jsq the pod with the fewest in flight.
+func spillPick(ctx context.Context, r *net.Resolver, fqdn string, s *spillSet) (netip.Addr, error) {
+	if spillPolicies[s.policy].policy == "" {
+		best := s.pods[0]
+		for _, b := range s.pods[1:] {
+			if b.inflight.Load() < best.inflight.Load() {
+				best = b
+			}
+		}
+		return best.addr, nil
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip4", fqdn)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return addrs[0], nil
+}
+
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(q*float64(len(d))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// spillBlind is the zone-blind least-loaded p99 of each round and load.
+func spillBlind(rs []spillResult) map[[2]int]time.Duration {
+	blind := map[[2]int]time.Duration{}
+	for _, r := range rs {
+		if r.policy == spillPolicies[0].policy {
+			blind[[2]int{r.round, r.load}] = r.p99
+		}
+	}
+	return blind
+}
+
+func spillTable(rs []spillResult) string {
+	blind := spillBlind(rs)
+	var b strings.Builder
+	b.WriteString("| round | load | policy | requests | p50 ms | p99 ms | p99 ÷ zone-blind | p99 ms, slow zone's clients / others | in client's zone | served by the slow zone | slow zone's requests sent out | errors |\n")
+	b.WriteString("|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %d | %s | %s | %d | %.2f | %.2f | %.2f | %.2f / %.2f | %.1f%% | %.1f%% | %.1f%% | %d |\n",
+			r.round+1, spillLoadDesc(r.load), r.policy, r.requests, ms(r.p50), ms(r.p99), float64(r.p99)/float64(blind[[2]int{r.round, r.load}]),
+			ms(r.p99Slow), ms(r.p99Fast), 100*r.inZone, 100*r.slowShare, 100*r.slowClientsOut, r.errors)
+	}
+	return b.String()
+}
+
+// spillVerdict states the target: prefer-zone's p99 at or below the
+// zone-blind least-loaded p99 of the same round and load.
+func spillVerdict(rs []spillResult) string {
+	var b strings.Builder
+	b.WriteString("\nTarget: prefer-zone p99 ≤ least-loaded, first=1 (zone-blind) p99 in the same round and load:\n")
+	blind := spillBlind(rs)
+	for _, r := range rs {
+		if !strings.HasPrefix(r.policy, "prefer-zone") {
+			continue
+		}
+		against := blind[[2]int{r.round, r.load}]
+		mark := "meets"
+		if r.p99 > against {
+			mark = "MISSES"
+		}
+		fmt.Fprintf(&b, "- round %d, %s, %s: %.2f ms against %.2f ms: %s\n", r.round+1, spillLoadDesc(r.load), r.policy, ms(r.p99), ms(against), mark)
+	}
+	return b.String()
+}
+
+func spillModel(tm spillTiming) string {
+	return fmt.Sprintf(`Model. loadsource's BenchmarkClosedLoop over three zones: %d pods per zone, one worker each, %v per request
+in zone-b and zone-c, %v in zone-a (zone-a's capacity is 1/%d of each other zone's). One Node per zone (zone label, loopback
+InternalIP, podCIDR 127.57.z.0/24) and one headless Service per phase over its own pods, each endpoint with its node and
+zone, read by hdns from --manifests. %d clients per zone, each resolving with Go's resolver from its own address in its
+zone's podCIDR, then sending one HTTP request to the first address. closed: each client again as soon as its request is
+answered (no pause); open: each client at Poisson arrivals, %.0f/s, whatever the answers take. A real Prometheus scrapes
+the pods' in-flight gauges every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
+first %v not measured, one after the other; %d round(s), every second one in reverse order; latency is the HTTP request's, the
+lookup before it left out. ideal-jsq sends each request to the pod with the fewest in flight, read directly, whatever its
+zone. prefer-zone spills over when the mean load score of the client's zone's pods exceeds (1+F) times the others' (F = 1
+by default; over:1000 never spills here).`,
+		spillPodsPerZone, spillService, spillService*spillSlowFactor, spillSlowFactor, spillClientsPerZone, spillOpenRate,
+		spillScrape, spillQuery, tm.phase, tm.warmup, tm.rounds)
+}
