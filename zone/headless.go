@@ -1,6 +1,7 @@
 package zone
 
 import (
+	"cmp"
 	"math"
 	"net/netip"
 	"slices"
@@ -190,7 +191,12 @@ func (c *Choice) add(i int) {
 // both their addresses instead.
 func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) {
 	host := func(i int32) string { return cands[i].id.Hostname }
-	slices.SortStableFunc(set.hosts, func(x, y int32) int { return strings.Compare(host(x), host(y)) })
+	// Candidates of one hostname keep their order (the index breaks ties),
+	// as a stable sort would keep it, at the cost of an unstable one.
+	byHost := func(x, y int32) int { return cmp.Or(strings.Compare(host(x), host(y)), cmp.Compare(x, y)) }
+	if !slices.IsSortedFunc(set.hosts, byHost) {
+		slices.SortFunc(set.hosts, byHost)
+	}
 	unique := set.hosts[:0]
 	for k := 0; k < len(set.hosts); {
 		run := k + 1
