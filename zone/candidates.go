@@ -96,7 +96,8 @@ type candidateScratch struct {
 	// hosts are the named ready candidates of the EndpointSet being
 	// built, before addOwnNames keeps the unique ones.
 	hosts []int32
-	ins   inScratch // the arrays of the set's choices' In lists
+	named []namedIndex // sortByHost's
+	ins   inScratch    // the arrays of the set's choices' In lists
 	// seq is 0, 1, 2, …: the In list of every choice that all of a
 	// set's candidates answer (shareIn), shared by snapshots.
 	seq []int
