@@ -69,25 +69,69 @@ func (l *Locator) applySlice(c zone.Change) {
 	}
 	if c.Op == zone.OpUpsert {
 		l.slices[k] = c.Slice
+		if old != nil {
+			l.reclaim(old, c.Slice)
+			return
+		}
 		l.slicesClaims(c.Slice, +1)
-	} else {
-		delete(l.slices, k)
+		return
 	}
+	delete(l.slices, k)
 	if old != nil {
 		l.slicesClaims(old, -1)
 	}
+}
+
+// reclaim moves the claims of slice old to its update s. An endpoint
+// that claims the same address, node and zone at the same index in both
+// (a change of conditions only, the common update) keeps its claim
+// untouched; the others' claims are added for s before old's are taken
+// back, so that an address claimed by both never passes through no
+// claim.
+func (l *Locator) reclaim(old, s *zone.EndpointSlice) {
+	same := func(i int) bool {
+		return i < len(old.Endpoints) && i < len(s.Endpoints) &&
+			endpointClaimsEqual(&old.Endpoints[i], &s.Endpoints[i])
+	}
+	for i := range s.Endpoints {
+		if !same(i) {
+			l.endpointClaim(&s.Endpoints[i], +1)
+		}
+	}
+	for i := range old.Endpoints {
+		if !same(i) {
+			l.endpointClaim(&old.Endpoints[i], -1)
+		}
+	}
+}
+
+// endpointClaimsEqual reports whether a and b claim alike: the same
+// address for the same node and zone, or neither claims.
+func endpointClaimsEqual(a, b *zone.Endpoint) bool {
+	ta, tb := a.Topology, b.Topology
+	claimsA := ta != nil && ta.NodeName != ""
+	claimsB := tb != nil && tb.NodeName != ""
+	if !claimsA || !claimsB {
+		return claimsA == claimsB
+	}
+	return ta.NodeName == tb.NodeName && ta.Zone == tb.Zone && a.Address() == b.Address()
 }
 
 // slicesClaims adds (delta +1) or takes back (-1) the claims of s's
 // endpoints that name their node.
 func (l *Locator) slicesClaims(s *zone.EndpointSlice, delta int32) {
 	for i := range s.Endpoints {
-		e := &s.Endpoints[i]
-		if e.Topology == nil || e.Topology.NodeName == "" {
-			continue
-		}
-		l.claim(e.Address(), claim{node: e.Topology.NodeName, zone: e.Topology.Zone, by: ByEndpoint}, delta)
+		l.endpointClaim(&s.Endpoints[i], delta)
 	}
+}
+
+// endpointClaim adds (delta +1) or takes back (-1) e's claim, when e
+// names its node.
+func (l *Locator) endpointClaim(e *zone.Endpoint, delta int32) {
+	if e.Topology == nil || e.Topology.NodeName == "" {
+		return
+	}
+	l.claim(e.Address(), claim{node: e.Topology.NodeName, zone: e.Topology.Zone, by: ByEndpoint}, delta)
 }
 
 // claim counts c on a, by delta, and writes a's new winner to the trie

@@ -229,10 +229,20 @@ func TestLocatorMatchesRebuild(t *testing.T) {
 	for round := range 40 {
 		for i := range 50 {
 			nodeName := fmt.Sprintf("node-%d", (i+round)%7)
-			c := slice(fixture.EndpointSlice{Name: fmt.Sprintf("s-%d", i), Endpoints: []fixture.Endpoint{
+			// Beside two endpoints that move, one that stays, its
+			// readiness flipping, first in one round and last in the
+			// next: an update keeps the claims of what it leaves alike.
+			stays := fixture.Endpoint{Address: fmt.Sprintf("10.8.%d.1", i), NodeName: fmt.Sprintf("node-%d", i%3), Ready: new(round%3 != 0)}
+			eps := []fixture.Endpoint{
 				{Address: fmt.Sprintf("10.%d.%d.%d", i%3, round%5, i), NodeName: nodeName, Zone: "z-" + nodeName},
 				{Address: fmt.Sprintf("10.9.%d.%d", i%11, round%2), NodeName: nodeName},
-			}})
+			}
+			if round%4 < 2 {
+				eps = append([]fixture.Endpoint{stays}, eps...)
+			} else {
+				eps = append(eps, stays)
+			}
+			c := slice(fixture.EndpointSlice{Name: fmt.Sprintf("s-%d", i), Endpoints: eps})
 			if (i+round)%9 == 0 {
 				c.Op = zone.OpDelete
 				delete(final, c.Slice.Name)
@@ -250,7 +260,7 @@ func TestLocatorMatchesRebuild(t *testing.T) {
 	for a := range 3 {
 		for b := range 12 {
 			for c := range 60 {
-				for _, client := range []string{fmt.Sprintf("10.%d.%d.%d", a, b%5, c), fmt.Sprintf("10.9.%d.%d", b, c%2)} {
+				for _, client := range []string{fmt.Sprintf("10.%d.%d.%d", a, b%5, c), fmt.Sprintf("10.9.%d.%d", b, c%2), fmt.Sprintf("10.8.%d.1", c)} {
 					addr := netip.MustParseAddr(client)
 					if got, want := l.Locate(addr), fresh.Locate(addr); got != want {
 						t.Fatalf("Locate(%s) = %+v, a fresh index says %+v", client, got, want)
