@@ -474,12 +474,12 @@ func spillBlind(rs []spillResult) map[[2]int]time.Duration {
 func spillTable(rs []spillResult) string {
 	blind := spillBlind(rs)
 	var b strings.Builder
-	b.WriteString("| round | load | policy | requests | p50 ms | p99 ms | p99 ÷ zone-blind | p99 ms, slow zone's clients / others | in client's zone | served by the slow zone | slow zone's requests sent out | errors |\n")
-	b.WriteString("|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
+	b.WriteString("| round | load | policy | requests | p50 ms | p99 ms | p99 ÷ zone-blind | p99 ms, slow zone's clients / others | over " + fmt.Sprint(spillDeepQueue) + " | in client's zone | served by the slow zone | slow zone's requests sent out | errors |\n")
+	b.WriteString("|---:|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %d | %s | %s | %d | %.2f | %.2f | %.2f | %.2f / %.2f | %.1f%% | %.1f%% | %.1f%% | %d |\n",
+		fmt.Fprintf(&b, "| %d | %s | %s | %d | %.2f | %.2f | %.2f | %.2f / %.2f | %.2f%% | %.1f%% | %.1f%% | %.1f%% | %d |\n",
 			r.round+1, spillLoadDesc(r.load), r.policy, r.requests, ms(r.p50), ms(r.p99), float64(r.p99)/float64(blind[[2]int{r.round, r.load}]),
-			ms(r.p99Slow), ms(r.p99Fast), 100*r.inZone, 100*r.slowShare, 100*r.slowClientsOut, r.errors)
+			ms(r.p99Slow), ms(r.p99Fast), 100*r.deepQueue, 100*r.inZone, 100*r.slowShare, 100*r.slowClientsOut, r.errors)
 	}
 	return b.String()
 }
