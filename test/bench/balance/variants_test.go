@@ -41,7 +41,8 @@ const defaultLiveQuery = "rate(" + connectionsMetric + "[5s])"
 //	    1 means rate(hdns_bench_connections_total[5s])): the live load variant
 //	HDNS_BENCH_LIVE_POLL (1s): hdns's --load-interval
 //	HDNS_BENCH_LIVE_SCRAPE (1s): Prometheus's scrape interval
-//	HDNS_BENCH_PREFETCH (e.g. "1 1s 50%"): CoreDNS cache's prefetch arguments
+//	HDNS_BENCH_PREFETCH (e.g. "1 1m 10%"): CoreDNS cache's prefetch arguments;
+//	    needs HDNS_BENCH_TTL ≥ 2
 func variantConfig(t *testing.T, c *config) {
 	duration := func(name string, def time.Duration) time.Duration {
 		v := os.Getenv(name)
@@ -62,6 +63,13 @@ func variantConfig(t *testing.T, c *config) {
 		}
 	}
 	c.prefetch = os.Getenv("HDNS_BENCH_PREFETCH")
+	if c.prefetch != "" && c.ttl < 2 {
+		// The cache prefetches an entry when its whole seconds left are at
+		// most ceil(percentage × TTL): with a TTL of 1 s that is the entry's
+		// whole life, so every hit would refresh it and the cache would pass
+		// its clients' questions through instead of replaying one answer.
+		t.Fatalf("HDNS_BENCH_PREFETCH=%q needs HDNS_BENCH_TTL ≥ 2 (5 as in a cluster): with TTL 1 s CoreDNS refreshes the entry on every hit", c.prefetch)
+	}
 }
 
 // start runs the exporter and Prometheus; a nil liveLoad starts nothing.
