@@ -324,7 +324,7 @@ func TestBalance(t *testing.T) {
 					},
 				}
 				if sp.policyKey != "k8s" {
-					svc.Annotations = map[string]string{policyAnno: sp.policy}
+					svc.Annotations = map[string]string{policyAnno: cfg.policyAnnotation(sp.policy)}
 				}
 				if _, err := cp.Client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 					t.Fatalf("create service %s: %v", sp.service, err)

@@ -22,7 +22,10 @@ import (
 // (--prometheus-url, --load-query, --load-interval). Prometheus is the one
 // view of the backends' load that every replica reads alike.
 type liveLoad struct {
-	query         string
+	query string
+	// count makes least-loaded read the values as counts
+	// (least-loaded=count) instead of levels.
+	count         bool
 	poll, scrape  time.Duration
 	exporter      *connExporter
 	prometheusURL string
@@ -39,6 +42,8 @@ const defaultLiveQuery = "rate(" + connectionsMetric + "[5s])"
 //
 //	HDNS_BENCH_LIVE=1 (or a PromQL query over hdns_bench_connections_total;
 //	    1 means rate(hdns_bench_connections_total[5s])): the live load variant
+//	HDNS_BENCH_LIVE_KIND (level): count makes every least-loaded step
+//	    least-loaded=count, which reads the values as counts
 //	HDNS_BENCH_LIVE_POLL (1s): hdns's --load-interval
 //	HDNS_BENCH_LIVE_SCRAPE (1s): Prometheus's scrape interval
 //	HDNS_BENCH_PREFETCH (e.g. "1 1m 10%"): CoreDNS cache's prefetch arguments;
@@ -60,6 +65,13 @@ func variantConfig(t *testing.T, c *config) {
 			scrape: duration("HDNS_BENCH_LIVE_SCRAPE", time.Second)}
 		if v == "1" {
 			c.live.query = defaultLiveQuery
+		}
+		switch k := os.Getenv("HDNS_BENCH_LIVE_KIND"); k {
+		case "", "level":
+		case "count":
+			c.live.count = true
+		default:
+			t.Fatalf("HDNS_BENCH_LIVE_KIND=%q: want level or count", k)
 		}
 	}
 	c.prefetch = os.Getenv("HDNS_BENCH_PREFETCH")
@@ -96,12 +108,24 @@ func (l *liveLoad) export(bk *backends) {
 	}
 }
 
+// policyAnnotation is the hdns.dev/policy annotation of a Service whose
+// policy is spec: least-loaded=count in the count variant.
+func (c config) policyAnnotation(spec string) string {
+	if c.live == nil || !c.live.count {
+		return spec
+	}
+	return strings.ReplaceAll(spec, "least-loaded", "least-loaded=count")
+}
+
 // describe is the variant's line in the report's model.
 func (c config) describeVariants() string {
 	var b strings.Builder
 	if l := c.live; l != nil {
 		fmt.Fprintf(&b, "\nLive load: each backend exports its accepted connections as %s{namespace,pod}; a real Prometheus scrapes them every %v;\n"+
 			"every hdns replica polls %q every %v (--prometheus-url, --load-query, --load-interval).", connectionsMetric, l.scrape, l.query, l.poll)
+		if l.count {
+			b.WriteString(" least-loaded reads them as counts: least-loaded=count.")
+		}
 	}
 	if c.prefetch != "" {
 		fmt.Fprintf(&b, "\nCaches prefetch: cache { prefetch %s }.", c.prefetch)
