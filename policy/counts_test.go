@@ -1,42 +1,11 @@
 package policy
 
 import (
-	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 )
-
-func TestCountScores(t *testing.T) {
-	now := time.Now()
-	nan := math.NaN()
-	tests := []struct {
-		name         string
-		ledger, live []float64
-		want         []float64
-	}{
-		{"no live values: the ledger normalised",
-			[]float64{1, 2, 3}, []float64{nan, nan, nan}, []float64{0.5, 1, 1.5}},
-		{"fresh counts: ledger/mean + (count/mean - 1)",
-			[]float64{1, 2, 3}, []float64{1, 1, 4}, []float64{0.5 - 0.5, 1 - 0.5, 1.5 + 1}},
-		{"no handouts yet: the counts' deviations",
-			[]float64{0, 0, 0}, []float64{2, 4, 0}, []float64{0, 1, -1}},
-		{"missing value: the ledger alone, the mean of the others",
-			[]float64{2, 2, 2}, []float64{1, 3, nan}, []float64{1 - 0.5, 1 + 0.5, 1}},
-		{"stale value: ignored like a missing one",
-			[]float64{2, 2, 2}, []float64{1, 3, -100}, []float64{1 - 0.5, 1 + 0.5, 1}},
-		{"all fresh counts 0: the ledger alone",
-			[]float64{1, 3, 2}, []float64{0, 0, nan}, []float64{0.5, 1.5, 1}},
-	}
-	for _, tt := range tests {
-		cands := liveCands(now, tt.ledger, tt.live)
-		scores, clients := scoreParts(cands, []int{0, 1, 2}, nowTicks(), now, nil, liveCount, []float64{-1}, nil)
-		if scores[0] != -1 || !approx(scores[1:], tt.want) || !approx(clients, []float64{0, 0, 0}) {
-			t.Errorf("%s: scores %v, clients %v; want [-1 (kept)] + %v, no clients", tt.name, scores, clients, tt.want)
-		}
-	}
-}
 
 func TestParseLeastLoadedCount(t *testing.T) {
 	for spec, ok := range map[string]bool{
@@ -86,20 +55,10 @@ func TestCountReplicasDoNotHerd(t *testing.T) {
 	now := time.Now()
 	const replicas, n, each = 3, 10, 5
 	firsts := func(spec string) []int {
-		chain, err := Parse(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
 		got := make([]int, n)
-		in := make([]int, n)
-		for i := range in {
-			in[i] = i
-		}
 		for r, cands := range replicaCands(now, replicas, n) {
-			req := &Request{TTL: 1, Rand: rand.New(rand.NewPCG(uint64(r), 7))}
-			var s Scratch
-			for range each {
-				got[chain.Pick(req, cands, in, nil, &s)[0]]++
+			for i, f := range firstPlaces(t, spec, cands, indices(n), each, uint64(r)) {
+				got[i] += f
 			}
 		}
 		return got
@@ -124,19 +83,27 @@ func TestCountReplicasDoNotHerd(t *testing.T) {
 // over the mean and the other 20% under: the ledger settles 40% of its
 // mean apart, so that the busier one gets about 40 of 100 first places.
 func TestCountSteers(t *testing.T) {
-	now := time.Now()
-	cands := liveCands(now, []float64{0, 0}, []float64{120, 80})
-	chain, err := Parse("least-loaded=count, first=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &Request{TTL: 1, Rand: rand.New(rand.NewPCG(5, 6))}
-	var s Scratch
-	firsts := [2]int{}
-	for range 100 {
-		firsts[chain.Pick(req, cands, []int{0, 1}, nil, &s)[0]]++
-	}
+	cands := liveCands(time.Now(), []float64{0, 0}, []float64{120, 80})
+	firsts := firstPlaces(t, "least-loaded=count, first=1", cands, []int{0, 1}, 100, 5)
 	if firsts[0] < 35 || firsts[0] > 45 {
 		t.Errorf("100 answers, counts 120 vs 80: first places %v, want about [40 60]", firsts)
 	}
+}
+
+// firstPlaces counts, per candidate, the first places of picks answers of
+// the policy spec to one client without an address (no holds), drawing
+// from a generator seeded with seed.
+func firstPlaces(t *testing.T, spec string, cands []Endpoint, in []int, picks int, seed uint64) []int {
+	t.Helper()
+	chain, err := Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{TTL: 1, Rand: rand.New(rand.NewPCG(seed, 7))}
+	var s Scratch
+	firsts := make([]int, len(cands))
+	for range picks {
+		firsts[chain.Pick(req, cands, in, nil, &s)[0]]++
+	}
+	return firsts
 }
