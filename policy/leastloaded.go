@@ -9,7 +9,9 @@ import (
 )
 
 // leastLoaded puts first the candidate with the lowest BlendedScores (the handout
-// ledger blended with fresh live load; ties broken at random), and orders
+// ledger blended with fresh live load; ties broken at random; with
+// least-loaded=count, live values that count what the answers brought tilt
+// the ledger instead, see countScores), and orders
 // the rest by power of two choices: each later place goes to the lower
 // score of two candidates drawn at random from those left.
 //
@@ -56,6 +58,8 @@ type leastLoaded struct {
 	// runnerUp is the position among its candidates of the second least
 	// loaded of the last sample, which the next sample includes.
 	runnerUp atomic.Uint32
+	// kind is how live values are blended with the ledger (liveKind).
+	kind liveKind
 }
 
 const (
@@ -114,7 +118,7 @@ func (ll *leastLoaded) Pick(req *Request, cands []Endpoint, in, out []int) []int
 		shard = holdShardOf(req.Client)
 		own = ll.holds.current(shard, req.Client, now)
 	}
-	scores, clients = scoreParts(cands, left, now, wall, own, scores, clients)
+	scores, clients = scoreParts(cands, left, now, wall, own, ll.kind, scores, clients)
 	best, second := leastOf(scores, clients, r)
 	if pos != nil {
 		ll.runnerUp.Store(uint32(pos[second]))

@@ -236,7 +236,7 @@ func BlendedScores(cands []Endpoint, in []int, now uint32, wall time.Time, own *
 	if len(in) > len(buf) {
 		clients = make([]float64, 0, len(in))
 	}
-	out, clients = scoreParts(cands, in, now, wall, own, out, clients)
+	out, clients = scoreParts(cands, in, now, wall, own, liveLevel, out, clients)
 	for k, c := range clients {
 		out[start+k] += c
 	}
@@ -249,8 +249,10 @@ func BlendedScores(cands []Endpoint, in []int, now uint32, wall time.Time, own *
 // its later places on out alone: the holds are what the first place's
 // clients use, and later places that shunned held endpoints would leave
 // those endpoints the lowest ledger, so that they kept winning first
-// places on it.
-func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Ledger, out, clientsOut []float64) ([]float64, []float64) {
+// places on it. kind says how fresh live values are blended: as levels
+// (above) or as counts (countScores); either way the share weights divide
+// the clients term.
+func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Ledger, kind liveKind, out, clientsOut []float64) ([]float64, []float64) {
 	start := len(out)
 	// Each sample is read once, so that a poll landing meanwhile cannot
 	// make one candidate's terms disagree.
@@ -297,6 +299,10 @@ func scoreParts(cands []Endpoint, in []int, now uint32, wall time.Time, own *Led
 	}
 	meanLive := sumLive / float64(nLive)
 	meanRatio := applyShares(cands, in, samples, live, since, clients, meanLive)
+	if kind == liveCount {
+		countScores(scores, live, sumLedger, meanLive)
+		return out, appendMeanNormalised(clientsOut, clients)
+	}
 	for k := range scores {
 		liveTerm, ratioTerm := 1.0, 1.0 // the means of the terms
 		if live[k] >= 0 {

@@ -40,28 +40,41 @@ func TestScoresBlend(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
 		name         string
+		kind         liveKind
 		ledger, live []float64
 		want         []float64
 	}{
-		{"no live values: the ledger normalised",
+		{"no live values: the ledger normalised", liveLevel,
 			[]float64{1, 2, 3}, []float64{nan, nan, nan}, []float64{0.5, 1, 1.5}},
-		{"fresh values: ledger/mean + live/mean",
+		{"fresh values: ledger/mean + live/mean", liveLevel,
 			[]float64{1, 2, 3}, []float64{1, 1, 4}, []float64{0.5 + 0.5, 1 + 0.5, 1.5 + 2}},
-		{"no handouts yet: live alone",
+		{"no handouts yet: live alone", liveLevel,
 			[]float64{0, 0, 0}, []float64{2, 4, 0}, []float64{1, 2, 0}},
-		{"missing value: the mean of the fresh ones",
+		{"missing value: the mean of the fresh ones", liveLevel,
 			[]float64{2, 2, 2}, []float64{1, 3, nan}, []float64{1 + 0.5, 1 + 1.5, 1 + 1}},
-		{"missing value first",
+		{"missing value first", liveLevel,
 			[]float64{2, 2, 2}, []float64{nan, 1, 3}, []float64{1 + 1, 1 + 0.5, 1 + 1.5}},
-		{"stale value: ignored like a missing one",
+		{"stale value: ignored like a missing one", liveLevel,
 			[]float64{2, 2, 2}, []float64{1, 3, -100}, []float64{1 + 0.5, 1 + 1.5, 1 + 1}},
-		{"all fresh values 0: the ledger alone",
+		{"all fresh values 0: the ledger alone", liveLevel,
+			[]float64{1, 3, 2}, []float64{0, 0, nan}, []float64{0.5, 1.5, 1}},
+		{"counts, no live values: the ledger normalised", liveCount,
+			[]float64{1, 2, 3}, []float64{nan, nan, nan}, []float64{0.5, 1, 1.5}},
+		{"counts: ledger/mean + (count/mean - 1)", liveCount,
+			[]float64{1, 2, 3}, []float64{1, 1, 4}, []float64{0.5 - 0.5, 1 - 0.5, 1.5 + 1}},
+		{"counts, no handouts yet: their deviations", liveCount,
+			[]float64{0, 0, 0}, []float64{2, 4, 0}, []float64{0, 1, -1}},
+		{"counts, missing value: its ledger alone, the mean of the others", liveCount,
+			[]float64{2, 2, 2}, []float64{1, 3, nan}, []float64{1 - 0.5, 1 + 0.5, 1}},
+		{"counts, stale value: ignored like a missing one", liveCount,
+			[]float64{2, 2, 2}, []float64{1, 3, -100}, []float64{1 - 0.5, 1 + 0.5, 1}},
+		{"counts, all fresh values 0: the ledger alone", liveCount,
 			[]float64{1, 3, 2}, []float64{0, 0, nan}, []float64{0.5, 1.5, 1}},
 	}
 	for _, tt := range tests {
 		cands := liveCands(now, tt.ledger, tt.live)
-		got := BlendedScores(cands, []int{0, 1, 2}, nowTicks(), now, nil, []float64{-1})
-		if got[0] != -1 || !approx(got[1:], tt.want) {
+		got, clients := scoreParts(cands, []int{0, 1, 2}, nowTicks(), now, nil, tt.kind, []float64{-1}, nil)
+		if got[0] != -1 || !approx(got[1:], tt.want) || !approx(clients, []float64{0, 0, 0}) {
 			t.Errorf("%s: BlendedScores = %v, want [-1 (kept)] + %v", tt.name, got, tt.want)
 		}
 	}

@@ -18,7 +18,7 @@ func init() {
 	Register(simpleBuilder{name: "round-robin", traits: Reorders, build: func() Step { return &roundRobin{} }})
 	Register(simpleBuilder{name: "random", traits: Reorders, build: func() Step { return randomStep{} }})
 	Register(simpleBuilder{name: "weighted", traits: Reorders, build: func() Step { return new(weighted) }})
-	Register(simpleBuilder{name: "least-loaded", traits: Reorders | ReadsLoad | NeedsUpkeep, build: func() Step { return new(leastLoaded) }})
+	Register(leastLoadedBuilder{})
 	// drain only drops candidates: the terminating ones, or all but them.
 	Register(simpleBuilder{name: "drain", traits: WantsTerminating, build: func() Step { return new(drain) }})
 	Register(firstBuilder{})

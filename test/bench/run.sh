@@ -25,7 +25,9 @@
 # (200000, 100 per file), HDNS_BENCH_MANIFEST_EDITS (20),
 # HDNS_BENCH_ONLY (balance: policy keys, e.g. ll1,k8s), HDNS_BENCH_REPLICAS
 # (balance: hdns replica counts, 1,2,3), HDNS_BENCH_FORWARD (balance: random
-# or pinned, how caches reach the replicas), HDNS_BENCH_PROFILE (directory: perf record of
+# or pinned, how caches reach the replicas), HDNS_BENCH_LIVE, HDNS_BENCH_LIVE_KIND, HDNS_BENCH_LIVE_POLL,
+# HDNS_BENCH_LIVE_SCRAPE and HDNS_BENCH_PREFETCH (balance variants: live load
+# from a real Prometheus, prefetching caches; see variants_test.go), HDNS_BENCH_PROFILE (directory: perf record of
 # hdns during the first 3-record run), HDNS_BENCH_OUT (directory for
 # report.md, balance.md and go-test.log; default a new /tmp/hdns-bench-*
 # directory), HDNS_BENCH_PKGS (packages, default ./test/bench/...).
@@ -60,7 +62,7 @@ rm -f "$out/balance.md"
 
 # The command as run, with the variables that shaped it.
 command="test/bench/run.sh"
-for v in HDNS_BENCH_SMOKE HDNS_BENCH_RUNS HDNS_BENCH_DURATION HDNS_BENCH_SCALES HDNS_BENCH_CHANGES HDNS_BENCH_PROFILE HDNS_BENCH_TTL HDNS_BENCH_SIZES HDNS_BENCH_ONLY HDNS_BENCH_REPLICAS HDNS_BENCH_FORWARD HDNS_BENCH_PKGS \
+for v in HDNS_BENCH_SMOKE HDNS_BENCH_RUNS HDNS_BENCH_DURATION HDNS_BENCH_SCALES HDNS_BENCH_CHANGES HDNS_BENCH_PROFILE HDNS_BENCH_TTL HDNS_BENCH_SIZES HDNS_BENCH_ONLY HDNS_BENCH_REPLICAS HDNS_BENCH_FORWARD HDNS_BENCH_LIVE HDNS_BENCH_LIVE_KIND HDNS_BENCH_LIVE_POLL HDNS_BENCH_LIVE_SCRAPE HDNS_BENCH_PREFETCH HDNS_BENCH_PKGS \
 	HDNS_BENCH_CHURN_SCALES HDNS_BENCH_CHURN_RATES HDNS_BENCH_CHURN_DURATION HDNS_BENCH_CHURN_PROBES \
 	HDNS_BENCH_MANIFEST_ENDPOINTS HDNS_BENCH_MANIFEST_EDITS; do
 	if [[ -n ${!v:-} ]]; then

@@ -97,6 +97,10 @@ type config struct {
 	// per query (forward's random policy), so that the copies of one
 	// question (see model) may reach different replicas.
 	pinned bool
+	// live is the live load variant, nil without it; prefetch is the
+	// caches' prefetch arguments, "" for none (variantConfig).
+	live     *liveLoad
+	prefetch string
 }
 
 func benchConfig(t *testing.T) config {
@@ -156,6 +160,7 @@ func benchConfig(t *testing.T) config {
 			*d *= time.Duration(ttl)
 		}
 	}
+	variantConfig(t, &c)
 	return c
 }
 
@@ -322,7 +327,7 @@ func TestBalance(t *testing.T) {
 					},
 				}
 				if sp.policyKey != "k8s" {
-					svc.Annotations = map[string]string{policyAnno: sp.policy}
+					svc.Annotations = map[string]string{policyAnno: cfg.policyAnnotation(sp.policy)}
 				}
 				if _, err := cp.Client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 					t.Fatalf("create service %s: %v", sp.service, err)
@@ -339,6 +344,8 @@ func TestBalance(t *testing.T) {
 	// hs are the hdns replicas, each watching the API on its own and
 	// keeping its own ledger; a scenario with R replicas uses hs[:R].
 	args := []string{"--kubeconfig", kubeconfig, "--endpoint-metrics", "--zone", "lb.cluster.local.", "--ttl", fmt.Sprintf("%ds", cfg.ttl)}
+	cfg.live.start(t)
+	args = append(args, cfg.live.hdnsArgs()...)
 	var hs []*hdnsProc
 	for range slices.Max(cfg.replicas) {
 		hs = append(hs, startHDNS(t, hdnsBin, args...))
@@ -394,7 +401,7 @@ func TestBalance(t *testing.T) {
 		}
 	}
 
-	report := fmt.Sprintf("# hdns balance quality\n\n%s\n\n%s\n%s", cfg.model(), table(results), verdict(cfg, results))
+	report := fmt.Sprintf("# hdns balance quality\n\n%s%s\n\n%s\n%s", cfg.model(), cfg.describeVariants(), table(results), verdict(cfg, results))
 	t.Logf("\n%s", report)
 	if dir := os.Getenv("HDNS_BENCH_OUT"); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -407,6 +414,11 @@ func TestBalance(t *testing.T) {
 	for i, h := range hs {
 		copies, err := h.metric("hdns_policy_copies_total")
 		t.Logf("hdns replica %d: hdns_policy_copies_total %v (%v)", i+1, copies, err)
+		if cfg.live != nil {
+			up, err := h.metric("hdns_load_source_up")
+			failed, err2 := h.metric("hdns_load_source_query_errors_total")
+			t.Logf("hdns replica %d: hdns_load_source_up %v, hdns_load_source_query_errors_total %v (%v)", i+1, up, failed, errors.Join(err, err2))
+		}
 	}
 	t.Logf("benchmark took %v", time.Since(began).Round(time.Second))
 }
@@ -506,7 +518,7 @@ func corefile(cfg config, kubeconfig string, hs []*hdnsProc) string {
 		if p.loadbalance {
 			lb = "    loadbalance\n"
 		}
-		cache := fmt.Sprintf("    cache 30 {\n        success 9984 30 %d\n    }\n", cfg.ttl)
+		cache := fmt.Sprintf("    cache 30 {\n        success 9984 30 %d\n%s    }\n", cfg.ttl, cfg.prefetchLine())
 		for _, r := range cfg.replicas {
 			var upstreams []string
 			for _, h := range hs[:r] {
@@ -592,6 +604,7 @@ func runSlot(t *testing.T, cfg config, cp *harness.ControlPlane, hs []*hdnsProc,
 	var wg sync.WaitGroup
 	for ci, c := range combos {
 		c.bk = startBackends(t, c.subnet, n+1, begin)
+		cfg.live.export(c.bk)
 		// Each client asks one of servers: a direct client one replica, a
 		// client behind a cache its node's cache.
 		servers := c.servers

@@ -204,10 +204,14 @@ func lookupAll(server, name string) (int, error) {
 // scenario: backend i listens on backendAddr(subnet, i):port and records
 // every accepted connection (the ground truth of balance).
 type backends struct {
-	port  int
-	begin time.Time
-	lns   []net.Listener
-	wg    sync.WaitGroup
+	port   int
+	subnet int
+	begin  time.Time
+	lns    []net.Listener
+	wg     sync.WaitGroup
+	// conns counts each backend's accepted connections, for the live
+	// load variant's exporter.
+	conns []atomic.Int64
 
 	mu     sync.Mutex
 	events []event
@@ -245,7 +249,7 @@ func startBackends(t *testing.T, subnet, n int, begin time.Time) *backends {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bk := &backends{port: first.Addr().(*net.TCPAddr).Port, begin: begin, lns: []net.Listener{first}}
+		bk := &backends{port: first.Addr().(*net.TCPAddr).Port, subnet: subnet, begin: begin, lns: []net.Listener{first}, conns: make([]atomic.Int64, n)}
 		for i := 1; i < n; i++ {
 			ln, err := net.Listen("tcp", net.JoinHostPort(backendAddr(subnet, i), fmt.Sprint(bk.port)))
 			if err != nil {
@@ -287,6 +291,7 @@ func (bk *backends) serve(i int, ln net.Listener) {
 			from = a.AddrPort().Addr().Unmap()
 		}
 		c.Close()
+		bk.conns[i].Add(1)
 		bk.mu.Lock()
 		bk.events = append(bk.events, event{at: at, backend: i, from: from})
 		bk.mu.Unlock()
