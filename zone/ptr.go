@@ -122,25 +122,22 @@ func (x *ptrRecords) seal() {
 	x.v4, x.v6 = sealed(x.v4), sealed(x.v6)
 }
 
-// sealed sorts recs as the index does and drops repeated ones.
+// sealed sorts recs as the index does, unless they already are, and
+// drops repeated ones, in place.
 func sealed[R ptrRecord[R]](recs []R) []R {
-	if len(recs) == 0 {
-		return nil
-	}
-	slices.SortFunc(recs, comparePTR[R])
-	return slices.Clip(slices.Compact(recs))
-}
-
-// sealedCopy returns recs sorted as the index is, without repeats, in an
-// array of their size; recs, which it sorts, may be scratch space.
-func sealedCopy[R ptrRecord[R]](recs []R) []R {
 	if len(recs) == 0 {
 		return nil
 	}
 	if !slices.IsSortedFunc(recs, comparePTR[R]) {
 		slices.SortFunc(recs, comparePTR[R])
 	}
-	return slices.Clone(slices.Compact(recs))
+	return slices.Clip(slices.Compact(recs))
+}
+
+// sealedCopy returns recs sealed in an array of their size; recs, which
+// it sorts, may be scratch space.
+func sealedCopy[R ptrRecord[R]](recs []R) []R {
+	return slices.Clone(sealed(recs))
 }
 
 // name returns the name to points to, made in buf when it is a member's.
