@@ -182,13 +182,5 @@ func TestBindInternsHints(t *testing.T) {
 }
 
 func TestLocalityWithHintsPicksWithoutAllocating(t *testing.T) {
-	c := mustChain(t, "prefer-node, least-loaded, first=1")
-	cands, in := hinted(ownZones), indices(6)
-	var s Scratch
-	req := from("b1", "zone-b")
-	out := make([]int, 0, 8)
-	c.Pick(req, cands, in, out, &s)
-	if n := testing.AllocsPerRun(100, func() { c.Pick(req, cands, in, out[:0], &s) }); n != 0 {
-		t.Errorf("%v allocations per pick", n)
-	}
+	expectPicksWithoutAllocating(t, hinted(ownZones))
 }

@@ -186,8 +186,15 @@ func TestLocalitySpillsInProportion(t *testing.T) {
 }
 
 func TestLocalityPicksWithoutAllocating(t *testing.T) {
+	expectPicksWithoutAllocating(t, spread())
+}
+
+// expectPicksWithoutAllocating fails t when a locality chain's pick over
+// the first six of cands, for a client on b1 in zone-b, allocates.
+func expectPicksWithoutAllocating(t *testing.T, cands []Endpoint) {
+	t.Helper()
 	c := mustChain(t, "prefer-node, least-loaded, first=1")
-	cands, in := spread(), indices(6)
+	in := indices(6)
 	var s Scratch
 	req := from("b1", "zone-b")
 	out := make([]int, 0, 8)
