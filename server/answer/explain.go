@@ -89,10 +89,12 @@ type ExplainCandidate struct {
 	// zone", "unknown client") for a policy that reads the client's
 	// place, or "answered"; a spill-over's reason (a locality step's
 	// policy.NoteSpillOver note) for an answered candidate of another
-	// zone; for one left out, the step that left it out and why, when
-	// that is the candidate's readiness or place ("filtered by drain:
-	// not ready", "filtered by prefer-zone: other zone", "not chosen by
-	// first=1").
+	// zone, or the hints that kept it ("other zone, hinted for the
+	// client's zone"); for one left out, the step that left it out and
+	// why, when that is the candidate's readiness, place or hints
+	// ("filtered by drain: not ready", "filtered by prefer-zone: other
+	// zone", "filtered by prefer-zone: hinted for another zone", "not
+	// chosen by first=1").
 	Placed string `json:"placed,omitempty"`
 }
 
