@@ -2,6 +2,7 @@ package zone
 
 import (
 	"cmp"
+	"encoding/binary"
 	"math"
 	"net/netip"
 	"slices"
@@ -225,6 +226,9 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 // from one call to the next), which reads each candidate once instead of
 // twice per comparison.
 func (b *builder) sortByHost(hosts []int32, cands []*candidate) {
+	if b.sortByShortHost(hosts, cands) {
+		return
+	}
 	named := b.scratch.named[:0]
 	for _, i := range hosts {
 		named = append(named, namedIndex{cands[i].id.Hostname, i})
@@ -247,6 +251,44 @@ type namedIndex struct {
 	i    int32
 }
 
+// shortHost is a hostname of at most 16 octets, as two integers that
+// order as the hostname does, and its candidate's index. A label holds
+// no zero octet, so that padding it with zeros puts it before every
+// longer label it starts.
+type shortHost struct {
+	hi, lo uint64
+	i      int32
+}
+
+// sortByShortHost is sortByHost when every hostname has at most 16
+// octets (a dashed IPv4 address has at most 15), comparing integers
+// instead of strings; false, having done nothing, when some hostname
+// is longer.
+func (b *builder) sortByShortHost(hosts []int32, cands []*candidate) bool {
+	keys := b.scratch.short[:0]
+	for _, i := range hosts {
+		h := cands[i].id.Hostname
+		if len(h) > 16 {
+			b.scratch.short = keys
+			return false
+		}
+		var k [16]byte
+		copy(k[:], h)
+		keys = append(keys, shortHost{binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:]), i})
+	}
+	byHost := func(x, y shortHost) int {
+		return cmp.Or(cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo), cmp.Compare(x.i, y.i))
+	}
+	if !slices.IsSortedFunc(keys, byHost) {
+		slices.SortFunc(keys, byHost)
+	}
+	for k := range keys {
+		hosts[k] = keys[k].i
+	}
+	b.scratch.short = keys[:0]
+	return true
+}
+
 // markRepeats flags the candidates whose SRV records may repeat records
 // of the same answer: those whose own name another candidate shares (two
 // endpoints of one hostname), and those with a port number twice. The
@@ -260,16 +302,24 @@ func (s *EndpointSet) markRepeats(cands []*candidate, byHost *map[string]int32) 
 	}
 	byName := *byHost
 	clear(byName)
+	// Names spelled from addresses are distinct: candidates' addresses
+	// are, and a dashed IPv4 address never spells an IPv6 one. Only a
+	// hostname or a Pod's name can repeat another's.
+	spelled := slices.ContainsFunc(s.members, func(m member) bool {
+		return m.flags&hostFrom == hostFromHostname || m.flags&hostFrom == hostFromPod
+	})
 	for i := range s.members {
 		m := &s.members[i]
 		if m.flags&named == 0 || m.ports == 0 {
 			continue
 		}
-		if first, ok := byName[cands[i].id.Hostname]; ok {
-			m.flags |= repeatsSRV
-			s.members[first].flags |= repeatsSRV
-		} else {
-			byName[cands[i].id.Hostname] = int32(i)
+		if spelled {
+			if first, ok := byName[cands[i].id.Hostname]; ok {
+				m.flags |= repeatsSRV
+				s.members[first].flags |= repeatsSRV
+			} else {
+				byName[cands[i].id.Hostname] = int32(i)
+			}
 		}
 		ports := s.ports(m)
 		for k := range ports {
