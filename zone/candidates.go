@@ -95,10 +95,10 @@ type candidateScratch struct {
 	ptrRecs ptrRecords
 	// hosts are the named ready candidates of the EndpointSet being
 	// built, before addOwnNames keeps the unique ones.
-	hosts []int32
-	named []namedIndex // sortByHost's
-	short []shortHost  // sortByShortHost's
-	ins   inScratch    // the arrays of the set's choices' In lists
+	hosts  []int32
+	named  []namedIndex // sortByHost's
+	dashed []uint64     // sortByDashed4's
+	ins    inScratch    // the arrays of the set's choices' In lists
 	// seq is 0, 1, 2, …: the In list of every choice that all of a
 	// set's candidates answer (shareIn), shared by snapshots.
 	seq []int

@@ -2,10 +2,10 @@ package zone
 
 import (
 	"cmp"
-	"encoding/binary"
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -148,12 +148,20 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 	}
 }
 
-// addMemberPTRs adds the PTR records of candidate i's addresses.
+// addMemberPTRs adds the PTR records of candidate i's addresses: to the
+// name its address spells when the candidate is named after that
+// address, which keeps the record the same whatever the candidate's
+// index.
 func (b *builder) addMemberPTRs(set *EndpointSet, i int, c *candidate) {
 	for _, ip := range []netip.Addr{c.v4, c.v6} {
-		if ip.IsValid() {
-			b.addPTR(ip, ptrTarget{set: set, idx: uint32(i)})
+		if !ip.IsValid() {
+			continue
 		}
+		to := ptrTarget{set: set, idx: uint32(i)}
+		if c.host == hostFrom4 && ip.Is4() || c.host == hostFrom6 && ip.Is6() {
+			to = ptrTarget{set: b.ptrNames(set.Namespace, set.Service, set.owner), idx: dashedTarget}
+		}
+		b.addPTR(ip, to)
 	}
 }
 
@@ -226,7 +234,7 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 // from one call to the next), which reads each candidate once instead of
 // twice per comparison.
 func (b *builder) sortByHost(hosts []int32, cands []*candidate) {
-	if b.sortByShortHost(hosts, cands) {
+	if b.sortByDashed4(hosts, cands) {
 		return
 	}
 	named := b.scratch.named[:0]
@@ -251,43 +259,46 @@ type namedIndex struct {
 	i    int32
 }
 
-// shortHost is a hostname of at most 16 octets, as two integers that
-// order as the hostname does, and its candidate's index. A label holds
-// no zero octet, so that padding it with zeros puts it before every
-// longer label it starts.
-type shortHost struct {
-	hi, lo uint64
-	i      int32
-}
-
-// sortByShortHost is sortByHost when every hostname has at most 16
-// octets (a dashed IPv4 address has at most 15), comparing integers
-// instead of strings; false, having done nothing, when some hostname
-// is longer.
-func (b *builder) sortByShortHost(hosts []int32, cands []*candidate) bool {
-	keys := b.scratch.short[:0]
+// sortByDashed4 is sortByHost when every hostname is a dashed IPv4
+// address (hostFrom4, the own name of a Pod without a hostname), sorting
+// integers instead of strings; false, having done nothing, otherwise.
+func (b *builder) sortByDashed4(hosts []int32, cands []*candidate) bool {
+	keys := b.scratch.dashed[:0]
 	for _, i := range hosts {
-		h := cands[i].id.Hostname
-		if len(h) > 16 {
-			b.scratch.short = keys
+		c := cands[i]
+		if c.host != hostFrom4 {
+			b.scratch.dashed = keys
 			return false
 		}
-		var k [16]byte
-		copy(k[:], h)
-		keys = append(keys, shortHost{binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:]), i})
+		a := c.v4.As4()
+		rank := uint64(dashedRank[a[0]])<<24 | uint64(dashedRank[a[1]])<<16 | uint64(dashedRank[a[2]])<<8 | uint64(dashedRank[a[3]])
+		keys = append(keys, rank<<32|uint64(uint32(i)))
 	}
-	byHost := func(x, y shortHost) int {
-		return cmp.Or(cmp.Compare(x.hi, y.hi), cmp.Compare(x.lo, y.lo), cmp.Compare(x.i, y.i))
+	if !slices.IsSorted(keys) {
+		slices.Sort(keys)
 	}
-	if !slices.IsSortedFunc(keys, byHost) {
-		slices.SortFunc(keys, byHost)
+	for k, key := range keys {
+		hosts[k] = int32(uint32(key))
 	}
-	for k := range keys {
-		hosts[k] = keys[k].i
-	}
-	b.scratch.short = keys[:0]
+	b.scratch.dashed = keys[:0]
 	return true
 }
+
+// dashedRank ranks each octet by its decimal spelling, as strings sort:
+// dashed IPv4 addresses sort as strings exactly as their octets' ranks
+// do, in order, since a dash and the name's end both come before every
+// digit.
+var dashedRank = func() (rank [256]uint8) {
+	octets := make([]int, 256)
+	for i := range octets {
+		octets[i] = i
+	}
+	slices.SortFunc(octets, func(x, y int) int { return strings.Compare(strconv.Itoa(x), strconv.Itoa(y)) })
+	for r, o := range octets {
+		rank[o] = uint8(r)
+	}
+	return rank
+}()
 
 // markRepeats flags the candidates whose SRV records may repeat records
 // of the same answer: those whose own name another candidate shares (two

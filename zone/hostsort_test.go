@@ -3,6 +3,7 @@ package zone
 import (
 	"cmp"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -11,27 +12,35 @@ import (
 )
 
 // TestSortByHostOrdersAsStrings: sortByHost orders hostnames as their
-// strings compare, candidates of one hostname by index, whether every
-// hostname is short enough to compare as integers or some is not.
+// strings compare, candidates of one hostname by index: hostnames of
+// every kind, or only dashed IPv4 addresses (sorted as integers).
 func TestSortByHostOrdersAsStrings(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	label := func(maxLen int) string {
+	label := func() string {
 		const alphabet = "ab0-"
 		b := []byte{'a' + byte(r.IntN(2))}
-		for range r.IntN(maxLen) {
+		for range r.IntN(20) {
 			b = append(b, alphabet[r.IntN(len(alphabet))])
 		}
 		return string(b)
 	}
 	var b builder
-	for round := range 200 {
-		maxLen := []int{3, 15, 16, 24}[round%4]
+	for round := range 300 {
 		var cands []*candidate
+		seen := map[netip.Addr]bool{}
 		for range r.IntN(60) {
-			c := &candidate{}
-			c.id.Hostname = label(maxLen)
-			if len(cands) > 0 && r.IntN(4) == 0 {
-				c.id.Hostname = cands[r.IntN(len(cands))].id.Hostname
+			c := &candidate{v4: netip.AddrFrom4([4]byte{byte(r.IntN(256)), byte(r.IntN(3)), byte(r.IntN(256)), byte(r.IntN(120))})}
+			if seen[c.v4] {
+				continue
+			}
+			seen[c.v4] = true
+			c.id.Hostname, c.host = string(appendDashed(nil, c.v4)), hostFrom4
+			switch {
+			case round%3 == 0:
+			case r.IntN(4) == 0 && len(cands) > 0:
+				c.id.Hostname, c.host = cands[r.IntN(len(cands))].id.Hostname, hostFromHostname
+			case r.IntN(2) == 0:
+				c.id.Hostname, c.host = label(), hostFromHostname
 			}
 			cands = append(cands, c)
 		}
