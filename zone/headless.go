@@ -71,6 +71,10 @@ type setChoices struct {
 	portOrder   []*Choice
 	ports       portFilter
 	ins         *inScratch // where the choices' In lists grow
+	// last are the port choices of the portSets entry lastPorts (0:
+	// none yet): a slice's candidates share one entry.
+	last      []*Choice
+	lastPorts uint16
 }
 
 func newSetChoices(set *EndpointSet, n int, ins *inScratch) setChoices {
@@ -131,6 +135,21 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 		}
 	}
 	m.ports = ch.ports.named(c.ports, set.owner, set)
+	for _, pc := range ch.portChoicesOf(set, m) {
+		pc.add(i)
+	}
+	if m.ports != 0 {
+		ch.all.add(i)
+	}
+}
+
+// portChoicesOf returns the choices of m's ports, one per port, making
+// those that do not exist yet. They are valid until the next call.
+func (ch *setChoices) portChoicesOf(set *EndpointSet, m *member) []*Choice {
+	if m.ports == ch.lastPorts && m.ports != 0 {
+		return ch.last
+	}
+	ch.last, ch.lastPorts = ch.last[:0], m.ports
 	mports := set.ports(m)
 	for k, p := range mports {
 		pk := Port{Name: p.Name, Protocol: p.Protocol}
@@ -141,11 +160,9 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 			ch.portChoices[pk] = pc
 			ch.portOrder = append(ch.portOrder, pc)
 		}
-		pc.add(i)
+		ch.last = append(ch.last, pc)
 	}
-	if m.ports != 0 {
-		ch.all.add(i)
-	}
+	return ch.last
 }
 
 // addMemberPTRs adds the PTR records of candidate i's addresses: to the
