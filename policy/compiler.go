@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -435,6 +436,9 @@ func (c *Compiler) hold(service string) *serviceHold {
 // ("" for none) and per-endpoint series when those exist.
 func (c *Compiler) holdEndpoints(service, loadQuery string, ids []EndpointID) {
 	h := c.hold(service)
+	// One array of the lists' final size rather than the copies that
+	// growing it one key at a time makes.
+	h.cur.ledgers = slices.Grow(h.cur.ledgers, len(ids))
 	for i := range ids {
 		h.cur.ledgers = append(h.cur.ledgers, c.keyHash(ids[i].Key))
 		if loadQuery != "" && ids[i].PodName != "" {

@@ -233,12 +233,11 @@ func (b *builder) addService(svc *Service, ss []*EndpointSlice, zone string, pri
 		}
 		n := b.node(owner, apex)
 		var glue []dns.RR
-		to := ptrTarget{set: &EndpointSet{Namespace: svc.Namespace, Service: svc.Name, owner: owner}, idx: fixedTarget}
 		for _, ip := range svc.ClusterIPs {
 			n.addAddr(owner, ip, b.opts.TTL)
 			glue = append(glue, addrRR(owner, ip, b.opts.TTL))
 			if primary {
-				b.addPTR(ip, to)
+				b.addPTR(ip, ptrTarget{set: b.ptrNames(svc.Namespace, svc.Name, owner), idx: fixedTarget})
 			}
 		}
 		for _, p := range svc.Ports {
@@ -286,7 +285,7 @@ func (b *builder) addPTR(ip netip.Addr, to ptrTarget) {
 	}
 	// The zone is one address's reverse name: its PTRs are the apex's.
 	var buf RRBuf
-	target := strings.Clone(to.name(&buf))
+	target := strings.Clone(to.name(ip, &buf))
 	n := b.node(rev, apex)
 	for _, rr := range n.PTR {
 		if rr.(*dns.PTR).Ptr == target {

@@ -86,6 +86,7 @@ type candidateScratch struct {
 	// address repeated in another endpoint is its first one's.
 	seen4  map[uint32]struct{}
 	seen6  map[netip.Addr]struct{}
+	addrs4 []uint32         // distinct4's
 	byHost map[string]int32 // markRepeats's
 	// bytes and ends are packed's: the strings it cuts, and where each
 	// candidate's ends.
@@ -95,9 +96,10 @@ type candidateScratch struct {
 	ptrRecs ptrRecords
 	// hosts are the named ready candidates of the EndpointSet being
 	// built, before addOwnNames keeps the unique ones.
-	hosts []int32
-	named []namedIndex // sortByHost's
-	ins   inScratch    // the arrays of the set's choices' In lists
+	hosts  []int32
+	named  []namedIndex // sortByHost's
+	dashed []uint64     // sortByDashed4's
+	ins    inScratch    // the arrays of the set's choices' In lists
 	// seq is 0, 1, 2, …: the In list of every choice that all of a
 	// set's candidates answer (shareIn), shared by snapshots.
 	seq []int
@@ -126,12 +128,12 @@ func (b *builder) headlessCandidates(ss []*EndpointSlice, podNames, offerTermina
 		return (s.AddressType == "IPv4") != (sc.slices[0].AddressType == "IPv4")
 	})
 	sc.cands = sc.cands[:0]
+	distinct := sc.distinct4(offerTerminating)
 	for _, s := range sc.slices {
 		for i := range s.Endpoints {
 			e := &s.Endpoints[i]
-			usable := e.Ready || offerTerminating && e.Serving && e.Terminating
-			ip := e.Address()
-			if !usable || !ip.IsValid() || (s.AddressType == "IPv4") != ip.Is4() || !sc.firstSeen(ip) {
+			ip, ok := offered(s, e, offerTerminating)
+			if !ok || !distinct && !sc.firstSeen(ip) {
 				continue
 			}
 			var key candidateKey
@@ -202,6 +204,50 @@ func (sc *candidateScratch) reset() {
 	clear(sc.byKey)
 	clear(sc.seen4)
 	clear(sc.seen6)
+}
+
+// offered returns the address of endpoint e of slice s when e is a
+// candidate, or is one unless an earlier endpoint has its address: ready,
+// or (with offerTerminating) terminating but serving, with an address of
+// the slice's family.
+func offered(s *EndpointSlice, e *Endpoint, offerTerminating bool) (netip.Addr, bool) {
+	if !e.Ready && !(offerTerminating && e.Serving && e.Terminating) {
+		return netip.Addr{}, false
+	}
+	ip := e.Address()
+	return ip, ip.IsValid() && (s.AddressType == "IPv4") == ip.Is4()
+}
+
+// distinct4 reports whether the addresses offered in sc.slices are all
+// IPv4 and all distinct, so that no endpoint repeats an earlier one's
+// and headlessCandidates need not record them (firstSeen): one sorted
+// list instead of a map insert per endpoint, and no sort at all when
+// the slices list their addresses in order.
+func (sc *candidateScratch) distinct4(offerTerminating bool) bool {
+	addrs := sc.addrs4[:0]
+	defer func() { sc.addrs4 = addrs[:0] }()
+	for _, s := range sc.slices {
+		for i := range s.Endpoints {
+			ip, ok := offered(s, &s.Endpoints[i], offerTerminating)
+			if !ok {
+				continue
+			}
+			if !ip.Is4() {
+				return false
+			}
+			b := ip.As4()
+			addrs = append(addrs, binary.BigEndian.Uint32(b[:]))
+		}
+	}
+	if !slices.IsSorted(addrs) {
+		slices.Sort(addrs)
+	}
+	for i := 1; i < len(addrs); i++ {
+		if addrs[i] == addrs[i-1] {
+			return false
+		}
+	}
+	return true
 }
 
 // firstSeen records ip among the candidates' addresses and reports

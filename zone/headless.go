@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -70,6 +71,10 @@ type setChoices struct {
 	portOrder   []*Choice
 	ports       portFilter
 	ins         *inScratch // where the choices' In lists grow
+	// last are the port choices of the portSets entry lastPorts (0:
+	// none yet): a slice's candidates share one entry.
+	last      []*Choice
+	lastPorts uint16
 }
 
 func newSetChoices(set *EndpointSet, n int, ins *inScratch) setChoices {
@@ -130,6 +135,21 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 		}
 	}
 	m.ports = ch.ports.named(c.ports, set.owner, set)
+	for _, pc := range ch.portChoicesOf(set, m) {
+		pc.add(i)
+	}
+	if m.ports != 0 {
+		ch.all.add(i)
+	}
+}
+
+// portChoicesOf returns the choices of m's ports, one per port, making
+// those that do not exist yet. They are valid until the next call.
+func (ch *setChoices) portChoicesOf(set *EndpointSet, m *member) []*Choice {
+	if m.ports == ch.lastPorts && m.ports != 0 {
+		return ch.last
+	}
+	ch.last, ch.lastPorts = ch.last[:0], m.ports
 	mports := set.ports(m)
 	for k, p := range mports {
 		pk := Port{Name: p.Name, Protocol: p.Protocol}
@@ -140,19 +160,25 @@ func (b *builder) addMember(set *EndpointSet, ch *setChoices, i int, c *candidat
 			ch.portChoices[pk] = pc
 			ch.portOrder = append(ch.portOrder, pc)
 		}
-		pc.add(i)
+		ch.last = append(ch.last, pc)
 	}
-	if m.ports != 0 {
-		ch.all.add(i)
-	}
+	return ch.last
 }
 
-// addMemberPTRs adds the PTR records of candidate i's addresses.
+// addMemberPTRs adds the PTR records of candidate i's addresses: to the
+// name its address spells when the candidate is named after that
+// address, which keeps the record the same whatever the candidate's
+// index.
 func (b *builder) addMemberPTRs(set *EndpointSet, i int, c *candidate) {
 	for _, ip := range []netip.Addr{c.v4, c.v6} {
-		if ip.IsValid() {
-			b.addPTR(ip, ptrTarget{set: set, idx: uint32(i)})
+		if !ip.IsValid() {
+			continue
 		}
+		to := ptrTarget{set: set, idx: uint32(i)}
+		if c.host == hostFrom4 && ip.Is4() || c.host == hostFrom6 && ip.Is6() {
+			to = ptrTarget{set: b.ptrNames(set.Namespace, set.Service, set.owner), idx: dashedTarget}
+		}
+		b.addPTR(ip, to)
 	}
 }
 
@@ -225,6 +251,9 @@ func (b *builder) addOwnNames(set *EndpointSet, cands []*candidate, apex *Apex) 
 // from one call to the next), which reads each candidate once instead of
 // twice per comparison.
 func (b *builder) sortByHost(hosts []int32, cands []*candidate) {
+	if b.sortByDashed4(hosts, cands) {
+		return
+	}
 	named := b.scratch.named[:0]
 	for _, i := range hosts {
 		named = append(named, namedIndex{cands[i].id.Hostname, i})
@@ -247,6 +276,47 @@ type namedIndex struct {
 	i    int32
 }
 
+// sortByDashed4 is sortByHost when every hostname is a dashed IPv4
+// address (hostFrom4, the own name of a Pod without a hostname), sorting
+// integers instead of strings; false, having done nothing, otherwise.
+func (b *builder) sortByDashed4(hosts []int32, cands []*candidate) bool {
+	keys := b.scratch.dashed[:0]
+	for _, i := range hosts {
+		c := cands[i]
+		if c.host != hostFrom4 {
+			b.scratch.dashed = keys
+			return false
+		}
+		a := c.v4.As4()
+		rank := uint64(dashedRank[a[0]])<<24 | uint64(dashedRank[a[1]])<<16 | uint64(dashedRank[a[2]])<<8 | uint64(dashedRank[a[3]])
+		keys = append(keys, rank<<32|uint64(uint32(i)))
+	}
+	if !slices.IsSorted(keys) {
+		slices.Sort(keys)
+	}
+	for k, key := range keys {
+		hosts[k] = int32(uint32(key))
+	}
+	b.scratch.dashed = keys[:0]
+	return true
+}
+
+// dashedRank ranks each octet by its decimal spelling, as strings sort:
+// dashed IPv4 addresses sort as strings exactly as their octets' ranks
+// do, in order, since a dash and the name's end both come before every
+// digit.
+var dashedRank = func() (rank [256]uint8) {
+	octets := make([]int, 256)
+	for i := range octets {
+		octets[i] = i
+	}
+	slices.SortFunc(octets, func(x, y int) int { return strings.Compare(strconv.Itoa(x), strconv.Itoa(y)) })
+	for r, o := range octets {
+		rank[o] = uint8(r)
+	}
+	return rank
+}()
+
 // markRepeats flags the candidates whose SRV records may repeat records
 // of the same answer: those whose own name another candidate shares (two
 // endpoints of one hostname), and those with a port number twice. The
@@ -260,16 +330,24 @@ func (s *EndpointSet) markRepeats(cands []*candidate, byHost *map[string]int32) 
 	}
 	byName := *byHost
 	clear(byName)
+	// Names spelled from addresses are distinct: candidates' addresses
+	// are, and a dashed IPv4 address never spells an IPv6 one. Only a
+	// hostname or a Pod's name can repeat another's.
+	spelled := slices.ContainsFunc(s.members, func(m member) bool {
+		return m.flags&hostFrom == hostFromHostname || m.flags&hostFrom == hostFromPod
+	})
 	for i := range s.members {
 		m := &s.members[i]
 		if m.flags&named == 0 || m.ports == 0 {
 			continue
 		}
-		if first, ok := byName[cands[i].id.Hostname]; ok {
-			m.flags |= repeatsSRV
-			s.members[first].flags |= repeatsSRV
-		} else {
-			byName[cands[i].id.Hostname] = int32(i)
+		if spelled {
+			if first, ok := byName[cands[i].id.Hostname]; ok {
+				m.flags |= repeatsSRV
+				s.members[first].flags |= repeatsSRV
+			} else {
+				byName[cands[i].id.Hostname] = int32(i)
+			}
 		}
 		ports := s.ports(m)
 		for k := range ports {

@@ -177,11 +177,9 @@ func (st *zoneState) update(serial uint32, touched map[serviceKey]touchedService
 		var sh *shard
 		if t.svc != nil {
 			sh = b.buildShard(t.svc, t.slices, st.shards[k])
-			add.add(sh.ptrs)
 		}
-		if old := st.put(k, sh, t.svc, edits); old != nil {
-			remove.add(old.ptrs)
-		}
+		old := st.put(k, sh, t.svc, edits)
+		diffPTRs(&remove, &add, old, sh)
 	}
 	st.names = st.names.with(edits)
 	st.ptrs.v4 = st.ptrs.v4.with(merged(remove.v4), merged(add.v4))
@@ -205,6 +203,47 @@ func (x *ptrLists) add(recs ptrRecords) {
 	if len(recs.v6) > 0 {
 		x.v6 = append(x.v6, recs.v6)
 	}
+}
+
+// diffPTRs adds to remove and add the PTR records that the index loses
+// and gains when shard cur replaces old (either may be nil): the records
+// of one that the other lacks. A change to a Service leaves most of its
+// records as they were (those that do not name a member by its index),
+// and so most of the index's chunks unedited.
+func diffPTRs(remove, add *ptrLists, old, cur *shard) {
+	var was, is ptrRecords
+	if old != nil {
+		was = old.ptrs
+	}
+	if cur != nil {
+		is = cur.ptrs
+	}
+	var gone, came ptrRecords
+	gone.v4, came.v4 = exclusive(was.v4, is.v4)
+	gone.v6, came.v6 = exclusive(was.v6, is.v6)
+	remove.add(gone)
+	add.add(came)
+}
+
+// exclusive returns the records of a that b lacks and those of b that a
+// lacks, each list sorted as the index is and without a record twice.
+func exclusive[R ptrRecord[R]](a, b []R) (onlyA, onlyB []R) {
+	if len(a) == 0 || len(b) == 0 {
+		return a, b
+	}
+	for len(a) > 0 && len(b) > 0 {
+		switch c := comparePTR(a[0], b[0]); {
+		case a[0] == b[0]:
+			a, b = a[1:], b[1:]
+		case c < 0:
+			onlyA, a = append(onlyA, a[0]), a[1:]
+		case c > 0:
+			onlyB, b = append(onlyB, b[0]), b[1:]
+		default: // in the same place, of different builds
+			onlyA, onlyB, a, b = append(onlyA, a[0]), append(onlyB, b[0]), a[1:], b[1:]
+		}
+	}
+	return append(onlyA, a...), append(onlyB, b...)
 }
 
 // merged returns the records of lists, each sorted, in one sorted list:

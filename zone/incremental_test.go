@@ -106,7 +106,7 @@ func diffOptions(t testing.TB, podNames bool) *Options {
 // change makes one random change, hands it to p and says what it was.
 func (w *diffWorld) change(p *Publisher, in *diffBytes) string {
 	ns := diffNamespaces[in.next(len(diffNamespaces))]
-	switch in.next(7) {
+	switch in.next(8) {
 	case 0, 1:
 		svc := diffService(in, ns)
 		w.services[keyOf(svc)] = svc
@@ -127,6 +127,8 @@ func (w *diffWorld) change(p *Publisher, in *diffBytes) string {
 		delete(w.slices, k)
 		p.Apply(SliceChange(OpDelete, &EndpointSlice{Namespace: ns, Name: k.Name}))
 		return "delete slice " + k.Namespace + "/" + k.Name
+	case 6:
+		return w.flip(p, in, ns)
 	}
 	if in.next(2) == 0 {
 		var changes []Change
@@ -148,6 +150,23 @@ func (w *diffWorld) change(p *Publisher, in *diffBytes) string {
 	services, slices := w.objects()
 	p.Replace(services, slices)
 	return "replace"
+}
+
+// flip turns over the conditions of one endpoint of a slice that exists,
+// as a kubelet's probe does: the slice's only change.
+func (w *diffWorld) flip(p *Publisher, in *diffBytes, ns string) string {
+	k := serviceKey{ns, diffSlices[in.next(len(diffSlices))]}
+	old := w.slices[k]
+	if old == nil || len(old.Endpoints) == 0 {
+		return "flip in missing slice " + k.Namespace + "/" + k.Name
+	}
+	s := *old
+	s.Endpoints = slices.Clone(s.Endpoints)
+	e := &s.Endpoints[in.next(len(s.Endpoints))]
+	e.Ready, e.Serving, e.Terminating = !e.Ready, in.next(2) == 0, in.next(3) == 0
+	w.slices[k] = &s
+	p.Apply(SliceChange(OpUpsert, &s))
+	return fmt.Sprintf("flip an endpoint of slice %s/%s of %s", ns, s.Name, s.Service)
 }
 
 func diffService(in *diffBytes, ns string) *Service {

@@ -26,14 +26,22 @@ type (
 )
 
 // ptrTarget is where a PTR record points: the own name of member idx of
-// set, or, when idx is fixedTarget, set's owner name (a ClusterIP
-// Service's name; set is then only that name's holder).
+// set; when idx is fixedTarget, set's owner name (a ClusterIP Service's
+// name); when idx is dashedTarget, the own name that the record's
+// address spells, dashed, under set's owner (that of a member named
+// after its address). For these two, set is only the holder of the
+// Service's names, which every build of the Service shares
+// (builder.ptrNames): such records are equal from one build to the next,
+// and a change leaves them in the index (diffPTRs).
 type ptrTarget struct {
 	set *EndpointSet
 	idx uint32
 }
 
-const fixedTarget = math.MaxUint32
+const (
+	fixedTarget  = math.MaxUint32
+	dashedTarget = math.MaxUint32 - 1
+)
 
 // compare orders the targets of one address: by Service, then by
 // candidate. The order is the answer's, and the same whichever snapshot
@@ -140,10 +148,14 @@ func sealedCopy[R ptrRecord[R]](recs []R) []R {
 	return slices.Clone(sealed(recs))
 }
 
-// name returns the name to points to, made in buf when it is a member's.
-func (to ptrTarget) name(buf *RRBuf) string {
-	if to.idx == fixedTarget {
+// name returns the name that the record of addr to points to, made in
+// buf when it is an own name.
+func (to ptrTarget) name(addr netip.Addr, buf *RRBuf) string {
+	switch to.idx {
+	case fixedTarget:
 		return to.set.owner
+	case dashedTarget:
+		return buf.dashedName(addr, to.set.owner)
 	}
 	return buf.ownName(to.set, &to.set.members[to.idx])
 }
@@ -175,7 +187,7 @@ func ptrNode[R ptrRecord[R]](x *ptrIndex, seq *ptrSeq[R], k R, p netip.Prefix, n
 	}
 	buf.rrs = cleared(buf.rrs)
 	for ; ok && r.cmpAddr(k) == 0; r, ok = it.next() {
-		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: r.target().name(buf)})
+		buf.ptr = append(buf.ptr, dns.PTR{Hdr: hdrTTL(name, dns.TypePTR, x.ttl), Ptr: r.target().name(r.ip(), buf)})
 		buf.rrs = append(buf.rrs, &buf.ptr[len(buf.ptr)-1])
 	}
 	buf.node = Node{Apex: apex, PTR: buf.rrs}

@@ -191,10 +191,10 @@ func (x *ptrIndex) each(f func(addr netip.Addr, target string)) {
 	var buf RRBuf
 	it4 := x.v4.from(ptr4{})
 	for r, ok := it4.next(); ok; r, ok = it4.next() {
-		f(r.ip(), r.to.name(&buf))
+		f(r.ip(), r.to.name(r.ip(), &buf))
 	}
 	it6 := x.v6.from(ptr6{})
 	for r, ok := it6.next(); ok; r, ok = it6.next() {
-		f(r.ip(), r.to.name(&buf))
+		f(r.ip(), r.to.name(r.ip(), &buf))
 	}
 }

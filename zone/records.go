@@ -63,8 +63,22 @@ func (b *RRBuf) ownName(set *EndpointSet, m *member) string {
 	b.room(maxLabel + 1 + len(set.owner))
 	start := len(b.data)
 	b.data = set.appendOwnName(b.data, m)
-	// The bytes are never written again before Reset, whose contract
-	// ends the string's use.
+	return b.held(start)
+}
+
+// dashedName returns the own name that ip spells, dashed, under owner,
+// held in b.
+func (b *RRBuf) dashedName(ip netip.Addr, owner string) string {
+	b.room(maxLabel + 1 + len(owner))
+	start := len(b.data)
+	b.data = append(append(appendDashed(b.data, ip), '.'), owner...)
+	return b.held(start)
+}
+
+// held returns the bytes of b.data from start on as a string. They are
+// never written again before Reset, whose contract ends the string's
+// use.
+func (b *RRBuf) held(start int) string {
 	return unsafe.String(&b.data[start], len(b.data)-start)
 }
 

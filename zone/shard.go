@@ -32,6 +32,9 @@ type shard struct {
 	// may make exist too: they exist while some shard names them.
 	above []nameEntry
 	ptrs  ptrRecords
+	// ptrNames holds the Service's names for its PTR records of fixed and
+	// dashed targets (ptrTarget); every build of the Service shares it.
+	ptrNames *EndpointSet
 	// endpoints counts its ready endpoints, ownNames its endpoints' own
 	// names without a stored node.
 	endpoints, ownNames int
@@ -48,7 +51,7 @@ func (b *builder) buildShard(svc *Service, ss []*EndpointSlice, prev *shard) *sh
 	sh := &shard{}
 	b.sh, b.prev = sh, nil
 	if prev != nil {
-		b.prev = prev.bound
+		b.prev, sh.ptrNames = prev.bound, prev.ptrNames
 	}
 	recs := &b.scratch.ptrRecs
 	recs.v4, recs.v6 = recs.v4[:0], recs.v6[:0]
@@ -71,6 +74,17 @@ func (b *builder) buildShard(svc *Service, ss []*EndpointSlice, prev *shard) *sh
 	})
 	b.sh, b.prev = nil, nil
 	return sh
+}
+
+// ptrNames returns the holder of the names of the Service being built,
+// in the primary zone, that its PTR records of fixed and dashed targets
+// point to: the one its previous build made, whose names are the same,
+// so that such records are equal in both builds.
+func (b *builder) ptrNames(namespace, service, owner string) *EndpointSet {
+	if b.sh.ptrNames == nil {
+		b.sh.ptrNames = &EndpointSet{Namespace: namespace, Service: service, owner: owner}
+	}
+	return b.sh.ptrNames
 }
 
 // emptyNonTerminals calls f with the node of every missing ancestor of
