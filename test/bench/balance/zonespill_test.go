@@ -70,7 +70,9 @@ type spillTiming struct {
 
 // spillTimingOf is the smoke run's timing or the full one, with
 // HDNS_BENCH_SPILL_ROUNDS rounds when set (default 4: the verdict pools
-// the rounds, see spillVerdict).
+// the rounds, see spillVerdict), polling the spillQueries entry that
+// HDNS_BENCH_SPILL_QUERY names (default delay: the signal docs/topology.md
+// recommends for pods of unequal speed).
 func spillTimingOf(t *testing.T, smoke bool) spillTiming {
 	tm := spillTiming{warmup: 3 * time.Second, phase: 13 * time.Second, rounds: 4}
 	if smoke {
@@ -83,7 +85,7 @@ func spillTimingOf(t *testing.T, smoke bool) spillTiming {
 		}
 		tm.rounds = r
 	}
-	tm.query = cmp.Or(os.Getenv("HDNS_BENCH_SPILL_QUERY"), "inflight")
+	tm.query = cmp.Or(os.Getenv("HDNS_BENCH_SPILL_QUERY"), "delay")
 	if spillQueries[tm.query] == "" {
 		t.Fatalf("HDNS_BENCH_SPILL_QUERY=%q: want inflight or delay", tm.query)
 	}
@@ -644,7 +646,7 @@ InternalIP, podCIDR 127.57.z.0/24) and one headless Service per phase over its o
 zone, read by hdns from --manifests. %d clients per zone, each resolving with Go's resolver from its own address in its
 zone's podCIDR, then sending one HTTP request to the first address. closed: each client again as soon as its request is
 answered (no pause); open: each client at Poisson arrivals, %.0f/s, whatever the answers take. A real Prometheus scrapes
-the pods' in-flight gauges every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
+the pods' in-flight gauges, busy seconds and finished requests every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
 first %v not measured, one after the other, after a warm-up phase not reported; %d round(s), the order rotated by one
 phase each round; latency is the HTTP request's, the
 lookup before it left out. ideal-jsq sends each request to the pod with the fewest in flight, read directly, whatever its
