@@ -3,6 +3,7 @@
 package balance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -41,22 +42,37 @@ const (
 	// second: 4 clients offer a zone 180 requests/s, where zone-a's pods
 	// serve 133/s and each other zone's 400/s.
 	spillOpenRate = 45.0
-	// spillQuery smooths the scraped in-flight gauge over a few scrapes,
-	// as BenchmarkClosedLoop does.
-	spillQuery = "avg_over_time(inflight[3s])"
-	spillNS    = "spill"
+	spillNS       = "spill"
 )
+
+// spillQueries are the load queries hdns can poll, by their
+// HDNS_BENCH_SPILL_QUERY key. inflight smooths the scraped in-flight
+// gauge over a few scrapes, as BenchmarkClosedLoop does: a measure of
+// load, blind to how fast a pod serves. delay is a new request's expected
+// wait at the pod, shortest-expected-delay's measure: the requests ahead
+// of it and itself, each at the pod's mean busy time per request over
+// 30 s (CPU seconds per request, for a CPU-bound service). It sees a slow
+// pod as loaded even when it holds as many requests as a fast one, and
+// keeps seeing it as slow while it is idle.
+var spillQueries = map[string]string{
+	"inflight": "avg_over_time(inflight[3s])",
+	"delay":    "(avg_over_time(inflight[3s]) + 1) * rate(busy_seconds_total[30s]) / rate(served_total[30s])",
+}
 
 // spillTiming is how long each phase runs, its first warmup not
 // measured, and how many rounds of every phase run.
 type spillTiming struct {
 	warmup, phase time.Duration
 	rounds        int
+	// query is the key of spillQueries hdns polls.
+	query string
 }
 
 // spillTimingOf is the smoke run's timing or the full one, with
 // HDNS_BENCH_SPILL_ROUNDS rounds when set (default 4: the verdict pools
-// the rounds, see spillVerdict).
+// the rounds, see spillVerdict), polling the spillQueries entry that
+// HDNS_BENCH_SPILL_QUERY names (default delay: the signal docs/topology.md
+// recommends for pods of unequal speed).
 func spillTimingOf(t *testing.T, smoke bool) spillTiming {
 	tm := spillTiming{warmup: 3 * time.Second, phase: 13 * time.Second, rounds: 4}
 	if smoke {
@@ -68,6 +84,10 @@ func spillTimingOf(t *testing.T, smoke bool) spillTiming {
 			t.Fatalf("HDNS_BENCH_SPILL_ROUNDS=%q: want 1 to 12 rounds", v)
 		}
 		tm.rounds = r
+	}
+	tm.query = cmp.Or(os.Getenv("HDNS_BENCH_SPILL_QUERY"), "delay")
+	if spillQueries[tm.query] == "" {
+		t.Fatalf("HDNS_BENCH_SPILL_QUERY=%q: want inflight or delay", tm.query)
 	}
 	return tm
 }
@@ -106,8 +126,9 @@ var spillPolicies = []struct{ key, policy string }{
 }
 
 // spillBackend is one pod: a single worker serving requests in turn, each
-// taking service; inflight counts requests queued or being served, and
-// /metrics exposes it for Prometheus.
+// taking service; inflight counts requests queued or being served, busy
+// the worker's time serving them and served those it finished, and
+// /metrics exposes them for Prometheus.
 type spillBackend struct {
 	pod      string
 	zone     int
@@ -115,17 +136,24 @@ type spillBackend struct {
 	service  time.Duration
 	worker   sync.Mutex
 	inflight atomic.Int64
+	busy     atomic.Int64 // nanoseconds
+	served   atomic.Int64
 }
 
 func (b *spillBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/metrics" {
-		fmt.Fprintf(w, "# TYPE inflight gauge\ninflight{namespace=%q,pod=%q} %d\n", spillNS, b.pod, b.inflight.Load())
+		labels := fmt.Sprintf("{namespace=%q,pod=%q}", spillNS, b.pod)
+		fmt.Fprintf(w, "# TYPE inflight gauge\ninflight%s %d\n# TYPE busy_seconds_total counter\nbusy_seconds_total%s %g\n# TYPE served_total counter\nserved_total%s %d\n",
+			labels, b.inflight.Load(), labels, time.Duration(b.busy.Load()).Seconds(), labels, b.served.Load())
 		return
 	}
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
 	b.worker.Lock()
+	start := time.Now()
 	time.Sleep(b.service)
+	b.busy.Add(int64(time.Since(start)))
+	b.served.Add(1)
 	b.worker.Unlock()
 }
 
@@ -271,7 +299,7 @@ func TestBalanceZoneSpill(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startHDNS(t, hdnsBin, "--manifests", dir, "--ttl", "1s", "--prometheus-url", prom.URL,
-		"--load-query", spillQuery, "--load-interval", "500ms")
+		"--load-query", spillQueries[tm.query], "--load-interval", "500ms")
 	for z := range zoneCount {
 		name := sets[0].service + "." + spillNS + ".svc.cluster.local."
 		if zone, by, err := h.locate(name, spillClientAddr(z, 0).String()); err != nil || zone != zoneNames[z] {
@@ -618,12 +646,12 @@ InternalIP, podCIDR 127.57.z.0/24) and one headless Service per phase over its o
 zone, read by hdns from --manifests. %d clients per zone, each resolving with Go's resolver from its own address in its
 zone's podCIDR, then sending one HTTP request to the first address. closed: each client again as soon as its request is
 answered (no pause); open: each client at Poisson arrivals, %.0f/s, whatever the answers take. A real Prometheus scrapes
-the pods' in-flight gauges every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
+the pods' in-flight gauges, busy seconds and finished requests every %v; hdns polls %q every 500 ms; TTL 1 s. Each phase runs %v, the requests sent in the
 first %v not measured, one after the other, after a warm-up phase not reported; %d round(s), the order rotated by one
 phase each round; latency is the HTTP request's, the
 lookup before it left out. ideal-jsq sends each request to the pod with the fewest in flight, read directly, whatever its
 zone. prefer-zone spills over when the mean load score of the client's zone's pods exceeds (1+F) times the others' (F = 1
 by default; over:1000 never spills here).`,
 		spillPodsPerZone, spillService, spillService*spillSlowFactor, spillSlowFactor, spillClientsPerZone, spillOpenRate,
-		spillScrape, spillQuery, tm.phase, tm.warmup, tm.rounds)
+		spillScrape, spillQueries[tm.query], tm.phase, tm.warmup, tm.rounds)
 }
