@@ -1,0 +1,113 @@
+//go:build bench
+
+package balance
+
+import (
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// usedAnswer is one answer as the clients used it: the pod it named and
+// the connections it brought in the measured window.
+type usedAnswer struct{ backend, conns int }
+
+// usedAnswers groups the connections events (all from placed clients,
+// in the measured window) into the answers that sent them. Directly,
+// each connection is its own answer: Go's resolver keeps no cache, so
+// each connection follows its own lookup. Through caches, an answer is
+// the connections of one node's clients (nodeOf: client address → node)
+// to one pod from the first of them until ttl later, when the node's
+// cache has asked again: with first=1 each cached answer names one pod,
+// and a cache holds it for one TTL. Two answers in a row naming the same
+// pod for the same cache are split at ttl, not where the cache really
+// renewed them, so the weights are estimates; their number and sum are
+// not.
+func usedAnswers(events []event, nodeOf map[netip.Addr]int, ttl time.Duration, cached bool) []usedAnswer {
+	var as []usedAnswer
+	if !cached {
+		for _, e := range events {
+			as = append(as, usedAnswer{backend: e.backend, conns: 1})
+		}
+		return as
+	}
+	events = slices.Clone(events)
+	slices.SortStableFunc(events, func(a, b event) int { return int(a.at - b.at) })
+	type key struct{ node, backend int }
+	type open struct {
+		index int // into as
+		first time.Duration
+	}
+	current := map[key]open{}
+	for _, e := range events {
+		k := key{node: nodeOf[e.from], backend: e.backend}
+		o, ok := current[k]
+		if !ok || e.at-o.first >= ttl {
+			o = open{index: len(as), first: e.at}
+			current[k] = o
+			as = append(as, usedAnswer{backend: e.backend})
+		}
+		as[o.index].conns++
+	}
+	return as
+}
+
+// answerFloor is ceil(k)/k for k = answers/n answers per pod: the least
+// max/mean of answers per pod that whole answers allow, and so of
+// connections per pod when every answer brings as many. 0 without
+// answers.
+func answerFloor(answers, n int) float64 {
+	if answers == 0 || n == 0 {
+		return 0
+	}
+	k := float64(answers) / float64(n)
+	return math.Ceil(k) / k
+}
+
+// evenDeals is how many random deals evenDeal averages.
+const evenDeals = 200
+
+// evenDeal is the mean max/mean of connections per pod over evenDeals
+// deals of the answers as to n pods, each deal in a random order and
+// even (every pod gets the same number of answers, give or take one): a
+// balancer that counts answers perfectly but cannot know how many
+// connections each will bring. Above answerFloor by the spread of
+// connections per answer. The seed is fixed, so a report reproduces.
+func evenDeal(as []usedAnswer, n int) float64 {
+	if len(as) == 0 || n == 0 {
+		return 0
+	}
+	w := make([]int, len(as))
+	for i, a := range as {
+		w[i] = a.conns
+	}
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	counts := make([]int, n)
+	sum := 0.0
+	for range evenDeals {
+		rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
+		clear(counts)
+		for i, c := range w {
+			counts[i%n] += c
+		}
+		sum += measure(counts).MaxOverAvg
+	}
+	return sum / evenDeals
+}
+
+// answerWeights is the mean and coefficient of variation of the
+// connections per answer of as.
+func answerWeights(as []usedAnswer) (mean, cv float64) {
+	if len(as) == 0 {
+		return 0, 0
+	}
+	var sum, sumSq float64
+	for _, a := range as {
+		sum += float64(a.conns)
+		sumSq += float64(a.conns) * float64(a.conns)
+	}
+	mean = sum / float64(len(as))
+	return mean, math.Sqrt(max(sumSq/float64(len(as))-mean*mean, 0)) / mean
+}
