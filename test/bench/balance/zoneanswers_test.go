@@ -14,17 +14,24 @@ import (
 // the connections it brought in the measured window.
 type usedAnswer struct{ backend, conns int }
 
+// lateConn is how long after a cache's next answer first shows a
+// connection may still come from its previous answer: a client that
+// resolved just before the cache renewed connects a dial later.
+const lateConn = 200 * time.Millisecond
+
 // usedAnswers groups the connections events (all from placed clients,
 // in the measured window) into the answers that sent them. Directly,
 // each connection is its own answer: Go's resolver keeps no cache, so
-// each connection follows its own lookup. Through caches, an answer is
-// the connections of one node's clients (nodeOf: client address → node)
-// to one pod from the first of them until ttl later, when the node's
-// cache has asked again: with first=1 each cached answer names one pod,
-// and a cache holds it for one TTL. Two answers in a row naming the same
-// pod for the same cache are split at ttl, not where the cache really
-// renewed them, so the weights are estimates; their number and sum are
-// not.
+// each connection follows its own lookup. Through caches, a node's cache
+// holds one answer at a time (first=1: one pod) for one TTL, so the
+// node's connections in time order run in answers: a connection to
+// another pod than the current answer's starts the next answer, unless
+// it goes to the previous answer's pod within lateConn of the switch (a
+// client that resolved before the renewal); a connection to the current
+// pod more than ttl + lateConn after the answer's first starts the next
+// answer too, which names the same pod. That split is an estimate of
+// where the cache renewed, so the weights of such answers are too; their
+// number and sum are not.
 func usedAnswers(events []event, nodeOf map[netip.Addr]int, ttl time.Duration, cached bool) []usedAnswer {
 	var as []usedAnswer
 	if !cached {
@@ -35,21 +42,27 @@ func usedAnswers(events []event, nodeOf map[netip.Addr]int, ttl time.Duration, c
 	}
 	events = slices.Clone(events)
 	slices.SortStableFunc(events, func(a, b event) int { return int(a.at - b.at) })
-	type key struct{ node, backend int }
-	type open struct {
+	type answerAt struct {
 		index int // into as
 		first time.Duration
 	}
-	current := map[key]open{}
+	type node struct{ cur, prev *answerAt }
+	nodes := map[int]*node{}
 	for _, e := range events {
-		k := key{node: nodeOf[e.from], backend: e.backend}
-		o, ok := current[k]
-		if !ok || e.at-o.first >= ttl {
-			o = open{index: len(as), first: e.at}
-			current[k] = o
-			as = append(as, usedAnswer{backend: e.backend})
+		nd := nodes[nodeOf[e.from]]
+		if nd == nil {
+			nd = &node{}
+			nodes[nodeOf[e.from]] = nd
 		}
-		as[o.index].conns++
+		switch {
+		case nd.cur != nil && as[nd.cur.index].backend == e.backend && e.at-nd.cur.first < ttl+lateConn:
+			as[nd.cur.index].conns++
+		case nd.prev != nil && as[nd.prev.index].backend == e.backend && e.at-nd.cur.first < lateConn:
+			as[nd.prev.index].conns++
+		default:
+			nd.prev, nd.cur = nd.cur, &answerAt{index: len(as), first: e.at}
+			as = append(as, usedAnswer{backend: e.backend, conns: 1})
+		}
 	}
 	return as
 }

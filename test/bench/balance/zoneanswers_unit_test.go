@@ -5,6 +5,7 @@ package balance
 import (
 	"math"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -18,20 +19,17 @@ func TestUsedAnswers(t *testing.T) {
 	events := []event{
 		{at: ms(0), backend: 0, from: a},
 		{at: ms(10), backend: 1, from: b},
-		{at: ms(990), backend: 0, from: a}, // still node 0's first answer
-		{at: ms(1005), backend: 2, from: a},
-		{at: ms(1010), backend: 0, from: a}, // one TTL later: a second answer naming pod 0
+		{at: ms(990), backend: 0, from: a},  // still node 0's first answer
+		{at: ms(1005), backend: 2, from: a}, // node 0's cache renewed
+		{at: ms(1015), backend: 0, from: a}, // a late connection of its first answer
 		{at: ms(1020), backend: 1, from: b},
+		{at: ms(1300), backend: 0, from: a}, // too late: a third answer
+		{at: ms(2400), backend: 1, from: b}, // past TTL and lateConn: node 1's second answer
 	}
 	got := usedAnswers(events, nodeOf, time.Second, true)
-	want := []usedAnswer{{0, 2}, {1, 1}, {2, 1}, {0, 1}, {1, 1}}
-	if len(got) != len(want) {
+	want := []usedAnswer{{0, 3}, {1, 2}, {2, 1}, {0, 1}, {1, 1}}
+	if !slices.Equal(got, want) {
 		t.Fatalf("usedAnswers = %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("usedAnswers = %v, want %v", got, want)
-		}
 	}
 	if direct := usedAnswers(events, nodeOf, time.Second, false); len(direct) != len(events) {
 		t.Errorf("direct: %d answers, want one per connection (%d)", len(direct), len(events))
