@@ -79,16 +79,36 @@ func answerFloor(answers, n int) float64 {
 	return math.Ceil(k) / k
 }
 
-// evenDeals is how many random deals evenDeal averages.
-const evenDeals = 200
+// randomDeals is how many random deals randomDeal averages.
+const randomDeals = 200
 
-// evenDeal is the mean max/mean of connections per pod over evenDeals
-// deals of the answers as to n pods, each deal in a random order and
-// even (every pod gets the same number of answers, give or take one): a
-// balancer that counts answers perfectly but cannot know how many
-// connections each will bring. Above answerFloor by the spread of
-// connections per answer. The seed is fixed, so a report reproduces.
-func evenDeal(as []usedAnswer, n int) float64 {
+// inTurnDeal is max/mean of connections per pod when the answers as, in
+// the order of their first connections (usedAnswers keeps it), go to the
+// pods in turn: a strict rotation, which counts answers perfectly and
+// gives each pod answers spread evenly over the window, but cannot know
+// how many connections each will bring. Above answerFloor by the spread
+// of connections per answer that a rotation does not even out. 0
+// without answers.
+func inTurnDeal(as []usedAnswer, n int) float64 {
+	if len(as) == 0 || n == 0 {
+		return 0
+	}
+	counts := make([]int, n)
+	for i, a := range as {
+		counts[i%n] += a.conns
+	}
+	return measure(counts).MaxOverAvg
+}
+
+// randomDeal is the mean max/mean of connections per pod over
+// randomDeals deals of the answers as to n pods, each deal in a random
+// order and even (every pod the same number of answers, give or take
+// one): a balancer that counts answers perfectly but picks which pod
+// gets which at random. Unlike a rotation it does not spread each pod's
+// answers over the window, so it also feels what changes in time (the
+// connections per answer fall when the machine is busy). The seed is
+// fixed, so a report reproduces.
+func randomDeal(as []usedAnswer, n int) float64 {
 	if len(as) == 0 || n == 0 {
 		return 0
 	}
@@ -99,7 +119,7 @@ func evenDeal(as []usedAnswer, n int) float64 {
 	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	counts := make([]int, n)
 	sum := 0.0
-	for range evenDeals {
+	for range randomDeals {
 		rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
 		clear(counts)
 		for i, c := range w {
@@ -107,7 +127,7 @@ func evenDeal(as []usedAnswer, n int) float64 {
 		}
 		sum += measure(counts).MaxOverAvg
 	}
-	return sum / evenDeals
+	return sum / randomDeals
 }
 
 // answerWeights is the mean and coefficient of variation of the

@@ -44,7 +44,16 @@ func TestUsedAnswers(t *testing.T) {
 	for i := range equal {
 		equal[i] = usedAnswer{conns: 10}
 	}
-	if d := evenDeal(equal, 50); math.Abs(d-7/6.4) > 1e-9 {
-		t.Errorf("evenDeal of equal answers = %v, want the floor 7/6.4", d)
+	if d := randomDeal(equal, 50); math.Abs(d-7/6.4) > 1e-9 {
+		t.Errorf("randomDeal of equal answers = %v, want the floor 7/6.4", d)
+	}
+	if d := inTurnDeal(equal, 50); math.Abs(d-7/6.4) > 1e-9 {
+		t.Errorf("inTurnDeal of equal answers = %v, want the floor 7/6.4", d)
+	}
+	// Heavy and light answers alternating: in turn over two pods, one
+	// gets all the heavy ones.
+	alternating := []usedAnswer{{conns: 3}, {conns: 1}, {conns: 3}, {conns: 1}}
+	if d := inTurnDeal(alternating, 2); d != 1.5 {
+		t.Errorf("inTurnDeal of alternating answers = %v, want 6/4", d)
 	}
 }

@@ -118,11 +118,11 @@ type zoneResult struct {
 	InZone   float64
 	Unplaced int
 	PerZone  [zoneCount]spread
-	// Floor is answerFloor and Even evenDeal of each zone's answers (see
-	// usedAnswers): what a balancer of whole answers could reach in the
-	// window. Handouts is max/mean of hdns's own first places per pod in
+	// Floor is answerFloor, InTurn inTurnDeal and Random randomDeal of
+	// each zone's answers (see usedAnswers): what a balancer of whole
+	// answers could reach in the window. Handouts is max/mean of hdns's own first places per pod in
 	// each zone (hdns_policy_endpoint_handouts_total), -1 when unread.
-	Floor, Even, Handouts [zoneCount]float64
+	Floor, InTurn, Random, Handouts [zoneCount]float64
 	// AnswersPerPod is the answers per pod, ConnsPerAnswer and AnswerCV
 	// the mean and CV of connections per answer, over all zones.
 	AnswersPerPod, ConnsPerAnswer, AnswerCV float64
@@ -473,7 +473,8 @@ func zoneMeasure(sc *zoneScenario, lay zoneLayout, ttl, from, to time.Duration) 
 	for z := range zoneCount {
 		r.PerZone[z] = measure(counts[z*lay.n : (z+1)*lay.n])
 		r.Floor[z] = answerFloor(len(byZone[z]), lay.n)
-		r.Even[z] = evenDeal(byZone[z], lay.n)
+		r.InTurn[z] = inTurnDeal(byZone[z], lay.n)
+		r.Random[z] = randomDeal(byZone[z], lay.n)
 	}
 	r.AnswersPerPod = float64(len(answers)) / float64(zoneCount*lay.n)
 	r.ConnsPerAnswer, r.AnswerCV = answerWeights(answers)
@@ -482,8 +483,8 @@ func zoneMeasure(sc *zoneScenario, lay zoneLayout, ttl, from, to time.Duration) 
 
 func zoneTable(rs []zoneResult) string {
 	var b strings.Builder
-	b.WriteString("| pods per zone | path | policy | conns | in client's zone | max/mean zone-a / b / c | floor | even deal | hdns handouts max/mean | answers per pod | conns per answer (CV) | conns zone-a / b / c | errors |\n")
-	b.WriteString("|---:|---|---|---:|---:|---|---|---|---|---:|---:|---|---:|\n")
+	b.WriteString("| pods per zone | path | policy | conns | in client's zone | max/mean zone-a / b / c | floor | dealt in turn | dealt at random | hdns handouts max/mean | answers per pod | conns per answer (CV) | conns zone-a / b / c | errors |\n")
+	b.WriteString("|---:|---|---|---:|---:|---|---|---|---|---|---:|---:|---|---:|\n")
 	for _, r := range rs {
 		var mm, conns [zoneCount]float64
 		for z, s := range r.PerZone {
@@ -493,9 +494,9 @@ func zoneTable(rs []zoneResult) string {
 		if r.Unplaced > 0 {
 			unplaced = fmt.Sprintf(" (%d from unknown addresses)", r.Unplaced)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %d | %.1f%%%s | %s | %s | %s | %s | %.1f | %.1f (%.2f) | %s | %d |\n",
+		fmt.Fprintf(&b, "| %d | %s | %s | %d | %.1f%%%s | %s | %s | %s | %s | %s | %.1f | %.1f (%.2f) | %s | %d |\n",
 			r.N, r.Path, r.Policy, r.Conns, 100*r.InZone, unplaced, perZone("%.2f", mm), perZone("%.2f", r.Floor),
-			perZone("%.2f", r.Even), perZone("%.2f", r.Handouts), r.AnswersPerPod, r.ConnsPerAnswer, r.AnswerCV,
+			perZone("%.2f", r.InTurn), perZone("%.2f", r.Random), perZone("%.2f", r.Handouts), r.AnswersPerPod, r.ConnsPerAnswer, r.AnswerCV,
 			perZone("%.0f", conns), r.Errors)
 	}
 	return b.String()
@@ -517,7 +518,7 @@ func perZone(format string, v [zoneCount]float64) string {
 
 // zoneVerdict states the targets (≥ 95% in the client's zone, max/mean ≤
 // 1.05 within each zone) for the locality rows, and when a miss is the
-// window's: its even deal already above 1.05. A report, not a failure.
+// window's: a strict rotation of its answers above 1.05 too. A report, not a failure.
 func zoneVerdict(rs []zoneResult) string {
 	var b strings.Builder
 	b.WriteString("\nTargets for the locality rows: ≥ 95% of connections in the client's zone, max/mean ≤ 1.05 within each zone:\n")
@@ -527,16 +528,16 @@ func zoneVerdict(rs []zoneResult) string {
 		}
 		worst, even := 0.0, 0.0
 		for z, s := range r.PerZone {
-			worst, even = max(worst, s.MaxOverAvg), max(even, r.Even[z])
+			worst, even = max(worst, s.MaxOverAvg), max(even, r.InTurn[z])
 		}
 		mark := "meets"
 		if r.InZone < 0.95 || worst > 1.05 {
 			mark = "MISSES"
 		}
 		if worst > 1.05 && even > 1.05 {
-			mark += ", as an even deal of the same answers would: the window is too short to tell"
+			mark += ", as a strict rotation of the same answers would: the window is too short to tell"
 		}
-		fmt.Fprintf(&b, "- %d per zone, %s, %s: %.1f%% in zone, worst zone max/mean %.2f (even deal %.2f): %s\n",
+		fmt.Fprintf(&b, "- %d per zone, %s, %s: %.1f%% in zone, worst zone max/mean %.2f (dealt in turn %.2f): %s\n",
 			r.N, r.Path, r.Policy, 100*r.InZone, worst, even, mark)
 	}
 	return b.String()
@@ -558,17 +559,20 @@ them. The scenarios of one size and path run at once; warm-up %v (not counted), 
 of connections whose backend is in the zone of the client's node, counted at the backends from the connection's source
 address; max/mean is over the N pods of each zone (per zone a / b / c).
 What the window allows: connections come in whole answers, so max/mean has a floor that no balancer of answers goes under.
-An answer is what one lookup gave: directly, each connection (Go's resolver keeps no cache); through a cache, the connections
-of one node's clients to one pod within one TTL of the first, as the node's cache holds one first place per TTL (%d s) —
-about %d caches per zone × %v / %d s = %d cached answers per zone in the window, %.1f per pod at N = %d. "answers per pod" counts
+An answer is what one lookup gave: directly, each connection (Go's resolver keeps no cache); through a cache, a run of one
+node's connections to one pod (the node's cache holds one first place for one TTL, %d s; a connection to the previous answer's
+pod just after the renewal still counts to it): about %d caches per zone × %v / %d s = %d cached answers per zone in the
+window, %.1f per pod at N = %d, a little fewer as a cache renews only when asked after the expiry. "answers per pod" counts
 them. "floor" is ceil(k)/k for k = a zone's answers / N: max/mean of answers per pod at best, and of connections too if every
-answer brought as many. "even deal" is max/mean of connections per pod when the zone's answers, with the connections each
-actually brought, are dealt out evenly (every pod the same number, give or take one) in random order, averaged over %d deals:
-what a balancer that counts answers perfectly, blind to how many connections each will bring, would have read in this window.
-It adds the spread of connections per answer ("conns per answer", mean and CV) to the floor; a row reads above it by what the
-balancer itself adds. "hdns handouts max/mean" is hdns's own count of first places per pod in each zone over the measured
-window (hdns_policy_endpoint_handouts_total), which through caches also counts a cache's copies of one question.
+answer brought as many. The deals give each pod the same number of the zone's answers (give or take one), each with the
+connections it actually brought: "dealt in turn" in the order the answers began (a strict rotation: each pod's answers spread
+over the window), "dealt at random" in random order (mean of %d deals), which also feels what changes in time (fewer
+connections per answer while the machine is busy). Both count answers perfectly and are blind to how many connections each
+will bring: they add the spread of connections per answer ("conns per answer", mean and CV) to the floor. References, not
+bounds: a balancer can land below them by chance. "hdns handouts max/mean" is hdns's own count of first places per pod in
+each zone over the measured window (hdns_policy_endpoint_handouts_total), which through caches also counts a cache's copies
+of one question (answered alike, counted once in hdns's ledger), so it reads above what hdns balanced.
 HDNS_BENCH_STEADY sets the measured window.`,
 		zoneCount, lay.nodesPerZone, lay.nodesPerZone, lay.hostsPerNode, cfg.goPause, cfg.ttl, cfg.warm, cfg.steady,
-		cfg.ttl, lay.nodesPerZone, cfg.steady, cfg.ttl, cachedPerZone, float64(cachedPerZone)/float64(largest), largest, evenDeals)
+		cfg.ttl, lay.nodesPerZone, cfg.steady, cfg.ttl, cachedPerZone, float64(cachedPerZone)/float64(largest), largest, randomDeals)
 }
