@@ -120,8 +120,9 @@ type zoneResult struct {
 	PerZone  [zoneCount]spread
 	// Floor is answerFloor, InTurn inTurnDeal and Random randomDeal of
 	// each zone's answers (see usedAnswers): what a balancer of whole
-	// answers could reach in the window. Handouts is max/mean of hdns's own first places per pod in
-	// each zone (hdns_policy_endpoint_handouts_total), -1 when unread.
+	// answers could reach in the window. Handouts is max/mean of hdns's
+	// own first places per pod in each zone
+	// (hdns_policy_endpoint_handouts_total), -1 when unread.
 	Floor, InTurn, Random, Handouts [zoneCount]float64
 	// AnswersPerPod is the answers per pod, ConnsPerAnswer and AnswerCV
 	// the mean and CV of connections per answer, over all zones.
