@@ -160,6 +160,16 @@ func benchConfig(t *testing.T) config {
 			*d *= time.Duration(ttl)
 		}
 	}
+	if v := os.Getenv("HDNS_BENCH_STEADY"); v != "" {
+		// As given, after the TTL scaling and in the smoke run too: a
+		// longer window gives each pod more cached answers (see the zone
+		// report's floor).
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			t.Fatalf("HDNS_BENCH_STEADY=%q: want a duration > 0", v)
+		}
+		c.steady = d
+	}
 	variantConfig(t, &c)
 	return c
 }
