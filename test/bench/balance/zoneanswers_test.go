@@ -136,11 +136,10 @@ func answerWeights(as []usedAnswer) (mean, cv float64) {
 	if len(as) == 0 {
 		return 0, 0
 	}
-	var sum, sumSq float64
-	for _, a := range as {
-		sum += float64(a.conns)
-		sumSq += float64(a.conns) * float64(a.conns)
+	conns := make([]int, len(as))
+	for i, a := range as {
+		conns[i] = a.conns
 	}
-	mean = sum / float64(len(as))
-	return mean, math.Sqrt(max(sumSq/float64(len(as))-mean*mean, 0)) / mean
+	s := measure(conns)
+	return float64(s.Total) / float64(len(as)), s.CV
 }
