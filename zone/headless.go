@@ -333,7 +333,7 @@ func (s *EndpointSet) markRepeats(cands []*candidate, byHost *map[string]int32) 
 	// Names spelled from addresses are distinct: candidates' addresses
 	// are, and a dashed IPv4 address never spells an IPv6 one. Only a
 	// hostname or a Pod's name can repeat another's.
-	spelled := slices.ContainsFunc(s.members, func(m member) bool {
+	namesMayRepeat := slices.ContainsFunc(s.members, func(m member) bool {
 		return m.flags&hostFrom == hostFromHostname || m.flags&hostFrom == hostFromPod
 	})
 	for i := range s.members {
@@ -341,7 +341,7 @@ func (s *EndpointSet) markRepeats(cands []*candidate, byHost *map[string]int32) 
 		if m.flags&named == 0 || m.ports == 0 {
 			continue
 		}
-		if spelled {
+		if namesMayRepeat {
 			if first, ok := byName[cands[i].id.Hostname]; ok {
 				m.flags |= repeatsSRV
 				s.members[first].flags |= repeatsSRV
