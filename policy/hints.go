@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,21 +70,11 @@ func (t *hintTable) intern(zones, nodes string) HintSet {
 func internAll(names string) []Place {
 	var out []Place
 	for _, n := range strings.Fields(names) {
-		if p := places.intern(n); !has(out, p) {
+		if p := places.intern(n); !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
 	return out
-}
-
-// has reports whether ps holds p.
-func has(ps []Place, p Place) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // HintedDistribution is the trafficDistribution that EndpointSlice hints
@@ -156,7 +147,7 @@ func (lv *level) hints(e *Endpoint) []Place {
 func (lv *level) local(e *Endpoint) bool {
 	switch {
 	case lv.hinted:
-		return has(lv.hints(e), lv.place)
+		return slices.Contains(lv.hints(e), lv.place)
 	case lv.node:
 		return e.Node == lv.place
 	}
